@@ -1,0 +1,146 @@
+"""The `router` command line: worker, schemas, rules, simulate, lag, tail, vendors."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(
+    name="router",
+    help="Marketplace support-ticket router: run the engine, manage rules, inspect topics.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,  # locals may hold secrets
+)
+schemas_app = typer.Typer(help="Record schemas.", no_args_is_help=True)
+vendors_app = typer.Typer(help="Vendor queues.", no_args_is_help=True)
+app.add_typer(schemas_app, name="schemas")
+app.add_typer(vendors_app, name="vendors")
+
+SettingsOpt = Annotated[
+    Path | None,
+    typer.Option("--settings", help="YAML/JSON settings file (environment overrides it)."),
+]
+
+
+def _settings(path: Path | None) -> object:
+    if path is not None:
+        if not path.is_file():
+            raise typer.BadParameter(f"{path} does not exist", param_hint="--settings")
+        os.environ["ROUTER_SETTINGS_FILE"] = str(path)
+    from streams.settings import RouterSettings
+
+    return RouterSettings()
+
+
+@app.command()
+def worker(
+    settings_file: SettingsOpt = None,
+    rules: Annotated[
+        Path | None, typer.Option(help="Ruleset file; default: the built-in policy.")
+    ] = None,
+) -> None:
+    """Run the routing engine until SIGTERM/SIGINT."""
+    from streams.settings import RouterSettings
+    from streams.worker import run_worker
+
+    settings = _settings(settings_file)
+    assert isinstance(settings, RouterSettings)
+    policy = None
+    rules_path = rules or settings.rules_file
+    if rules_path is not None:
+        policy = _load_policy(rules_path)
+    run_worker(settings, policy)
+
+
+def _load_policy(path: Path) -> object:
+    try:
+        from router.rules_policy import policy_from_file
+    except ImportError as exc:  # pragma: no cover - rules engine not installed
+        raise typer.BadParameter(f"rule engine unavailable: {exc}") from exc
+    return policy_from_file(path)
+
+
+@schemas_app.command("export")
+def schemas_export(
+    directory: Annotated[Path, typer.Argument(help="Directory to write *.schema.json into.")],
+) -> None:
+    """Write a JSON Schema file for every record type."""
+    from router.schema_export import export_schemas
+
+    for path in export_schemas(directory):
+        typer.echo(str(path))
+
+
+@vendors_app.command("provision")
+def vendors_provision(
+    vendor_ids: Annotated[list[str], typer.Argument(help="Vendor ids, e.g. acme-tools")],
+    settings_file: SettingsOpt = None,
+) -> None:
+    """Create `queue.vendor.<id>` topics ahead of the first ticket."""
+    import re
+
+    from schemas.message import VENDOR_ID_PATTERN
+    from streams.settings import RouterSettings
+    from streams.topics import TopicManager
+
+    bad = [v for v in vendor_ids if not re.fullmatch(VENDOR_ID_PATTERN, v)]
+    if bad:
+        raise typer.BadParameter(f"invalid vendor id(s) {bad}: must match {VENDOR_ID_PATTERN}")
+    settings = _settings(settings_file)
+    assert isinstance(settings, RouterSettings)
+    asyncio.run(TopicManager(settings).ensure([f"queue.vendor.{v}" for v in vendor_ids]))
+    for v in vendor_ids:
+        typer.echo(settings.topic(f"queue.vendor.{v}"))
+
+
+@app.command()
+def tail(
+    topic: Annotated[str, typer.Argument(help="Logical topic, e.g. channel.dlq")],
+    settings_file: SettingsOpt = None,
+    from_beginning: Annotated[bool, typer.Option("--from-beginning")] = False,
+    limit: Annotated[int, typer.Option(help="Stop after N records (0: follow).")] = 0,
+) -> None:
+    """Print records of a topic as JSON lines."""
+    from streams.settings import RouterSettings
+    from streams.tools import tail_topic
+
+    settings = _settings(settings_file)
+    assert isinstance(settings, RouterSettings)
+    asyncio.run(tail_topic(settings, topic, from_beginning=from_beginning, limit=limit))
+
+
+@app.command()
+def lag(settings_file: SettingsOpt = None) -> None:
+    """Consumer lag of the engine's group, per topic and partition."""
+    from streams.settings import RouterSettings
+    from streams.tools import group_lag
+
+    settings = _settings(settings_file)
+    assert isinstance(settings, RouterSettings)
+    rows = asyncio.run(group_lag(settings))
+    total = 0
+    for topic, partition, committed, end in rows:
+        lag_n = end - (committed if committed >= 0 else 0)
+        total += lag_n
+        typer.echo(f"{topic}\t{partition}\tcommitted={committed}\tend={end}\tlag={lag_n}")
+    typer.echo(f"total lag: {total}")
+
+
+def _mount_optional() -> None:
+    try:
+        from router.cli_rules import rules_app, simulate
+    except ImportError:  # pragma: no cover - the rule engine ships separately
+        return
+    app.add_typer(rules_app, name="rules")
+    app.command("simulate")(simulate)
+
+
+_mount_optional()
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,149 @@
+"""Decode and validate inbound channel records; everything bad becomes a `Rejected`."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from datetime import datetime
+
+import orjson
+from pydantic import ValidationError
+
+from router.ids import derive_id
+from router.records import OutRecord
+from schemas.dead_letter import (
+    MESSAGE_REJECTED,
+    DeadLetter,
+    FieldError,
+    OriginalRecord,
+    RejectReason,
+    SourcePosition,
+)
+from schemas.envelope import envelope
+from schemas.message import MESSAGE_RECEIVED, Channel, InboundEvent
+
+DLQ_TOPIC = "channel.dlq"
+DEFAULT_MAX_RECORD_BYTES = 256 * 1024
+ENGINE_SOURCE = "urn:ticket-router:engine"
+
+CHANNEL_TOPICS: dict[str, Channel] = {f"channel.{c.value}": c for c in Channel}
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A record that cannot be processed, with the dead-letter record that preserves it."""
+
+    reason: RejectReason
+    error: str
+    record: OutRecord
+
+
+def parse_inbound(
+    value: bytes | None,
+    key: bytes | None,
+    source: SourcePosition,
+    now: datetime,
+    *,
+    expected_channel: Channel | None = None,
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+) -> InboundEvent | Rejected:
+    """Decode once (pydantic straight from bytes) and map every failure to a reason."""
+
+    def reject(reason: RejectReason, error: str, errors: list[FieldError] | None = None) -> Rejected:
+        return Rejected(
+            reason, error, dead_letter(reason, error, errors or [], source, key, value or b"", now)
+        )
+
+    if value is None or not value:
+        return reject(RejectReason.SCHEMA_VIOLATION, "record value is empty (tombstone?)")
+    if len(value) > max_record_bytes:
+        return reject(
+            RejectReason.OVERSIZE,
+            f"record is {len(value)} bytes; the limit is {max_record_bytes}",
+        )
+    try:
+        event = InboundEvent.model_validate_json(value)
+    except ValidationError as exc:
+        return reject(*_classify(exc))
+    if event.type != MESSAGE_RECEIVED:
+        return reject(
+            RejectReason.UNSUPPORTED_TYPE,
+            f"type is {event.type!r}; channel topics carry {MESSAGE_RECEIVED!r}",
+            [FieldError(field="type", error=f"expected {MESSAGE_RECEIVED!r}")],
+        )
+    if expected_channel is not None and event.data.channel is not expected_channel:
+        return reject(
+            RejectReason.CHANNEL_MISMATCH,
+            f"data.channel is {event.data.channel.value!r} but the record arrived on "
+            f"{source.topic!r}",
+            [FieldError(field="data.channel", error=f"expected {expected_channel.value!r}")],
+        )
+    return event
+
+
+def _classify(exc: ValidationError) -> tuple[RejectReason, str, list[FieldError]]:
+    """Which field failed and why, as data: the first 20 errors with dotted paths."""
+    errors = exc.errors(include_url=False, include_input=False)
+    if any(e["type"] == "json_invalid" for e in errors):
+        return RejectReason.INVALID_JSON, f"invalid JSON: {errors[0]['msg']}", []
+    fields = [
+        FieldError(field=".".join(str(p) for p in e["loc"]) or "<root>", error=e["msg"])
+        for e in errors[:20]
+    ]
+    if any(tuple(e["loc"][:2]) == ("data", "channel") for e in errors):
+        allowed = ", ".join(c.value for c in Channel)
+        return RejectReason.UNKNOWN_CHANNEL, f"data.channel must be one of: {allowed}", fields
+    summary = "; ".join(f"{f.field}: {f.error}" for f in fields[:5])
+    return RejectReason.SCHEMA_VIOLATION, f"schema violation: {summary}", fields
+
+
+def _text_or_base64(raw: bytes) -> tuple[str, str]:
+    try:
+        return raw.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        return base64.b64encode(raw).decode("ascii"), "base64"
+
+
+def dead_letter(
+    reason: RejectReason,
+    error: str,
+    errors: list[FieldError],
+    source: SourcePosition,
+    key: bytes | None,
+    value: bytes,
+    now: datetime,
+) -> OutRecord:
+    """The DLQ record: original key and bytes kept exactly, reason in data and headers."""
+    text_key, key_encoding = _text_or_base64(key) if key is not None else (None, "utf-8")
+    text_value, value_encoding = _text_or_base64(value)
+    letter = DeadLetter(
+        reason=reason,
+        error=error,
+        errors=errors,
+        source=source,
+        original=OriginalRecord(
+            key=text_key,
+            key_encoding=key_encoding,
+            value=text_value,
+            value_encoding=value_encoding,
+            size=len(value),
+        ),
+    )
+    event_id = derive_id("dlq", source.topic, str(source.partition), str(source.offset))
+    doc = envelope(
+        event_id=event_id,
+        source=ENGINE_SOURCE,
+        event_type=MESSAGE_REJECTED,
+        time=now,
+        subject=f"{source.topic}/{source.partition}/{source.offset}",
+        data=letter.model_dump(mode="json"),
+    )
+    headers = (
+        ("dlq.reason", reason.value.encode()),
+        ("dlq.error", error[:1000].encode()),
+        ("dlq.source.topic", source.topic.encode()),
+        ("dlq.source.partition", str(source.partition).encode()),
+        ("dlq.source.offset", str(source.offset).encode()),
+        ("content-type", b"application/cloudevents+json"),
+    )
+    return OutRecord(topic=DLQ_TOPIC, key=key, value=orjson.dumps(doc), headers=headers)

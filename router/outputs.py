@@ -1,0 +1,125 @@
+"""Render a threaded message as the records it produces. Ids derive from the inbound id."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from router.ids import derive_id
+from router.inbound import ENGINE_SOURCE
+from router.records import OutRecord, queue_topic
+from router.tickets import Threaded, TicketState
+from schemas.envelope import envelope
+from schemas.ticket import ROUTING_DECIDED, TICKET_ROUTED, TicketEventKind
+
+EVENTS_TOPIC = "tickets.events"
+DECISIONS_TOPIC = "tickets.decisions"
+_CE_HEADERS = (("content-type", b"application/cloudevents+json"),)
+
+
+def routed_ticket_data(state: TicketState) -> dict[str, Any]:
+    return {
+        "ticket_id": state.ticket_id,
+        "queue": state.queue,
+        "priority": state.priority.value,
+        "sla": {"policy": state.sla_policy, "deadlines": {}},
+        "rule_id": state.rule_id,
+        "ruleset_version": state.ruleset_version,
+        "tags": list(state.tags),
+        "channel": state.channel.value,
+        "vendor_id": state.vendor_id,
+        "order_id": state.order_id,
+        "subject": state.subject,
+        "opened_at": state.opened_at,
+        "message_count": state.message_count,
+        "messages_omitted": state.message_count - len(state.messages),
+        "messages": [m.model_dump(mode="json", exclude_none=True) for m in state.messages],
+    }
+
+
+def _record(
+    topic: str, ticket_id: str, event_id: str, event_type: str, now: datetime, data: Any
+) -> OutRecord:
+    doc = envelope(
+        event_id=event_id,
+        source=ENGINE_SOURCE,
+        event_type=event_type,
+        time=now,
+        subject=ticket_id,
+        data=data,
+    )
+    return OutRecord(topic, ticket_id.encode(), orjson.dumps(doc), _CE_HEADERS)
+
+
+def render(threaded: Threaded, inbound_id: str, now: datetime) -> list[OutRecord]:
+    """Queue record first (what desks wait for), then the audit decision, then events."""
+    state, message = threaded.state, threaded.message
+    tid = state.ticket_id
+    routed = routed_ticket_data(state)
+    out = [
+        _record(
+            queue_topic(state.queue),
+            tid,
+            derive_id(tid, inbound_id, "queued"),
+            TICKET_ROUTED,
+            now,
+            routed,
+        )
+    ]
+    decision = threaded.decision
+    if decision is not None:
+        out.append(
+            _record(
+                DECISIONS_TOPIC,
+                tid,
+                derive_id(tid, inbound_id, "decision"),
+                ROUTING_DECIDED,
+                now,
+                {
+                    "ticket_id": tid,
+                    "inbound_id": inbound_id,
+                    "queue": decision.queue,
+                    "priority": decision.priority.value,
+                    "tags": list(decision.tags),
+                    "sla_policy": decision.sla_policy,
+                    "rule_id": decision.rule_id,
+                    "ruleset": decision.ruleset,
+                    "ruleset_version": decision.ruleset_version,
+                    "explanation": decision.explanation,
+                    "trace": [t.model_dump() for t in decision.trace],
+                    "decided_at": now,
+                },
+            )
+        )
+
+    def event(kind: TicketEventKind, **extra: Any) -> OutRecord:
+        data = {"ticket_id": tid, "kind": kind.value, "at": now, "inbound_id": inbound_id, **extra}
+        return _record(
+            EVENTS_TOPIC, tid, derive_id(tid, inbound_id, kind.value), kind.event_type, now, data
+        )
+
+    if threaded.is_new:
+        out.append(event(TicketEventKind.OPENED, channel=state.channel.value, queue=state.queue))
+    out.append(
+        event(
+            TicketEventKind.MESSAGE_ADDED,
+            message_id=message.message_id,
+            message_seq=message.seq,
+            channel=message.channel.value,
+            sender_role=message.sender.role.value,
+            queue=state.queue,
+        )
+    )
+    if threaded.is_new:
+        out.append(
+            event(
+                TicketEventKind.ROUTED,
+                queue=state.queue,
+                priority=state.priority.value,
+                sla_policy=state.sla_policy,
+                ticket=routed,
+            )
+        )
+    return out

@@ -1,0 +1,1 @@
+"""SLA policies, business calendars, per-ticket clocks and the deadline index (pure core)."""

@@ -1,0 +1,293 @@
+"""Business-time calendars: 24/7, business hours in an IANA zone, and follow-the-sun unions.
+
+Arithmetic runs on integer microseconds since the epoch, so `add_business_seconds` followed by
+`business_seconds_between` round-trips exactly. Shift boundaries are local wall times resolved
+with PEP 495 `fold=0`: a boundary inside a DST gap is read with the offset before the change
+(so it lands as far after the gap start as it was written after it), an ambiguous one takes its
+first occurrence. A week with no closed day and no offset change is skipped in one step.
+"""
+
+from __future__ import annotations
+
+import heapq
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import holidays
+
+US_PER_SECOND = 1_000_000
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_US = timedelta(microseconds=1)
+_ONE_DAY = timedelta(days=1)
+_ONE_WEEK = timedelta(days=7)
+_DAY_SECONDS = 86_400
+# A calendar that stays closed this long is misconfigured; fail instead of scanning forever.
+MAX_SCAN_DAYS = 3_660
+_FAR_FUTURE_US = 2**62
+_CACHE_LIMIT = 20_000
+
+Interval = tuple[int, int]  # [start_us, end_us)
+Shift = tuple[int, int]  # [start, end) in local seconds of the day; end may be 86400
+
+
+class CalendarError(ValueError):
+    """A calendar cannot answer: never open, or given a naive datetime."""
+
+
+def to_us(moment: datetime) -> int:
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise CalendarError(f"naive datetime {moment.isoformat()}: give a UTC offset")
+    return (moment - EPOCH) // _ONE_US
+
+
+def from_us(us: int) -> datetime:
+    return EPOCH + timedelta(microseconds=us)
+
+
+def _seconds_to_us(seconds: float) -> int:
+    if seconds < 0:
+        raise CalendarError(f"cannot add negative business time ({seconds} s)")
+    return round(seconds * US_PER_SECOND)
+
+
+class Calendar(ABC):
+    """Open time as a sorted stream of intervals; the arithmetic below works for any calendar."""
+
+    name: str
+
+    @abstractmethod
+    def intervals_from(self, start_us: int) -> Iterator[Interval]:
+        """Open intervals ending after `start_us`, ascending and disjoint (may touch)."""
+
+    def add_us(self, start_us: int, amount_us: int) -> int:
+        if amount_us == 0:
+            return start_us
+        remaining = amount_us
+        for open_us, close_us in self.intervals_from(start_us):
+            begin = max(open_us, start_us)
+            span = close_us - begin
+            if remaining <= span:
+                return begin + remaining
+            remaining -= span
+        raise CalendarError(f"calendar {self.name!r} is never open after {from_us(start_us)}")
+
+    def between_us(self, a_us: int, b_us: int) -> int:
+        if b_us < a_us:
+            return -self.between_us(b_us, a_us)
+        total = 0
+        for open_us, close_us in self.intervals_from(a_us):
+            if open_us >= b_us:
+                break
+            total += min(close_us, b_us) - max(open_us, a_us)
+        return total
+
+    def add_business_seconds(self, start: datetime, seconds: float) -> datetime:
+        """The moment `seconds` of open time after `start` (UTC). Zero returns `start`."""
+        return from_us(self.add_us(to_us(start), _seconds_to_us(seconds)))
+
+    def business_seconds_between(self, a: datetime, b: datetime) -> float:
+        """Open seconds in [a, b); negative when b is before a."""
+        return self.between_us(to_us(a), to_us(b)) / US_PER_SECOND
+
+    def is_open(self, at: datetime) -> bool:
+        at_us = to_us(at)
+        for open_us, _close_us in self.intervals_from(at_us):
+            return open_us <= at_us
+        return False
+
+
+class AlwaysOpen(Calendar):
+    """24/7: business time is wall time."""
+
+    def __init__(self, name: str = "always") -> None:
+        self.name = name
+
+    def intervals_from(self, start_us: int) -> Iterator[Interval]:
+        yield (start_us, _FAR_FUTURE_US)
+
+    def add_us(self, start_us: int, amount_us: int) -> int:
+        return start_us + amount_us
+
+    def between_us(self, a_us: int, b_us: int) -> int:
+        return b_us - a_us
+
+
+class BusinessHours(Calendar):
+    """Weekly shifts in one IANA time zone, closed on holidays and on listed dates."""
+
+    def __init__(
+        self,
+        name: str,
+        timezone: str,
+        weekly: Sequence[Sequence[Shift]],
+        *,
+        holiday_country: str | None = None,
+        holiday_subdivision: str | None = None,
+        closed_dates: Iterable[date] = (),
+    ) -> None:
+        self.name = name
+        try:
+            self.zone = ZoneInfo(timezone)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise CalendarError(f"calendar {name!r}: unknown time zone {timezone!r}") from exc
+        self.weekly = _validated_week(name, weekly)
+        self._nominal_week_us = sum(e - s for day in self.weekly for s, e in day) * US_PER_SECOND
+        self._holiday_region = (holiday_country, holiday_subdivision)
+        if holiday_country is not None:
+            self._holiday_dates(2000)  # fail now on an unknown country or subdivision
+        self._custom_closed = frozenset(closed_dates)
+        self._closed_by_year: dict[int, frozenset[date]] = {}
+        self._day_cache: dict[date, tuple[Interval, ...]] = {}
+
+    def _holiday_dates(self, year: int) -> frozenset[date]:
+        country, subdivision = self._holiday_region
+        if country is None:
+            return frozenset()
+        try:
+            found = holidays.country_holidays(country, subdiv=subdivision, years=year)
+        except NotImplementedError as exc:
+            raise CalendarError(f"calendar {self.name!r}: {exc}") from exc
+        return frozenset(found.keys())
+
+    def is_closed_day(self, day: date) -> bool:
+        closed = self._closed_by_year.get(day.year)
+        if closed is None:
+            closed = self._holiday_dates(day.year) | {
+                d for d in self._custom_closed if d.year == day.year
+            }
+            self._closed_by_year[day.year] = closed
+        return day in closed
+
+    def day_intervals(self, day: date) -> tuple[Interval, ...]:
+        """Open intervals (UTC microseconds) of one local date."""
+        cached = self._day_cache.get(day)
+        if cached is not None:
+            return cached
+        if self.is_closed_day(day):
+            intervals: tuple[Interval, ...] = ()
+        else:
+            midnight = datetime(day.year, day.month, day.day, tzinfo=self.zone)
+            intervals = tuple(
+                (to_us(midnight + timedelta(seconds=s)), to_us(midnight + timedelta(seconds=e)))
+                for s, e in self.weekly[day.weekday()]
+            )
+        if len(self._day_cache) >= _CACHE_LIMIT:
+            self._day_cache.clear()
+        self._day_cache[day] = intervals
+        return intervals
+
+    def _local_date(self, us: int) -> date:
+        return from_us(us).astimezone(self.zone).date()
+
+    def _plain_week_us(self, first_day: date) -> int | None:
+        """Open time of the 7 days from `first_day` when it is the nominal week, else None.
+
+        Nominal means no closed day and the same UTC offset at both ends; a week holding two
+        offset changes that cancel out would be missed, and no zone has one.
+        """
+        if any(self.is_closed_day(first_day + timedelta(days=i)) for i in range(7)):
+            return None
+        start = datetime(first_day.year, first_day.month, first_day.day, tzinfo=self.zone)
+        end_day = first_day + _ONE_WEEK
+        end = datetime(end_day.year, end_day.month, end_day.day, tzinfo=self.zone)
+        if start.utcoffset() != end.utcoffset():
+            return None
+        return self._nominal_week_us
+
+    def intervals_from(self, start_us: int) -> Iterator[Interval]:
+        day = self._local_date(start_us)
+        for _ in range(MAX_SCAN_DAYS):
+            for interval in self.day_intervals(day):
+                if interval[1] > start_us:
+                    yield interval
+            day += _ONE_DAY
+
+    def add_us(self, start_us: int, amount_us: int) -> int:
+        if amount_us == 0:
+            return start_us
+        remaining = amount_us
+        day = self._local_date(start_us)
+        first_day = day
+        scanned = 0
+        while scanned < MAX_SCAN_DAYS:
+            if day != first_day and remaining > self._nominal_week_us:
+                week_us = self._plain_week_us(day)
+                if week_us is not None and remaining > week_us:
+                    remaining -= week_us
+                    day += _ONE_WEEK
+                    scanned += 1
+                    continue
+            for open_us, close_us in self.day_intervals(day):
+                if close_us <= start_us:
+                    continue
+                begin = max(open_us, start_us)
+                span = close_us - begin
+                if remaining <= span:
+                    return begin + remaining
+                remaining -= span
+            day += _ONE_DAY
+            scanned += 1
+        raise CalendarError(f"calendar {self.name!r} is never open after {from_us(start_us)}")
+
+    def between_us(self, a_us: int, b_us: int) -> int:
+        if b_us < a_us:
+            return -self.between_us(b_us, a_us)
+        day = self._local_date(a_us)
+        first_day, last_day = day, self._local_date(b_us)
+        total = 0
+        while day <= last_day:
+            if day != first_day and (last_day - day).days >= 7:
+                week_us = self._plain_week_us(day)
+                if week_us is not None:
+                    total += week_us
+                    day += _ONE_WEEK
+                    continue
+            for open_us, close_us in self.day_intervals(day):
+                overlap = min(close_us, b_us) - max(open_us, a_us)
+                if overlap > 0:
+                    total += overlap
+            day += _ONE_DAY
+        return total
+
+
+class FollowTheSun(Calendar):
+    """Open whenever any member is open (teams in several zones covering for each other)."""
+
+    def __init__(self, name: str, members: Sequence[Calendar]) -> None:
+        if not members:
+            raise CalendarError(f"calendar {name!r}: follow-the-sun needs at least one member")
+        self.name = name
+        self.members = tuple(members)
+
+    def intervals_from(self, start_us: int) -> Iterator[Interval]:
+        merged = heapq.merge(*(member.intervals_from(start_us) for member in self.members))
+        current: Interval | None = None
+        for open_us, close_us in merged:
+            if current is None:
+                current = (open_us, close_us)
+            elif open_us <= current[1]:
+                current = (current[0], max(current[1], close_us))
+            else:
+                yield current
+                current = (open_us, close_us)
+        if current is not None:
+            yield current
+
+
+def _validated_week(name: str, weekly: Sequence[Sequence[Shift]]) -> tuple[tuple[Shift, ...], ...]:
+    if len(weekly) != 7:
+        raise CalendarError(f"calendar {name!r}: weekly schedule needs 7 days (Monday first)")
+    week = tuple(tuple(sorted(day)) for day in weekly)
+    for day in week:
+        previous_end = 0
+        for start, end in day:
+            if not 0 <= start < end <= _DAY_SECONDS:
+                raise CalendarError(f"calendar {name!r}: shift {start}-{end} s is not in a day")
+            if start < previous_end:
+                raise CalendarError(f"calendar {name!r}: shifts overlap at {start} s")
+            previous_end = end
+    if not any(week):
+        raise CalendarError(f"calendar {name!r}: weekly schedule has no open time")
+    return week

@@ -1,0 +1,147 @@
+"""One SLA clock per (ticket, metric): business time banked across pauses, and what fires next.
+
+A clock accrues business time only while running. Every pause, calendar switch or stop folds
+the current running segment into `banked`, measured in the calendar that applied during that
+segment, so time is never recounted under a later policy and paused time is never counted.
+Deadlines are derived: `calendar.add(segment_start, threshold - banked)`.
+
+What fires is recorded in `fired` as markers (`warning`, `breached:<level>`, `met`); a marker
+is written in the same state update as the event it produced, which makes firing idempotent.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict
+
+from router.sla.calendar import Calendar
+from router.sla.policy import MetricTerms
+from schemas.sla import SlaMetric
+
+WARNING = "warning"
+MET = "met"
+_BREACHED_PREFIX = "breached:"
+
+
+def breach_marker(level: int) -> str:
+    return f"{_BREACHED_PREFIX}{level}"
+
+
+def marker_level(marker: str) -> int:
+    """0 for warning and met, n for `breached:n`."""
+    return int(marker.removeprefix(_BREACHED_PREFIX)) if marker.startswith(_BREACHED_PREFIX) else 0
+
+
+class ClockStatus(StrEnum):
+    RUNNING = "running"
+    PAUSED = "paused"
+    STOPPED = "stopped"
+
+
+class MetricClock(BaseModel):
+    """Serialisable state of one clock cycle. Mutated only on copies owned by lifecycle."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    metric: SlaMetric
+    cycle: int = 0
+    status: ClockStatus = ClockStatus.RUNNING
+    banked: float = 0.0  # business seconds of finished running segments
+    segment_start: datetime | None = None  # start of the running segment
+    target: float = 0.0  # business seconds for the current priority and policy
+    deadline: datetime | None = None  # when rung 1 is due, while running
+    # Business seconds at which rung 1 was due, fixed when it fires so that a later priority
+    # change does not pull the remaining rungs forward.
+    breach_anchor: float | None = None
+    fired: list[str] = []
+    next_marker: str | None = None
+    next_at: datetime | None = None
+
+    def copy_for_update(self) -> MetricClock:
+        return self.model_copy(update={"fired": list(self.fired)})
+
+
+def start_clock(metric: SlaMetric, at: datetime, cycle: int = 0) -> MetricClock:
+    return MetricClock(metric=metric, cycle=cycle, segment_start=at)
+
+
+def elapsed(clock: MetricClock, at: datetime, calendar: Calendar) -> float:
+    """Business seconds accrued by `at` (banked plus the running segment)."""
+    if clock.status is not ClockStatus.RUNNING or clock.segment_start is None:
+        return clock.banked
+    running = calendar.business_seconds_between(clock.segment_start, at)
+    return clock.banked + max(running, 0.0)
+
+
+def bank(clock: MetricClock, at: datetime, calendar: Calendar) -> None:
+    """Fold the running segment into `banked` (before the calendar that measures it changes)."""
+    if clock.status is ClockStatus.RUNNING and clock.segment_start is not None:
+        clock.banked = elapsed(clock, at, calendar)
+        clock.segment_start = max(at, clock.segment_start)
+
+
+def pause(clock: MetricClock, at: datetime, calendar: Calendar) -> None:
+    if clock.status is ClockStatus.RUNNING:
+        bank(clock, at, calendar)
+        clock.status = ClockStatus.PAUSED
+        clock.segment_start = None
+
+
+def stop(clock: MetricClock, at: datetime, calendar: Calendar) -> None:
+    bank(clock, at, calendar)
+    clock.status = ClockStatus.STOPPED
+    clock.segment_start = None
+
+
+def resume(clock: MetricClock, at: datetime) -> None:
+    if clock.status is not ClockStatus.RUNNING:
+        clock.status = ClockStatus.RUNNING
+        clock.segment_start = at
+
+
+def is_breached(clock: MetricClock) -> bool:
+    return breach_marker(1) in clock.fired
+
+
+def reschedule(clock: MetricClock, terms: MetricTerms | None, calendar: Calendar) -> None:
+    """Recompute the target, the rung-1 deadline and the next marker to fire."""
+    clock.next_marker = None
+    clock.next_at = None
+    clock.deadline = None
+    if terms is None:  # the current policy does not track this metric
+        return
+    clock.target = terms.target_seconds
+    if clock.status is not ClockStatus.RUNNING or clock.segment_start is None:
+        return
+    start = clock.segment_start
+
+    def when(threshold: float) -> datetime:
+        return calendar.add_business_seconds(start, max(threshold - clock.banked, 0.0))
+
+    clock.deadline = when(clock.target)
+    if WARNING not in clock.fired and not is_breached(clock):
+        clock.next_marker = WARNING
+        clock.next_at = when(clock.target * terms.warning_fraction)
+        return
+    anchor = clock.breach_anchor if clock.breach_anchor is not None else clock.target
+    for level in range(1, len(terms.ladder) + 1):
+        marker = breach_marker(level)
+        if marker not in clock.fired:
+            clock.next_marker = marker
+            clock.next_at = when(terms.rung_threshold(level, anchor))
+            return
+
+
+def record_firing(clock: MetricClock, marker: str, elapsed_at_firing: float) -> None:
+    """Mark `marker` fired; rung 1 also fixes the ladder's anchor and retires the warning.
+
+    The anchor is the business time elapsed when rung 1 took effect: normally the target, more
+    when a priority raise made an old clock due at once, so rung 2 still waits its `after`.
+    """
+    clock.fired.append(marker)
+    if marker == breach_marker(1):
+        clock.breach_anchor = max(clock.target, elapsed_at_firing)
+        if WARNING not in clock.fired:
+            clock.fired.append(WARNING)

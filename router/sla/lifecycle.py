@@ -1,0 +1,250 @@
+"""The ticket lifecycle + SLA state machine: (state, input, now) -> (new state, outputs).
+
+Three entry points, one per input stream of the stage keyed by ticket id:
+
+- `on_ticket_event` for `tickets.events` (opened, message_added, routed; it skips the kinds it
+  emits itself: replied, resolved, reopened, and `routed` with actor LIFECYCLE_ACTOR);
+- `on_action` for `tickets.actions`;
+- `on_tick` for the timer, called for each ticket id the deadline index pops.
+
+Each returns `Step(state, outputs)`. The input state is never mutated: when nothing changed,
+`Step.state` is the input object itself (skip the table write). Store the new state and publish
+the outputs together; re-index the ticket with `index_entry(state)`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from router.sla import clocks
+from router.sla.policy import SlaConfig
+from router.sla.state import (
+    RECENT_INPUTS_KEPT,
+    ActionRejectedOut,
+    Step,
+    TicketState,
+)
+from router.sla.transitions import LIFECYCLE_ACTOR, Transition, VendorDirectory, vendor_of
+from schemas.action import (
+    ActorRole,
+    ChangePriorityAction,
+    InternalNoteAction,
+    PendAction,
+    ReassignAction,
+    ReopenAction,
+    ReplyAction,
+    ResolveAction,
+    TicketAction,
+)
+from schemas.sla import SlaMetric
+from schemas.ticket import TicketEvent, TicketEventKind
+
+_OWN_KINDS = frozenset(
+    {TicketEventKind.REPLIED, TicketEventKind.RESOLVED, TicketEventKind.REOPENED}
+)
+_CUSTOMER_ROLES = frozenset({"buyer", "guest"})
+_BUYER_ACTIONS = (ReplyAction, ReopenAction)
+_VENDOR_ACTIONS = (ReplyAction, InternalNoteAction, PendAction, ResolveAction)
+
+__all__ = ["LIFECYCLE_ACTOR", "VendorDirectory", "on_action", "on_tick", "on_ticket_event"]
+
+
+def on_ticket_event(
+    state: TicketState | None,
+    event: TicketEvent,
+    *,
+    event_id: str,
+    now: datetime,
+    config: SlaConfig,
+    vendors: VendorDirectory | None = None,
+) -> Step:
+    """Apply one `tickets.events` record (`event_id`: its CloudEvents id)."""
+    if event.kind in _OWN_KINDS or (
+        event.kind is TicketEventKind.ROUTED and event.actor == LIFECYCLE_ACTOR
+    ):
+        return Step(state, [])
+    if state is not None and event_id in state.recent_inputs:
+        return Step(state, [])
+    snapshot = event.ticket
+    run, at = _begin(
+        state,
+        event.ticket_id,
+        event.at,
+        event_id,
+        now,
+        config,
+        vendors,
+        opened_at=snapshot.opened_at if snapshot is not None else event.at,
+        # The first sender is the requester; `opened` states it even when it comes late.
+        requester_role=(
+            event.sender_role if state is None or event.kind is TicketEventKind.OPENED else None
+        ),
+    )
+    if event.kind is TicketEventKind.MESSAGE_ADDED:
+        _on_message(run, event, at, event_id)
+    else:  # opened may already name queue, priority and policy; routed always does
+        _on_routed(run, event, at)
+    return run.finish()
+
+
+def on_action(
+    state: TicketState | None,
+    action: TicketAction,
+    *,
+    action_id: str,
+    now: datetime,
+    config: SlaConfig,
+    vendors: VendorDirectory | None = None,
+) -> Step:
+    """Apply one `tickets.actions` command (`action_id`: its CloudEvents id)."""
+    if state is not None and action_id in state.recent_inputs:
+        return Step(state, [])
+    refusal = _refusal(state, action)
+    if refusal is not None:
+        return Step(state, [ActionRejectedOut(action_id, action.ticket_id, refusal)])
+    run, at = _begin(
+        state,
+        action.ticket_id,
+        action.at,
+        action_id,
+        now,
+        config,
+        vendors,
+        opened_at=action.at,
+        requester_role=None,
+    )
+    actor, role = action.actor.id, action.actor.role
+    match action:
+        case ReplyAction():
+            if role is ActorRole.BUYER:
+                run.customer_message(at, actor, action_id)
+            elif role in (ActorRole.AGENT, ActorRole.VENDOR):
+                run.response(at, by_vendor=role is ActorRole.VENDOR)
+            run.publish_replied(at, actor, role.value, f"{action_id}:replied")
+        case PendAction():
+            run.pend(at)
+        case ResolveAction():
+            run.resolve(at, actor, action_id)
+        case ReopenAction():
+            run.reopen(at, actor, action_id)
+        case ReassignAction() if action.queue != run.state.queue:
+            policy = config.policy_for_queue(action.queue) or run.state.policy
+            run.move(
+                at,
+                action.queue,
+                policy,
+                rule_id="action:reassign",
+                reason=action.reason or f"reassigned by {actor}",
+                cause=action_id,
+            )
+        case ChangePriorityAction() if action.priority is not run.state.priority:
+            run.change_priority(at, action.priority, cause=action_id)
+        case _:
+            pass  # internal notes, and reassign / priority changes that change nothing
+    return run.finish()
+
+
+def on_tick(
+    state: TicketState,
+    now: datetime,
+    *,
+    config: SlaConfig,
+    vendors: VendorDirectory | None = None,
+    until: datetime | None = None,
+) -> Step:
+    """Fire what is due by `until` (default `now`); `fired_at` is `now`.
+
+    Pass as `until` the event time the partition has been consumed up to while it still has
+    lag (e.g. after recovery), so a reply waiting in the backlog is applied before the breach
+    it prevents. A stale index entry (nothing due yet) changes nothing.
+    """
+    horizon = now if until is None else min(until, now)
+    if state.next_due_ts is None or state.next_due_ts > horizon.timestamp():
+        return Step(state, [])
+    run = Transition(state.copy_for_update(), config, now, vendors)
+    run.advance(horizon)
+    return run.finish()
+
+
+def new_state(
+    ticket_id: str, opened_at: datetime, config: SlaConfig, requester_role: str | None = None
+) -> TicketState:
+    """A ticket just opened: first response and resolution run from `opened_at`."""
+    policy = config.policy(None)
+    state = TicketState(
+        ticket_id=ticket_id,
+        policy=policy.name,
+        calendar=policy.calendar,
+        opened_at=opened_at,
+        clock_at=opened_at,
+        requester_role=requester_role or "buyer",
+    )
+    for metric in (SlaMetric.FIRST_RESPONSE, SlaMetric.RESOLUTION):
+        state.clocks[metric] = clocks.start_clock(metric, opened_at)
+    return state
+
+
+def _begin(
+    state: TicketState | None,
+    ticket_id: str,
+    at: datetime,
+    input_id: str,
+    now: datetime,
+    config: SlaConfig,
+    vendors: VendorDirectory | None,
+    *,
+    opened_at: datetime,
+    requester_role: str | None,
+) -> tuple[Transition, datetime]:
+    """Own a copy (or a new state), remember the input, fire what was due before it."""
+    if state is None:
+        state = new_state(ticket_id, min(opened_at, at), config, requester_role)
+    else:
+        state = state.copy_for_update()
+        if requester_role is not None and not state.responded:
+            state.requester_role = requester_role
+    state.recent_inputs = [*state.recent_inputs, input_id][-RECENT_INPUTS_KEPT:]
+    run = Transition(state, config, now, vendors)
+    run.reschedule_all()
+    at = max(at, state.clock_at)  # out-of-order input: never move business time backwards
+    run.advance(at)
+    state.clock_at = max(at, state.clock_at)
+    return run, state.clock_at
+
+
+def _on_message(run: Transition, event: TicketEvent, at: datetime, event_id: str) -> None:
+    role = event.sender_role
+    requester_is_seller = run.state.requester_role == "seller"
+    if role in _CUSTOMER_ROLES or (role == "seller" and requester_is_seller):
+        run.customer_message(at, event.actor, event_id)
+    elif role == "seller":  # the vendor answering by email in the buyer's thread
+        run.response(at, by_vendor=True)
+
+
+def _on_routed(run: Transition, event: TicketEvent, at: datetime) -> None:
+    state, snapshot = run.state, event.ticket
+    if snapshot is not None:
+        state.ticket = snapshot
+    queue = event.queue or (snapshot.queue if snapshot is not None else state.queue)
+    priority = event.priority or (snapshot.priority if snapshot is not None else state.priority)
+    policy = event.sla_policy or (snapshot.sla.policy if snapshot is not None else state.policy)
+    if state.queue_pinned:  # an agent or an escalation moved it; routing does not move it back
+        queue, policy = state.queue, state.policy
+    if state.priority_pinned:
+        priority = state.priority
+    policy = run.config.policy(policy).name
+    if (queue, policy, priority) != (state.queue, state.policy, state.priority):
+        run.retarget(at, queue=queue, policy=policy, priority=priority)
+
+
+def _refusal(state: TicketState | None, action: TicketAction) -> str | None:
+    role = action.actor.role
+    if role is ActorRole.BUYER and not isinstance(action, _BUYER_ACTIONS):
+        return f"a buyer may not {action.action}"
+    if role is ActorRole.VENDOR:
+        if not isinstance(action, _VENDOR_ACTIONS):
+            return f"a vendor may not {action.action}"
+        queue = state.queue if state is not None else None
+        if vendor_of(queue) != action.actor.id:
+            return f"ticket is not in the queue of vendor {action.actor.id!r}"
+    return None

@@ -1,0 +1,149 @@
+"""Per-ticket lifecycle state (stored in a changelog-backed table keyed by ticket id) and the
+records the lifecycle functions return for the stream layer to publish.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import NamedTuple
+
+import orjson
+from pydantic import BaseModel, ConfigDict
+
+from router.sla.clocks import MetricClock
+from schemas.sla import SlaEvent, SlaMetric
+from schemas.ticket import Priority, RoutedTicket, TicketEvent
+
+# Input ids remembered per ticket to drop redelivered records (at-least-once consumption).
+RECENT_INPUTS_KEPT = 32
+
+
+class TicketStatus(StrEnum):
+    OPEN = "open"
+    PENDING = "pending"  # waiting on the buyer: resolution is paused
+    RESOLVED = "resolved"
+
+
+class TicketState(BaseModel):
+    """Everything the lifecycle + SLA stage knows about one ticket."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ticket_id: str
+    status: TicketStatus = TicketStatus.OPEN
+    queue: str | None = None
+    priority: Priority = Priority.NORMAL
+    policy: str
+    calendar: str
+    opened_at: datetime
+    # Latest input time applied; earlier (out-of-order) input times are clamped to it.
+    clock_at: datetime
+    requester_role: str = "buyer"
+    responded: bool = False
+    vendor_response_target: float | None = None  # from the vendor profile, seconds
+    # Set once an agent or an escalation moved the ticket or changed its priority: later
+    # `routed` events from the routing stage then no longer override them.
+    queue_pinned: bool = False
+    priority_pinned: bool = False
+    reroutes: int = 0
+    clocks: dict[SlaMetric, MetricClock] = {}
+    ticket: RoutedTicket | None = None  # latest routed snapshot, history for re-routes
+    recent_inputs: list[str] = []
+    # Earliest pending firing (epoch seconds): the deadline index entry for this ticket.
+    next_due_ts: float | None = None
+
+    def copy_for_update(self) -> TicketState:
+        """A copy whose mutable parts are not shared with `self` (the snapshot is frozen)."""
+        return self.model_copy(
+            update={
+                "clocks": {m: c.copy_for_update() for m, c in self.clocks.items()},
+                "recent_inputs": list(self.recent_inputs),
+            }
+        )
+
+
+def encode_state(state: TicketState) -> bytes:
+    return state.__pydantic_serializer__.to_json(state)
+
+
+def decode_state(raw: bytes) -> TicketState:
+    return TicketState.model_validate_json(raw)
+
+
+def index_entry(state: TicketState) -> tuple[float, str] | None:
+    """(due epoch seconds, ticket id) for the deadline index, or None when nothing is pending."""
+    if state.next_due_ts is None:
+        return None
+    return (state.next_due_ts, state.ticket_id)
+
+
+def index_entry_from_json(raw: bytes) -> tuple[float, str] | None:
+    """Like `index_entry` straight from stored bytes: no model validation, for fast recovery."""
+    document = orjson.loads(raw)
+    due = document.get("next_due_ts")
+    if due is None:
+        return None
+    return (float(due), str(document["ticket_id"]))
+
+
+@dataclass(frozen=True, slots=True)
+class SlaEventOut:
+    """Publish on `sla.events` with CloudEvents id `id` and type `type`."""
+
+    id: str
+    data: SlaEvent
+
+    @property
+    def type(self) -> str:
+        return self.data.kind.event_type
+
+
+@dataclass(frozen=True, slots=True)
+class TicketEventOut:
+    """Publish on `tickets.events` (replied, resolved, reopened; `routed` for a queue or
+    priority change, with `actor` = LIFECYCLE_ACTOR so this stage skips it on the way back)."""
+
+    id: str
+    data: TicketEvent
+
+    @property
+    def type(self) -> str:
+        return self.data.kind.event_type
+
+
+@dataclass(frozen=True, slots=True)
+class RerouteOut:
+    """Publish `ticket` (type support.ticket.routed) on the topic of `ticket.queue`.
+
+    `ticket` is None only when no routed snapshot was ever seen for this ticket.
+    """
+
+    id: str
+    ticket_id: str
+    queue: str
+    previous_queue: str | None
+    rule_id: str
+    reason: str
+    at: datetime
+    ticket: RoutedTicket | None
+
+
+@dataclass(frozen=True, slots=True)
+class ActionRejectedOut:
+    """An action that was not applied (e.g. a vendor acting outside its queue): dead-letter it."""
+
+    id: str
+    ticket_id: str
+    reason: str
+
+
+Output = SlaEventOut | TicketEventOut | RerouteOut | ActionRejectedOut
+
+
+class Step(NamedTuple):
+    """Result of one lifecycle call. `state` is the very input object when nothing changed."""
+
+    state: TicketState | None
+    outputs: list[Output]

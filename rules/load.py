@@ -1,0 +1,115 @@
+"""Loading entry points: file, text or record bytes -> compiled ruleset, or the problems.
+
+The worker's hot-reload path calls `load_ruleset_document(record.value)` for each record on
+`routing.rules`: a list back means "refuse this version and keep the current one".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from rules.ast import Ruleset
+from rules.compile import CompiledRuleset
+from rules.loader import LoadError, SourceDoc, parse_text
+from rules.validate import Problem, validate_source
+from schemas.envelope import envelope
+
+RULESET_PUBLISHED = "support.ruleset.published"
+
+
+def parse_ruleset_text(
+    text: str,
+    file: str = "<string>",
+    *,
+    fmt: str | None = None,
+    sla_policies: Collection[str] | None = None,
+) -> Ruleset | list[Problem]:
+    """Parse and validate YAML or JSON text (format from the file name, else sniffed)."""
+    try:
+        src = parse_text(text, file, fmt)
+    except LoadError as exc:
+        return [Problem(exc.file, exc.line, None, exc.message)]
+    return parse_source(src, sla_policies=sla_policies)
+
+
+def parse_source(
+    src: SourceDoc, *, sla_policies: Collection[str] | None = None
+) -> Ruleset | list[Problem]:
+    ruleset, problems = validate_source(src, sla_policies=sla_policies)
+    if ruleset is None:
+        return problems
+    return ruleset
+
+
+def parse_ruleset_file(
+    path: str | Path, *, sla_policies: Collection[str] | None = None
+) -> Ruleset | list[Problem]:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        return [Problem(str(p), None, None, f"cannot read: {exc}")]
+    return parse_ruleset_text(text, str(p), sla_policies=sla_policies)
+
+
+def compile_ruleset(ruleset: Ruleset) -> CompiledRuleset:
+    return CompiledRuleset(ruleset)
+
+
+def load_ruleset_file(
+    path: str | Path, *, sla_policies: Collection[str] | None = None
+) -> CompiledRuleset | list[Problem]:
+    parsed = parse_ruleset_file(path, sla_policies=sla_policies)
+    return parsed if isinstance(parsed, list) else CompiledRuleset(parsed)
+
+
+def load_ruleset_document(
+    data: bytes,
+    *,
+    source: str = "routing.rules",
+    sla_policies: Collection[str] | None = None,
+) -> CompiledRuleset | list[Problem]:
+    """Bytes of a `routing.rules` record (a CloudEvent whose `data` is the ruleset document),
+    or of a bare ruleset document in JSON or YAML -> a compiled ruleset, or the problems."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return [Problem(source, None, None, f"not UTF-8: {exc}")]
+    doc = _unwrap(text)
+    if doc is not None:
+        src = SourceDoc(source, doc)
+        parsed = parse_source(src, sla_policies=sla_policies)
+    else:
+        parsed = parse_ruleset_text(text, source, sla_policies=sla_policies)
+    return parsed if isinstance(parsed, list) else CompiledRuleset(parsed)
+
+
+def _unwrap(text: str) -> Any | None:
+    """The `data` of a CloudEvents envelope, or None when `text` is not one."""
+    if not text.lstrip().startswith("{"):
+        return None
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return None
+    if isinstance(value, dict) and "specversion" in value and "data" in value:
+        return value["data"]
+    return None
+
+
+def ruleset_record(ruleset: Ruleset, *, at: datetime, source: str = "router-cli") -> bytes:
+    """The CloudEvent value published on `routing.rules` (key: the ruleset name)."""
+    event = envelope(
+        event_id=f"{ruleset.name}@{ruleset.version}",
+        source=source,
+        event_type=RULESET_PUBLISHED,
+        time=at,
+        subject=ruleset.name,
+        data=ruleset.doc.to_document(),
+    )
+    return orjson.dumps(event)

@@ -1,0 +1,60 @@
+"""Dead-letter records on `channel.dlq`: the rejected record, why, and where it came from."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict
+
+MESSAGE_REJECTED = "support.message.rejected"
+
+
+class RejectReason(StrEnum):
+    INVALID_JSON = "invalid_json"
+    SCHEMA_VIOLATION = "schema_violation"
+    OVERSIZE = "oversize"
+    UNKNOWN_CHANNEL = "unknown_channel"
+    CHANNEL_MISMATCH = "channel_mismatch"
+    UNSUPPORTED_TYPE = "unsupported_type"
+    PROCESSING_ERROR = "processing_error"
+
+
+class FieldError(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    field: str
+    error: str
+
+
+class SourcePosition(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int | None = None
+
+
+class OriginalRecord(BaseModel):
+    """The rejected record, byte-exact: text when it is UTF-8, else base64."""
+
+    model_config = ConfigDict(frozen=True)
+
+    key: str | None
+    key_encoding: str = "utf-8"
+    value: str
+    value_encoding: str = "utf-8"
+    size: int
+
+
+class DeadLetter(BaseModel):
+    """`data` of `support.message.rejected`. Headers repeat the reason for header-only tools."""
+
+    model_config = ConfigDict(frozen=True)
+
+    reason: RejectReason
+    error: str
+    errors: list[FieldError] = []
+    retriable: bool = False
+    source: SourcePosition
+    original: OriginalRecord

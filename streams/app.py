@@ -1,0 +1,115 @@
+"""The faust application: topics, the ticket table and the inbound agent."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+import structlog
+
+from router.default_policy import DefaultPolicy
+from router.inbound import CHANNEL_TOPICS
+from router.routing import RoutingPolicy
+from streams.kafka_client import client_kwargs
+from streams.processor import InboundProcessor, PolicyHolder
+from streams.settings import RouterSettings
+from streams.topics import TopicManager
+from streams.transport import RouterApp
+
+log = structlog.get_logger("router.app")
+
+TICKETS_TABLE = "tickets"
+
+
+@dataclass
+class Engine:
+    app: faust.App
+    processor: InboundProcessor
+    topics: TopicManager
+    policy: PolicyHolder
+
+
+def _credentials(settings: RouterSettings) -> Any:
+    if not settings.security_protocol.startswith("SASL"):
+        return None
+    kwargs = client_kwargs(settings)
+    return faust.SASLCredentials(
+        username=kwargs["sasl_plain_username"],
+        password=kwargs["sasl_plain_password"],
+        mechanism=settings.sasl_mechanism,
+    )
+
+
+def create_engine(settings: RouterSettings, policy: RoutingPolicy | None = None) -> Engine:
+    compression = None if settings.producer_compression == "none" else settings.producer_compression
+    app = RouterApp(
+        f"{settings.topic_prefix}{settings.app_id}",
+        broker=[f"kafka://{h.strip()}" for h in settings.kafka_bootstrap_servers.split(",")],
+        broker_credentials=_credentials(settings),
+        store="memory://",
+        datadir=str(settings.data_dir),
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        topic_allow_declare=True,
+        table_standby_replicas=settings.table_standby_replicas,
+        producer_acks=-1,
+        producer_linger=settings.producer_linger_ms / 1000,
+        producer_max_batch_size=settings.producer_max_batch_bytes,
+        producer_max_request_size=8 * 1024 * 1024,
+        producer_compression_type=compression,
+        broker_max_poll_records=settings.consumer_max_poll_records,
+        broker_commit_interval=settings.commit_interval_s,
+        consumer_auto_offset_reset="earliest",
+        consumer_group_instance_id=settings.consumer_group_instance_id,
+        web_enabled=settings.web_enabled,
+        web_port=settings.web_port,
+        web_host="127.0.0.1",
+        processing_guarantee="at_least_once",
+    )
+    topics = TopicManager(settings)
+    holder = PolicyHolder(policy or DefaultPolicy())
+    table = app.Table(
+        TICKETS_TABLE,
+        default=None,
+        schema=faust.Schema(
+            key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+        ),
+        partitions=settings.partitions,
+        extra_topic_configs={"max.message.bytes": str(2 * 1024 * 1024)},
+    )
+    inbound = app.topic(
+        *(settings.topic(name) for name in CHANNEL_TOPICS),
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=settings.partitions,
+    )
+
+    def crash(exc: BaseException) -> None:
+        # A produce that failed for good: stop before faust commits past the input record.
+        asyncio.ensure_future(app.crash(exc))
+
+    def send(topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]]) -> Any:
+        return app.producer.send(topic, key, value, None, None, headers)
+
+    processor = InboundProcessor(
+        settings, table, send, topics, holder, on_delivery_failure=crash
+    )
+
+    @app.agent(inbound, name="route-inbound")
+    async def route_inbound(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            message = event.message
+            await processor.handle(
+                message.topic,
+                message.partition,
+                message.offset,
+                message.key,
+                message.value,
+                message.timestamp,
+            )
+
+    return Engine(app=app, processor=processor, topics=topics, policy=holder)

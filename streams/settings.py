@@ -1,0 +1,101 @@
+"""One frozen settings object for the engine, from environment variables and an optional file.
+
+Environment variables use the `ROUTER_` prefix (`ROUTER_PARTITIONS=12`), except the broker
+address, which also answers to the ecosystem-standard `KAFKA_BOOTSTRAP_SERVERS`. A YAML or JSON
+file named by `ROUTER_SETTINGS_FILE` (or `router worker --settings FILE`) supplies defaults that
+the environment overrides.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+
+class _FileSource(PydanticBaseSettingsSource):
+    def __init__(self, settings_cls: type[BaseSettings], path: Path | None) -> None:
+        super().__init__(settings_cls)
+        self._data: dict[str, Any] = {}
+        if path is not None:
+            text = path.read_text()
+            loaded = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+            if not isinstance(loaded, dict):
+                raise ValueError(f"{path}: settings file must hold a mapping")
+            self._data = loaded
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return {k: v for k, v in self._data.items() if k in self.settings_cls.model_fields}
+
+
+class RouterSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ROUTER_", frozen=True, extra="ignore")
+
+    kafka_bootstrap_servers: str = Field(
+        default="127.0.0.1:9092",
+        validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "ROUTER_KAFKA_BOOTSTRAP_SERVERS"),
+    )
+    security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL", "SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+
+    app_id: str = "ticket-router"
+    topic_prefix: str = Field(default="", pattern=r"^[A-Za-z0-9._-]*$")
+    partitions: int = Field(default=6, ge=1, le=1024)
+    replication_factor: int = Field(default=1, ge=1, le=7)
+    min_insync_replicas: int = Field(default=1, ge=1, le=7)
+
+    max_record_bytes: int = Field(default=256 * 1024, ge=1024, le=8 * 1024 * 1024)
+    producer_linger_ms: int = Field(default=5, ge=0, le=1000)
+    producer_max_batch_bytes: int = Field(default=256 * 1024, ge=16 * 1024)
+    producer_compression: Literal["none", "gzip", "lz4", "zstd", "snappy"] = "lz4"
+    consumer_max_poll_records: int = Field(default=1000, ge=1, le=100_000)
+    commit_interval_s: float = Field(default=1.0, gt=0, le=60)
+    table_standby_replicas: int = Field(default=0, ge=0, le=3)
+    consumer_group_instance_id: str | None = None
+
+    data_dir: Path = Path(".cache/faust-data")
+    web_enabled: bool = False
+    web_port: int = Field(default=6066, ge=0, le=65535)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    rules_file: Path | None = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        file = os.environ.get("ROUTER_SETTINGS_FILE")
+        return (
+            init_settings,
+            env_settings,
+            _FileSource(settings_cls, Path(file) if file else None),
+        )
+
+    def topic(self, logical: str) -> str:
+        """The physical name of a logical topic (`tickets.events` -> `<prefix>tickets.events`)."""
+        return f"{self.topic_prefix}{logical}"
+
+    def logical(self, physical: str) -> str:
+        return physical[len(self.topic_prefix) :] if self.topic_prefix else physical
+
+    def masked(self) -> dict[str, Any]:
+        """For logs: secrets stay masked (SecretStr renders as '**********')."""
+        return {k: str(v) if isinstance(v, SecretStr) else v for k, v in self}

@@ -1,0 +1,111 @@
+"""The engine's topics: names, configs, and idempotent creation through the admin API."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from router.inbound import CHANNEL_TOPICS, DLQ_TOPIC
+from router.outputs import DECISIONS_TOPIC, EVENTS_TOPIC
+from streams.kafka_client import client_kwargs
+from streams.settings import RouterSettings
+
+ACTIONS_TOPIC = "tickets.actions"
+SLA_TOPIC = "sla.events"
+RULES_TOPIC = "routing.rules"
+VENDORS_TOPIC = "directory.vendors"
+
+# Big enough for an oversize inbound record kept whole (base64) inside its DLQ envelope.
+DLQ_MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+_TOPIC_ALREADY_EXISTS = 36
+_COMPACTED = {"cleanup.policy": "compact"}
+
+
+def core_topics(settings: RouterSettings) -> dict[str, dict[str, str]]:
+    """Logical name -> topic config for every topic the engine owns."""
+    topics: dict[str, dict[str, str]] = {name: {} for name in CHANNEL_TOPICS}
+    topics[DLQ_TOPIC] = {"max.message.bytes": str(DLQ_MAX_MESSAGE_BYTES)}
+    for name in (ACTIONS_TOPIC, EVENTS_TOPIC, DECISIONS_TOPIC, SLA_TOPIC):
+        topics[name] = {}
+    topics[RULES_TOPIC] = dict(_COMPACTED)
+    topics[VENDORS_TOPIC] = dict(_COMPACTED)
+    if settings.replication_factor > 1:
+        for config in topics.values():
+            config["min.insync.replicas"] = str(settings.min_insync_replicas)
+    return topics
+
+
+@dataclass
+class TopicManager:
+    """Creates topics once and remembers which exist, so queue topics can appear on demand."""
+
+    settings: RouterSettings
+    known: set[str] = field(default_factory=set)
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    async def ensure(
+        self, logical: Iterable[str], configs: dict[str, dict[str, str]] | None = None
+    ) -> None:
+        wanted = [name for name in logical if self.settings.topic(name) not in self.known]
+        if not wanted:
+            return
+        async with self._lock:
+            admin = AIOKafkaAdminClient(**client_kwargs(self.settings))
+            await admin.start()
+            try:
+                existing = set(await admin.list_topics())
+                self.known |= existing
+                missing = [n for n in wanted if self.settings.topic(n) not in existing]
+                if missing:
+                    await self._create(admin, missing, configs or {})
+            finally:
+                await admin.close()
+
+    async def _create(
+        self, admin: AIOKafkaAdminClient, names: list[str], configs: dict[str, dict[str, str]]
+    ) -> None:
+        single_partition = {RULES_TOPIC}
+        new = [
+            NewTopic(
+                name=self.settings.topic(n),
+                num_partitions=1 if n in single_partition else self.settings.partitions,
+                replication_factor=self.settings.replication_factor,
+                topic_configs=configs.get(n, {}),
+            )
+            for n in names
+        ]
+        response = await admin.create_topics(new)
+        for entry in response.topic_errors:
+            topic, code = entry[0], entry[1]
+            if code not in (0, _TOPIC_ALREADY_EXISTS):
+                message = entry[2] if len(entry) > 2 else ""
+                raise RuntimeError(f"creating topic {topic!r} failed: error {code} {message}")
+            self.known.add(topic)
+        await self._wait_for_metadata(admin, {t.name for t in new})
+
+    @staticmethod
+    async def _wait_for_metadata(admin: AIOKafkaAdminClient, names: set[str]) -> None:
+        """Until every partition of the new topics has a leader: producing earlier fails."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 30
+        while loop.time() < deadline:
+            described = await admin.describe_topics(sorted(names))
+            if all(
+                t["error_code"] == 0
+                and t["partitions"]
+                and all(p["leader"] >= 0 for p in t["partitions"])
+                for t in described
+            ):
+                return
+            await asyncio.sleep(0.05)  # polling a condition with a deadline
+        raise TimeoutError(f"topics have no leader after 30 s: {sorted(names)}")
+
+
+async def ensure_core_topics(settings: RouterSettings) -> TopicManager:
+    manager = TopicManager(settings)
+    configs = core_topics(settings)
+    await manager.ensure(configs, configs)
+    return manager

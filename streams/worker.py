@@ -1,0 +1,35 @@
+"""Run the engine as a long-lived worker process."""
+
+from __future__ import annotations
+
+import asyncio
+
+import faust
+import structlog
+
+from router.routing import RoutingPolicy
+from streams.app import create_engine
+from streams.logs import configure_logging
+from streams.settings import RouterSettings
+from streams.topics import ensure_core_topics
+
+log = structlog.get_logger("router.worker")
+
+
+def run_worker(settings: RouterSettings, policy: RoutingPolicy | None = None) -> None:
+    """Create topics, then hand the loop to faust's worker (SIGTERM/SIGINT stop it cleanly)."""
+    configure_logging(settings.log_level)
+    log.info("worker_starting", settings=settings.masked())
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    loop.run_until_complete(ensure_core_topics(settings))
+    engine = create_engine(settings, policy)
+    worker = faust.Worker(
+        engine.app,
+        loop=loop,
+        loglevel=settings.log_level,
+        quiet=True,
+        redirect_stdouts=False,
+        override_logging=False,
+    )
+    worker.execute_from_commandline()

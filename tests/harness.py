@@ -1,0 +1,205 @@
+"""Real-process, real-broker test harness: run engine workers, produce, collect outputs.
+
+Workers are separate processes (so a test can SIGKILL one), started with
+PR_SET_PDEATHSIG so none outlives the test run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+
+from streams.local_kafka_setup import die_with_parent
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Output:
+    topic: str  # logical, prefix removed
+    partition: int
+    offset: int
+    key: bytes | None
+    value: dict[str, Any]
+    timestamp_ms: int
+
+
+@dataclass
+class WorkerProcess:
+    bootstrap: str
+    prefix: str
+    data_dir: Path
+    log_path: Path
+    extra_env: dict[str, str] = field(default_factory=dict)
+    args: tuple[str, ...] = ()
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> WorkerProcess:
+        env = {
+            **os.environ,
+            "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
+            "ROUTER_TOPIC_PREFIX": self.prefix,
+            "ROUTER_PARTITIONS": "3",
+            "ROUTER_DATA_DIR": str(self.data_dir),
+            "ROUTER_COMMIT_INTERVAL_S": "0.5",
+            "PYTHONPATH": str(REPO),
+            **self.extra_env,
+        }
+        self.log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "router", "worker", *self.args],
+            env=env,
+            cwd=REPO,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent(os.getpid()),  # noqa: PLW1509 - needed for pdeathsig
+        )
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown hooks, no final commit, no flush."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=30)
+        self.log.close()
+
+    def stop(self, timeout: float = 30) -> int:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else 0
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = self.proc.wait(timeout=10)
+        self.log.close()
+        return code
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")[-6000:]
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str, poll: float = 0.2) -> None:
+    """Poll a condition until it holds or the deadline passes (never a bare sleep)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(poll)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def topics_exist(bootstrap: str, names: Iterable[str]) -> bool:
+    async def check() -> bool:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        try:
+            return set(names) <= set(await admin.list_topics())
+        finally:
+            await admin.close()
+
+    return asyncio.run(check())
+
+
+def produce(
+    bootstrap: str, topic: str, records: Iterable[tuple[bytes | None, bytes]]
+) -> None:
+    async def run() -> None:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap, acks="all", enable_idempotence=True,
+            max_request_size=8 * 1024 * 1024,
+        )
+        await producer.start()
+        try:
+            futures = [await producer.send(topic, value, key=key) for key, value in records]
+            await asyncio.gather(*futures)
+        finally:
+            await producer.stop()
+
+    asyncio.run(run())
+
+
+class Collector:
+    """Reads output topics from the beginning and keeps everything it has seen."""
+
+    def __init__(self, bootstrap: str, prefix: str, logical_topics: Iterable[str]) -> None:
+        self.bootstrap = bootstrap
+        self.prefix = prefix
+        self.topics = [f"{prefix}{t}" for t in logical_topics]
+        self.outputs: list[Output] = []
+
+    def poll_until(
+        self, done: Callable[[list[Output]], bool], timeout: float, what: str
+    ) -> list[Output]:
+        async def run() -> bool:
+            consumer = AIOKafkaConsumer(
+                bootstrap_servers=self.bootstrap, enable_auto_commit=False,
+                auto_offset_reset="earliest", metadata_max_age_ms=500,
+            )
+            await consumer.start()
+            try:
+                existing = set(await consumer.topics())
+                consumer.subscribe(pattern=_pattern(self.topics, existing))
+                deadline = time.monotonic() + timeout
+                self.outputs.clear()
+                # A pattern subscription re-assigns when a new topic appears and may fetch a
+                # partition again from the start: keep each (topic, partition, offset) once.
+                positions: set[tuple[str, int, int]] = set()
+                while time.monotonic() < deadline:
+                    batch = await consumer.getmany(timeout_ms=300)
+                    for tp, records in batch.items():
+                        for r in records:
+                            if (tp.topic, tp.partition, r.offset) in positions:
+                                continue
+                            positions.add((tp.topic, tp.partition, r.offset))
+                            self.outputs.append(
+                                Output(
+                                    tp.topic[len(self.prefix) :], tp.partition, r.offset, r.key,
+                                    orjson.loads(r.value), r.timestamp,
+                                )
+                            )
+                    if done(self.outputs):
+                        return True
+                return False
+            finally:
+                await consumer.stop()
+
+        if not asyncio.run(run()):
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        return self.outputs
+
+
+def _pattern(topics: list[str], _existing: set[str]) -> str:
+    import re
+
+    # A pattern subscription also picks up queue topics created while we wait.
+    return "|".join(re.escape(t).replace(r"\*", ".*") for t in topics)
+
+
+def accounted_inbound_ids(outputs: list[Output]) -> set[str]:
+    """Inbound ids that reached a queue (as the newest message) or the dead-letter topic."""
+    ids: set[str] = set()
+    for out in outputs:
+        data = out.value.get("data", {})
+        if out.topic.startswith("queue."):
+            ids.add(data["messages"][-1]["inbound_id"])
+        elif out.topic == "channel.dlq":
+            original = data["original"]
+            if original["value_encoding"] == "utf-8":
+                try:
+                    ids.add(orjson.loads(original["value"])["id"])
+                except (orjson.JSONDecodeError, KeyError, TypeError):
+                    ids.add(f"dlq:{data['source']['partition']}:{data['source']['offset']}")
+    return ids

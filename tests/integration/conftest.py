@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests.harness import Collector, WorkerProcess, produce, topics_exist, wait_for
+
+OUTPUT_TOPICS = ("queue.*", "channel.dlq", "tickets.events", "tickets.decisions")
+
+
+@dataclass
+class EngineUnderTest:
+    bootstrap: str
+    prefix: str
+    tmp: Path
+    workers: list[WorkerProcess] = field(default_factory=list)
+
+    def start_worker(self, *args: str, **env: str) -> WorkerProcess:
+        n = len(self.workers)
+        worker = WorkerProcess(
+            self.bootstrap, self.prefix, self.tmp / f"data-{n}", self.tmp / f"worker-{n}.log",
+            extra_env=env, args=args,
+        ).start()
+        self.workers.append(worker)
+        wait_for(
+            lambda: worker.proc is not None and worker.proc.poll() is None
+            and topics_exist(self.bootstrap, [f"{self.prefix}channel.email"]),
+            60, "the worker to create its topics",
+        )
+        return worker
+
+    def send(self, channel: str, records: list[tuple[bytes | None, bytes]]) -> None:
+        produce(self.bootstrap, f"{self.prefix}channel.{channel}", records)
+
+    def collector(self, *topics: str) -> Collector:
+        return Collector(self.bootstrap, self.prefix, topics or OUTPUT_TOPICS)
+
+    def logs(self) -> str:
+        return "\n".join(w.log_text() for w in self.workers)
+
+
+@pytest.fixture
+def engine(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path) -> Iterator[EngineUnderTest]:
+    under_test = EngineUnderTest(kafka_bootstrap, topic_prefix, tmp_path)
+    try:
+        yield under_test
+    finally:
+        for worker in under_test.workers:
+            worker.stop()
+        print(under_test.logs())  # shown by pytest only when the test failed
