@@ -142,5 +142,16 @@ def _mount_optional() -> None:
 _mount_optional()
 
 
+@app.command()
+def demo(
+    seconds: Annotated[float, typer.Option(help="How long to send traffic.")] = 30,
+    rate: Annotated[int, typer.Option(help="Inbound messages per second.")] = 300,
+) -> None:
+    """Broker + engine + marketplace traffic, then a verified summary (exit 0 iff lost: 0)."""
+    from streams.demo import run_demo
+
+    raise typer.Exit(run_demo(seconds, rate))
+
+
 def main() -> None:
     app()

@@ -40,6 +40,9 @@ class DefaultPolicy:
 
     name = "builtin-default"
     version = "1"
+    # Every department this policy can route to, so the worker creates their queues up front.
+    departments = ("disputes", "seller_support", "payments", "shipping", "trust_safety",
+                   "social", "general")
 
     def decide(self, ctx: RoutingContext) -> Decision:
         msg = ctx.message

@@ -110,6 +110,7 @@ class IntentTable:
     """Keyword -> intent table: an intent is present when one of its phrases is in the text."""
 
     def __init__(self, table: Mapping[str, Sequence[str]]) -> None:
+        self.table = {name: tuple(phrases) for name, phrases in table.items()}
         self.names = frozenset(table)
         by_first: dict[str, list[tuple[str, str, bool]]] = {}
         for intent, phrases in table.items():
@@ -137,7 +138,7 @@ class Ruleset:
     description: str | None
     file: str
     departments: frozenset[str]
-    sla_policies: frozenset[str]
+    sla_policies: tuple[str, ...]  # strictest first
     default_priority: Priority
     default_sla: str
     intents: IntentTable

@@ -15,10 +15,10 @@ import re
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import MappingProxyType
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from schemas.message import InboundMessage
 from schemas.ticket import Priority
@@ -88,8 +88,25 @@ class BuyerInfo:
     vip: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class RuleInput:
+class InputView(Protocol):
+    """What an evaluator reads: `RuleInput`, or any record with these attributes
+    (`router.routing.RoutingContext` is one, so the router passes it as it is)."""
+
+    @property
+    def message(self) -> InboundMessage: ...
+    @property
+    def now(self) -> datetime: ...
+    @property
+    def ticket(self) -> TicketView | None: ...
+    @property
+    def vendor(self) -> VendorProfile | None: ...
+    @property
+    def buyer(self) -> BuyerView | None: ...
+    @property
+    def order(self) -> Mapping[str, Any]: ...
+
+
+class RuleInput(NamedTuple):
     """Everything a rule may look at. `ticket=None` means a new single-message ticket."""
 
     message: InboundMessage
@@ -97,7 +114,7 @@ class RuleInput:
     ticket: TicketView | None = None
     vendor: VendorProfile | None = None
     buyer: BuyerView | None = None
-    order: Mapping[str, Any] = field(default_factory=lambda: EMPTY_ORDER)
+    order: Mapping[str, Any] = EMPTY_ORDER
 
 
 # --- text normalisation -------------------------------------------------------------------
@@ -121,8 +138,7 @@ def words(text: str) -> list[str]:
     return _WORD.findall(folded)
 
 
-@dataclass(frozen=True, slots=True)
-class TextView:
+class TextView(NamedTuple):
     """Normalised words of one text field: in order, joined (`" a b "`), and as a set."""
 
     tokens: tuple[str, ...]
@@ -131,48 +147,91 @@ class TextView:
 
     @classmethod
     def of(cls, text: str | None) -> TextView:
-        toks = words(text) if text else []
+        if not text:
+            return EMPTY_TEXT
+        toks = words(text)
         return cls(tuple(toks), " " + " ".join(toks) + " ", frozenset(toks))
 
 
 EMPTY_TEXT = TextView((), "  ", frozenset())
 
 
+class _NewTicket:
+    """Ticket facts of a first message when the caller gives none (tools, tests)."""
+
+    __slots__ = (
+        "age_seconds",
+        "channels",
+        "is_new",
+        "message_count",
+        "opened_at",
+        "priority",
+        "queue",
+        "tags",
+        "ticket_id",
+    )
+
+    def __init__(self, msg: InboundMessage, now: datetime) -> None:
+        opened = msg.sent_at or now
+        self.ticket_id = msg.thread_ref
+        self.is_new = True
+        self.message_count = 1
+        self.channels = frozenset((msg.channel.value,))
+        self.opened_at = opened if opened.tzinfo is not None else opened.replace(tzinfo=UTC)
+        self.age_seconds = 0.0
+        self.queue: str | None = None
+        self.priority: Priority | None = None
+        self.tags: tuple[str, ...] = ()
+
+
+class Hits(NamedTuple):
+    """Which of a field's registered phrases and regexes occur in its text (by index)."""
+
+    phrases: frozenset[int]
+    regexes: frozenset[int]
+
+
+NO_HITS = Hits(frozenset(), frozenset())
+
+
 class Derivations(Protocol):
-    """Ruleset-level tables the fact view consults (intent keywords, regex sets)."""
+    """How an evaluator derives intents and text matches (computed once per decision)."""
 
-    def intents_of(self, view: TextView) -> frozenset[str]: ...
+    def intents(self, facts: Facts) -> frozenset[str]: ...
 
-    def regex_hits(self, field_path: str, text: str) -> frozenset[int]: ...
+    def match(self, field_path: str, text: str) -> Hits: ...
 
 
 class Facts:
     """One input, one decision: field values and cached derivations."""
 
-    __slots__ = ("_intents", "_rx", "_views", "buyer", "derive", "msg", "now", "order", "ticket",
-                 "vendor")
+    __slots__ = (
+        "_hits",
+        "_intents",
+        "_views",
+        "buyer",
+        "derive",
+        "msg",
+        "now",
+        "order",
+        "ticket",
+        "vendor",
+    )
 
-    def __init__(self, inp: RuleInput, derive: Derivations) -> None:
+    def __init__(self, inp: InputView, derive: Derivations) -> None:
         msg = inp.message
         self.msg = msg
         now = inp.now
         self.now = now if now.tzinfo is not None else now.replace(tzinfo=UTC)
         ticket = inp.ticket
-        if ticket is None:
-            opened = msg.sent_at or self.now
-            ticket = TicketInfo(
-                ticket_id=msg.thread_ref,
-                channels=frozenset((msg.channel.value,)),
-                opened_at=opened if opened.tzinfo is not None else opened.replace(tzinfo=UTC),
-            )
-        self.ticket: TicketView = ticket
+        self.ticket: TicketView = ticket if ticket is not None else _NewTicket(msg, self.now)
         self.vendor = inp.vendor
         self.buyer = inp.buyer
         self.order = inp.order
         self.derive = derive
         self._views: dict[str, TextView] | None = None
         self._intents: frozenset[str] | None = None
-        self._rx: dict[str, frozenset[int]] | None = None
+        self._hits: dict[str, Hits] | None = None
 
     def view(self, path: str, text_of: Callable[[Facts], Any]) -> TextView:
         """Normalised words of a text field, computed once per decision."""
@@ -192,21 +251,24 @@ class Facts:
     def intents(self) -> frozenset[str]:
         found = self._intents
         if found is None:
-            found = self._intents = self.derive.intents_of(self.view("message.text", _text))
+            found = self._intents = self.derive.intents(self)
         return found
 
-    def regex_hits(self, path: str, text: str) -> frozenset[int]:
-        """Indices (in the ruleset's regex set for `path`) of the patterns found in `text`."""
-        rx = self._rx
-        if rx is None:
-            rx = self._rx = {}
-        hits = rx.get(path)
-        if hits is None:
-            hits = rx[path] = self.derive.regex_hits(path, text)
-        return hits
+    def hits(self, path: str, text_of: Callable[[Facts], Any]) -> Hits:
+        """Phrase and regex hits in a text field, computed once per decision."""
+        cache = self._hits
+        if cache is None:
+            cache = self._hits = {}
+        found = cache.get(path)
+        if found is None:
+            raw = text_of(self)
+            found = NO_HITS if not isinstance(raw, str) else self.derive.match(path, raw)
+            cache[path] = found
+        return found
 
 
-def _text(f: Facts) -> str:
+def text_of(f: Facts) -> str:
+    """The `message.text` field: subject and body."""
     return f.text()
 
 

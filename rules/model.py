@@ -69,8 +69,10 @@ class LeafDoc(BaseModel):
         if not ops:
             raise ValueError("test has no operator: add one of " + ", ".join(OPERATOR_NAMES))
         if len(ops) > 1:
-            raise ValueError(f"one operator per test, found {', '.join(map(str, ops))}; "
-                             "combine tests with all/any")
+            raise ValueError(
+                f"one operator per test, found {', '.join(map(str, ops))}; "
+                "combine tests with all/any"
+            )
         op = ops[0]
         if op not in OPERATOR_NAMES:
             raise ValueError(f"unknown operator {op!r}; operators: {', '.join(OPERATOR_NAMES)}")

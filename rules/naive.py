@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import partial
 
 from rules.ast import AllOf, AnyOf, Cond, NotOf, Ruleset, Test
-from rules.facts import Facts, RuleInput, TextView
+from rules.facts import Facts, Hits, InputView, text_of
 from rules.operators import holds
 from rules.result import (
     MAX_TRACE,
@@ -23,14 +23,16 @@ from schemas.ticket import RuleTrace
 
 
 class _Derive:
+    """Intents straight from the keyword table over the word tokens; no shared matching."""
+
     def __init__(self, ruleset: Ruleset) -> None:
         self._intents = ruleset.intents
 
-    def intents_of(self, view: TextView) -> frozenset[str]:
-        return self._intents.intents_of(view)
+    def intents(self, facts: Facts) -> frozenset[str]:
+        return self._intents.intents_of(facts.view("message.text", text_of))
 
-    def regex_hits(self, field_path: str, text: str) -> frozenset[int]:
-        raise NotImplementedError("the reference evaluator runs each regex on its own")
+    def match(self, field_path: str, text: str) -> Hits:
+        raise NotImplementedError("the reference evaluator tests each phrase and regex alone")
 
 
 def first_failure(cond: Cond, facts: Facts) -> str | None:
@@ -62,10 +64,10 @@ class NaiveEvaluator:
         self.version = ruleset.version
         self._derive = _Derive(ruleset)
 
-    def facts(self, inp: RuleInput) -> Facts:
+    def facts(self, inp: InputView) -> Facts:
         return Facts(inp, self._derive)
 
-    def evaluate(self, inp: RuleInput, *, full_trace: bool = False) -> RuleResult:
+    def evaluate(self, inp: InputView, *, full_trace: bool = False) -> RuleResult:
         """Decide. `full_trace`: keep every tried rule in the trace (no compaction)."""
         facts = self.facts(inp)
         rank = -1

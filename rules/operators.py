@@ -13,6 +13,7 @@ are false; `ne` and `not_in` are their exact negations (so true); `exists: false
 from __future__ import annotations
 
 from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -66,8 +67,9 @@ class Regex:
 class LiteralScope:
     """Ruleset names a literal may refer to."""
 
-    intents: frozenset[str]
+    intents: frozenset[str] | None  # None: the intents section did not parse
     calendars: Mapping[str, WeeklyCalendar]
+    broken_calendars: AbstractSet[str] = frozenset()  # declared but invalid ("*": all)
 
 
 def _type_name(v: Any) -> str:
@@ -85,8 +87,10 @@ def _scalar(spec: FieldSpec, raw: Any, scope: LiteralScope) -> tuple[Any, str | 
             return None, f"{spec.path} is a {kind.value}: expected a string, got {_type_name(raw)}"
         value = raw.lower() if spec.lower else raw
         if spec.values is not None and value not in spec.values:
-            return None, (f"unknown value {raw!r} for {spec.path}; expected one of "
-                          f"{', '.join(sorted(spec.values))}")
+            return None, (
+                f"unknown value {raw!r} for {spec.path}; expected one of "
+                f"{', '.join(sorted(spec.values))}"
+            )
         return value, None
     if kind is Kind.NUM:
         if isinstance(raw, bool) or not isinstance(raw, int | float):
@@ -99,8 +103,10 @@ def _scalar(spec: FieldSpec, raw: Any, scope: LiteralScope) -> tuple[Any, str | 
     if kind is Kind.TIME:
         ts = _timestamp(raw)
         if ts is None:
-            return None, (f"{spec.path} is a timestamp: expected an ISO-8601 time "
-                          f"(2024-06-01T09:00:00Z), got {_type_name(raw)}")
+            return None, (
+                f"{spec.path} is a timestamp: expected an ISO-8601 time "
+                f"(2024-06-01T09:00:00Z), got {_type_name(raw)}"
+            )
         return ts, None
     if kind is Kind.ANY:
         if raw is None or not isinstance(raw, str | int | float | bool):
@@ -126,12 +132,14 @@ def _member(spec: FieldSpec, raw: Any, scope: LiteralScope) -> tuple[Any, str | 
     if not isinstance(raw, str):
         return None, f"contains on {spec.path}: expected a string, got {_type_name(raw)}"
     if spec.kind is Kind.SET:
-        if spec.path == "message.intent" and raw not in scope.intents:
+        if spec.path == "message.intent" and scope.intents is not None and raw not in scope.intents:
             known = ", ".join(sorted(scope.intents)) or "none declared"
             return None, f"unknown intent {raw!r} (intents: {known})"
         if spec.values is not None and raw not in spec.values:
-            return None, (f"unknown value {raw!r} for {spec.path}; expected one of "
-                          f"{', '.join(sorted(spec.values))}")
+            return None, (
+                f"unknown value {raw!r} for {spec.path}; expected one of "
+                f"{', '.join(sorted(spec.values))}"
+            )
         return raw, None
     toks = tuple(words(raw))
     if not toks:
@@ -148,8 +156,10 @@ def compile_regex(pattern: str) -> tuple[Regex | None, str | None]:
         detail = exc.args[0] if exc.args else exc
         if isinstance(detail, bytes):
             detail = detail.decode("utf-8", "replace")
-        return None, (f"invalid regex {pattern!r}: {detail} (RE2 syntax: linear time, "
-                      f"no backreferences or look-around)")
+        return None, (
+            f"invalid regex {pattern!r}: {detail} (RE2 syntax: linear time, "
+            f"no backreferences or look-around)"
+        )
     return Regex(pattern, compiled), None
 
 
@@ -198,6 +208,9 @@ def prepare_literal(
             return None, f"{op} on {spec.path} expects a number, got {_type_name(raw)}"
         return raw, None
     # within_hours
+    broken = scope.broken_calendars
+    if isinstance(raw, str) and (raw in broken or "*" in broken):
+        return None, None  # already reported where the calendar is declared
     if not isinstance(raw, str) or raw not in scope.calendars:
         known = ", ".join(sorted(scope.calendars)) or "none declared"
         return None, f"within_hours expects the name of a calendar (calendars: {known})"
@@ -287,8 +300,13 @@ def short(value: Any, limit: int = 3) -> str:
         head = ", ".join(short(v) for v in value[:limit])
         more = f", +{len(value) - limit} more" if len(value) > limit else ""
         return f"[{head}{more}]"
-    text = repr(value) if isinstance(value, str) else str(value).lower() if isinstance(
-        value, bool) else str(value)
+    text = (
+        repr(value)
+        if isinstance(value, str)
+        else str(value).lower()
+        if isinstance(value, bool)
+        else str(value)
+    )
     return text if len(text) <= 60 else text[:57] + "..."
 
 

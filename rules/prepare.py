@@ -25,8 +25,8 @@ MAX_TEXT = 160
 @dataclass
 class Preparer:
     scope: LiteralScope
-    departments: Collection[str]
-    sla_policies: Collection[str]
+    departments: Collection[str] | None  # None: unknown (that section failed to parse)
+    sla_policies: Collection[str] | None
     problems: list[tuple[Path, str]] = field(default_factory=list)
 
     def problem(self, path: Path, message: str) -> None:
@@ -79,8 +79,11 @@ class Preparer:
                 self.problem(path, "in template: " + unknown_field_message(m.group(1).strip()))
                 ok = False
             elif spec.kind not in _TEMPLATE_KINDS:
-                self.problem(path, f"in template: {spec.path} is a {spec.kind.value} and cannot "
-                                   "be inserted into text")
+                self.problem(
+                    path,
+                    f"in template: {spec.path} is a {spec.kind.value} and cannot "
+                    "be inserted into text",
+                )
                 ok = False
             else:
                 parts.append(spec)
@@ -100,7 +103,7 @@ class Preparer:
         if not QUEUE_NAME.match(name):
             self.problem(path, f"bad department name {name!r}: use [a-z0-9_-], at most 64")
             return False
-        if name not in self.departments:
+        if self.departments is not None and name not in self.departments:
             known = ", ".join(sorted(self.departments)) or "none declared"
             self.problem(path, f"unknown department {name!r} (departments: {known})")
             return False
@@ -113,19 +116,27 @@ class Preparer:
         to_vendor = False
         if doc.route is None:
             if terminal:
-                self.problem((*path,), "a terminal rule must route: add `route`, or "
-                             "`continue: true` to only add tags / priority / SLA")
+                self.problem(
+                    (*path,),
+                    "a terminal rule must route: add `route`, or "
+                    "`continue: true` to only add tags / priority / SLA",
+                )
         elif not terminal:
-            self.problem((*path, "route"), "a `continue` rule cannot route: only the terminal "
-                         "rule chooses the queue")
+            self.problem(
+                (*path, "route"),
+                "a `continue` rule cannot route: only the terminal rule chooses the queue",
+            )
         elif doc.route.startswith("vendor:"):
             to_vendor = True
             route = self.template(doc.route, (*path, "route"))
             if route is not None and route.constant and not _VENDOR_ID.match(doc.route[7:]):
                 self.problem((*path, "route"), f"bad vendor id {doc.route[7:]!r}")
             if doc.fallback is None:
-                self.problem((*path, "route"), "a vendor route needs `fallback: dept:<name>` "
-                             "for unknown, suspended or out-of-contract vendors")
+                self.problem(
+                    (*path, "route"),
+                    "a vendor route needs `fallback: dept:<name>` "
+                    "for unknown, suspended or out-of-contract vendors",
+                )
         elif self.department(doc.route, (*path, "route"), "route"):
             route = Template(doc.route, (doc.route,))
         if doc.fallback is not None:
@@ -139,8 +150,9 @@ class Preparer:
                 self.problem((*path, "contract"), "`contract` only applies to vendor routes")
             else:
                 contract = self.condition(doc.contract, (*path, "contract"))
-        if doc.sla is not None and doc.sla not in self.sla_policies:
-            known = ", ".join(sorted(self.sla_policies)) or "none declared"
+        sla_known = self.sla_policies
+        if doc.sla is not None and sla_known is not None and doc.sla not in sla_known:
+            known = ", ".join(sorted(sla_known)) or "none declared"
             self.problem((*path, "sla"), f"unknown SLA policy {doc.sla!r} (sla_policies: {known})")
         tags = [self.template(t, (*path, "tags", i)) for i, t in enumerate(doc.tags)]
         for i, t in enumerate(doc.tags):

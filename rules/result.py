@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from rules.ast import Action, Rule, Ruleset
 from rules.facts import Facts
@@ -34,8 +34,7 @@ PRIORITIES = tuple(sorted(Priority, key=lambda p: p.rank))
 NO_SLA = 1 << 30  # rank meaning "no rule named an SLA policy"
 
 
-@dataclass(frozen=True, slots=True)
-class RuleResult:
+class RuleResult(NamedTuple):
     ruleset: str
     ruleset_version: str
     queue: str
@@ -77,12 +76,15 @@ def resolve_route(
     return f"vendor:{vendor_id}", None
 
 
-def explanation(rule: Rule, matched: list[str], queue: str, fallback: str | None) -> str:
-    text = f"rule {rule.id} matched"
-    if rule.when is not None:
-        text += f" ({rule.when.text})"
-    else:
-        text += " (catch-all)"
+def summary(rule: Rule) -> str:
+    """`rule <id> matched (<condition>)`: the start of every explanation by this rule."""
+    return f"rule {rule.id} matched ({rule.when.text if rule.when is not None else 'catch-all'})"
+
+
+def explanation(
+    rule: Rule, matched: list[str], queue: str, fallback: str | None, start: str | None = None
+) -> str:
+    text = start if start is not None else summary(rule)
     if fallback is not None:
         text += f"; {fallback}: fallback to {queue}"
     if len(matched) > 1:
@@ -100,6 +102,7 @@ def finish(
     tags: list[str],
     trace: list[RuleTrace],
     matched: list[str],
+    start: str | None = None,
 ) -> RuleResult:
     return RuleResult(
         ruleset=ruleset.name,
@@ -113,7 +116,11 @@ def finish(
         ),
         rule_id=rule.id,
         tags=tuple(dict.fromkeys(tags)),
-        explanation=explanation(rule, matched, queue, fallback),
+        explanation=(
+            start
+            if start is not None and fallback is None and len(matched) == 1
+            else explanation(rule, matched, queue, fallback, start)
+        ),
         trace=tuple(trace),
         matched=tuple(matched),
         fallback=fallback,

@@ -104,7 +104,7 @@ def validate_source(
     if not isinstance(data, dict):
         out.add((), "a ruleset is a mapping with name, version, departments, ... and rules")
         return None, out.problems
-    header = _header(out, data)
+    header, broken = _header(out, data)
     raw_rules = data.get("rules")
     if not isinstance(raw_rules, list) or not raw_rules:
         out.add(("rules",), "`rules` must be a non-empty list (ending with a catch-all)")
@@ -117,20 +117,32 @@ def validate_source(
         except ValidationError as exc:
             out.pydantic(exc, ("rules", i), rid)
     if header is None:
-        return None, out.problems
-    allowed_sla = _sla_policies(out, header, sla_policies)
-    calendars = _calendars(out, header)
+        return None, sorted(out.problems, key=lambda p: p.line or 0)
+    allowed_sla = _sla_policies(out, header, sla_policies, broken)
+    calendars, bad_calendars = _calendars(out, header)
     _intents(out, header)
-    prep = Preparer(LiteralScope(frozenset(header.intents), calendars),
-                    frozenset(header.departments), allowed_sla)
+    # A section that failed to parse is not used to judge references into it: one problem
+    # at its source, not one more at every rule that names it.
+    prep = Preparer(
+        LiteralScope(
+            None if "intents" in broken else frozenset(header.intents),
+            calendars,
+            bad_calendars | ({"*"} if "calendars" in broken else set()),
+        ),
+        None if "departments" in broken else frozenset(header.departments),
+        None if "sla_policies" in broken else allowed_sla,
+    )
     rules: list[Rule] = []
     seen: dict[str, int] = {}
     for i, doc in docs:
         base: Path = ("rules", i)
         line = src.line(base)
         if doc.id in seen:
-            out.add((*base, "id"), f"duplicate rule id {doc.id!r} (first at line {seen[doc.id]})",
-                    doc.id)
+            out.add(
+                (*base, "id"),
+                f"duplicate rule id {doc.id!r} (first at line {seen[doc.id]})",
+                doc.id,
+            )
         else:
             seen[doc.id] = line or 0
         prep.problems.clear()
@@ -142,7 +154,7 @@ def validate_source(
             rules.append(Rule(doc.id, 0, i, doc.priority, line, when, then, doc.description))
     ordered = _order(out, rules, len(docs) == len(raw_rules))
     if out.problems:
-        return None, out.problems
+        return None, sorted(out.problems, key=lambda p: p.line or 0)
     full = RulesetDoc.model_construct(**dict(header), rules=[d for _, d in docs])
     return Ruleset(
         name=header.name,
@@ -150,7 +162,7 @@ def validate_source(
         description=header.description,
         file=src.file,
         departments=frozenset(header.departments),
-        sla_policies=frozenset(allowed_sla),
+        sla_policies=allowed_sla,
         default_priority=header.defaults.priority,
         default_sla=header.defaults.sla,
         intents=IntentTable(header.intents),
@@ -160,12 +172,22 @@ def validate_source(
     ), []
 
 
-def _header(out: _Collector, data: dict[str, Any]) -> RulesetHeader | None:
+def _header(out: _Collector, data: dict[str, Any]) -> tuple[RulesetHeader | None, set[str]]:
+    """The header, and the top-level keys that failed (replaced by defaults to go on)."""
+    fields = {k: v for k, v in data.items() if k != "rules"}
+    broken: set[str] = set()
     try:
-        header = RulesetHeader.model_validate({k: v for k, v in data.items() if k != "rules"})
+        header = RulesetHeader.model_validate(fields)
     except ValidationError as exc:
         out.pydantic(exc, (), None)
-        return None
+        broken = {str(e["loc"][0]) for e in exc.errors() if e["loc"]}
+        kept = {k: v for k, v in fields.items() if k not in broken}
+        kept.setdefault("name", "invalid")
+        kept.setdefault("version", "invalid")
+        try:
+            header = RulesetHeader.model_validate(kept)
+        except ValidationError:
+            return None, broken
     for key in ("departments", "sla_policies"):
         names: list[str] = getattr(header, key)
         for i, name in enumerate(names):
@@ -173,40 +195,50 @@ def _header(out: _Collector, data: dict[str, Any]) -> RulesetHeader | None:
                 out.add((key, i), f"bad name {name!r} in {key}: use [a-z0-9_-], at most 64")
             if names.index(name) != i:
                 out.add((key, i), f"{name!r} is listed twice in {key}")
-    return header
+    return header, broken
 
 
 def _sla_policies(
-    out: _Collector, header: RulesetHeader, engine: Collection[str] | None
-) -> frozenset[str]:
-    declared = frozenset(header.sla_policies)
+    out: _Collector, header: RulesetHeader, engine: Collection[str] | None, broken: set[str]
+) -> tuple[str, ...]:
+    """The policies rules may name, strictest first (declared order, else the engine's)."""
+    declared = tuple(header.sla_policies)
     if engine is not None:
         known = frozenset(engine)
         for i, name in enumerate(header.sla_policies):
             if name not in known:
-                out.add(("sla_policies", i), f"SLA policy {name!r} is unknown to the engine "
-                        f"(engine policies: {', '.join(sorted(known))})")
-        allowed = known if not declared else declared & known
+                out.add(
+                    ("sla_policies", i),
+                    f"SLA policy {name!r} is unknown to the engine "
+                    f"(engine policies: {', '.join(sorted(known))})",
+                )
+        allowed = tuple(n for n in declared if n in known) if declared else tuple(engine)
     else:
         allowed = declared
-    if header.defaults.sla not in allowed:
+    if header.defaults.sla not in allowed and not broken & {"sla_policies", "defaults"}:
         names = ", ".join(sorted(allowed)) or "none declared"
-        out.add(("defaults", "sla"), f"unknown SLA policy {header.defaults.sla!r} "
-                f"(sla_policies: {names})")
+        out.add(
+            ("defaults", "sla"),
+            f"unknown SLA policy {header.defaults.sla!r} (sla_policies: {names})",
+        )
     return allowed
 
 
-def _calendars(out: _Collector, header: RulesetHeader) -> dict[str, WeeklyCalendar]:
+def _calendars(
+    out: _Collector, header: RulesetHeader
+) -> tuple[dict[str, WeeklyCalendar], set[str]]:
     calendars: dict[str, WeeklyCalendar] = {}
+    bad: set[str] = set()
     for name, cal in header.calendars.items():
         built = build_calendar(name, cal.timezone, cal.fallback_timezone, cal.hours)
         if isinstance(built, WeeklyCalendar):
             calendars[name] = built
             continue
+        bad.add(name)
         for key, message in built:
             parts = tuple(key.split(".", 1))
             out.add(("calendars", name, *parts), f"calendar {name!r}: {message}")
-    return calendars
+    return calendars, bad
 
 
 def _intents(out: _Collector, header: RulesetHeader) -> None:
@@ -226,17 +258,32 @@ def _order(out: _Collector, rules: list[Rule], complete: bool) -> tuple[Rule, ..
     catch_all: Rule | None = None
     for rule in ordered:
         if catch_all is not None:
-            out.add(("rules", rule.position), f"rule {rule.id!r} can never match: catch-all "
-                    f"{catch_all.id!r} (line {catch_all.line}) runs before it (rules run by "
-                    "priority, higher first, then file order)", rule.id)
+            out.add(
+                ("rules", rule.position),
+                "can never match: catch-all "
+                f"{catch_all.id!r} (line {catch_all.line}) runs before it (rules run by "
+                "priority, higher first, then file order)",
+                rule.id,
+            )
         elif rule.catch_all:
             catch_all = rule
     if catch_all is None and complete and rules:
-        out.add(("rules",), "no catch-all: the last rule to run must have no `when` and route "
-                "(e.g. `then: {route: dept:general}`)")
+        out.add(
+            ("rules",),
+            "no catch-all: the last rule to run must have no `when` and route "
+            "(e.g. `then: {route: dept:general}`)",
+        )
     return tuple(_renumber(r, i) for i, r in enumerate(ordered))
 
 
 def _renumber(rule: Rule, order: int) -> Rule:
-    return Rule(rule.id, order, rule.position, rule.priority, rule.line, rule.when, rule.then,
-                rule.description)
+    return Rule(
+        rule.id,
+        order,
+        rule.position,
+        rule.priority,
+        rule.line,
+        rule.when,
+        rule.then,
+        rule.description,
+    )

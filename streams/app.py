@@ -61,6 +61,8 @@ def create_engine(settings: RouterSettings, policy: RoutingPolicy | None = None)
         producer_compression_type=compression,
         broker_max_poll_records=settings.consumer_max_poll_records,
         broker_commit_interval=settings.commit_interval_s,
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
         consumer_auto_offset_reset="earliest",
         consumer_group_instance_id=settings.consumer_group_instance_id,
         web_enabled=settings.web_enabled,
@@ -73,9 +75,10 @@ def create_engine(settings: RouterSettings, policy: RoutingPolicy | None = None)
     table = app.Table(
         TICKETS_TABLE,
         default=None,
-        schema=faust.Schema(
-            key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
-        ),
+        # bytes in, bytes out: faust picks the "raw" codec for both the live table and the
+        # changelog recovery path (a faust Schema alone leaves recovery decoding JSON).
+        key_type=bytes,
+        value_type=bytes,
         partitions=settings.partitions,
         extra_topic_configs={"max.message.bytes": str(2 * 1024 * 1024)},
     )

@@ -66,6 +66,8 @@ class RouterSettings(BaseSettings):
     commit_interval_s: float = Field(default=1.0, gt=0, le=60)
     table_standby_replicas: int = Field(default=0, ge=0, le=3)
     consumer_group_instance_id: str | None = None
+    # A crashed worker's partitions move after this long; shorter means faster failover.
+    session_timeout_s: float = Field(default=10.0, ge=6, le=300)
 
     data_dir: Path = Path(".cache/faust-data")
     web_enabled: bool = False

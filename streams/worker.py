@@ -16,14 +16,21 @@ from streams.topics import ensure_core_topics
 log = structlog.get_logger("router.worker")
 
 
+async def _prepare_topics(settings: RouterSettings, policy: RoutingPolicy) -> None:
+    """Core topics plus every department queue the policy names: no creation on the hot path."""
+    manager = await ensure_core_topics(settings)
+    departments = getattr(policy, "departments", ())
+    await manager.ensure([f"queue.dept.{d}" for d in departments])
+
+
 def run_worker(settings: RouterSettings, policy: RoutingPolicy | None = None) -> None:
     """Create topics, then hand the loop to faust's worker (SIGTERM/SIGINT stop it cleanly)."""
     configure_logging(settings.log_level)
     log.info("worker_starting", settings=settings.masked())
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    loop.run_until_complete(ensure_core_topics(settings))
     engine = create_engine(settings, policy)
+    loop.run_until_complete(_prepare_topics(settings, engine.policy.policy))
     worker = faust.Worker(
         engine.app,
         loop=loop,

@@ -141,7 +141,11 @@ class Collector:
         self.outputs: list[Output] = []
 
     def poll_until(
-        self, done: Callable[[list[Output]], bool], timeout: float, what: str
+        self,
+        done: Callable[[list[Output]], bool],
+        timeout: float,
+        what: str,
+        describe: Callable[[list[Output]], str] | None = None,
     ) -> list[Output]:
         async def run() -> bool:
             consumer = AIOKafkaConsumer(
@@ -177,7 +181,8 @@ class Collector:
                 await consumer.stop()
 
         if not asyncio.run(run()):
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+            detail = describe(self.outputs) if describe else f"{len(self.outputs)} records seen"
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}: {detail}")
         return self.outputs
 
 

@@ -26,6 +26,8 @@ _DAY_SECONDS = 86_400
 # A calendar that stays closed this long is misconfigured; fail instead of scanning forever.
 MAX_SCAN_DAYS = 3_660
 _FAR_FUTURE_US = 2**62
+_DAY_US = 86_400 * US_PER_SECOND
+_EPOCH_DATE = date(1970, 1, 1)
 _CACHE_LIMIT = 20_000
 
 Interval = tuple[int, int]  # [start_us, end_us)
@@ -114,7 +116,97 @@ class AlwaysOpen(Calendar):
         return b_us - a_us
 
 
-class BusinessHours(Calendar):
+class DayIndexedCalendar(Calendar):
+    """Open intervals cached per day; arithmetic walks days and skips whole weeks.
+
+    Subclasses say which day an instant falls on, what is open on a day, and the open time of
+    the 7 days from a given day when it can be had without walking them (else None).
+    """
+
+    # Below this much remaining time a week jump cannot apply; skip the week lookup.
+    _week_jump_floor_us: int = 0
+
+    def __init__(self) -> None:
+        self._day_cache: dict[date, tuple[Interval, ...]] = {}
+
+    @abstractmethod
+    def day_of(self, us: int) -> date:
+        """The day (as this calendar counts days) holding the instant."""
+
+    @abstractmethod
+    def _compute_day(self, day: date) -> tuple[Interval, ...]:
+        """Open intervals (UTC microseconds) of one day, ascending and disjoint."""
+
+    @abstractmethod
+    def _week_us(self, first_day: date) -> int | None:
+        """Open time of the 7 days from `first_day`, or None to walk them day by day."""
+
+    def day_intervals(self, day: date) -> tuple[Interval, ...]:
+        cached = self._day_cache.get(day)
+        if cached is None:
+            cached = self._compute_day(day)
+            if len(self._day_cache) >= _CACHE_LIMIT:
+                self._day_cache.clear()
+            self._day_cache[day] = cached
+        return cached
+
+    def intervals_from(self, start_us: int) -> Iterator[Interval]:
+        day = self.day_of(start_us)
+        for _ in range(MAX_SCAN_DAYS):
+            for interval in self.day_intervals(day):
+                if interval[1] > start_us:
+                    yield interval
+            day += _ONE_DAY
+
+    def add_us(self, start_us: int, amount_us: int) -> int:
+        if amount_us == 0:
+            return start_us
+        remaining = amount_us
+        day = self.day_of(start_us)
+        first_day = day
+        scanned = 0
+        while scanned < MAX_SCAN_DAYS:
+            if day != first_day and remaining > self._week_jump_floor_us:
+                week_us = self._week_us(day)
+                if week_us is not None and remaining > week_us:
+                    remaining -= week_us
+                    day += _ONE_WEEK
+                    scanned += 7
+                    continue
+            for open_us, close_us in self.day_intervals(day):
+                if close_us <= start_us:
+                    continue
+                begin = max(open_us, start_us)
+                span = close_us - begin
+                if remaining <= span:
+                    return begin + remaining
+                remaining -= span
+            day += _ONE_DAY
+            scanned += 1
+        raise CalendarError(f"calendar {self.name!r} is never open after {from_us(start_us)}")
+
+    def between_us(self, a_us: int, b_us: int) -> int:
+        if b_us < a_us:
+            return -self.between_us(b_us, a_us)
+        day = self.day_of(a_us)
+        first_day, last_day = day, self.day_of(b_us)
+        total = 0
+        while day <= last_day:
+            if day != first_day and (last_day - day).days >= 7:
+                week_us = self._week_us(day)
+                if week_us is not None:
+                    total += week_us
+                    day += _ONE_WEEK
+                    continue
+            for open_us, close_us in self.day_intervals(day):
+                overlap = min(close_us, b_us) - max(open_us, a_us)
+                if overlap > 0:
+                    total += overlap
+            day += _ONE_DAY
+        return total
+
+
+class BusinessHours(DayIndexedCalendar):
     """Weekly shifts in one IANA time zone, closed on holidays and on listed dates."""
 
     def __init__(
@@ -127,19 +219,20 @@ class BusinessHours(Calendar):
         holiday_subdivision: str | None = None,
         closed_dates: Iterable[date] = (),
     ) -> None:
+        super().__init__()
         self.name = name
         try:
             self.zone = ZoneInfo(timezone)
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise CalendarError(f"calendar {name!r}: unknown time zone {timezone!r}") from exc
         self.weekly = _validated_week(name, weekly)
-        self._nominal_week_us = sum(e - s for day in self.weekly for s, e in day) * US_PER_SECOND
+        self.nominal_week_us = sum(e - s for day in self.weekly for s, e in day) * US_PER_SECOND
+        self._week_jump_floor_us = self.nominal_week_us
         self._holiday_region = (holiday_country, holiday_subdivision)
         if holiday_country is not None:
             self._holiday_dates(2000)  # fail now on an unknown country or subdivision
         self._custom_closed = frozenset(closed_dates)
         self._closed_by_year: dict[int, frozenset[date]] = {}
-        self._day_cache: dict[date, tuple[Interval, ...]] = {}
 
     def _holiday_dates(self, year: int) -> frozenset[date]:
         country, subdivision = self._holiday_region
@@ -160,32 +253,22 @@ class BusinessHours(Calendar):
             self._closed_by_year[day.year] = closed
         return day in closed
 
-    def day_intervals(self, day: date) -> tuple[Interval, ...]:
-        """Open intervals (UTC microseconds) of one local date."""
-        cached = self._day_cache.get(day)
-        if cached is not None:
-            return cached
-        if self.is_closed_day(day):
-            intervals: tuple[Interval, ...] = ()
-        else:
-            midnight = datetime(day.year, day.month, day.day, tzinfo=self.zone)
-            intervals = tuple(
-                (to_us(midnight + timedelta(seconds=s)), to_us(midnight + timedelta(seconds=e)))
-                for s, e in self.weekly[day.weekday()]
-            )
-        if len(self._day_cache) >= _CACHE_LIMIT:
-            self._day_cache.clear()
-        self._day_cache[day] = intervals
-        return intervals
-
-    def _local_date(self, us: int) -> date:
+    def day_of(self, us: int) -> date:
         return from_us(us).astimezone(self.zone).date()
 
-    def _plain_week_us(self, first_day: date) -> int | None:
-        """Open time of the 7 days from `first_day` when it is the nominal week, else None.
+    def _compute_day(self, day: date) -> tuple[Interval, ...]:
+        if self.is_closed_day(day):
+            return ()
+        midnight = datetime(day.year, day.month, day.day, tzinfo=self.zone)
+        return tuple(
+            (to_us(midnight + timedelta(seconds=s)), to_us(midnight + timedelta(seconds=e)))
+            for s, e in self.weekly[day.weekday()]
+        )
 
-        Nominal means no closed day and the same UTC offset at both ends; a week holding two
-        offset changes that cancel out would be missed, and no zone has one.
+    def _week_us(self, first_day: date) -> int | None:
+        """The nominal week when no day is closed and the UTC offset is the same at both ends.
+
+        A week holding two offset changes that cancel out would be missed; no zone has one.
         """
         if any(self.is_closed_day(first_day + timedelta(days=i)) for i in range(7)):
             return None
@@ -194,86 +277,55 @@ class BusinessHours(Calendar):
         end = datetime(end_day.year, end_day.month, end_day.day, tzinfo=self.zone)
         if start.utcoffset() != end.utcoffset():
             return None
-        return self._nominal_week_us
-
-    def intervals_from(self, start_us: int) -> Iterator[Interval]:
-        day = self._local_date(start_us)
-        for _ in range(MAX_SCAN_DAYS):
-            for interval in self.day_intervals(day):
-                if interval[1] > start_us:
-                    yield interval
-            day += _ONE_DAY
-
-    def add_us(self, start_us: int, amount_us: int) -> int:
-        if amount_us == 0:
-            return start_us
-        remaining = amount_us
-        day = self._local_date(start_us)
-        first_day = day
-        scanned = 0
-        while scanned < MAX_SCAN_DAYS:
-            if day != first_day and remaining > self._nominal_week_us:
-                week_us = self._plain_week_us(day)
-                if week_us is not None and remaining > week_us:
-                    remaining -= week_us
-                    day += _ONE_WEEK
-                    scanned += 1
-                    continue
-            for open_us, close_us in self.day_intervals(day):
-                if close_us <= start_us:
-                    continue
-                begin = max(open_us, start_us)
-                span = close_us - begin
-                if remaining <= span:
-                    return begin + remaining
-                remaining -= span
-            day += _ONE_DAY
-            scanned += 1
-        raise CalendarError(f"calendar {self.name!r} is never open after {from_us(start_us)}")
-
-    def between_us(self, a_us: int, b_us: int) -> int:
-        if b_us < a_us:
-            return -self.between_us(b_us, a_us)
-        day = self._local_date(a_us)
-        first_day, last_day = day, self._local_date(b_us)
-        total = 0
-        while day <= last_day:
-            if day != first_day and (last_day - day).days >= 7:
-                week_us = self._plain_week_us(day)
-                if week_us is not None:
-                    total += week_us
-                    day += _ONE_WEEK
-                    continue
-            for open_us, close_us in self.day_intervals(day):
-                overlap = min(close_us, b_us) - max(open_us, a_us)
-                if overlap > 0:
-                    total += overlap
-            day += _ONE_DAY
-        return total
+        return self.nominal_week_us
 
 
-class FollowTheSun(Calendar):
-    """Open whenever any member is open (teams in several zones covering for each other)."""
+class FollowTheSun(DayIndexedCalendar):
+    """Open whenever any member is open (teams in several zones covering for each other).
 
-    def __init__(self, name: str, members: Sequence[Calendar]) -> None:
+    Days are UTC days: each caches the members' merged intervals, clipped to the day.
+    """
+
+    def __init__(self, name: str, members: Sequence[BusinessHours | AlwaysOpen]) -> None:
         if not members:
             raise CalendarError(f"calendar {name!r}: follow-the-sun needs at least one member")
+        super().__init__()
         self.name = name
         self.members = tuple(members)
+        weeks = [m.nominal_week_us for m in self.members if isinstance(m, BusinessHours)]
+        self._week_jump_floor_us = max(weeks, default=0)
+        self._week_cache: dict[date, int] = {}
 
-    def intervals_from(self, start_us: int) -> Iterator[Interval]:
-        merged = heapq.merge(*(member.intervals_from(start_us) for member in self.members))
-        current: Interval | None = None
-        for open_us, close_us in merged:
-            if current is None:
-                current = (open_us, close_us)
-            elif open_us <= current[1]:
-                current = (current[0], max(current[1], close_us))
+    def day_of(self, us: int) -> date:
+        return _EPOCH_DATE + timedelta(days=us // _DAY_US)
+
+    def _compute_day(self, day: date) -> tuple[Interval, ...]:
+        day_start = (day - _EPOCH_DATE).days * _DAY_US
+        day_end = day_start + _DAY_US
+        merged: list[Interval] = []
+        streams = (member.intervals_from(day_start) for member in self.members)
+        for open_us, close_us in heapq.merge(*streams):
+            if open_us >= day_end:
+                break
+            open_us, close_us = max(open_us, day_start), min(close_us, day_end)
+            if merged and open_us <= merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(merged[-1][1], close_us))
             else:
-                yield current
-                current = (open_us, close_us)
-        if current is not None:
-            yield current
+                merged.append((open_us, close_us))
+        return tuple(merged)
+
+    def _week_us(self, first_day: date) -> int | None:
+        total = self._week_cache.get(first_day)
+        if total is None:
+            total = sum(
+                e - s
+                for i in range(7)
+                for s, e in self.day_intervals(first_day + timedelta(days=i))
+            )
+            if len(self._week_cache) >= _CACHE_LIMIT:
+                self._week_cache.clear()
+            self._week_cache[first_day] = total
+        return total
 
 
 def _validated_week(name: str, weekly: Sequence[Sequence[Shift]]) -> tuple[tuple[Shift, ...], ...]:

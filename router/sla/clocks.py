@@ -11,10 +11,11 @@ is written in the same state update as the event it produced, which makes firing
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict
 
 from router.sla.calendar import Calendar
 from router.sla.policy import MetricTerms
@@ -40,10 +41,15 @@ class ClockStatus(StrEnum):
     STOPPED = "stopped"
 
 
-class MetricClock(BaseModel):
-    """Serialisable state of one clock cycle. Mutated only on copies owned by lifecycle."""
+@dataclass(slots=True, kw_only=True)
+class MetricClock:
+    """Serialisable state of one clock cycle. Mutated only on copies owned by lifecycle.
 
-    model_config = ConfigDict(extra="forbid")
+    A plain slotted dataclass: the tick path sets a dozen attributes, ten times cheaper than
+    on a pydantic model. Validation and JSON go through the state's pydantic TypeAdapter.
+    """
+
+    __pydantic_config__ = ConfigDict(extra="forbid")
 
     metric: SlaMetric
     cycle: int = 0
@@ -55,12 +61,12 @@ class MetricClock(BaseModel):
     # Business seconds at which rung 1 was due, fixed when it fires so that a later priority
     # change does not pull the remaining rungs forward.
     breach_anchor: float | None = None
-    fired: list[str] = []
+    fired: list[str] = field(default_factory=list)
     next_marker: str | None = None
     next_at: datetime | None = None
 
     def copy_for_update(self) -> MetricClock:
-        return self.model_copy(update={"fired": list(self.fired)})
+        return replace(self, fired=list(self.fired))
 
 
 def start_clock(metric: SlaMetric, at: datetime, cycle: int = 0) -> MetricClock:
@@ -107,31 +113,38 @@ def is_breached(clock: MetricClock) -> bool:
 
 def reschedule(clock: MetricClock, terms: MetricTerms | None, calendar: Calendar) -> None:
     """Recompute the target, the rung-1 deadline and the next marker to fire."""
+    clock.deadline = None
+    if terms is not None:
+        clock.target = terms.target_seconds
+        if clock.status is ClockStatus.RUNNING and clock.segment_start is not None:
+            clock.deadline = _when(clock, clock.target, calendar)
+    schedule_next(clock, terms, calendar)
+
+
+def schedule_next(clock: MetricClock, terms: MetricTerms | None, calendar: Calendar) -> None:
+    """Recompute only the next marker (enough after a firing: the deadline did not move)."""
     clock.next_marker = None
     clock.next_at = None
-    clock.deadline = None
-    if terms is None:  # the current policy does not track this metric
-        return
-    clock.target = terms.target_seconds
-    if clock.status is not ClockStatus.RUNNING or clock.segment_start is None:
-        return
-    start = clock.segment_start
-
-    def when(threshold: float) -> datetime:
-        return calendar.add_business_seconds(start, max(threshold - clock.banked, 0.0))
-
-    clock.deadline = when(clock.target)
+    if terms is None or clock.status is not ClockStatus.RUNNING or clock.segment_start is None:
+        return  # not running, or the current policy does not track this metric
     if WARNING not in clock.fired and not is_breached(clock):
         clock.next_marker = WARNING
-        clock.next_at = when(clock.target * terms.warning_fraction)
+        clock.next_at = _when(clock, clock.target * terms.warning_fraction, calendar)
         return
     anchor = clock.breach_anchor if clock.breach_anchor is not None else clock.target
     for level in range(1, len(terms.ladder) + 1):
         marker = breach_marker(level)
         if marker not in clock.fired:
             clock.next_marker = marker
-            clock.next_at = when(terms.rung_threshold(level, anchor))
+            clock.next_at = _when(clock, terms.rung_threshold(level, anchor), calendar)
             return
+
+
+def _when(clock: MetricClock, threshold: float, calendar: Calendar) -> datetime:
+    """The moment the running clock reaches `threshold` business seconds."""
+    assert clock.segment_start is not None
+    remaining = max(threshold - clock.banked, 0.0)
+    return calendar.add_business_seconds(clock.segment_start, remaining)
 
 
 def record_firing(clock: MetricClock, marker: str, elapsed_at_firing: float) -> None:

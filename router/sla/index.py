@@ -30,6 +30,11 @@ class DeadlineIndex:
     def __contains__(self, key: str) -> bool:
         return key in self._due_by_key
 
+    @property
+    def stored_entries(self) -> int:
+        """Heap entries held, superseded ones included (a gauge for memory use)."""
+        return len(self._heap)
+
     def due_of(self, key: str) -> float | None:
         return self._due_by_key.get(key)
 

@@ -17,14 +17,16 @@ from __future__ import annotations
 from datetime import datetime
 
 from router.sla import clocks
+from router.sla.escalation import advance
+from router.sla.events import LIFECYCLE_ACTOR
 from router.sla.policy import SlaConfig
 from router.sla.state import (
     RECENT_INPUTS_KEPT,
     ActionRejectedOut,
+    LifecycleState,
     Step,
-    TicketState,
 )
-from router.sla.transitions import LIFECYCLE_ACTOR, Transition, VendorDirectory, vendor_of
+from router.sla.transitions import Transition, VendorDirectory, vendor_of
 from schemas.action import (
     ActorRole,
     ChangePriorityAction,
@@ -50,7 +52,7 @@ __all__ = ["LIFECYCLE_ACTOR", "VendorDirectory", "on_action", "on_tick", "on_tic
 
 
 def on_ticket_event(
-    state: TicketState | None,
+    state: LifecycleState | None,
     event: TicketEvent,
     *,
     event_id: str,
@@ -75,10 +77,6 @@ def on_ticket_event(
         config,
         vendors,
         opened_at=snapshot.opened_at if snapshot is not None else event.at,
-        # The first sender is the requester; `opened` states it even when it comes late.
-        requester_role=(
-            event.sender_role if state is None or event.kind is TicketEventKind.OPENED else None
-        ),
     )
     if event.kind is TicketEventKind.MESSAGE_ADDED:
         _on_message(run, event, at, event_id)
@@ -88,7 +86,7 @@ def on_ticket_event(
 
 
 def on_action(
-    state: TicketState | None,
+    state: LifecycleState | None,
     action: TicketAction,
     *,
     action_id: str,
@@ -111,7 +109,6 @@ def on_action(
         config,
         vendors,
         opened_at=action.at,
-        requester_role=None,
     )
     actor, role = action.actor.id, action.actor.role
     match action:
@@ -120,7 +117,7 @@ def on_action(
                 run.customer_message(at, actor, action_id)
             elif role in (ActorRole.AGENT, ActorRole.VENDOR):
                 run.response(at, by_vendor=role is ActorRole.VENDOR)
-            run.publish_replied(at, actor, role.value, f"{action_id}:replied")
+            run.publish(TicketEventKind.REPLIED, at, actor, action_id, sender_role=role.value)
         case PendAction():
             run.pend(at)
         case ResolveAction():
@@ -145,7 +142,7 @@ def on_action(
 
 
 def on_tick(
-    state: TicketState,
+    state: LifecycleState,
     now: datetime,
     *,
     config: SlaConfig,
@@ -161,23 +158,20 @@ def on_tick(
     horizon = now if until is None else min(until, now)
     if state.next_due_ts is None or state.next_due_ts > horizon.timestamp():
         return Step(state, [])
-    run = Transition(state.copy_for_update(), config, now, vendors)
-    run.advance(horizon)
+    run = Transition(state.shell_copy(), config, now, vendors)
+    advance(run, horizon)
     return run.finish()
 
 
-def new_state(
-    ticket_id: str, opened_at: datetime, config: SlaConfig, requester_role: str | None = None
-) -> TicketState:
+def new_state(ticket_id: str, opened_at: datetime, config: SlaConfig) -> LifecycleState:
     """A ticket just opened: first response and resolution run from `opened_at`."""
     policy = config.policy(None)
-    state = TicketState(
+    state = LifecycleState(
         ticket_id=ticket_id,
         policy=policy.name,
         calendar=policy.calendar,
         opened_at=opened_at,
         clock_at=opened_at,
-        requester_role=requester_role or "buyer",
     )
     for metric in (SlaMetric.FIRST_RESPONSE, SlaMetric.RESOLUTION):
         state.clocks[metric] = clocks.start_clock(metric, opened_at)
@@ -185,7 +179,7 @@ def new_state(
 
 
 def _begin(
-    state: TicketState | None,
+    state: LifecycleState | None,
     ticket_id: str,
     at: datetime,
     input_id: str,
@@ -194,28 +188,26 @@ def _begin(
     vendors: VendorDirectory | None,
     *,
     opened_at: datetime,
-    requester_role: str | None,
 ) -> tuple[Transition, datetime]:
     """Own a copy (or a new state), remember the input, fire what was due before it."""
     if state is None:
-        state = new_state(ticket_id, min(opened_at, at), config, requester_role)
+        state = new_state(ticket_id, min(opened_at, at), config)
     else:
-        state = state.copy_for_update()
-        if requester_role is not None and not state.responded:
-            state.requester_role = requester_role
+        state = state.shell_copy()
     state.recent_inputs = [*state.recent_inputs, input_id][-RECENT_INPUTS_KEPT:]
     run = Transition(state, config, now, vendors)
-    run.reschedule_all()
+    run.reschedule()  # no-op unless new, or scheduled under another policy file
     at = max(at, state.clock_at)  # out-of-order input: never move business time backwards
-    run.advance(at)
+    advance(run, at)
     state.clock_at = max(at, state.clock_at)
     return run, state.clock_at
 
 
 def _on_message(run: Transition, event: TicketEvent, at: datetime, event_id: str) -> None:
     role = event.sender_role
-    requester_is_seller = run.state.requester_role == "seller"
-    if role in _CUSTOMER_ROLES or (role == "seller" and requester_is_seller):
+    if run.state.requester_role is None:  # the first sender opened the ticket
+        run.state.requester_role = role
+    if role in _CUSTOMER_ROLES or role == run.state.requester_role:
         run.customer_message(at, event.actor, event_id)
     elif role == "seller":  # the vendor answering by email in the buyer's thread
         run.response(at, by_vendor=True)
@@ -237,7 +229,7 @@ def _on_routed(run: Transition, event: TicketEvent, at: datetime) -> None:
         run.retarget(at, queue=queue, policy=policy, priority=priority)
 
 
-def _refusal(state: TicketState | None, action: TicketAction) -> str | None:
+def _refusal(state: LifecycleState | None, action: TicketAction) -> str | None:
     role = action.actor.role
     if role is ActorRole.BUYER and not isinstance(action, _BUYER_ACTIONS):
         return f"a buyer may not {action.action}"

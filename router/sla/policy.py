@@ -18,6 +18,7 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from router.ids import derive_id
 from router.sla.calendar import AlwaysOpen, BusinessHours, Calendar, CalendarError, FollowTheSun
 from schemas.sla import SlaMetric
 from schemas.ticket import QUEUE_PATTERN, Priority
@@ -199,23 +200,25 @@ class MetricTerms:
         return anchor_seconds + sum(step.after for step in self.ladder[1:level])
 
 
-@dataclass(frozen=True, slots=True)
 class SlaPolicy:
-    name: str
-    calendar: str
-    warning_fraction: float
-    metrics: dict[SlaMetric, MetricSpec]
-    ladder: tuple[EscalationStep, ...]
+    """One named policy, with the terms of every (metric, priority) worked out up front."""
+
+    def __init__(self, name: str, spec: PolicySpec) -> None:
+        self.name = name
+        self.calendar = spec.calendar
+        self._terms = {
+            (metric, priority): MetricTerms(
+                target_seconds=target,
+                warning_fraction=metric_spec.warning_at or spec.warning_at,
+                ladder=tuple(metric_spec.escalation or spec.escalation),
+            )
+            for metric, metric_spec in spec.metrics.items()
+            for priority, target in metric_spec.targets.items()
+        }
 
     def terms(self, metric: SlaMetric, priority: Priority) -> MetricTerms | None:
-        spec = self.metrics.get(metric)
-        if spec is None:
-            return None
-        return MetricTerms(
-            target_seconds=spec.targets[priority],
-            warning_fraction=spec.warning_at or self.warning_fraction,
-            ladder=tuple(spec.escalation) if spec.escalation else self.ladder,
-        )
+        """None when this policy does not track `metric`."""
+        return self._terms.get((metric, priority))
 
 
 class SlaConfig:
@@ -223,6 +226,8 @@ class SlaConfig:
 
     def __init__(self, spec: SlaPolicyFile) -> None:
         self.spec = spec
+        # Tickets scheduled under another file get their deadlines recomputed when touched.
+        self.fingerprint = derive_id(spec.model_dump_json())
         self.default_policy = spec.default_policy
         self.late_grace_seconds = spec.late_grace_seconds
         self.calendars: dict[str, Calendar] = {}
@@ -232,17 +237,9 @@ class SlaConfig:
         for name, calendar in spec.calendars.items():
             if isinstance(calendar, FollowTheSunSpec):
                 members = [self.calendars[m] for m in calendar.members]
-                self.calendars[name] = FollowTheSun(name, members)
-        self.policies = {
-            name: SlaPolicy(
-                name=name,
-                calendar=p.calendar,
-                warning_fraction=p.warning_at,
-                metrics=dict(p.metrics),
-                ladder=tuple(p.escalation),
-            )
-            for name, p in spec.policies.items()
-        }
+                simple = [m for m in members if isinstance(m, BusinessHours | AlwaysOpen)]
+                self.calendars[name] = FollowTheSun(name, simple)  # validated: all are simple
+        self.policies = {name: SlaPolicy(name, p) for name, p in spec.policies.items()}
 
     def policy(self, name: str | None) -> SlaPolicy:
         """The named policy; the default one for an unknown or missing name."""

@@ -4,13 +4,13 @@ records the lifecycle functions return for the stream layer to publish.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import NamedTuple
 
 import orjson
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict, TypeAdapter
 
 from router.sla.clocks import MetricClock
 from schemas.sla import SlaEvent, SlaMetric
@@ -26,10 +26,15 @@ class TicketStatus(StrEnum):
     RESOLVED = "resolved"
 
 
-class TicketState(BaseModel):
-    """Everything the lifecycle + SLA stage knows about one ticket."""
+@dataclass(slots=True, kw_only=True)
+class LifecycleState:
+    """Everything the lifecycle + SLA stage knows about one ticket.
 
-    model_config = ConfigDict(extra="forbid")
+    A slotted dataclass (cheap to copy and update on the tick path); `encode_state` and
+    `decode_state` validate and serialise it with pydantic.
+    """
+
+    __pydantic_config__ = ConfigDict(extra="forbid")
 
     ticket_id: str
     status: TicketStatus = TicketStatus.OPEN
@@ -40,7 +45,8 @@ class TicketState(BaseModel):
     opened_at: datetime
     # Latest input time applied; earlier (out-of-order) input times are clamped to it.
     clock_at: datetime
-    requester_role: str = "buyer"
+    # Sender role of the first message: a seller who opens a ticket is the customer in it.
+    requester_role: str | None = None
     responded: bool = False
     vendor_response_target: float | None = None  # from the vendor profile, seconds
     # Set once an agent or an escalation moved the ticket or changed its priority: later
@@ -48,31 +54,33 @@ class TicketState(BaseModel):
     queue_pinned: bool = False
     priority_pinned: bool = False
     reroutes: int = 0
-    clocks: dict[SlaMetric, MetricClock] = {}
+    clocks: dict[SlaMetric, MetricClock] = field(default_factory=dict)
     ticket: RoutedTicket | None = None  # latest routed snapshot, history for re-routes
-    recent_inputs: list[str] = []
+    recent_inputs: list[str] = field(default_factory=list)
     # Earliest pending firing (epoch seconds): the deadline index entry for this ticket.
     next_due_ts: float | None = None
+    # Fingerprint of the policy file the deadlines were computed with (recomputed on change).
+    schedule_of: str | None = None
 
-    def copy_for_update(self) -> TicketState:
-        """A copy whose mutable parts are not shared with `self` (the snapshot is frozen)."""
-        return self.model_copy(
-            update={
-                "clocks": {m: c.copy_for_update() for m, c in self.clocks.items()},
-                "recent_inputs": list(self.recent_inputs),
-            }
-        )
+    def shell_copy(self) -> LifecycleState:
+        """A copy with its own clock map and input list; the clocks themselves are shared
+        until copied on first write (see Transition.writable); the snapshot is frozen."""
+        return replace(self, clocks=dict(self.clocks), recent_inputs=list(self.recent_inputs))
 
 
-def encode_state(state: TicketState) -> bytes:
-    return state.__pydantic_serializer__.to_json(state)
+STATE_ADAPTER: TypeAdapter[LifecycleState] = TypeAdapter(LifecycleState)
 
 
-def decode_state(raw: bytes) -> TicketState:
-    return TicketState.model_validate_json(raw)
+def encode_state(state: LifecycleState) -> bytes:
+    return STATE_ADAPTER.dump_json(state)
 
 
-def index_entry(state: TicketState) -> tuple[float, str] | None:
+def decode_state(raw: bytes) -> LifecycleState:
+    """Validate stored bytes (raises pydantic.ValidationError on a corrupt record)."""
+    return STATE_ADAPTER.validate_json(raw)
+
+
+def index_entry(state: LifecycleState) -> tuple[float, str] | None:
     """(due epoch seconds, ticket id) for the deadline index, or None when nothing is pending."""
     if state.next_due_ts is None:
         return None
@@ -145,5 +153,5 @@ Output = SlaEventOut | TicketEventOut | RerouteOut | ActionRejectedOut
 class Step(NamedTuple):
     """Result of one lifecycle call. `state` is the very input object when nothing changed."""
 
-    state: TicketState | None
+    state: LifecycleState | None
     outputs: list[Output]

@@ -1,4 +1,4 @@
-"""State transitions of one ticket: clock moves, SLA firings and escalation actions.
+"""State transitions of one ticket: clock moves and routing changes.
 
 A `Transition` owns a private copy of a ticket's state for the length of one lifecycle call
 and collects the records to publish. Business-time effects use event time (`at`); only
@@ -8,25 +8,18 @@ and collects the records to publish. Business-time effects use event time (`at`)
 from __future__ import annotations
 
 from datetime import datetime
-from typing import NamedTuple, Protocol
+from typing import Protocol
 
 from router.sla import clocks
 from router.sla.calendar import Calendar
 from router.sla.clocks import ClockStatus, MetricClock
+from router.sla.events import Firing, SlaContext, output_id, sla_event_out, ticket_event_out
 from router.sla.policy import MetricTerms, SlaConfig, SlaPolicy
-from router.sla.state import Output, RerouteOut, SlaEventOut, Step, TicketEventOut, TicketState
+from router.sla.state import LifecycleState, Output, RerouteOut, Step
 from router.sla.state import TicketStatus as Status
-from schemas.sla import SlaEvent, SlaEventKind, SlaMetric
-from schemas.ticket import Priority, SlaTerms, TicketEvent, TicketEventKind
+from schemas.sla import SlaMetric
+from schemas.ticket import Priority, SlaTerms, TicketEventKind
 from schemas.vendor import VendorProfile
-
-# `actor` of the `routed` events this stage emits; it skips them when they come back.
-LIFECYCLE_ACTOR = "lifecycle"
-# Ladders are finite, so this only bounds a pathological policy (reroute loops).
-MAX_FIRINGS_PER_CALL = 64
-
-_METRIC_ORDER = {metric: rank for rank, metric in enumerate(SlaMetric)}
-_BY_RANK = sorted(Priority, key=lambda p: p.rank)
 
 
 class VendorDirectory(Protocol):
@@ -35,35 +28,18 @@ class VendorDirectory(Protocol):
     def get(self, vendor_id: str, /) -> VendorProfile | None: ...
 
 
-_KIND_OF_MARKER = {clocks.WARNING: SlaEventKind.WARNING, clocks.MET: SlaEventKind.MET}
-
-
-class _SlaContext(NamedTuple):
-    policy: str
-    queue: str | None
-    priority: Priority
-
-
 def vendor_of(queue: str | None) -> str | None:
     if queue is not None and queue.startswith("vendor:"):
         return queue.removeprefix("vendor:")
     return None
 
 
-def raised(priority: Priority) -> Priority:
-    return _BY_RANK[min(priority.rank + 1, len(_BY_RANK) - 1)]
-
-
-def sla_event_id(ticket_id: str, clock: MetricClock, marker: str) -> str:
-    kind = "breached" if marker.startswith("breached:") else marker
-    level = clocks.marker_level(marker)
-    return f"{ticket_id}/{clock.metric.value}/{clock.cycle}/{kind}/{level}"
-
-
 class Transition:
+    """Owns `state` (a shell copy, see LifecycleState.shell_copy) for one lifecycle call."""
+
     def __init__(
         self,
-        state: TicketState,
+        state: LifecycleState,
         config: SlaConfig,
         now: datetime,
         vendors: VendorDirectory | None,
@@ -73,6 +49,10 @@ class Transition:
         self.now = now
         self.vendors = vendors
         self.outputs: list[Output] = []
+        # Clocks whose schedule must be recomputed; all of them under a different policy file.
+        stale = state.schedule_of != config.fingerprint
+        self._dirty: set[SlaMetric] = set(state.clocks) if stale else set()
+        self._owned: set[SlaMetric] = set()  # clocks already copied for this call
 
     # -- terms -------------------------------------------------------------------------------
 
@@ -90,17 +70,42 @@ class Transition:
             return MetricTerms(override, terms.warning_fraction, terms.ladder)
         return terms
 
-    def reschedule_all(self) -> None:
-        calendar = self.calendar()
-        due: list[float] = []
-        for metric, clock in self.state.clocks.items():
-            clocks.reschedule(clock, self.terms(metric), calendar)
-            if clock.next_at is not None:
-                due.append(clock.next_at.timestamp())
-        self.state.next_due_ts = min(due) if due else None
+    def writable(self, metric: SlaMetric) -> MetricClock | None:
+        """The clock of `metric`, copied on first write so the caller's state stays intact."""
+        clock = self.state.clocks.get(metric)
+        if clock is not None and metric not in self._owned:
+            clock = self.state.clocks[metric] = clock.copy_for_update()
+            self._owned.add(metric)
+        return clock
+
+    def own(self, metric: SlaMetric) -> MetricClock:
+        """A clock about to change: writable, and rescheduled at the next `reschedule`."""
+        clock = self.writable(metric)
+        if clock is None:
+            raise KeyError(metric)
+        self._dirty.add(metric)
+        return clock
+
+    def terms_changed(self) -> None:
+        """Terms changed for every clock (priority, policy or calendar)."""
+        self._dirty.update(self.state.clocks)
+
+    def reschedule(self) -> None:
+        """Recompute changed clocks (calendar arithmetic is the costly part) and the next due."""
+        state = self.state
+        if self._dirty:
+            calendar = self.calendar()
+            for metric in self._dirty:
+                clock = self.writable(metric)
+                if clock is not None:
+                    clocks.reschedule(clock, self.terms(metric), calendar)
+            self._dirty.clear()
+        state.schedule_of = self.config.fingerprint
+        due = [c.next_at for c in state.clocks.values() if c.next_at is not None]
+        state.next_due_ts = min(due).timestamp() if due else None
 
     def finish(self) -> Step:
-        self.reschedule_all()
+        self.reschedule()
         return Step(self.state, self.outputs)
 
     # -- clock moves -------------------------------------------------------------------------
@@ -112,22 +117,25 @@ class Transition:
             return
         cycle = existing.cycle + 1 if existing is not None else 0
         self.state.clocks[metric] = clocks.start_clock(metric, at, cycle)
+        self._owned.add(metric)
+        self._dirty.add(metric)
 
     def stop(self, metric: SlaMetric, at: datetime) -> None:
         clock = self.state.clocks.get(metric)
         if clock is not None and clock.status is not ClockStatus.STOPPED:
-            clocks.stop(clock, at, self.calendar())
+            clocks.stop(self.own(metric), at, self.calendar())
 
     def resume(self, metric: SlaMetric, at: datetime) -> None:
         clock = self.state.clocks.get(metric)
-        if clock is not None:
-            clocks.resume(clock, at)
+        if clock is not None and clock.status is not ClockStatus.RUNNING:
+            clocks.resume(self.own(metric), at)
 
     def satisfy(self, metric: SlaMetric, at: datetime) -> None:
         """Stop `metric` because its obligation was fulfilled; publish `met` if in time."""
-        clock = self.state.clocks.get(metric)
-        if clock is None or clock.status is ClockStatus.STOPPED:
+        existing = self.state.clocks.get(metric)
+        if existing is None or existing.status is ClockStatus.STOPPED:
             return
+        clock = self.own(metric)
         calendar = self.calendar()
         spent = clocks.elapsed(clock, at, calendar)
         clocks.stop(clock, at, calendar)
@@ -138,15 +146,10 @@ class Transition:
             return  # late, and its breach is due now: advance() already fired it
         clock.fired.append(clocks.MET)
         deadline = calendar.add_business_seconds(at, terms.target_seconds - spent)
-        self._publish_sla(
-            clock,
-            clocks.MET,
-            deadline=deadline,
-            due_at=at,
-            spent=spent,
-            action_taken="none",
-            context=self._context(),
-        )
+        grace = self.config.late_grace_seconds
+        firing = Firing(deadline, at, self.now, spent, "none", grace)
+        context = SlaContext.of(self.state)
+        self.outputs.append(sla_event_out(self.state.ticket_id, clock, clocks.MET, context, firing))
 
     def customer_message(self, at: datetime, actor: str | None, cause: str) -> None:
         state = self.state
@@ -170,9 +173,8 @@ class Transition:
     def pend(self, at: datetime) -> None:
         if self.state.status is Status.OPEN:
             self.state.status = Status.PENDING
-            clock = self.state.clocks.get(SlaMetric.RESOLUTION)
-            if clock is not None:
-                clocks.pause(clock, at, self.calendar())
+            if SlaMetric.RESOLUTION in self.state.clocks:
+                clocks.pause(self.own(SlaMetric.RESOLUTION), at, self.calendar())
 
     def resolve(self, at: datetime, actor: str | None, cause: str) -> None:
         if self.state.status is Status.RESOLVED:
@@ -181,7 +183,7 @@ class Transition:
         for metric in self.state.clocks:
             self.stop(metric, at)
         self.state.status = Status.RESOLVED
-        self._publish_ticket_event(TicketEventKind.RESOLVED, at, actor, f"{cause}:resolved")
+        self.publish(TicketEventKind.RESOLVED, at, actor, cause)
 
     def reopen(self, at: datetime, actor: str | None, cause: str) -> None:
         state = self.state
@@ -193,7 +195,7 @@ class Transition:
         if was_resolved and not state.responded:
             self.resume(SlaMetric.FIRST_RESPONSE, at)
         if was_resolved:
-            self._publish_ticket_event(TicketEventKind.REOPENED, at, actor, f"{cause}:reopened")
+            self.publish(TicketEventKind.REOPENED, at, actor, cause)
 
     # -- routing changes ---------------------------------------------------------------------
 
@@ -201,8 +203,8 @@ class Transition:
         """Switch queue, policy and priority; time so far stays banked in the old calendar."""
         state = self.state
         old_calendar = self.calendar()
-        for clock in state.clocks.values():
-            clocks.bank(clock, at, old_calendar)
+        for metric in list(state.clocks):
+            clocks.bank(self.own(metric), at, old_calendar)
         old_vendor, new_vendor = vendor_of(state.queue), vendor_of(queue)
         state.queue, state.priority = queue, priority
         state.policy = self.config.policy(policy).name
@@ -227,10 +229,12 @@ class Transition:
         state = self.state
         state.priority = priority
         state.priority_pinned = True
+        self.terms_changed()
+        self.reschedule()
         if state.ticket is not None:
-            state.ticket = state.ticket.model_copy(update={"priority": priority})
-        self.reschedule_all()
-        self._publish_routed(at, f"{cause}:priority")
+            update = {"priority": priority, "sla": self.sla_terms()}
+            state.ticket = state.ticket.model_copy(update=update)
+        self.publish(TicketEventKind.ROUTED, at, None, cause, what="priority")
 
     def move(
         self, at: datetime, queue: str, policy: str, *, rule_id: str, reason: str, cause: str
@@ -241,7 +245,7 @@ class Transition:
         self.retarget(at, queue=queue, policy=policy, priority=state.priority)
         state.queue_pinned = True
         state.reroutes += 1
-        self.reschedule_all()
+        self.reschedule()
         if state.ticket is not None:
             state.ticket = state.ticket.model_copy(
                 update={
@@ -251,10 +255,10 @@ class Transition:
                     "rule_id": rule_id,
                 }
             )
-        self._publish_routed(at, f"{cause}:routed")
+        self.publish(TicketEventKind.ROUTED, at, None, cause)
         self.outputs.append(
             RerouteOut(
-                id=f"{cause}:reroute",
+                id=output_id(state.ticket_id, cause, "reroute"),
                 ticket_id=state.ticket_id,
                 queue=queue,
                 previous_queue=previous,
@@ -273,158 +277,19 @@ class Transition:
         }
         return SlaTerms(policy=self.state.policy, deadlines=deadlines)
 
-    # -- firing ------------------------------------------------------------------------------
-
-    def advance(self, until: datetime) -> None:
-        """Fire, in time order, everything due at or before `until`."""
-        for _ in range(MAX_FIRINGS_PER_CALL):
-            due = [
-                c
-                for c in self.state.clocks.values()
-                if c.next_at is not None and c.next_at <= until
-            ]
-            if not due:
-                return
-            clock = min(due, key=lambda c: (c.next_at, _METRIC_ORDER[c.metric]))
-            self._fire(clock, until)
-            self.reschedule_all()
-
-    def _fire(self, clock: MetricClock, until: datetime) -> None:
-        marker, scheduled_at, deadline = clock.next_marker, clock.next_at, clock.deadline
-        terms = self.terms(clock.metric)
-        if marker is None or scheduled_at is None or deadline is None or terms is None:
-            return
-        # Nothing takes effect before the last change applied: when a priority raise makes a
-        # deadline fall in the past, the breach happens at the raise, not retroactively.
-        due_at = max(scheduled_at, self.state.clock_at)
-        self.state.clock_at = due_at
-        spent = clocks.elapsed(clock, due_at, self.calendar())
-        clocks.record_firing(clock, marker, spent)
-        if marker == clocks.WARNING and deadline <= until:
-            return  # the breach is due too: it supersedes a warning nobody could act on
-        before = self._context()
-        if marker == clocks.WARNING:
-            self._publish_sla(
-                clock,
-                marker,
-                deadline=deadline,
-                due_at=due_at,
-                spent=spent,
-                action_taken="notified",
-                context=before,
-            )
-            return
-        level = clocks.marker_level(marker)
-        step = terms.ladder[level - 1]
-        position = len(self.outputs)
-        event_id = sla_event_id(self.state.ticket_id, clock, marker)
-        taken: list[str] = []
-        raise_to = raised(before.priority) if step.raise_priority else None
-        new_priority = step.set_priority or raise_to
-        if new_priority is not None and new_priority.rank > before.priority.rank:
-            self.change_priority(due_at, new_priority, cause=event_id)
-            taken.append("priority_raised")
-        if step.reroute is not None and step.reroute != before.queue:
-            policy = (
-                step.reroute_policy
-                or self.config.policy_for_queue(step.reroute)
-                or self.state.policy
-            )
-            rule_id = f"sla:{before.policy}:{clock.metric.value}:L{level}"
-            reason = f"{clock.metric.value} breached, escalation level {level}"
-            self.move(due_at, step.reroute, policy, rule_id=rule_id, reason=reason, cause=event_id)
-            taken.append("rerouted")
-        self._publish_sla(
-            clock,
-            marker,
-            deadline=scheduled_at if level > 1 else deadline,
-            due_at=due_at,
-            spent=spent,
-            action_taken=",".join(taken) or "notified",
-            context=before,
-            new_priority=self.state.priority if "priority_raised" in taken else None,
-            new_queue=self.state.queue if "rerouted" in taken else None,
-            position=position,
-        )
-
-    # -- publishing --------------------------------------------------------------------------
-
-    def _context(self) -> _SlaContext:
-        state = self.state
-        return _SlaContext(state.policy, state.queue, state.priority)
-
-    def _publish_sla(
-        self,
-        clock: MetricClock,
-        marker: str,
-        *,
-        deadline: datetime,
-        due_at: datetime,
-        spent: float,
-        action_taken: str,
-        context: _SlaContext,
-        new_priority: Priority | None = None,
-        new_queue: str | None = None,
-        position: int | None = None,
-    ) -> None:
-        """Publish an SLA event; `context` is the ticket as it was before any action taken."""
-        ticket_id = self.state.ticket_id
-        event = SlaEvent(
-            ticket_id=ticket_id,
-            kind=_KIND_OF_MARKER.get(marker, SlaEventKind.BREACHED),
-            policy=context.policy,
-            metric=clock.metric,
-            level=clocks.marker_level(marker),
-            cycle=clock.cycle,
-            deadline=deadline,
-            due_at=due_at,
-            fired_at=self.now,
-            late=(self.now - due_at).total_seconds() > self.config.late_grace_seconds,
-            queue=context.queue,
-            priority=context.priority,
-            action_taken=action_taken,
-            new_priority=new_priority,
-            new_queue=new_queue,
-            target_seconds=clock.target,
-            elapsed_business_seconds=max(spent, 0.0),
-        )
-        record = SlaEventOut(id=sla_event_id(ticket_id, clock, marker), data=event)
-        self.outputs.insert(len(self.outputs) if position is None else position, record)
-
-    def _publish_ticket_event(
+    def publish(
         self,
         kind: TicketEventKind,
         at: datetime,
         actor: str | None,
-        event_id: str,
+        cause: str,
+        *,
         sender_role: str | None = None,
+        what: str | None = None,
     ) -> None:
-        state = self.state
-        event = TicketEvent(
-            ticket_id=state.ticket_id,
-            kind=kind,
-            at=at,
-            queue=state.queue,
-            actor=actor,
-            sender_role=sender_role,
-            priority=state.priority,
-            sla_policy=state.policy,
+        """Publish a ticket event caused by input or firing `cause` (`what` names it in the id)."""
+        event_id = output_id(self.state.ticket_id, cause, what or kind.value)
+        out = ticket_event_out(
+            self.state, kind, at, event_id=event_id, actor=actor, sender_role=sender_role
         )
-        self.outputs.append(TicketEventOut(id=event_id, data=event))
-
-    def publish_replied(self, at: datetime, actor: str, role: str, event_id: str) -> None:
-        self._publish_ticket_event(TicketEventKind.REPLIED, at, actor, event_id, role)
-
-    def _publish_routed(self, at: datetime, event_id: str) -> None:
-        state = self.state
-        event = TicketEvent(
-            ticket_id=state.ticket_id,
-            kind=TicketEventKind.ROUTED,
-            at=at,
-            queue=state.queue,
-            actor=LIFECYCLE_ACTOR,
-            priority=state.priority,
-            sla_policy=state.policy,
-            ticket=state.ticket,
-        )
-        self.outputs.append(TicketEventOut(id=event_id, data=event))
+        self.outputs.append(out)

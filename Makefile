@@ -1,0 +1,65 @@
+# The project's vocabulary. Every target sets up what it needs (venv, packages, Kafka jars).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+KAFKA_STATE := .cache/kafka-state.json
+
+.DEFAULT_GOAL := help
+.PHONY: help install demo test test-unit test-integration test-chaos bench lint typecheck kafka kafka-stop kafka-status schemas clean
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-18s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python >= 3.11 required (set PYTHON=...)"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev,fast]'
+	touch $(STAMP)
+
+install: $(STAMP) ## create the venv and install the project with dev tools
+
+demo: $(STAMP) ## throwaway Kafka + engine + 30 s of marketplace traffic, verified summary
+	$(PY) -m router demo
+
+test: $(STAMP) ## every test: unit, integration and chaos (starts the Kafka it needs)
+	$(PY) -m pytest
+
+test-unit: $(STAMP) ## only the tests that need no broker
+	$(PY) -m pytest tests/unit
+
+test-integration: $(STAMP) ## tests on a real broker
+	$(PY) -m pytest -m "integration and not chaos"
+
+test-chaos: $(STAMP) ## crash and fault scenarios (SIGKILL, restart)
+	$(PY) -m pytest -m chaos
+
+bench: $(STAMP) ## benchmarks: figures and ratios against in-run baselines (not tests)
+	$(PY) tests/bench/bench_core.py
+	$(PY) tests/bench/bench_pipeline.py
+	@if [ -f tests/bench/bench_rules.py ]; then $(PY) tests/bench/bench_rules.py; fi
+	@if [ -f tests/bench/bench_sla.py ]; then $(PY) tests/bench/bench_sla.py; fi
+
+lint: $(STAMP) ## ruff on everything, mypy (strict) on the core
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+typecheck: lint ## alias of lint
+
+kafka: $(STAMP) ## start a background Kafka; prints KAFKA_BOOTSTRAP_SERVERS=host:port
+	@$(PY) -m streams.local_kafka start --state-file $(KAFKA_STATE)
+
+kafka-stop: $(STAMP) ## stop the background Kafka started by `make kafka`
+	@$(PY) -m streams.local_kafka stop --state-file $(KAFKA_STATE)
+
+kafka-status: $(STAMP) ## is the background Kafka up?
+	@$(PY) -m streams.local_kafka status --state-file $(KAFKA_STATE)
+
+schemas: $(STAMP) ## export JSON Schema files to schemas/json/
+	$(PY) -m router schemas export schemas/json
+
+clean: ## remove caches and the venv (keeps the Maven jar cache in ~/.m2)
+	-$(PY) -m streams.local_kafka stop --state-file $(KAFKA_STATE) 2>/dev/null
+	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,369 @@
+"""`router rules validate|test|explain|publish|history` and `router simulate`.
+
+Mounted by the main CLI: `app.add_typer(rules_app, name="rules")` and
+`app.command("simulate")(simulate)`. Exit codes: 0 ok, 1 problems / failed cases /
+refused publish, 2 usage errors (typer's).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from rules import Problem, Ruleset, compile_ruleset, parse_ruleset_file
+from rules.explain import explain as explain_input
+from rules.explain import render_explanation
+from rules.golden import format_outcome, run_cases
+from rules.inputs import Context, context_from_data, input_from_mapping
+from rules.loader import LoadError, parse_text
+from rules.simulate import Backtest, SimulationReport
+
+rules_app = typer.Typer(
+    name="rules", help="Validate, test, explain and publish routing rulesets.", no_args_is_help=True
+)
+console = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+DEFAULT_TOPIC = "routing.rules"
+PROGRESS_MIN_BYTES = 1 << 20  # show a progress bar for inputs of 1 MiB or more
+
+SlaOption = Annotated[
+    str | None,
+    typer.Option("--sla-policies", help="Comma-separated SLA policies the engine knows."),
+]
+Bootstrap = Annotated[
+    str,
+    typer.Option(envvar="KAFKA_BOOTSTRAP_SERVERS", help="Kafka bootstrap servers."),
+]
+ContextOption = Annotated[
+    Path | None,
+    typer.Option("--context", help="YAML/JSON with vendors, buyers and orders tables."),
+]
+
+
+def _sla(value: str | None) -> list[str] | None:
+    return [s.strip() for s in value.split(",") if s.strip()] if value else None
+
+
+def _print_problems(problems: list[Problem]) -> None:
+    for p in problems:
+        err.print(str(p), style="red", markup=False)
+    err.print(f"[red]{len(problems)} problem{'s' if len(problems) != 1 else ''}[/red]")
+
+
+def _load(path: Path, sla: str | None = None) -> Ruleset:
+    parsed = parse_ruleset_file(path, sla_policies=_sla(sla))
+    if isinstance(parsed, list):
+        _print_problems(parsed)
+        raise typer.Exit(1)
+    return parsed
+
+
+def _read_data(path: Path) -> Any:
+    try:
+        return parse_text(path.read_text(encoding="utf-8"), str(path))
+    except (OSError, UnicodeDecodeError) as exc:
+        err.print(f"[red]{path}: cannot read: {exc}[/red]")
+        raise typer.Exit(1) from None
+    except LoadError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+
+
+def _context(path: Path | None) -> Context | None:
+    if path is None:
+        return None
+    try:
+        return context_from_data(_read_data(path).data)
+    except ValueError as exc:
+        err.print(f"[red]{path}: {exc}[/red]")
+        raise typer.Exit(1) from None
+
+
+@rules_app.command()
+def validate(
+    files: Annotated[list[Path], typer.Argument(help="Ruleset files (YAML or JSON).")],
+    sla_policies: SlaOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Problems as JSON lines.")] = False,
+) -> None:
+    """Report every problem (file, line, rule id, message); exit 1 if there is any."""
+    failed = False
+    for path in files:
+        parsed = parse_ruleset_file(path, sla_policies=_sla(sla_policies))
+        if isinstance(parsed, list):
+            failed = True
+            if as_json:
+                for p in parsed:
+                    line = {"file": p.file, "line": p.line, "rule": p.rule_id, "msg": p.message}
+                    console.print_json(orjson.dumps(line).decode())
+            else:
+                _print_problems(parsed)
+            continue
+        compiled = compile_ruleset(parsed)
+        if not as_json:
+            console.print(
+                f"[green]ok[/green] {path}: {parsed.name} {parsed.version}, "
+                f"{len(parsed.rules)} rules ({compiled.indexed_rules} indexed on "
+                f"{', '.join(compiled.index_fields) or 'nothing'})"
+            )
+    if failed:
+        raise typer.Exit(1)
+
+
+@rules_app.command("test")
+def golden_test(
+    file: Annotated[Path, typer.Argument(help="Ruleset file.")],
+    cases: Annotated[list[Path], typer.Argument(help="Golden case files (*.cases.yaml).")],
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print failures only.")] = False,
+    sla_policies: SlaOption = None,
+) -> None:
+    """Run golden cases (message -> expected queue, priority, tags); diff on failure."""
+    compiled = compile_ruleset(_load(file, sla_policies))
+    total = failed = 0
+    for path in cases:
+        src = _read_data(path)
+        try:
+            outcomes = run_cases(compiled, src)
+        except ValueError as exc:
+            err.print(f"[red]{exc}[/red]")
+            raise typer.Exit(1) from None
+        for outcome in outcomes:
+            total += 1
+            failed += not outcome.passed
+            if outcome.passed and quiet:
+                continue
+            style = "green" if outcome.passed else "red"
+            for i, line in enumerate(format_outcome(outcome, str(path))):
+                console.print(f"[{style}]{line}[/{style}]" if i == 0 else line, markup=i == 0)
+    summary = f"{total - failed} passed, {failed} failed"
+    console.print(f"[{'red' if failed else 'green'}]{summary}[/]")
+    if failed:
+        raise typer.Exit(1)
+
+
+@rules_app.command()
+def explain(
+    file: Annotated[Path, typer.Argument(help="Ruleset file.")],
+    message: Annotated[
+        Path, typer.Argument(help="Case-style input, inbound CloudEvent or message data.")
+    ],
+    context: ContextOption = None,
+    now: Annotated[str | None, typer.Option(help="Decision clock (ISO-8601).")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Whole trees.")] = False,
+) -> None:
+    """Show which rules were tried, which condition failed and why, and which matched."""
+    ruleset = _load(file)
+    clock = _time(now) if now else None
+    try:
+        inp = input_from_mapping(_read_data(message).data, "input", clock, _context(context))
+    except ValueError as exc:
+        err.print(f"[red]{message}: {exc}[/red]")
+        raise typer.Exit(1) from None
+    for line in render_explanation(explain_input(ruleset, inp), verbose=verbose):
+        console.print(line, markup=False)
+
+
+def _time(value: str) -> datetime:
+    try:
+        ts = datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"not an ISO-8601 time: {value!r}") from None
+    return ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
+
+
+@rules_app.command()
+def publish(
+    file: Annotated[Path, typer.Argument(help="Ruleset file.")],
+    bootstrap: Bootstrap = "localhost:9092",
+    topic: Annotated[str, typer.Option(help="Compacted rules topic.")] = DEFAULT_TOPIC,
+    sla_policies: SlaOption = None,
+) -> None:
+    """Validate, then write the ruleset to the compacted rules topic (workers hot-reload)."""
+    from streams.rules_topic import publish_ruleset
+
+    ruleset = _load(file, sla_policies)
+    done = asyncio.run(publish_ruleset(bootstrap, topic, ruleset.doc.to_document()))
+    console.print(
+        f"published {ruleset.name} {ruleset.version} to {done.topic} "
+        f"(partition {done.partition}, offset {done.offset})"
+    )
+
+
+@rules_app.command()
+def history(
+    bootstrap: Bootstrap = "localhost:9092",
+    topic: Annotated[str, typer.Option(help="Compacted rules topic.")] = DEFAULT_TOPIC,
+    name: Annotated[str | None, typer.Option(help="Only this ruleset.")] = None,
+) -> None:
+    """List the ruleset versions still on the rules topic, oldest first."""
+    from streams.rules_topic import ruleset_history
+
+    records = asyncio.run(ruleset_history(bootstrap, topic))
+    table = Table("ruleset", "version", "rules", "written", "partition", "offset", "source")
+    for r in records:
+        if name is None or r.name == name:
+            table.add_row(
+                r.name,
+                r.version,
+                str(r.rules or "?"),
+                r.timestamp.isoformat(),
+                str(r.partition),
+                str(r.offset),
+                r.source or "",
+            )
+    console.print(table)
+
+
+# --- simulate -------------------------------------------------------------------------------
+
+
+def _progress(enabled: bool) -> Progress:
+    return Progress(
+        TextColumn("replaying"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+        TimeRemainingColumn(), console=err, disable=not enabled, transient=True,
+    )  # fmt: skip
+
+
+def _file_lines(path: Path) -> Iterator[bytes]:
+    with path.open("rb") as fh:
+        yield from fh
+
+
+def simulate(
+    rules: Annotated[Path, typer.Option("--rules", help="Ruleset to try.")],
+    baseline: Annotated[Path | None, typer.Option(help="Ruleset to compare against.")] = None,
+    input_file: Annotated[
+        Path | None, typer.Option("--input", help="Inbound CloudEvents, one JSON per line.")
+    ] = None,
+    topic: Annotated[str | None, typer.Option(help="Replay a channel topic instead.")] = None,
+    from_time: Annotated[
+        str | None, typer.Option("--from-time", help="With --topic: ISO-8601 start time.")
+    ] = None,
+    bootstrap: Bootstrap = "localhost:9092",
+    context: ContextOption = None,
+    limit: Annotated[int, typer.Option(help="Changed tickets to list (0: none).")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="Report as JSON.")] = False,
+    progress: Annotated[bool, typer.Option(help="Progress bar on long runs.")] = True,
+) -> None:
+    """Replay past traffic through a ruleset: queue and priority distributions, and with a
+    baseline the tickets whose destination would change, with totals per (old -> new)."""
+    if (input_file is None) == (topic is None):
+        raise typer.BadParameter("give exactly one of --input FILE or --topic TOPIC")
+    if topic is not None and from_time is None:
+        raise typer.BadParameter("--topic needs --from-time")
+    candidate = compile_ruleset(_load(rules))
+    old = compile_ruleset(_load(baseline)) if baseline is not None else None
+    bt = Backtest(candidate, old, _context(context))
+    if input_file is not None:
+        size = input_file.stat().st_size
+        with _progress(progress and size >= PROGRESS_MIN_BYTES) as bar:
+            task = bar.add_task("replay", total=size)
+            for n, line in enumerate(_file_lines(input_file), start=1):
+                bt.add_line(line, f"{input_file}:{n}")
+                bar.advance(task, len(line))
+    else:
+        asyncio.run(_replay_topic(bt, bootstrap, topic or "", _time(from_time or ""), progress))
+    report = bt.report
+    if as_json:
+        console.print_json(orjson.dumps(_report_json(report, limit)).decode())
+    else:
+        _print_report(report, limit)
+
+
+async def _replay_topic(
+    bt: Backtest, bootstrap: str, topic: str, start: datetime, progress: bool
+) -> None:
+    from streams.rules_topic import message_backlog, read_messages
+
+    total = await message_backlog(bootstrap, topic, start)
+    records: AsyncIterator[bytes] = read_messages(bootstrap, topic, start)
+    with _progress(progress and total > 0) as bar:
+        task = bar.add_task("replay", total=total)
+        n = 0
+        async for value in records:
+            n += 1
+            bt.add_line(value, f"{topic}#{n}")
+            bar.advance(task, 1)
+
+
+def _share(count: int, total: int) -> str:
+    return f"{100.0 * count / total:5.1f}%" if total else "  -  "
+
+
+def _print_report(rep: SimulationReport, limit: int) -> None:
+    head = f"{rep.total} messages replayed through {rep.ruleset}"
+    console.print(head + (f" (baseline {rep.baseline})" if rep.baseline else ""))
+    if rep.skipped:
+        console.print(f"[yellow]{rep.skipped} lines skipped[/yellow]")
+        for where, reason in rep.skipped_samples[:10]:
+            console.print(f"  {where}: {reason}", markup=False)
+    prev = rep.previous
+    for title, new, old in (
+        ("queue", rep.candidate.queues, prev.queues if prev else None),
+        ("priority", rep.candidate.priorities, prev.priorities if prev else None),
+    ):
+        table = Table(
+            title, "messages", "share", *(("baseline", "delta") if old is not None else ())
+        )
+        for key in sorted(set(new) | set(old or {}), key=lambda k: (-new.get(k, 0), k)):
+            row = [key, str(new.get(key, 0)), _share(new.get(key, 0), rep.total)]
+            if old is not None:
+                row += [str(old.get(key, 0)), f"{new.get(key, 0) - old.get(key, 0):+d}"]
+            table.add_row(*row)
+        console.print(table)
+    console.print(f"vendor fallbacks: {rep.candidate.fallbacks}")
+    if prev is None:
+        return
+    console.print(f"{len(rep.changes)} messages would change destination")
+    if rep.pairs:
+        pairs = Table("from (baseline)", "to (new)", "messages")
+        for (a, b), count in sorted(rep.pairs.items(), key=lambda kv: (-kv[1], kv[0])):
+            pairs.add_row(a, b, str(count))
+        console.print(pairs)
+    if rep.changes and limit > 0:
+        console.print("changed (ticket event: baseline queue [rule] -> new queue [rule]):", markup=False)
+        for c in rep.changes[:limit]:
+            console.print(
+                f"  {c.ticket} {c.event_id}: {c.old_queue} [{c.old_rule}] -> "
+                f"{c.new_queue} [{c.new_rule}]",
+                markup=False,
+            )
+        if len(rep.changes) > limit:
+            console.print(f"  ... {len(rep.changes) - limit} more (--limit)")
+
+
+def _report_json(rep: SimulationReport, limit: int) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "ruleset": rep.ruleset, "baseline": rep.baseline, "total": rep.total,
+        "skipped": rep.skipped, "queues": dict(rep.candidate.queues),
+        "priorities": dict(rep.candidate.priorities), "rules": dict(rep.candidate.rules),
+        "fallbacks": rep.candidate.fallbacks,
+    }  # fmt: skip
+    if rep.previous is not None:
+        out["baseline_queues"] = dict(rep.previous.queues)
+        out["baseline_priorities"] = dict(rep.previous.priorities)
+        out["changed"] = len(rep.changes)
+        out["pairs"] = [{"from": a, "to": b, "count": n} for (a, b), n in rep.pairs.most_common()]
+        out["changes"] = [asdict(c) for c in rep.changes[:limit]]
+    return out
+
+
+def main() -> None:  # pragma: no cover - `python -m router.cli_rules` for local use
+    app = typer.Typer(no_args_is_help=True)
+    app.add_typer(rules_app, name="rules")
+    app.command("simulate")(simulate)
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

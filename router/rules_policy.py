@@ -1,0 +1,63 @@
+"""`RulesetPolicy`: a compiled ruleset behind the router's `RoutingPolicy` interface.
+
+The rule engine (`rules/`) knows nothing of the router; this adapter turns a
+`RoutingContext` into a `rules.RuleInput` (no copying: the router's ticket and buyer
+dataclasses already fit the engine's protocols) and the engine's result into a `Decision`.
+
+Hot reload: build a new `RulesetPolicy` from `rules.load_ruleset_document(record_bytes)`
+and swap the worker's reference to it; a single assignment is atomic, and a policy is
+immutable once built, so a decision never sees half of one ruleset and half of another.
+"""
+
+from __future__ import annotations
+
+from router.routing import Decision, RoutingContext
+from rules import CompiledRuleset, RuleInput, RuleResult
+
+
+class RulesetPolicy:
+    """Pure and deterministic: same ruleset version and context give the same decision."""
+
+    __slots__ = ("_compiled",)
+
+    def __init__(self, compiled: CompiledRuleset) -> None:
+        self._compiled = compiled
+
+    @property
+    def name(self) -> str:
+        return self._compiled.name
+
+    @property
+    def version(self) -> str:
+        return self._compiled.version
+
+    @property
+    def compiled(self) -> CompiledRuleset:
+        return self._compiled
+
+    def evaluate(self, ctx: RoutingContext) -> RuleResult:
+        """The engine's full result (with every matched rule), for audit and tools."""
+        return self._compiled.evaluate(
+            RuleInput(
+                message=ctx.message,
+                now=ctx.now,
+                ticket=ctx.ticket,
+                vendor=ctx.vendor,
+                buyer=ctx.buyer,
+                order=ctx.order,
+            )
+        )
+
+    def decide(self, ctx: RoutingContext) -> Decision:
+        res = self.evaluate(ctx)
+        return Decision(
+            queue=res.queue,
+            priority=res.priority,
+            sla_policy=res.sla_policy,
+            rule_id=res.rule_id,
+            ruleset=res.ruleset,
+            ruleset_version=res.ruleset_version,
+            tags=res.tags,
+            explanation=res.explanation,
+            trace=res.trace,
+        )

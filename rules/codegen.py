@@ -1,0 +1,178 @@
+"""Conditions compiled to Python functions, one per rule, for the compiled evaluator.
+
+A rule's residual conditions (those its index entry has not already settled) become
+
+    def check(f):
+        if not (f.msg.channel == _k0): return _k1           # first failing -> its text
+        if not ((_v2 := f.intents()) is not None and not _k3.isdisjoint(_v2)): return _k4
+        return None
+
+Hot fields are read inline; the others call their registered getter. Every literal, reason
+text and helper is bound by name in the function's namespace: document values never become
+source text, so a ruleset cannot inject code. The reason returned for a failing top-level
+conjunct is the text the reference evaluator (`rules.naive.first_failure`) gives for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from rules.ast import AllOf, AnyOf, Cond, NotOf, Template, Test
+from rules.closures import hours_test, number_test
+from rules.facts import Facts
+from rules.fields import FieldSpec, Kind
+from rules.operators import present, same
+from rules.textmatch import Matchers
+
+Check = Callable[[Facts], str | None]
+
+INLINE: dict[str, str] = {
+    "message.channel": "f.msg.channel",
+    "message.vendor_id": "f.msg.vendor_id",
+    "message.order_id": "f.msg.order_id",
+    "message.intent": "f.intents()",
+    "sender.role": "f.msg.sender.role",
+    "sender.id": "f.msg.sender.id",
+    "ticket.message_count": "f.ticket.message_count",
+    "ticket.age_seconds": "f.ticket.age_seconds",
+    "ticket.is_new": "f.ticket.is_new",
+    "vendor.known": "(f.vendor is not None)",
+    "vendor.id": "(None if f.vendor is None else f.vendor.vendor_id)",
+    "vendor.status": "(None if f.vendor is None else f.vendor.status)",
+    "vendor.tier": "(None if f.vendor is None else f.vendor.tier)",
+    "buyer.known": "(f.buyer is not None)",
+    "buyer.vip": "(None if f.buyer is None else f.buyer.vip)",
+    "buyer.open_tickets": "(None if f.buyer is None else f.buyer.open_tickets)",
+    "buyer.recent_tickets": "(None if f.buyer is None else f.buyer.recent_tickets)",
+    "buyer.lifetime_orders": "(None if f.buyer is None else f.buyer.lifetime_orders)",
+    "now": "f.now",
+}
+_PY_OP = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
+
+
+def _as_text(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _any_same(v: Any, options: tuple[Any, ...]) -> bool:
+    return any(same(v, o) for o in options)
+
+
+class CodeGen:
+    """Generates and compiles check functions; one instance per compiled ruleset."""
+
+    def __init__(self, matchers: Matchers) -> None:
+        self.matchers = matchers
+        self._n = 0
+
+    def _name(self, ns: dict[str, Any], value: Any, prefix: str = "_k") -> str:
+        name = f"{prefix}{self._n}"
+        self._n += 1
+        ns[name] = value
+        return name
+
+    def value(self, spec: FieldSpec, ns: dict[str, Any]) -> str:
+        return INLINE.get(spec.path) or f"{self._name(ns, spec.getter, '_g')}(f)"
+
+    def _test(self, t: Test, ns: dict[str, Any]) -> str:
+        spec, op, lit, kind = t.spec, t.op, t.lit, t.spec.kind
+        v = self.value(spec, ns)
+        if op in ("eq", "ne"):
+            if kind is Kind.ANY:
+                expr = f"{self._name(ns, same)}({v}, {self._name(ns, lit)})"
+            elif kind is Kind.BOOL:
+                expr = f"({v} is {self._name(ns, lit)})"
+            else:
+                expr = f"({v} == {self._name(ns, lit)})"
+            return expr if op == "eq" else f"(not {expr})"
+        if op in ("in", "not_in"):
+            if kind is Kind.ANY:
+                expr = f"{self._name(ns, _any_same)}({v}, {self._name(ns, tuple(lit))})"
+            else:
+                expr = f"({v} in {self._name(ns, frozenset(lit))})"
+            return expr if op == "in" else f"(not {expr})"
+        if op == "exists":
+            if kind is Kind.SET:
+                expr = f"bool({v})"
+            elif kind in (Kind.STR, Kind.TEXT):
+                local = self._name(ns, None, "_v")
+                expr = f"(({local} := {v}) is not None and {local} != '')"
+            elif kind is Kind.ANY:
+                expr = f"{self._name(ns, present)}({v})"
+            else:
+                expr = f"({v} is not None)"
+            return expr if lit else f"(not {expr})"
+        if op in ("contains", "contains_any"):
+            members = (lit,) if op == "contains" else tuple(lit)
+            if kind is Kind.SET:
+                local = self._name(ns, None, "_v")
+                wanted = self._name(ns, frozenset(members))
+                return f"(({local} := {v}) is not None and not {wanted}.isdisjoint({local}))"
+            matcher = self.matchers.of(spec.path)
+            ids = self._name(ns, frozenset(matcher.add_phrase(m) for m in members))
+            return f"(not {ids}.isdisjoint({self._hits(spec, ns)}.phrases))"
+        if op == "matches":
+            index = self._name(ns, self.matchers.of(spec.path).add_regex(lit.pattern))
+            return f"({index} in {self._hits(spec, ns)}.regexes)"
+        if op in _PY_OP:
+            if kind is Kind.ANY:
+                return f"{self._name(ns, number_test(op, lit))}({v})"
+            local = self._name(ns, None, "_v")
+            bound = self._name(ns, lit)
+            return f"(({local} := {v}) is not None and {local} {_PY_OP[op]} {bound})"
+        return f"{self._name(ns, hours_test(spec.getter, lit))}(f)"  # within_hours
+
+    def _hits(self, spec: FieldSpec, ns: dict[str, Any]) -> str:
+        return f"f.hits({self._name(ns, spec.path)}, {self._name(ns, spec.getter)})"
+
+    def boolean(self, cond: Cond, ns: dict[str, Any]) -> str:
+        if isinstance(cond, Test):
+            return self._test(cond, ns)
+        if isinstance(cond, NotOf):
+            return f"(not {self.boolean(cond.item, ns)})"
+        parts = [self.boolean(c, ns) for c in cond.items]
+        if isinstance(cond, AllOf):
+            return "(" + " and ".join(parts) + ")" if parts else "True"
+        if isinstance(cond, AnyOf):
+            return "(" + " or ".join(parts) + ")" if parts else "False"
+        raise TypeError(f"not a condition: {cond!r}")
+
+    def check(self, conjuncts: Sequence[Cond], label: str) -> Check:
+        """A function returning None when every conjunct holds, else the first one's text."""
+        ns: dict[str, Any] = {}
+        lines = ["def check(f):"]
+        for cond in conjuncts:
+            reason = self._name(ns, cond.text)
+            lines.append(f"    if not {self.boolean(cond, ns)}: return {reason}")
+        lines.append("    return None")
+        return self._compile(lines, ns, label)["check"]  # type: ignore[no-any-return]  # exec'd
+
+    def template(self, tpl: Template, label: str) -> Callable[[Facts], str | None]:
+        """Render a tag or route template; None when a placeholder's field is absent."""
+        ns: dict[str, Any] = {}
+        lines = ["def render(f):"]
+        pieces: list[str] = []
+        for part in tpl.parts:
+            if isinstance(part, str):
+                pieces.append(self._name(ns, part))
+                continue
+            local = self._name(ns, None, "_v")
+            lines.append(f"    {local} = {self.value(part, ns)}")
+            lines.append(f"    if {local} is None or {local} == '': return None")
+            pieces.append(f"{self._name(ns, _as_text)}({local})")
+        lines.append("    return " + (" + ".join(pieces) or "''"))
+        return self._compile(lines, ns, label)["render"]  # type: ignore[no-any-return]  # exec'd
+
+    def key(self, specs: Sequence[FieldSpec], label: str) -> Callable[[Facts], tuple[Any, ...]]:
+        """A function returning the values of `specs` as one tuple."""
+        ns: dict[str, Any] = {}
+        values = ", ".join(self.value(s, ns) for s in specs)
+        lines = ["def key(f):", f"    return ({values}{',' if len(specs) == 1 else ''})"]
+        return self._compile(lines, ns, label)["key"]  # type: ignore[no-any-return]  # exec'd
+
+    @staticmethod
+    def _compile(lines: list[str], ns: dict[str, Any], label: str) -> dict[str, Any]:
+        code = compile("\n".join(lines), f"<rules: {label}>", "exec")
+        exec(code, ns)
+        return ns
