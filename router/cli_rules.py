@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -26,7 +25,7 @@ from rules.explain import render_explanation
 from rules.golden import format_outcome, run_cases
 from rules.inputs import Context, context_from_data, input_from_mapping
 from rules.loader import LoadError, parse_text
-from rules.simulate import Backtest, SimulationReport
+from rules.simulate import Backtest, SimulationReport, report_dict
 
 rules_app = typer.Typer(
     name="rules", help="Validate, test, explain and publish routing rulesets.", no_args_is_help=True
@@ -42,8 +41,12 @@ SlaOption = Annotated[
     typer.Option("--sla-policies", help="Comma-separated SLA policies the engine knows."),
 ]
 Bootstrap = Annotated[
-    str,
-    typer.Option(envvar="KAFKA_BOOTSTRAP_SERVERS", help="Kafka bootstrap servers."),
+    str | None,
+    typer.Option(help="Kafka bootstrap servers (default: the engine settings)."),
+]
+TopicOption = Annotated[
+    str | None,
+    typer.Option(help="Rules topic (default: routing.rules with the settings' prefix)."),
 ]
 ContextOption = Annotated[
     Path | None,
@@ -105,7 +108,7 @@ def validate(
             if as_json:
                 for p in parsed:
                     line = {"file": p.file, "line": p.line, "rule": p.rule_id, "msg": p.message}
-                    console.print_json(orjson.dumps(line).decode())
+                    typer.echo(orjson.dumps(line).decode())
             else:
                 _print_problems(parsed)
             continue
@@ -181,18 +184,32 @@ def _time(value: str) -> datetime:
     return ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
 
 
+def _kafka(bootstrap: str | None) -> tuple[str, dict[str, Any], Any]:
+    """Bootstrap servers, other client settings (security) and the engine settings."""
+    from streams.kafka_client import client_kwargs
+    from streams.settings import RouterSettings
+
+    settings = RouterSettings()
+    client = client_kwargs(settings)
+    servers = str(client.pop("bootstrap_servers"))
+    return bootstrap or servers, client, settings
+
+
 @rules_app.command()
 def publish(
     file: Annotated[Path, typer.Argument(help="Ruleset file.")],
-    bootstrap: Bootstrap = "localhost:9092",
-    topic: Annotated[str, typer.Option(help="Compacted rules topic.")] = DEFAULT_TOPIC,
+    bootstrap: Bootstrap = None,
+    topic: TopicOption = None,
     sla_policies: SlaOption = None,
 ) -> None:
     """Validate, then write the ruleset to the compacted rules topic (workers hot-reload)."""
     from streams.rules_topic import publish_ruleset
 
     ruleset = _load(file, sla_policies)
-    done = asyncio.run(publish_ruleset(bootstrap, topic, ruleset.doc.to_document()))
+    servers, client, settings = _kafka(bootstrap)
+    target = topic or settings.topic(DEFAULT_TOPIC)
+    doc = ruleset.doc.to_document()
+    done = asyncio.run(publish_ruleset(servers, target, doc, **client))
     console.print(
         f"published {ruleset.name} {ruleset.version} to {done.topic} "
         f"(partition {done.partition}, offset {done.offset})"
@@ -201,14 +218,16 @@ def publish(
 
 @rules_app.command()
 def history(
-    bootstrap: Bootstrap = "localhost:9092",
-    topic: Annotated[str, typer.Option(help="Compacted rules topic.")] = DEFAULT_TOPIC,
+    bootstrap: Bootstrap = None,
+    topic: TopicOption = None,
     name: Annotated[str | None, typer.Option(help="Only this ruleset.")] = None,
 ) -> None:
     """List the ruleset versions still on the rules topic, oldest first."""
     from streams.rules_topic import ruleset_history
 
-    records = asyncio.run(ruleset_history(bootstrap, topic))
+    servers, client, settings = _kafka(bootstrap)
+    target = topic or settings.topic(DEFAULT_TOPIC)
+    records = asyncio.run(ruleset_history(servers, target, **client))
     table = Table("ruleset", "version", "rules", "written", "partition", "offset", "source")
     for r in records:
         if name is None or r.name == name:
@@ -245,18 +264,19 @@ def simulate(
     input_file: Annotated[
         Path | None, typer.Option("--input", help="Inbound CloudEvents, one JSON per line.")
     ] = None,
-    topic: Annotated[str | None, typer.Option(help="Replay a channel topic instead.")] = None,
+    topic: Annotated[
+        str | None, typer.Option(help="Replay this topic (physical name) instead.")
+    ] = None,
     from_time: Annotated[
         str | None, typer.Option("--from-time", help="With --topic: ISO-8601 start time.")
     ] = None,
-    bootstrap: Bootstrap = "localhost:9092",
+    bootstrap: Bootstrap = None,
     context: ContextOption = None,
     limit: Annotated[int, typer.Option(help="Changed tickets to list (0: none).")] = 50,
     as_json: Annotated[bool, typer.Option("--json", help="Report as JSON.")] = False,
     progress: Annotated[bool, typer.Option(help="Progress bar on long runs.")] = True,
 ) -> None:
-    """Replay past traffic through a ruleset: queue and priority distributions, and with a
-    baseline the tickets whose destination would change, with totals per (old -> new)."""
+    """Replay traffic: queue/priority distributions; with --baseline, what would change."""
     if (input_file is None) == (topic is None):
         raise typer.BadParameter("give exactly one of --input FILE or --topic TOPIC")
     if topic is not None and from_time is None:
@@ -272,21 +292,28 @@ def simulate(
                 bt.add_line(line, f"{input_file}:{n}")
                 bar.advance(task, len(line))
     else:
-        asyncio.run(_replay_topic(bt, bootstrap, topic or "", _time(from_time or ""), progress))
+        servers, client, _ = _kafka(bootstrap)
+        start = _time(from_time or "")
+        asyncio.run(_replay_topic(bt, servers, client, topic or "", start, progress))
     report = bt.report
     if as_json:
-        console.print_json(orjson.dumps(_report_json(report, limit)).decode())
+        typer.echo(orjson.dumps(report_dict(report, limit), option=orjson.OPT_INDENT_2).decode())
     else:
         _print_report(report, limit)
 
 
 async def _replay_topic(
-    bt: Backtest, bootstrap: str, topic: str, start: datetime, progress: bool
+    bt: Backtest,
+    bootstrap: str,
+    client: dict[str, Any],
+    topic: str,
+    start: datetime,
+    progress: bool,
 ) -> None:
     from streams.rules_topic import message_backlog, read_messages
 
-    total = await message_backlog(bootstrap, topic, start)
-    records: AsyncIterator[bytes] = read_messages(bootstrap, topic, start)
+    total = await message_backlog(bootstrap, topic, start, **client)
+    records: AsyncIterator[bytes] = read_messages(bootstrap, topic, start, **client)
     with _progress(progress and total > 0) as bar:
         task = bar.add_task("replay", total=total)
         n = 0
@@ -325,13 +352,18 @@ def _print_report(rep: SimulationReport, limit: int) -> None:
     if prev is None:
         return
     console.print(f"{len(rep.changes)} messages would change destination")
+    if rep.priority_pairs:
+        moves = sorted(rep.priority_pairs.items(), key=lambda kv: (-kv[1], kv[0]))
+        console.print("priority changes: " + ", ".join(f"{a} -> {b}: {n}" for (a, b), n in moves))
     if rep.pairs:
         pairs = Table("from (baseline)", "to (new)", "messages")
         for (a, b), count in sorted(rep.pairs.items(), key=lambda kv: (-kv[1], kv[0])):
             pairs.add_row(a, b, str(count))
         console.print(pairs)
     if rep.changes and limit > 0:
-        console.print("changed (ticket event: baseline queue [rule] -> new queue [rule]):", markup=False)
+        console.print(
+            "changed (ticket event: baseline queue [rule] -> new queue [rule]):", markup=False
+        )
         for c in rep.changes[:limit]:
             console.print(
                 f"  {c.ticket} {c.event_id}: {c.old_queue} [{c.old_rule}] -> "
@@ -340,22 +372,6 @@ def _print_report(rep: SimulationReport, limit: int) -> None:
             )
         if len(rep.changes) > limit:
             console.print(f"  ... {len(rep.changes) - limit} more (--limit)")
-
-
-def _report_json(rep: SimulationReport, limit: int) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "ruleset": rep.ruleset, "baseline": rep.baseline, "total": rep.total,
-        "skipped": rep.skipped, "queues": dict(rep.candidate.queues),
-        "priorities": dict(rep.candidate.priorities), "rules": dict(rep.candidate.rules),
-        "fallbacks": rep.candidate.fallbacks,
-    }  # fmt: skip
-    if rep.previous is not None:
-        out["baseline_queues"] = dict(rep.previous.queues)
-        out["baseline_priorities"] = dict(rep.previous.priorities)
-        out["changed"] = len(rep.changes)
-        out["pairs"] = [{"from": a, "to": b, "count": n} for (a, b), n in rep.pairs.most_common()]
-        out["changes"] = [asdict(c) for c in rep.changes[:limit]]
-    return out
 
 
 def main() -> None:  # pragma: no cover - `python -m router.cli_rules` for local use

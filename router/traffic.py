@@ -33,67 +33,211 @@ MALFORMED_KINDS = {
     "unknown_channel": "unknown_channel",
     "oversize": "oversize",
 }
-_MALFORMED_WEIGHTS = {"invalid_json": 35, "schema_violation": 35, "unknown_channel": 22,
-                      "oversize": 8}
+_MALFORMED_WEIGHTS = {
+    "invalid_json": 35,
+    "schema_violation": 35,
+    "unknown_channel": 22,
+    "oversize": 8,
+}
 START_TIME = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 
-_ADJECTIVES = ("acme", "bright", "cedar", "delta", "ember", "fable", "granite", "harbor", "indigo",
-               "juniper", "kestrel", "lumen", "maple", "nimbus", "orchid", "pioneer", "quartz",
-               "rustic", "summit", "tidal", "urban", "velvet", "willow", "zephyr")
-_NOUNS = ("tools", "outdoors", "books", "kitchen", "garden", "toys", "audio", "bikes", "crafts",
-          "pets", "optics", "textiles", "games", "lighting", "ceramics", "sports")
-_FIRST = ("Ana", "Ben", "Chloe", "Dmitri", "Elif", "Femi", "Greta", "Hiro", "Ines", "Jonas",
-          "Kofi", "Lena", "Mateo", "Nora", "Omar", "Priya", "Quinn", "Rosa", "Sven", "Tariq",
-          "Uma", "Viktor", "Wen", "Yusuf", "Zoe")
-_LAST = ("Alvarez", "Brandt", "Chen", "Dubois", "Eriksen", "Fischer", "Garcia", "Haddad",
-         "Ivanova", "Jensen", "Kowalski", "Lopez", "Moreau", "Nakamura", "Okafor", "Petrov",
-         "Rossi", "Schmidt", "Tanaka", "Weber")
-_PRODUCTS = ("cordless drill", "hiking boots", "cast iron pan", "garden hose", "board game",
-             "bluetooth speaker", "road bike helmet", "ceramic vase", "dog harness", "desk lamp")
+_ADJECTIVES = (
+    "acme",
+    "bright",
+    "cedar",
+    "delta",
+    "ember",
+    "fable",
+    "granite",
+    "harbor",
+    "indigo",
+    "juniper",
+    "kestrel",
+    "lumen",
+    "maple",
+    "nimbus",
+    "orchid",
+    "pioneer",
+    "quartz",
+    "rustic",
+    "summit",
+    "tidal",
+    "urban",
+    "velvet",
+    "willow",
+    "zephyr",
+)
+_NOUNS = (
+    "tools",
+    "outdoors",
+    "books",
+    "kitchen",
+    "garden",
+    "toys",
+    "audio",
+    "bikes",
+    "crafts",
+    "pets",
+    "optics",
+    "textiles",
+    "games",
+    "lighting",
+    "ceramics",
+    "sports",
+)
+_FIRST = (
+    "Ana",
+    "Ben",
+    "Chloe",
+    "Dmitri",
+    "Elif",
+    "Femi",
+    "Greta",
+    "Hiro",
+    "Ines",
+    "Jonas",
+    "Kofi",
+    "Lena",
+    "Mateo",
+    "Nora",
+    "Omar",
+    "Priya",
+    "Quinn",
+    "Rosa",
+    "Sven",
+    "Tariq",
+    "Uma",
+    "Viktor",
+    "Wen",
+    "Yusuf",
+    "Zoe",
+)
+_LAST = (
+    "Alvarez",
+    "Brandt",
+    "Chen",
+    "Dubois",
+    "Eriksen",
+    "Fischer",
+    "Garcia",
+    "Haddad",
+    "Ivanova",
+    "Jensen",
+    "Kowalski",
+    "Lopez",
+    "Moreau",
+    "Nakamura",
+    "Okafor",
+    "Petrov",
+    "Rossi",
+    "Schmidt",
+    "Tanaka",
+    "Weber",
+)
+_PRODUCTS = (
+    "cordless drill",
+    "hiking boots",
+    "cast iron pan",
+    "garden hose",
+    "board game",
+    "bluetooth speaker",
+    "road bike helmet",
+    "ceramic vase",
+    "dog harness",
+    "desk lamp",
+)
 _LANGUAGES = ("en", "en", "en", "de", "fr", "es", "nl", "it")
 
 # (topic, subject template, opening sentences); {order} {product} {vendor} are filled in.
 _BUYER_TOPICS = (
-    ("shipping", "Where is my order {order}?",
-     ("I ordered a {product} from {vendor} last week and the tracking page has not changed "
-      "in four days.", "Can you tell me when the package will be delivered?")),
-    ("payments", "Charged twice for {order}",
-     ("My card was charged twice for order {order}.", "Please refund the second payment.")),
-    ("disputes", "Item not received - {order}",
-     ("The {product} never arrived although the order shows as delivered.",
-      "I want to open a dispute if this is not sorted out this week.")),
-    ("product", "Question about the {product}",
-     ("Before I order: does the {product} come with a warranty, and is it in stock?",
-      "I would need it by the end of the month.")),
-    ("returns", "Return for order {order}",
-     ("The {product} is the wrong size.", "How do I send it back to {vendor}?")),
-    ("account", "Cannot log in to my account",
-     ("I cannot log in since yesterday; the password reset email never comes.",
-      "I also set up 2fa last month, maybe that is related.")),
+    (
+        "shipping",
+        "Where is my order {order}?",
+        (
+            "I ordered a {product} from {vendor} last week and the tracking page has not changed "
+            "in four days.",
+            "Can you tell me when the package will be delivered?",
+        ),
+    ),
+    (
+        "payments",
+        "Charged twice for {order}",
+        ("My card was charged twice for order {order}.", "Please refund the second payment."),
+    ),
+    (
+        "disputes",
+        "Item not received - {order}",
+        (
+            "The {product} never arrived although the order shows as delivered.",
+            "I want to open a dispute if this is not sorted out this week.",
+        ),
+    ),
+    (
+        "product",
+        "Question about the {product}",
+        (
+            "Before I order: does the {product} come with a warranty, and is it in stock?",
+            "I would need it by the end of the month.",
+        ),
+    ),
+    (
+        "returns",
+        "Return for order {order}",
+        ("The {product} is the wrong size.", "How do I send it back to {vendor}?"),
+    ),
+    (
+        "account",
+        "Cannot log in to my account",
+        (
+            "I cannot log in since yesterday; the password reset email never comes.",
+            "I also set up 2fa last month, maybe that is related.",
+        ),
+    ),
 )
 _SELLER_TOPICS = (
-    ("Payout missing for last week", ("Our payout for last week has not reached our bank.",
-                                      "Can you check the settlement status for {vendor}?")),
-    ("Listing suspended", ("Our listing for the {product} was suspended without a reason.",
-                           "We have uploaded the safety certificate again.")),
-    ("Bulk inventory upload fails", ("The CSV upload for our catalogue fails at row 212.",
-                                     "We sell about 400 items and cannot edit them one by one.")),
+    (
+        "Payout missing for last week",
+        (
+            "Our payout for last week has not reached our bank.",
+            "Can you check the settlement status for {vendor}?",
+        ),
+    ),
+    (
+        "Listing suspended",
+        (
+            "Our listing for the {product} was suspended without a reason.",
+            "We have uploaded the safety certificate again.",
+        ),
+    ),
+    (
+        "Bulk inventory upload fails",
+        (
+            "The CSV upload for our catalogue fails at row 212.",
+            "We sell about 400 items and cannot edit them one by one.",
+        ),
+    ),
 )
-_SOCIAL_POSTS = ("@marketplace three weeks and still no {product}, is anyone reading this?",
-                 "@marketplace great service from {vendor}, the {product} arrived early!",
-                 "@marketplace your checkout keeps failing on my phone")
-_FOLLOW_UPS = ("Any update on this? It has been two days.",
-               "I am still waiting for an answer.",
-               "Thanks for the reply. The tracking number you sent does not work.",
-               "Please escalate this, I have asked three times now.",
-               "Adding a photo of the damaged box.")
-_FILLER = ("I have been a customer for years and never had a problem like this before.",
-           "The order confirmation says it was dispatched on Monday.",
-           "My neighbour did not receive anything either, I asked.",
-           "I tried the help centre articles but none of them covers this case.",
-           "You can reach me by phone in the afternoon if that is easier.",
-           "Please let me know what information you need from me.",
-           "Kind regards and thank you for your help.")
+_SOCIAL_POSTS = (
+    "@marketplace three weeks and still no {product}, is anyone reading this?",
+    "@marketplace great service from {vendor}, the {product} arrived early!",
+    "@marketplace your checkout keeps failing on my phone",
+)
+_FOLLOW_UPS = (
+    "Any update on this? It has been two days.",
+    "I am still waiting for an answer.",
+    "Thanks for the reply. The tracking number you sent does not work.",
+    "Please escalate this, I have asked three times now.",
+    "Adding a photo of the damaged box.",
+)
+_FILLER = (
+    "I have been a customer for years and never had a problem like this before.",
+    "The order confirmation says it was dispatched on Monday.",
+    "My neighbour did not receive anything either, I asked.",
+    "I tried the help centre articles but none of them covers this case.",
+    "You can reach me by phone in the afternoon if that is easier.",
+    "Please let me know what information you need from me.",
+    "Kind regards and thank you for your help.",
+)
 
 
 class TrafficRecord(NamedTuple):
@@ -214,27 +358,54 @@ class MarketplaceTraffic:
         if channel != "social" and rng.random() < self.seller_ratio:
             self.counts["seller"] += 1
             subject, lines = rng.choice(_SELLER_TOPICS)
-            sender = {"id": f"seller-{vendor.id}", "role": "seller", "name": f"{vendor.name} team",
-                      "address": f"support@{vendor.id}.example"}
-            thread = Thread(channel, self._thread_ref(channel), sender, subject.format(**fill),
-                            vendor.id, None, language)
+            sender = {
+                "id": f"seller-{vendor.id}",
+                "role": "seller",
+                "name": f"{vendor.name} team",
+                "address": f"support@{vendor.id}.example",
+            }
+            thread = Thread(
+                channel,
+                self._thread_ref(channel),
+                sender,
+                subject.format(**fill),
+                vendor.id,
+                None,
+                language,
+            )
             return thread, " ".join(line.format(**fill) for line in lines)
         self.counts["opened"] += 1
         if channel == "social":
             guest = rng.random() < 0.5
             buyer = rng.choice(self.buyers)
-            sender = ({"id": f"tw-{rng.randrange(10**9)}", "role": "guest"} if guest else
-                      {"id": buyer.id, "role": "buyer", "name": buyer.name})
-            thread = Thread(channel, self._thread_ref(channel), sender, "",
-                            None if guest else vendor.id, None, language)
+            sender = (
+                {"id": f"tw-{rng.randrange(10**9)}", "role": "guest"}
+                if guest
+                else {"id": buyer.id, "role": "buyer", "name": buyer.name}
+            )
+            thread = Thread(
+                channel,
+                self._thread_ref(channel),
+                sender,
+                "",
+                None if guest else vendor.id,
+                None,
+                language,
+            )
             return thread, rng.choice(_SOCIAL_POSTS).format(**fill)
         buyer = rng.choice(self.buyers)
         _, subject, lines = rng.choice(_BUYER_TOPICS)
         sender = {"id": buyer.id, "role": "buyer", "name": buyer.name, "address": buyer.address}
         names_vendor = rng.random() < 0.7  # connectors enrich most messages with the order
-        thread = Thread(channel, self._thread_ref(channel), sender, subject.format(**fill),
-                        vendor.id if names_vendor else None, order if names_vendor else None,
-                        language)
+        thread = Thread(
+            channel,
+            self._thread_ref(channel),
+            sender,
+            subject.format(**fill),
+            vendor.id if names_vendor else None,
+            order if names_vendor else None,
+            language,
+        )
         return thread, " ".join(line.format(**fill) for line in lines)
 
     def _thread_ref(self, channel: str) -> str:
@@ -267,8 +438,10 @@ class MarketplaceTraffic:
             "body": body,
             "language": thread.language,
             "sent_at": sent_at.isoformat().replace("+00:00", "Z"),
-            "attributes": {"connector": f"{thread.channel}-connector-{rng.randrange(1, 4)}",
-                           "thread_messages": thread.messages},
+            "attributes": {
+                "connector": f"{thread.channel}-connector-{rng.randrange(1, 4)}",
+                "thread_messages": thread.messages,
+            },
         }
         if thread.subject:
             prefix = "Re: " if thread.messages > 1 and thread.channel == "email" else ""
@@ -278,8 +451,13 @@ class MarketplaceTraffic:
         if thread.order_id:
             data["order_id"] = thread.order_id
         if thread.channel == "email" and rng.random() < 0.15:
-            data["attachments"] = [{"name": "photo.jpg", "content_type": "image/jpeg",
-                                    "size": rng.randrange(40_000, 900_000)}]
+            data["attachments"] = [
+                {
+                    "name": "photo.jpg",
+                    "content_type": "image/jpeg",
+                    "size": rng.randrange(40_000, 900_000),
+                }
+            ]
         return {
             "specversion": "1.0",
             "id": event_id,
@@ -304,8 +482,9 @@ class MarketplaceTraffic:
 
     def _encode(self, thread: Thread, body: str, sent_at: datetime) -> TrafficRecord:
         doc = self._document(thread, body, sent_at)
-        return TrafficRecord(thread.channel, thread.thread_ref.encode(), self._padded(doc),
-                             doc["id"])
+        return TrafficRecord(
+            thread.channel, thread.thread_ref.encode(), self._padded(doc), doc["id"]
+        )
 
     def _malformed(self, sent_at: datetime) -> TrafficRecord:
         rng = self._rng
@@ -313,9 +492,15 @@ class MarketplaceTraffic:
         self.counts[f"malformed:{kind}"] += 1
         channel = rng.choice(list(CHANNEL_WEIGHTS))
         buyer = rng.choice(self.buyers)
-        thread = Thread(channel, self._thread_ref(channel),
-                        {"id": buyer.id, "role": "buyer", "name": buyer.name}, "Help", None, None,
-                        "en")
+        thread = Thread(
+            channel,
+            self._thread_ref(channel),
+            {"id": buyer.id, "role": "buyer", "name": buyer.name},
+            "Help",
+            None,
+            None,
+            "en",
+        )
         doc = self._document(thread, rng.choice(_FOLLOW_UPS), sent_at)
         key = thread.thread_ref.encode()
         if kind == "invalid_json":

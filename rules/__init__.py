@@ -6,16 +6,18 @@ Public API (what the worker and the CLI use):
   of `Problem`s (file, line, rule id, message).
 - `parse_ruleset_text` / `parse_ruleset_file` -> validated `Ruleset` (or problems), and
   `compile_ruleset(Ruleset)` -> `CompiledRuleset`.
-- `CompiledRuleset.evaluate(RuleInput) -> RuleResult`; `NaiveEvaluator` is the reference.
+- `CompiledRuleset.evaluate(InputView) -> RuleResult`: `RuleInput`, or any record with
+  `message, now, ticket, vendor, buyer, order` (the router's `RoutingContext` is one).
+  `NaiveEvaluator` is the reference it is property-tested against.
 - `ruleset_record(ruleset, at=...)`: the CloudEvent bytes for `routing.rules`.
 
-Only `schemas` is imported from this project; the router adapts `RoutingContext` to
-`RuleInput` in `router/rules_policy.py`.
+Only `schemas` is imported from this project; `router/rules_policy.py` wraps a compiled
+ruleset as a `RoutingPolicy`. The language itself is described in `rules/README.md`.
 """
 
 from rules.ast import Ruleset
 from rules.compile import CompiledRuleset
-from rules.facts import BuyerInfo, RuleInput, TicketInfo
+from rules.facts import BuyerInfo, InputView, RuleInput, TicketInfo
 from rules.load import (
     RULESET_PUBLISHED,
     compile_ruleset,
@@ -33,6 +35,7 @@ __all__ = [
     "RULESET_PUBLISHED",
     "BuyerInfo",
     "CompiledRuleset",
+    "InputView",
     "NaiveEvaluator",
     "Problem",
     "RuleInput",

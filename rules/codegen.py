@@ -30,6 +30,8 @@ Check = Callable[[Facts], str | None]
 INLINE: dict[str, str] = {
     "message.channel": "f.msg.channel",
     "message.vendor_id": "f.msg.vendor_id",
+    "message.language_base": "(None if (_lb := f.msg.language) is None else "
+    "_lb.split('-', 1)[0].lower())",
     "message.order_id": "f.msg.order_id",
     "message.intent": "f.intents()",
     "sender.role": "f.msg.sender.role",
@@ -37,6 +39,11 @@ INLINE: dict[str, str] = {
     "ticket.message_count": "f.ticket.message_count",
     "ticket.age_seconds": "f.ticket.age_seconds",
     "ticket.is_new": "f.ticket.is_new",
+    "ticket.channel_count": "len(f.ticket.channels)",
+    "ticket.age_hours": "(f.ticket.age_seconds / 3600.0)",
+    "message.text": "f.text()",
+    "message.body": "f.msg.body",
+    "message.subject": "f.msg.subject",
     "vendor.known": "(f.vendor is not None)",
     "vendor.id": "(None if f.vendor is None else f.vendor.vendor_id)",
     "vendor.status": "(None if f.vendor is None else f.vendor.status)",
@@ -47,6 +54,8 @@ INLINE: dict[str, str] = {
     "buyer.recent_tickets": "(None if f.buyer is None else f.buyer.recent_tickets)",
     "buyer.lifetime_orders": "(None if f.buyer is None else f.buyer.lifetime_orders)",
     "now": "f.now",
+    "message.vendor_id?": "(f.msg.vendor_id is not None)",  # vendor ids are never empty
+    "message.order_id?": "(f.msg.order_id is not None)",  # order ids are never empty
 }
 _PY_OP = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 
@@ -160,14 +169,27 @@ class CodeGen:
             local = self._name(ns, None, "_v")
             lines.append(f"    {local} = {self.value(part, ns)}")
             lines.append(f"    if {local} is None or {local} == '': return None")
-            pieces.append(f"{self._name(ns, _as_text)}({local})")
+            if part.kind in (Kind.STR, Kind.TEXT):
+                pieces.append(f"str({local})")  # str of a StrEnum is its value
+            else:
+                pieces.append(f"{self._name(ns, _as_text)}({local})")
         lines.append("    return " + (" + ".join(pieces) or "''"))
         return self._compile(lines, ns, label)["render"]  # type: ignore[no-any-return]  # exec'd
 
     def key(self, specs: Sequence[FieldSpec], label: str) -> Callable[[Facts], tuple[Any, ...]]:
-        """A function returning the values of `specs` as one tuple."""
+        """A function returning the values of `specs` as one tuple (index keys).
+
+        Boolean fields keep only real booleans: `1` is not `true` for a test (`same`), so
+        it must not find the rules indexed under `True` either (hash(1) == hash(True))."""
         ns: dict[str, Any] = {}
-        values = ", ".join(self.value(s, ns) for s in specs)
+        parts = []
+        for spec in specs:
+            expr = self.value(spec, ns)
+            if spec.kind is Kind.BOOL:
+                local = self._name(ns, None, "_v")
+                expr = f"({local} if ({local} := {expr}) is True or {local} is False else None)"
+            parts.append(expr)
+        values = ", ".join(parts)
         lines = ["def key(f):", f"    return ({values}{',' if len(specs) == 1 else ''})"]
         return self._compile(lines, ns, label)["key"]  # type: ignore[no-any-return]  # exec'd
 

@@ -19,7 +19,7 @@ from rules.facts import Facts, Hits, InputView, text_of, words
 from rules.index import CandidateIndex, conjuncts, plan
 from rules.operators import Phrase
 from rules.result import (
-    MAX_TRACE,
+    MAX_TRACE_CONTINUE,
     MAX_TRACE_UNMATCHED,
     NO_SLA,
     RuleResult,
@@ -54,6 +54,8 @@ class _Derive:
 
     def __init__(self, ruleset: Ruleset, matchers: Matchers) -> None:
         self._matchers = matchers
+        self.matchers: dict[str, Callable[[str], Hits]] = {}
+        self._intents_by_hits: dict[frozenset[int], frozenset[str]] = {}
         text = matchers.of("message.text")
         self._intent_of: dict[int, list[str]] = {}
         for intent, phrases in ruleset.intents.table.items():
@@ -64,16 +66,25 @@ class _Derive:
                     self._intent_of.setdefault(pid, []).append(intent)
 
     def intents(self, facts: Facts) -> frozenset[str]:
+        phrases = facts.hits("message.text", text_of).phrases
+        known = self._intents_by_hits.get(phrases)
+        if known is not None:
+            return known
         found: set[str] = set()
-        intent_of = self._intent_of
-        for pid in facts.hits("message.text", text_of).phrases:
-            names = intent_of.get(pid)
+        for pid in phrases:
+            names = self._intent_of.get(pid)
             if names:
                 found.update(names)
-        return frozenset(found)
+        known = frozenset(found)
+        if len(self._intents_by_hits) >= 4096:
+            self._intents_by_hits.clear()
+        self._intents_by_hits[phrases] = known
+        return known
 
-    def match(self, field_path: str, text: str) -> Hits:
-        return self._matchers.match(field_path, text)
+    def build(self) -> None:
+        """After every phrase and regex is registered: build the sets, bind the matchers."""
+        self._matchers.build()
+        self.matchers = {path: m.match for path, m in self._matchers.fields.items()}
 
 
 class CompiledRuleset:
@@ -99,7 +110,7 @@ class CompiledRuleset:
             gen.key(low, f"{ruleset.name} low key"),
             gen.key(high, f"{ruleset.name} high key"),
         )
-        matchers.build()
+        self._derive.build()
         self.indexed_rules = sum(p.lookup is not None for p in plans)
         self.index_fields = tuple(s.path for s in (*low, *high))
 
@@ -115,15 +126,16 @@ class CompiledRuleset:
         tags: list[str] = []
         matched: list[str] = []
         trace: list[RuleTrace] = []
-        unmatched = 0
+        room = MAX_TRACE_UNMATCHED  # failed rules the trace still has room for
+        continued = 0
         for c in cands:
             check = c.check
             if check is not None:
                 failed = check(f)
                 if failed is not None:
-                    if unmatched < MAX_TRACE_UNMATCHED and len(trace) < MAX_TRACE:
+                    if room:
                         trace.append(c.fail_traces[failed])
-                    unmatched += 1
+                        room -= 1
                     continue
             matched.append(c.id)
             if c.rank > rank:
@@ -138,8 +150,9 @@ class CompiledRuleset:
                     if rendered is not None:
                         tags.append(rendered)
             if not c.terminal:
-                if len(trace) < MAX_TRACE - 1:
+                if continued < MAX_TRACE_CONTINUE:
                     trace.append(c.continue_trace)
+                    continued += 1
                 continue
             if c.queue is not None:
                 queue, fallback = c.queue, None

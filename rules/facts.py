@@ -197,9 +197,12 @@ NO_HITS = Hits(frozenset(), frozenset())
 class Derivations(Protocol):
     """How an evaluator derives intents and text matches (computed once per decision)."""
 
-    def intents(self, facts: Facts) -> frozenset[str]: ...
+    @property
+    def matchers(self) -> Mapping[str, Callable[[str], Hits]]:
+        """Per field path: phrase and regex hits in a text (the compiled evaluator's)."""
+        ...
 
-    def match(self, field_path: str, text: str) -> Hits: ...
+    def intents(self, facts: Facts) -> frozenset[str]: ...
 
 
 class Facts:
@@ -262,7 +265,7 @@ class Facts:
         found = cache.get(path)
         if found is None:
             raw = text_of(self)
-            found = NO_HITS if not isinstance(raw, str) else self.derive.match(path, raw)
+            found = NO_HITS if not isinstance(raw, str) else self.derive.matchers[path](raw)
             cache[path] = found
         return found
 

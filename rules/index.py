@@ -2,9 +2,10 @@
 
 Indexable tests are top-level conjuncts of a rule's `when` that test a discriminating
 field for membership: `eq` / `in` on a scalar field (channel, sender role, language,
-vendor id, vendor tier/status) or `contains` / `contains_any` on a set field (intents,
-ticket tags). A rule with such tests cannot match unless the message's value is in each
-test's value set, so those tests are settled by table look-ups instead of being run.
+vendor id, vendor tier/status), `contains` / `contains_any` on a set field (intents,
+ticket tags), `eq` on a boolean field (buyer.vip...) and `exists` on any field (as the
+boolean field `<path>?`). A rule with such tests cannot match unless the message's value
+is in each test's value set, so those tests are settled by table look-ups, not run.
 
 Fields split by how many distinct values the ruleset tests them against: "low" fields (at
 most LOW_CARDINALITY values: channel, role, language, intents...) and "high" fields
@@ -26,18 +27,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from operator import itemgetter
 from typing import Any, Generic, TypeVar
 
 from rules.ast import AllOf, Cond, Rule, Test
 from rules.facts import Facts
 from rules.fields import FieldSpec, Kind
+from rules.operators import present
 
 LOW_CARDINALITY = 64
 CACHE_MAX = 16384  # candidate lists kept per key combination (cleared when full)
 _PREFERENCE = (
     "message.vendor_id", "message.intent", "message.language", "message.language_base",
     "ticket.tags", "vendor.tier", "vendor.status", "sender.role", "message.channel",
+    "buyer.vip",
 )  # fmt: skip
 
 T = TypeVar("T")
@@ -52,15 +56,32 @@ def conjuncts(cond: Cond | None) -> list[Cond]:
     return [cond]
 
 
-def index_values(cond: Cond) -> frozenset[Hashable] | None:
-    """The values an indexable test accepts, or None when the test is not indexable."""
-    if not isinstance(cond, Test) or not cond.spec.indexable:
+@lru_cache(maxsize=1024)
+def presence(spec: FieldSpec) -> FieldSpec:
+    """`<path>?`: whether a field is present, as an indexable boolean (for `exists` tests)."""
+    get = spec.getter
+
+    def present_of(f: Facts) -> bool:
+        return present(get(f))
+
+    return FieldSpec(f"{spec.path}?", Kind.BOOL, present_of, f"{spec.path} exists")
+
+
+def index_test(cond: Cond) -> tuple[FieldSpec, frozenset[Hashable]] | None:
+    """The field and values an indexable test accepts, or None when it is not indexable."""
+    if not isinstance(cond, Test):
         return None
-    kind, op = cond.spec.kind, cond.op
+    spec, kind, op = cond.spec, cond.spec.kind, cond.op
+    if op == "exists":
+        return presence(spec), frozenset((cond.lit,))
+    if kind is Kind.BOOL and op == "eq":
+        return spec, frozenset((cond.lit,))
+    if not spec.indexable:
+        return None
     if (kind is Kind.STR and op == "eq") or (kind is Kind.SET and op == "contains"):
-        return frozenset((cond.lit,))
+        return spec, frozenset((cond.lit,))
     if (kind is Kind.STR and op == "in") or (kind is Kind.SET and op == "contains_any"):
-        return frozenset(cond.lit)
+        return spec, frozenset(cond.lit)
     return None
 
 
@@ -90,15 +111,16 @@ def plan(rules: Sequence[Rule]) -> tuple[list[RulePlan], list[FieldSpec], list[F
     for rule in rules:
         per_field: dict[str, Constraint] = {}
         for pos, cond in enumerate(conjuncts(rule.when)):
-            values = index_values(cond)
-            if values is None or not isinstance(cond, Test):
+            found_test = index_test(cond)
+            if found_test is None:
                 continue
-            path = cond.spec.path
-            specs[path] = cond.spec
+            spec, values = found_test
+            path = spec.path
+            specs[path] = spec
             distinct.setdefault(path, set()).update(values)
             kept = per_field.get(path)
             if kept is None or len(values) < len(kept.values):
-                per_field[path] = Constraint(cond.spec, values, pos)
+                per_field[path] = Constraint(spec, values, pos)
         found.append(list(per_field.values()))
     high = {p for p, vals in distinct.items() if len(vals) > LOW_CARDINALITY}
 
@@ -201,7 +223,7 @@ class CandidateIndex(Generic[T]):
 
     def select(self, f: Facts) -> tuple[T, ...]:
         low = self._low_key(f)
-        high = self._high_key(f)
+        high = self._high_key(f) if self._high_tables else ()
         key = (low, high)
         hit = self._cache.get(key)
         if hit is not None:

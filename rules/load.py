@@ -15,7 +15,7 @@ import orjson
 
 from rules.ast import Ruleset
 from rules.compile import CompiledRuleset
-from rules.loader import LoadError, SourceDoc, parse_text
+from rules.loader import MAX_DOCUMENT_CHARS, LoadError, SourceDoc, parse_text
 from rules.validate import Problem, validate_source
 from schemas.envelope import envelope
 
@@ -76,6 +76,8 @@ def load_ruleset_document(
 ) -> CompiledRuleset | list[Problem]:
     """Bytes of a `routing.rules` record (a CloudEvent whose `data` is the ruleset document),
     or of a bare ruleset document in JSON or YAML -> a compiled ruleset, or the problems."""
+    if len(data) > MAX_DOCUMENT_CHARS:
+        return [Problem(source, None, None, f"document larger than {MAX_DOCUMENT_CHARS} bytes")]
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:

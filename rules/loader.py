@@ -18,6 +18,7 @@ import yaml
 
 Path = tuple[str | int, ...]
 _SCANNER: Any = json_scanner
+MAX_DOCUMENT_CHARS = 32 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +66,8 @@ def detect_format(file: str, text: str) -> str:
 
 def parse_text(text: str, file: str = "<string>", fmt: str | None = None) -> SourceDoc:
     """Parse YAML or JSON; raise LoadError (with the line) when the text does not parse."""
+    if len(text) > MAX_DOCUMENT_CHARS:
+        raise LoadError(file, None, f"document larger than {MAX_DOCUMENT_CHARS} characters")
     fmt = fmt or detect_format(file, text)
     if fmt == "json":
         return _parse_json(text, file)
@@ -74,8 +77,19 @@ def parse_text(text: str, file: str = "<string>", fmt: str | None = None) -> Sou
 # --- YAML -----------------------------------------------------------------------------------
 
 
+class _Loader(yaml.SafeLoader):
+    """Safe YAML without aliases: `*name` could expand a small file into a huge document."""
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            peek: Any = self.peek_event  # untyped in the PyYAML stubs
+            mark = peek().start_mark
+            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed", mark)
+        return super().compose_node(parent, index)
+
+
 def _parse_yaml(text: str, file: str) -> SourceDoc:
-    loader = yaml.SafeLoader(text)
+    loader = _Loader(text)
     try:
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None

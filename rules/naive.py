@@ -6,13 +6,14 @@ tested against (same decisions on random rulesets and inputs), and what `explain
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from functools import partial
 
 from rules.ast import AllOf, AnyOf, Cond, NotOf, Ruleset, Test
 from rules.facts import Facts, Hits, InputView, text_of
 from rules.operators import holds
 from rules.result import (
-    MAX_TRACE,
+    MAX_TRACE_CONTINUE,
     MAX_TRACE_UNMATCHED,
     NO_SLA,
     RuleResult,
@@ -28,11 +29,12 @@ class _Derive:
     def __init__(self, ruleset: Ruleset) -> None:
         self._intents = ruleset.intents
 
+    @property
+    def matchers(self) -> Mapping[str, Callable[[str], Hits]]:
+        return {}  # the reference evaluator tests each phrase and regex on its own
+
     def intents(self, facts: Facts) -> frozenset[str]:
         return self._intents.intents_of(facts.view("message.text", text_of))
-
-    def match(self, field_path: str, text: str) -> Hits:
-        raise NotImplementedError("the reference evaluator tests each phrase and regex alone")
 
 
 def first_failure(cond: Cond, facts: Facts) -> str | None:
@@ -77,10 +79,11 @@ class NaiveEvaluator:
         matched: list[str] = []
         trace: list[RuleTrace] = []
         unmatched = 0
+        continued = 0
         for rule in self.ruleset.rules:
             failed = first_failure(rule.when, facts) if rule.when is not None else None
             if failed is not None:
-                if full_trace or (unmatched < MAX_TRACE_UNMATCHED and len(trace) < MAX_TRACE):
+                if full_trace or unmatched < MAX_TRACE_UNMATCHED:
                     trace.append(RuleTrace(rule_id=rule.id, matched=False, reason=failed))
                 unmatched += 1
                 continue
@@ -95,8 +98,9 @@ class NaiveEvaluator:
                 if tag is not None:
                     tags.append(tag)
             if not then.terminal:
-                if full_trace or len(trace) < MAX_TRACE - 1:
+                if full_trace or continued < MAX_TRACE_CONTINUE:
                     trace.append(RuleTrace(rule_id=rule.id, matched=True, reason="continue"))
+                continued += 1
                 continue
             contract = then.contract
             check = None if contract is None else partial(_contract_failure, contract)

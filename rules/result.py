@@ -27,7 +27,8 @@ from schemas.ticket import Priority, RuleTrace
 from schemas.vendor import VendorStatus
 
 MAX_TRACE_UNMATCHED = 12  # rules tried and failed, in order, before the rest are elided
-MAX_TRACE = 32  # hard bound on trace entries (matched continue rules count too)
+MAX_TRACE = 32  # hard bound on trace entries: failed + matched `continue` rules + terminal
+MAX_TRACE_CONTINUE = MAX_TRACE - MAX_TRACE_UNMATCHED - 1
 
 _VENDOR_ID = re.compile(VENDOR_ID_PATTERN)
 PRIORITIES = tuple(sorted(Priority, key=lambda p: p.rank))
@@ -105,23 +106,17 @@ def finish(
     start: str | None = None,
 ) -> RuleResult:
     return RuleResult(
-        ruleset=ruleset.name,
-        ruleset_version=ruleset.version,
-        queue=queue,
-        priority=PRIORITIES[rank] if rank >= 0 else ruleset.default_priority,
-        sla_policy=(
-            ruleset.sla_policies[sla_rank]
-            if sla_rank < len(ruleset.sla_policies)
-            else ruleset.default_sla
-        ),
-        rule_id=rule.id,
-        tags=tuple(dict.fromkeys(tags)),
-        explanation=(
-            start
-            if start is not None and fallback is None and len(matched) == 1
-            else explanation(rule, matched, queue, fallback, start)
-        ),
-        trace=tuple(trace),
-        matched=tuple(matched),
-        fallback=fallback,
+        ruleset.name,
+        ruleset.version,
+        queue,
+        PRIORITIES[rank] if rank >= 0 else ruleset.default_priority,
+        ruleset.sla_policies[sla_rank] if sla_rank != NO_SLA else ruleset.default_sla,
+        rule.id,
+        tuple(dict.fromkeys(tags)),
+        start
+        if start is not None and fallback is None and len(matched) == 1
+        else explanation(rule, matched, queue, fallback, start),
+        tuple(trace),
+        tuple(matched),
+        fallback,
     )

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from typing import Any
 
 import orjson
 from pydantic import ValidationError
@@ -195,3 +196,27 @@ def simulate(
         if on_progress is not None:
             on_progress(len(line))
     return bt.report
+
+
+def report_dict(rep: SimulationReport, limit: int = 50) -> dict[str, Any]:
+    """The report as JSON-ready data (at most `limit` changed tickets listed)."""
+    out: dict[str, Any] = {
+        "ruleset": rep.ruleset,
+        "baseline": rep.baseline,
+        "total": rep.total,
+        "skipped": rep.skipped,
+        "queues": dict(rep.candidate.queues),
+        "priorities": dict(rep.candidate.priorities),
+        "rules": dict(rep.candidate.rules),
+        "fallbacks": rep.candidate.fallbacks,
+    }
+    if rep.previous is not None:
+        out["baseline_queues"] = dict(rep.previous.queues)
+        out["baseline_priorities"] = dict(rep.previous.priorities)
+        out["changed"] = len(rep.changes)
+        out["pairs"] = [{"from": a, "to": b, "count": n} for (a, b), n in rep.pairs.most_common()]
+        out["priority_pairs"] = [
+            {"from": a, "to": b, "count": n} for (a, b), n in rep.priority_pairs.most_common()
+        ]
+        out["changes"] = [asdict(c) for c in rep.changes[:limit]]
+    return out

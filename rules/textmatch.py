@@ -64,6 +64,7 @@ class FieldMatcher:
     _ascii: list[_Chunk] = field(default_factory=list)
     _regex_only: list[_Chunk] = field(default_factory=list)
     _by_first: dict[str, list[tuple[str, int, bool]]] = field(default_factory=dict)
+    _fast: tuple[Any, int, tuple[int, ...]] | None = None  # a single set (the usual case)
 
     def add_phrase(self, phrase: Phrase) -> int:
         for i, known in enumerate(self.phrases):
@@ -88,11 +89,26 @@ class FieldMatcher:
         regexes = [(pattern, -(j + 1)) for j, pattern in enumerate(self.regexes)]
         self._ascii = _chunks(ascii_phrases, regexes)
         self._regex_only = _chunks([], regexes)
+        if len(self._ascii) == 1:  # set index i < n: phrase ids[i]; else regex i - n
+            ids = tuple(i for _, i in ascii_phrases)
+            self._fast = (self._ascii[0][0], len(ids), ids)
         for i, p in enumerate(self.phrases):
             entry = (p.joined, i, len(p.tokens) == 1)
             self._by_first.setdefault(p.tokens[0], []).append(entry)
 
     def match(self, text: str) -> Hits:
+        fast = self._fast
+        if fast is not None and text.isascii():
+            rset, n, ids = fast
+            found = rset.Match(text)
+            if not found:
+                return NO_HITS
+            if max(found) < n:
+                return Hits(frozenset(map(ids.__getitem__, found)), EMPTY)
+            return Hits(
+                frozenset([ids[i] for i in found if i < n]),
+                frozenset([i - n for i in found if i >= n]),
+            )
         phrases: list[int] = []
         regexes: list[int] = []
         ascii_text = text.isascii()
@@ -137,7 +153,3 @@ class Matchers:
     def build(self) -> None:
         for matcher in self.fields.values():
             matcher.build()
-
-    def match(self, path: str, text: str) -> Hits:
-        matcher = self.fields.get(path)
-        return NO_HITS if matcher is None else matcher.match(text)

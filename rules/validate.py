@@ -152,7 +152,7 @@ def validate_source(
             out.add(path, message, doc.id)
         if not prep.problems and then is not None:
             rules.append(Rule(doc.id, 0, i, doc.priority, line, when, then, doc.description))
-    ordered = _order(out, rules, len(docs) == len(raw_rules))
+    ordered = _order(out, docs, rules, len(docs) == len(raw_rules))
     if out.problems:
         return None, sorted(out.problems, key=lambda p: p.line or 0)
     full = RulesetDoc.model_construct(**dict(header), rules=[d for _, d in docs])
@@ -252,27 +252,33 @@ def _intents(out: _Collector, header: RulesetHeader) -> None:
                 out.add(("intents", name, i), f"intent {name!r}: phrase {phrase!r} has no words")
 
 
-def _order(out: _Collector, rules: list[Rule], complete: bool) -> tuple[Rule, ...]:
-    """Sort into evaluation order; report a missing catch-all and shadowed rules."""
-    ordered = sorted(rules, key=lambda r: (-r.priority, r.position))
-    catch_all: Rule | None = None
-    for rule in ordered:
+def _order(
+    out: _Collector, docs: list[tuple[int, RuleDoc]], rules: list[Rule], complete: bool
+) -> tuple[Rule, ...]:
+    """Sort into evaluation order; report a missing catch-all and shadowed rules.
+
+    Judged on every rule that parsed, even one with other problems, so that a missing or
+    misplaced catch-all is reported together with everything else."""
+    order = sorted(docs, key=lambda d: (-d[1].priority, d[0]))
+    catch_all: tuple[int, RuleDoc] | None = None
+    for position, doc in order:
         if catch_all is not None:
             out.add(
-                ("rules", rule.position),
-                "can never match: catch-all "
-                f"{catch_all.id!r} (line {catch_all.line}) runs before it (rules run by "
+                ("rules", position),
+                f"can never match: catch-all {catch_all[1].id!r} (line "
+                f"{out.src.line(('rules', catch_all[0]))}) runs before it (rules run by "
                 "priority, higher first, then file order)",
-                rule.id,
+                doc.id,
             )
-        elif rule.catch_all:
-            catch_all = rule
-    if catch_all is None and complete and rules:
+        elif doc.when is None and not doc.then.continue_:
+            catch_all = (position, doc)
+    if catch_all is None and complete and docs:
         out.add(
             ("rules",),
             "no catch-all: the last rule to run must have no `when` and route "
             "(e.g. `then: {route: dept:general}`)",
         )
+    ordered = sorted(rules, key=lambda r: (-r.priority, r.position))
     return tuple(_renumber(r, i) for i, r in enumerate(ordered))
 
 

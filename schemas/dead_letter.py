@@ -17,6 +17,9 @@ class RejectReason(StrEnum):
     CHANNEL_MISMATCH = "channel_mismatch"
     UNSUPPORTED_TYPE = "unsupported_type"
     PROCESSING_ERROR = "processing_error"
+    # A valid `tickets.actions` command the ticket's state does not allow (e.g. a vendor
+    # acting on a ticket outside its own queue).
+    ACTION_REFUSED = "action_refused"
 
 
 class FieldError(BaseModel):

@@ -13,6 +13,7 @@ from router.default_policy import DefaultPolicy
 from router.inbound import CHANNEL_TOPICS
 from router.routing import RoutingPolicy
 from streams.kafka_client import client_kwargs
+from streams.lifecycle import LifecycleStage, install_lifecycle
 from streams.processor import InboundProcessor, PolicyHolder
 from streams.settings import RouterSettings
 from streams.topics import TopicManager
@@ -29,6 +30,7 @@ class Engine:
     processor: InboundProcessor
     topics: TopicManager
     policy: PolicyHolder
+    lifecycle: LifecycleStage | None = None
 
 
 def _credentials(settings: RouterSettings) -> Any:
@@ -115,4 +117,5 @@ def create_engine(settings: RouterSettings, policy: RoutingPolicy | None = None)
                 message.timestamp,
             )
 
-    return Engine(app=app, processor=processor, topics=topics, policy=holder)
+    lifecycle = install_lifecycle(app, settings, topics)
+    return Engine(app=app, processor=processor, topics=topics, policy=holder, lifecycle=lifecycle)

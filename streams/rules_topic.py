@@ -7,6 +7,8 @@
   end offsets at call time (a bounded replay for `router simulate --topic`).
 
 Plain async functions over aiokafka: no faust app, no consumer group, nothing committed.
+`**client` passes extra aiokafka settings (security protocol, SASL: see
+`streams.kafka_client.client_kwargs`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from schemas.envelope import envelope
 
 DEFAULT_TOPIC = "routing.rules"
 _POLL_MS = 500
+IDLE_TIMEOUT_S = 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +51,12 @@ class RulesetRecord:
 
 
 async def publish_ruleset(
-    bootstrap: str, topic: str, ruleset_doc: Mapping[str, Any], *, source: str = "router-cli"
+    bootstrap: str,
+    topic: str,
+    ruleset_doc: Mapping[str, Any],
+    *,
+    source: str = "router-cli",
+    **client: Any,
 ) -> Published:
     """Write a validated ruleset document (see `RulesetDoc.to_document`) to `topic`."""
     name = str(ruleset_doc["name"])
@@ -63,7 +71,9 @@ async def publish_ruleset(
             data=dict(ruleset_doc),
         )
     )
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, **client
+    )
     await producer.start()
     try:
         md = await producer.send_and_wait(topic, value=value, key=name.encode("utf-8"))
@@ -75,10 +85,17 @@ async def publish_ruleset(
 async def _bounded_records(
     consumer: AIOKafkaConsumer, ends: Mapping[TopicPartition, int]
 ) -> AsyncIterator[Any]:
-    """Records from the consumer's current positions up to `ends` (exclusive)."""
+    """Records from the consumer's current positions up to `ends` (exclusive).
+
+    Raises TimeoutError when no partition advances for IDLE_TIMEOUT_S (broker gone)."""
     pending = {tp for tp, end in ends.items() if await consumer.position(tp) < end}
+    idle_polls = 0
     while pending:
         batch = await consumer.getmany(*pending, timeout_ms=_POLL_MS)
+        idle_polls = 0 if batch else idle_polls + 1
+        if idle_polls * _POLL_MS > IDLE_TIMEOUT_S * 1000:
+            raise TimeoutError(f"no records for {IDLE_TIMEOUT_S}s with {len(pending)} "
+                               "partitions still behind their end offsets")  # fmt: skip
         for tp, records in batch.items():
             for record in records:
                 if record.offset < ends[tp]:
@@ -96,10 +113,13 @@ async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicParti
     return [TopicPartition(topic, p) for p in sorted(parts)]
 
 
-async def ruleset_history(bootstrap: str, topic: str = DEFAULT_TOPIC) -> list[RulesetRecord]:
+async def ruleset_history(
+    bootstrap: str, topic: str = DEFAULT_TOPIC, **client: Any
+) -> list[RulesetRecord]:
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
-    )
+        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest",
+        **client,
+    )  # fmt: skip
     await consumer.start()
     out: list[RulesetRecord] = []
     try:
@@ -139,9 +159,9 @@ def _ruleset_record(record: Any) -> RulesetRecord:
     )
 
 
-async def message_backlog(bootstrap: str, topic: str, from_time: datetime) -> int:
+async def message_backlog(bootstrap: str, topic: str, from_time: datetime, **client: Any) -> int:
     """How many records `read_messages` would go through (for a progress bar)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, **client)
     await consumer.start()
     try:
         tps = await _partitions(consumer, topic)
@@ -161,9 +181,11 @@ async def _start_offsets(
     return {tp: (found[tp].offset if found.get(tp) is not None else ends[tp]) for tp in tps}
 
 
-async def read_messages(bootstrap: str, topic: str, from_time: datetime) -> AsyncIterator[bytes]:
+async def read_messages(
+    bootstrap: str, topic: str, from_time: datetime, **client: Any
+) -> AsyncIterator[bytes]:
     """Values of `topic` written at or after `from_time`, up to the end offsets at start."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, **client)
     await consumer.start()
     try:
         tps = await _partitions(consumer, topic)

@@ -74,6 +74,7 @@ class RouterSettings(BaseSettings):
     web_port: int = Field(default=6066, ge=0, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     rules_file: Path | None = None
+    sla_policies_file: Path | None = None  # SLA policies; default: router/sla/policies/default.yaml
 
     @classmethod
     def settings_customise_sources(

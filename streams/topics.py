@@ -30,6 +30,7 @@ def core_topics(settings: RouterSettings) -> dict[str, dict[str, str]]:
     topics[DLQ_TOPIC] = {"max.message.bytes": str(DLQ_MAX_MESSAGE_BYTES)}
     for name in (ACTIONS_TOPIC, EVENTS_TOPIC, DECISIONS_TOPIC, SLA_TOPIC):
         topics[name] = {}
+    topics["tickets.commands"] = {}  # internal commands of the lifecycle stage (streams.lifecycle)
     topics[RULES_TOPIC] = dict(_COMPACTED)
     topics[VENDORS_TOPIC] = dict(_COMPACTED)
     if settings.replication_factor > 1:

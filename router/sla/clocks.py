@@ -11,7 +11,7 @@ is written in the same state update as the event it produced, which makes firing
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
@@ -32,7 +32,13 @@ def breach_marker(level: int) -> str:
 
 def marker_level(marker: str) -> int:
     """0 for warning and met, n for `breached:n`."""
-    return int(marker.removeprefix(_BREACHED_PREFIX)) if marker.startswith(_BREACHED_PREFIX) else 0
+    level = _LEVELS.get(marker)
+    if level is None:
+        level = int(marker.removeprefix(_BREACHED_PREFIX)) if marker != WARNING else 0
+    return level
+
+
+_LEVELS = {WARNING: 0, MET: 0, **{breach_marker(n): n for n in range(1, 17)}}
 
 
 class ClockStatus(StrEnum):
@@ -66,7 +72,21 @@ class MetricClock:
     next_at: datetime | None = None
 
     def copy_for_update(self) -> MetricClock:
-        return replace(self, fired=list(self.fired))
+        # Spelled out: 2.5x cheaper than dataclasses.replace on the tick path. A unit test
+        # checks that every field is carried over.
+        return MetricClock(
+            metric=self.metric,
+            cycle=self.cycle,
+            status=self.status,
+            banked=self.banked,
+            segment_start=self.segment_start,
+            target=self.target,
+            deadline=self.deadline,
+            breach_anchor=self.breach_anchor,
+            fired=list(self.fired),
+            next_marker=self.next_marker,
+            next_at=self.next_at,
+        )
 
 
 def start_clock(metric: SlaMetric, at: datetime, cycle: int = 0) -> MetricClock:
@@ -131,13 +151,20 @@ def schedule_next(clock: MetricClock, terms: MetricTerms | None, calendar: Calen
         clock.next_marker = WARNING
         clock.next_at = _when(clock, clock.target * terms.warning_fraction, calendar)
         return
-    anchor = clock.breach_anchor if clock.breach_anchor is not None else clock.target
     for level in range(1, len(terms.ladder) + 1):
         marker = breach_marker(level)
         if marker not in clock.fired:
             clock.next_marker = marker
-            clock.next_at = _when(clock, terms.rung_threshold(level, anchor), calendar)
+            clock.next_at = _when(clock, threshold(clock, marker, terms), calendar)
             return
+
+
+def threshold(clock: MetricClock, marker: str, terms: MetricTerms) -> float:
+    """Business seconds of elapsed time at which `marker` is due."""
+    if marker == WARNING:
+        return clock.target * terms.warning_fraction
+    anchor = clock.breach_anchor if clock.breach_anchor is not None else clock.target
+    return terms.rung_threshold(marker_level(marker), anchor)
 
 
 def _when(clock: MetricClock, threshold: float, calendar: Calendar) -> datetime:

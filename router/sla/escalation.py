@@ -44,7 +44,11 @@ def _fire(run: Transition, metric: SlaMetric, until: datetime) -> None:
     # deadline fall in the past, the breach happens at the raise, not retroactively.
     due_at = max(scheduled_at, state.clock_at)
     state.clock_at = due_at
-    spent = clocks.elapsed(clock, due_at, run.calendar())
+    if due_at == scheduled_at:  # on time: elapsed is the threshold it was scheduled for
+        spent = max(clocks.threshold(clock, marker, terms), clock.banked)
+    else:
+        spent = clocks.elapsed(clock, due_at, run.calendar())
+    event_id = sla_event_id(state.ticket_id, clock, marker)
     clocks.record_firing(clock, marker, spent)
     clocks.schedule_next(clock, terms, run.calendar())  # the deadline itself did not move
     if marker == clocks.WARNING and deadline <= until:
@@ -53,12 +57,12 @@ def _fire(run: Transition, metric: SlaMetric, until: datetime) -> None:
     grace = run.config.late_grace_seconds
     if marker == clocks.WARNING:
         firing = Firing(deadline, due_at, run.now, spent, "notified", grace)
-        run.outputs.append(sla_event_out(state.ticket_id, clock, marker, before, firing))
+        run.outputs.append(sla_event_out(event_id, state.ticket_id, clock, marker, before, firing))
         return
     level = clocks.marker_level(marker)
     step = terms.ladder[level - 1]
     position = len(run.outputs)  # the breach is published before what it caused
-    cause = sla_event_id(state.ticket_id, clock, marker)
+    cause = event_id
     taken: list[str] = []
     new_priority = step.set_priority or (raised(before.priority) if step.raise_priority else None)
     if new_priority is not None and new_priority.rank > before.priority.rank:
@@ -80,4 +84,5 @@ def _fire(run: Transition, metric: SlaMetric, until: datetime) -> None:
         new_priority=state.priority if "priority_raised" in taken else None,
         new_queue=state.queue if "rerouted" in taken else None,
     )
-    run.outputs.insert(position, sla_event_out(state.ticket_id, clock, marker, before, firing))
+    record = sla_event_out(event_id, state.ticket_id, clock, marker, before, firing)
+    run.outputs.insert(position, record)

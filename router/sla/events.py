@@ -58,7 +58,12 @@ def output_id(ticket_id: str, cause: str, what: str) -> str:
 
 
 def sla_event_out(
-    ticket_id: str, clock: MetricClock, marker: str, context: SlaContext, firing: Firing
+    event_id: str,
+    ticket_id: str,
+    clock: MetricClock,
+    marker: str,
+    context: SlaContext,
+    firing: Firing,
 ) -> SlaEventOut:
     late = (firing.fired_at - firing.due_at).total_seconds() > firing.late_after_seconds
     event = SlaEvent(
@@ -80,7 +85,7 @@ def sla_event_out(
         target_seconds=clock.target,
         elapsed_business_seconds=max(firing.elapsed, 0.0),
     )
-    return SlaEventOut(id=sla_event_id(ticket_id, clock, marker), data=event)
+    return SlaEventOut(id=event_id, data=event)
 
 
 def ticket_event_out(

@@ -127,6 +127,11 @@ class PartitionedDeadlineIndex:
         if index is not None:
             index.discard(key)
 
+    def next_due(self) -> float | None:
+        """Earliest live due time over every assigned partition."""
+        dues = [due for index in self._partitions.values() if (due := index.next_due()) is not None]
+        return min(dues) if dues else None
+
     def pop_due(self, now_ts: float, limit: int | None = None) -> list[tuple[int, str]]:
         out: list[tuple[int, str]] = []
         for partition, index in self._partitions.items():

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
+from itertools import accumulate
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -194,10 +195,16 @@ class MetricTerms:
     target_seconds: float
     warning_fraction: float
     ladder: tuple[EscalationStep, ...]
+    # Business seconds from rung 1 to rung n (index n - 1), summed once.
+    rung_offsets: tuple[float, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        offsets = tuple(accumulate(step.after for step in self.ladder[1:]))
+        object.__setattr__(self, "rung_offsets", (0.0, *offsets))  # frozen dataclass
 
     def rung_threshold(self, level: int, anchor_seconds: float) -> float:
         """Business seconds elapsed at which rung `level` (1-based) fires."""
-        return anchor_seconds + sum(step.after for step in self.ladder[1:level])
+        return anchor_seconds + self.rung_offsets[level - 1]
 
 
 class SlaPolicy:

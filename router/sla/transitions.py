@@ -13,7 +13,14 @@ from typing import Protocol
 from router.sla import clocks
 from router.sla.calendar import Calendar
 from router.sla.clocks import ClockStatus, MetricClock
-from router.sla.events import Firing, SlaContext, output_id, sla_event_out, ticket_event_out
+from router.sla.events import (
+    Firing,
+    SlaContext,
+    output_id,
+    sla_event_id,
+    sla_event_out,
+    ticket_event_out,
+)
 from router.sla.policy import MetricTerms, SlaConfig, SlaPolicy
 from router.sla.state import LifecycleState, Output, RerouteOut, Step
 from router.sla.state import TicketStatus as Status
@@ -149,7 +156,9 @@ class Transition:
         grace = self.config.late_grace_seconds
         firing = Firing(deadline, at, self.now, spent, "none", grace)
         context = SlaContext.of(self.state)
-        self.outputs.append(sla_event_out(self.state.ticket_id, clock, clocks.MET, context, firing))
+        ticket_id = self.state.ticket_id
+        event_id = sla_event_id(ticket_id, clock, clocks.MET)
+        self.outputs.append(sla_event_out(event_id, ticket_id, clock, clocks.MET, context, firing))
 
     def customer_message(self, at: datetime, actor: str | None, cause: str) -> None:
         state = self.state

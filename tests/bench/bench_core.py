@@ -4,13 +4,16 @@
 
 Stages, as the inbound agent runs them: build the source position, parse (pydantic straight
 from bytes), load the ticket state (follow-ups only), thread + route, save the state, render
-the output records. Each stage is timed alone over the whole mix (best of `--repeat`), so the
-figures add up to the core's share of a worker's CPU per message. No Kafka involved.
+the output records. Each stage is timed alone over the whole mix (least CPU time of
+`--repeat` runs), so the figures add up to the core's share of a worker's CPU per message.
+Then the whole InboundProcessor.handle on the same mix, with a dict for the table and a send
+that completes at once: the core plus the streams glue, still without faust or Kafka.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import cProfile
 import gc
 import pstats
@@ -33,7 +36,10 @@ from router.inbound import CHANNEL_TOPICS, Rejected, parse_inbound  # noqa: E402
 from router.outputs import render  # noqa: E402
 from router.tickets import Threaded, TicketState, state_key, thread_message  # noqa: E402
 from schemas.dead_letter import SourcePosition  # noqa: E402
-from tests.bench.traffic import MarketplaceTraffic, TrafficRecord  # noqa: E402
+from streams.logs import configure_logging  # noqa: E402
+from streams.processor import InboundProcessor, PolicyHolder  # noqa: E402
+from streams.settings import RouterSettings  # noqa: E402
+from router.traffic import MarketplaceTraffic, TrafficRecord  # noqa: E402
 
 # Records the worker writes per inbound message besides render's: the table changelog entry.
 CHANGELOG_RECORDS_PER_MESSAGE = 1
@@ -44,6 +50,7 @@ class CoreFigures:
     messages: int
     stage_us: dict[str, float]  # stage -> µs per inbound message (averaged over the whole mix)
     orjson_loads_us: float  # the baseline's decode, for comparison
+    processor_us: float  # InboundProcessor.handle: the core plus the streams glue, no Kafka
     records_per_message: float  # records the worker produces per inbound, changelog included
     bytes_out_per_message: float
     profile_top: list[tuple[str, float]] = field(default_factory=list)  # (function, own share)
@@ -66,13 +73,18 @@ class _Prepared:
 
 
 def _position(index: int, record: TrafficRecord) -> SourcePosition:
-    return SourcePosition(topic=f"channel.{record.channel}", partition=0, offset=index,
-                          timestamp_ms=1_700_000_000_000 + index)
+    return SourcePosition(
+        topic=f"channel.{record.channel}",
+        partition=0,
+        offset=index,
+        timestamp_ms=1_700_000_000_000 + index,
+    )
 
 
 def _parse(record: TrafficRecord, position: SourcePosition, now: datetime) -> Any:
-    return parse_inbound(record.value, record.key, position, now,
-                         expected_channel=CHANNEL_TOPICS[position.topic])
+    return parse_inbound(
+        record.value, record.key, position, now, expected_channel=CHANNEL_TOPICS[position.topic]
+    )
 
 
 def _prepare(records: Sequence[TrafficRecord], now: datetime) -> _Prepared:
@@ -101,8 +113,10 @@ def _prepare(records: Sequence[TrafficRecord], now: datetime) -> _Prepared:
 def expected_queues(records: Sequence[TrafficRecord]) -> dict[str, str]:
     """Inbound id -> the queue the built-in policy routes its ticket to (`dept:payments`)."""
     prep = _prepare(records, datetime.now(UTC))
-    return {event.id: threaded.state.queue
-            for (event, _, _), threaded in zip(prep.valid, prep.threaded, strict=True)}
+    return {
+        event.id: threaded.state.queue
+        for (event, _, _), threaded in zip(prep.valid, prep.threaded, strict=True)
+    }
 
 
 def _best_of(repeat: int, run: Callable[[], object]) -> float:
@@ -137,20 +151,26 @@ def measure_core(records: Sequence[TrafficRecord], repeat: int = 3) -> CoreFigur
     now = datetime.now(UTC)
     prep = _prepare(records, now)
     policy = DefaultPolicy()
-    ticket_inputs = [(event, record.key, position, state, policy, now)
-                     for (event, record, position), state in zip(prep.valid, prep.states_before,
-                                                                 strict=True)]
-    render_inputs = [(t, event.id, now) for t, (event, _, _) in zip(prep.threaded, prep.valid,
-                                                                     strict=True)]
+    ticket_inputs = [
+        (event, record.key, position, state, policy, now)
+        for (event, record, position), state in zip(prep.valid, prep.states_before, strict=True)
+    ]
+    render_inputs = [
+        (t, event.id, now) for t, (event, _, _) in zip(prep.threaded, prep.valid, strict=True)
+    ]
     stage_seconds = {
         "source position": _best_of(repeat, _each(list(enumerate(records)), _position)),
-        "parse (validate JSON)": _best_of(repeat, _each(
-            [(r, p, now) for r, p in zip(records, prep.positions, strict=True)], _parse)),
-        "state load": _best_of(repeat, _each([(raw,) for raw in prep.raw_states],
-                                             TicketState.from_bytes)),
+        "parse (validate JSON)": _best_of(
+            repeat,
+            _each([(r, p, now) for r, p in zip(records, prep.positions, strict=True)], _parse),
+        ),
+        "state load": _best_of(
+            repeat, _each([(raw,) for raw in prep.raw_states], TicketState.from_bytes)
+        ),
         "thread + route": _best_of(repeat, _each(ticket_inputs, thread_message)),
-        "state save": _best_of(repeat, _each([(t.state,) for t in prep.threaded],
-                                             TicketState.to_bytes)),
+        "state save": _best_of(
+            repeat, _each([(t.state,) for t in prep.threaded], TicketState.to_bytes)
+        ),
         "render outputs": _best_of(repeat, _each(render_inputs, render)),
     }
     valid_values = [(r.value,) for r in records if r.inbound_id is not None]
@@ -163,10 +183,50 @@ def measure_core(records: Sequence[TrafficRecord], repeat: int = 3) -> CoreFigur
         messages=count,
         stage_us={name: seconds / count * 1e6 for name, seconds in stage_seconds.items()},
         orjson_loads_us=loads / max(1, len(valid_values)) * 1e6,
+        processor_us=min(measure_processor(records) for _ in range(repeat)) / count * 1e6,
         records_per_message=produced / count,
         bytes_out_per_message=out_bytes / count,
         profile_top=profile_core(records, now),
     )
+
+
+class _TopicsExist:
+    """Stands in for the TopicManager: every queue topic exists already."""
+
+    async def ensure(self, logical: object, configs: object = None) -> None:
+        return None
+
+
+def measure_processor(records: Sequence[TrafficRecord]) -> float:
+    """CPU seconds of InboundProcessor.handle over the mix, with a dict for the ticket table
+    and a send that completes at once: what the worker adds around the core, minus Kafka."""
+    settings = RouterSettings(KAFKA_BOOTSTRAP_SERVERS="unused:9092")
+    configure_logging("ERROR")  # the worker logs each rejected record; not the point here
+
+    async def send(topic: str, key: bytes | None, value: bytes, headers: object) -> object:
+        delivered = asyncio.get_running_loop().create_future()
+        delivered.set_result(None)
+        return delivered
+
+    async def drive() -> float:
+        processor = InboundProcessor(
+            settings,
+            {},
+            send,
+            _TopicsExist(),  # type: ignore[arg-type]
+            PolicyHolder(DefaultPolicy()),
+        )
+        gc.collect()
+        gc.disable()
+        try:
+            started = time.process_time()
+            for offset, r in enumerate(records):
+                await processor.handle(f"channel.{r.channel}", 0, offset, r.key, r.value, 1.7e9)
+            return time.process_time() - started
+        finally:
+            gc.enable()
+
+    return asyncio.run(drive())
 
 
 def _label(func: tuple[str, int, str]) -> str:
@@ -178,8 +238,9 @@ def _label(func: tuple[str, int, str]) -> str:
     return f"{short}:{line} {name}"
 
 
-def profile_core(records: Sequence[TrafficRecord], now: datetime, top: int = 10
-                 ) -> list[tuple[str, float]]:
+def profile_core(
+    records: Sequence[TrafficRecord], now: datetime, top: int = 10
+) -> list[tuple[str, float]]:
     """One pass of the whole core under cProfile: the `top` functions by own time, as shares."""
     policy = DefaultPolicy()
     table: dict[bytes, bytes] = {}
@@ -214,10 +275,16 @@ def core_report(figures: CoreFigures) -> list[str]:
         share = micros / figures.total_us * 100
         lines.append(f"  {stage:<24}{micros:8.1f} µs  {share:5.1f}%")
     lines.append(f"  {'total':<24}{figures.total_us:8.1f} µs")
+    lines.append(
+        f"  InboundProcessor.handle, same mix, dict table, no Kafka: "
+        f"{figures.processor_us:.1f} µs (core + streams glue)"
+    )
     lines.append(f"  (for scale: orjson.loads of the same record {figures.orjson_loads_us:.1f} µs)")
-    lines.append(f"  records written per inbound: {figures.records_per_message:.2f} "
-                 f"(queue, events, decision, changelog), "
-                 f"{figures.bytes_out_per_message / 1024:.1f} KiB of output")
+    lines.append(
+        f"  records written per inbound: {figures.records_per_message:.2f} "
+        f"(queue, events, decision, changelog), "
+        f"{figures.bytes_out_per_message / 1024:.1f} KiB of output"
+    )
     lines.append("cProfile, top functions by own time over one pass of the core:")
     lines.extend(f"  {share * 100:5.1f}%  {label}" for label, share in figures.profile_top)
     return lines
@@ -228,30 +295,45 @@ def where_the_time_goes(
     engine_cpu_us: float | None = None,
     baseline_cpu_us: float | None = None,
 ) -> list[str]:
-    """Guidance from the figures; with a worker's and the baseline's CPU per message if known."""
+    """Guidance from the figures, layer by layer when a worker's and the baseline's CPU per
+    message are known (from bench_pipeline.py)."""
     ranked = sorted(figures.stage_us.items(), key=lambda item: item[1], reverse=True)
-    top_stage, top_us = ranked[0]
-    lines = ["where the time goes:"]
-    lines.append(f"  - biggest core stage: {top_stage} ({top_us:.1f} µs of "
-                 f"{figures.total_us:.1f} µs core per message)")
+    (first, first_us), (second, second_us) = ranked[0], ranked[1]
+    pydantic = sum(share for label, share in figures.profile_top if "Schema" in label) * 100
+    lines = [
+        "where the time goes:",
+        f"  - in the core, {first} ({first_us:.0f} µs) and {second} ({second_us:.0f} µs) lead; "
+        f"pydantic's validators and serializers alone take {pydantic:.0f}% of the core's time "
+        "(cProfile, own time)",
+    ]
+    glue_us = figures.processor_us - figures.total_us
     if engine_cpu_us is None or baseline_cpu_us is None:
-        lines.append("  - run bench_pipeline.py to compare with a worker's CPU per message")
+        lines.append(
+            f"  - the streams glue adds {glue_us:.0f} µs; run bench_pipeline.py for the "
+            "worker's CPU per message"
+        )
         return lines
-    core_share = figures.total_us / engine_cpu_us * 100
-    lines.append(f"  - the pure core is {figures.total_us:.0f} of {engine_cpu_us:.0f} µs "
-                 f"worker CPU per message ({core_share:.0f}%)")
-    lines.append(f"  - the Kafka client floor (baseline: consume, orjson, produce 1 record) is "
-                 f"{baseline_cpu_us:.0f} µs per message")
-    rest = engine_cpu_us - figures.total_us - baseline_cpu_us
-    extra = figures.records_per_message - 1
-    lines.append(f"  - the remaining {rest:.0f} µs: faust's per-event pipeline, the table and the "
-                 f"{extra:.1f} extra records produced per inbound (NOTES: ~20 µs/event for faust, "
-                 f"~6-7 µs per send)")
-    if rest > figures.total_us:
-        lines.append("  - so the framework and producer, not the routing logic, bound throughput: "
-                     "fewer records per inbound or a leaner consume loop pay most")
-    else:
-        lines.append(f"  - so the core bounds throughput: start with {top_stage}")
+    rest_us = engine_cpu_us - figures.processor_us - baseline_cpu_us
+    layers = [
+        ("the pure core", figures.total_us),
+        ("streams glue around it (InboundProcessor, no Kafka)", glue_us),
+        ("Kafka client floor, 1 record in + 1 out (the baseline)", baseline_cpu_us),
+        (
+            f"faust's event pipeline, the table changelog and {figures.records_per_message - 1:.1f} "
+            "more records produced per inbound",
+            rest_us,
+        ),
+    ]
+    lines.append(f"  - of {engine_cpu_us:.0f} µs worker CPU per message:")
+    lines += [
+        f"      {micros:7.0f} µs {micros / engine_cpu_us * 100:4.0f}%  {name}"
+        for name, micros in layers
+    ]
+    biggest = max(layers, key=lambda layer: layer[1])[0]
+    lines.append(
+        f"  - so start with {biggest}; the core alone would allow "
+        f"~{1e6 / figures.total_us:,.0f} msg/s per core"
+    )
     return lines
 
 

@@ -2,13 +2,13 @@
 
     python tests/bench/bench_pipeline.py [--messages 20000] [--rate 500] [--seconds 10]
 
-Baseline: consume -> orjson.loads -> orjson.dumps -> produce, in a process of its own
-(acks=all, idempotence, linger 5 ms, lz4, sends not awaited one by one; flush, then commit,
-per batch). Engine: `python -m router worker` on a fresh topic prefix. Each one drains the
-same preloaded mix (throughput = outputs over first-to-last output timestamp, so startup
-does not count), then takes the same paced load for latency. CPU per message comes from
-/proc/<pid>/stat of the process under test. Every input must come out: valid inbound ids on
-a queue (engine) or the output topic (baseline), malformed records on the DLQ by key.
+Baseline: consume -> orjson.loads -> orjson.dumps -> produce, in a process of its own (acks=all,
+idempotence, linger 5 ms, lz4, sends not awaited one by one; flush, then commit, per batch).
+Engine: `python -m router worker` on a fresh topic prefix. Each drains the same preloaded mix
+(throughput = outputs over first-to-last output timestamp, so startup does not count), then
+takes the same paced load for latency. CPU per message: /proc/<pid>/stat of the process under
+test. Every input must come out: valid inbound ids on a queue (engine) or the output topic
+(baseline), malformed records on the DLQ, found by their key.
 """
 
 from __future__ import annotations
@@ -41,21 +41,20 @@ from streams.local_kafka import kafka_for_tests  # noqa: E402
 from streams.local_kafka_setup import die_with_parent  # noqa: E402
 from streams.settings import RouterSettings  # noqa: E402
 from streams.topics import TopicManager, ensure_core_topics  # noqa: E402
-from tests.bench.bench_core import (  # noqa: E402
-    core_report,
-    expected_queues,
-    measure_core,
-    where_the_time_goes,
-)
-from tests.bench.traffic import MarketplaceTraffic, TrafficRecord  # noqa: E402
+from tests.bench import bench_core  # noqa: E402
+from router.traffic import MarketplaceTraffic, TrafficRecord  # noqa: E402
 from tests.harness import WorkerProcess  # noqa: E402
 
 CHANNELS = ("email", "chat", "social")
-PRODUCER_SETTINGS = {"acks": "all", "enable_idempotence": True, "linger_ms": 5,
-                     "compression_type": "lz4", "max_batch_size": 256 * 1024,
-                     "max_request_size": 8 * 1024 * 1024}
+PRODUCER_SETTINGS = {
+    "acks": "all",
+    "enable_idempotence": True,
+    "linger_ms": 5,
+    "compression_type": "lz4",
+    "max_batch_size": 256 * 1024,
+    "max_request_size": 8 * 1024 * 1024,
+}
 STARTUP_TIMEOUT_S = 120
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 TokenOf = Callable[[str, bytes | None, bytes], str]
 
 
@@ -67,7 +66,7 @@ def process_times(pid: int) -> tuple[float, float]:
     for task in Path(f"/proc/{pid}/task").iterdir():
         with contextlib.suppress(OSError, IndexError, ValueError):  # a thread that just ended
             waited_ns += int((task / "schedstat").read_text().split()[1])
-    return (int(stat[11]) + int(stat[12])) / CLOCK_TICKS, waited_ns / 1e9
+    return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK"), waited_ns / 1e9
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -80,6 +79,7 @@ def malformed_token(key: bytes | None) -> str:
 
 
 def expected_token(record: TrafficRecord) -> str:
+    """What proves a record came out: its inbound id, or for a malformed one its unique key."""
     return record.inbound_id or malformed_token(record.key)
 
 
@@ -100,7 +100,7 @@ class Result:
     cpu_seconds: float = 0.0
     cpu_messages: int = 0
     busy_share: float = float("nan")  # CPU seconds per wall second while draining
-    runqueue_share: float = float("nan")  # seconds waiting for a CPU per wall second
+    runqueue_share: float = float("nan")  # seconds runnable but waiting for a CPU, per second
     paced_rate: float = 0.0
     latency_ms: list[float] = field(default_factory=list)  # output - input CreateTime
     seen_latency_ms: list[float] = field(default_factory=list)  # consumer got it - input time
@@ -122,10 +122,13 @@ class OutputWatch:
 
     def __init__(self, bootstrap: str, pattern: str, token_of: TokenOf) -> None:
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest",
-            metadata_max_age_ms=1000, max_partition_fetch_bytes=8 * 1024 * 1024)
-        self._pattern = pattern
-        self._token_of = token_of
+            bootstrap_servers=bootstrap,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            metadata_max_age_ms=1000,
+            max_partition_fetch_bytes=8 * 1024 * 1024,
+        )
+        self._pattern, self._token_of = pattern, token_of
         self.outputs: list[Output] = []
         self.first: dict[str, Output] = {}  # token -> its first output
         self.duplicates = 0
@@ -164,57 +167,107 @@ class OutputWatch:
                 self.first[token] = out
         self._accounted = len(self.outputs)
 
-    async def wait_for_first_output(self, timeout: float, what: str) -> None:
+    async def wait_for_any(self, timeout: float, alive: Callable[[], bool]) -> bool:
         deadline = time.monotonic() + timeout
-        while not self.outputs:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"no output from {what} after {timeout:.0f} s")
+        while not self.outputs and time.monotonic() < deadline and alive():
             await asyncio.sleep(0.02)  # polling a condition with a deadline
+        return bool(self.outputs)
 
-    async def wait_for(self, tokens: set[str], timeout: float) -> list[str]:
-        """Poll until every token came out or the deadline passed; return the missing ones."""
+    async def wait_for(
+        self, tokens: set[str], timeout: float, alive: Callable[[], bool]
+    ) -> list[str]:
+        """Poll until every token came out, the deadline passed or the process under test
+        died; return the missing tokens."""
         deadline = time.monotonic() + timeout
         while True:
-            # Each input yields at least one output: parse only once the count could be complete.
             missing = tokens - self.first.keys()
-            expired = time.monotonic() > deadline
+            expired = time.monotonic() > deadline or not alive()
+            # Each input yields at least one output: parse only once the count could be complete.
             if len(self.outputs) - self._accounted >= len(missing) or expired:
                 self._account()
                 missing = tokens - self.first.keys()
                 if not missing or expired:
                     return sorted(missing)
-            await asyncio.sleep(0.05)  # polling a condition with a deadline
+            await asyncio.sleep(0.02)  # polling a condition with a deadline
+
+
+@dataclass
+class PassthroughProcess:
+    """The baseline program (`passthrough` below) as a process; WorkerProcess's interface."""
+
+    bootstrap: str
+    prefix: str
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> PassthroughProcess:
+        base = self.prefix
+        command = [
+            sys.executable,
+            __file__,
+            "_passthrough",
+            self.bootstrap,
+            f"{base}group",
+            f"{base}out",
+            f"{base}dlq",
+            *(f"{base}channel.{c}" for c in CHANNELS),
+        ]
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                command,
+                cwd=REPO,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=die_with_parent(os.getpid()),
+            )
+        return self
+
+    def stop(self) -> int:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else 0
+        self.proc.terminate()
+        return self.proc.wait(timeout=30)
 
 
 @dataclass
 class Subject:
-    """A process under test: how to start and stop it, where its input goes, what it wrote."""
+    """A process under test, where its inputs go, and the watch on what it wrote."""
 
     result: Result
-    input_topic: Callable[[str], str]
+    process: WorkerProcess | PassthroughProcess
+    input_prefix: str
     watch: OutputWatch
-    start: Callable[[], int]
-    stop: Callable[[], None]
+
+    def alive(self) -> bool:
+        return self.process.proc is not None and self.process.proc.poll() is None
+
+    def stop(self) -> None:
+        if self.alive():
+            self.process.stop()
 
 
-async def produce_all(bootstrap: str, topic_of: Callable[[str], str],
-                      records: Sequence[TrafficRecord], rate: float | None = None
-                      ) -> dict[str, int]:
+async def produce_all(
+    bootstrap: str, topic_prefix: str, records: Sequence[TrafficRecord], rate: float | None = None
+) -> dict[str, int]:
     """Send the records (paced at `rate` per second if given); token -> input CreateTime."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **PRODUCER_SETTINGS)
     await producer.start()
     sent_at: dict[str, int] = {}
     try:
         loop = asyncio.get_running_loop()
-        started = loop.time()
-        futures = []
+        started, futures = loop.time(), []
         for index, record in enumerate(records):
             if rate is not None and (delay := started + index / rate - loop.time()) > 0:
                 await asyncio.sleep(delay)  # pacing the load, not synchronisation
-            now_ms = int(time.time() * 1000)
-            sent_at[expected_token(record)] = now_ms
-            futures.append(await producer.send(topic_of(record.channel), record.value,
-                                               key=record.key, timestamp_ms=now_ms))
+            sent_at[expected_token(record)] = now_ms = int(time.time() * 1000)
+            futures.append(
+                await producer.send(
+                    f"{topic_prefix}channel.{record.channel}",
+                    record.value,
+                    key=record.key,
+                    timestamp_ms=now_ms,
+                )
+            )
         await asyncio.gather(*futures)
     finally:
         await producer.stop()
@@ -224,12 +277,16 @@ async def produce_all(bootstrap: str, topic_of: Callable[[str], str],
 async def measure_drain(subject: Subject, bootstrap: str, drain: list[TrafficRecord]) -> None:
     """Preload, start the process, then time the drain and the CPU it took (startup excluded)."""
     result, watch = subject.result, subject.watch
-    await produce_all(bootstrap, subject.input_topic, drain)
-    pid = subject.start()
-    await watch.wait_for_first_output(STARTUP_TIMEOUT_S, result.name)
+    await produce_all(bootstrap, subject.input_prefix, drain)
+    subject.process.start()
+    assert subject.process.proc is not None
+    pid = subject.process.proc.pid
+    if not await watch.wait_for_any(STARTUP_TIMEOUT_S, subject.alive):
+        tail = subject.process.log_path.read_text(errors="replace")[-4000:]
+        raise RuntimeError(f"{result.name} wrote nothing within {STARTUP_TIMEOUT_S} s:\n{tail}")
     (cpu_before, waited_before), wall_before = process_times(pid), time.time()
     tokens = {expected_token(r) for r in drain}
-    result.lost = await watch.wait_for(tokens, STARTUP_TIMEOUT_S + len(drain) / 50)
+    result.lost = await watch.wait_for(tokens, STARTUP_TIMEOUT_S + len(drain) / 50, subject.alive)
     (cpu_after, waited_after), wall = process_times(pid), time.time() - wall_before
     result.cpu_seconds = cpu_after - cpu_before
     result.busy_share = result.cpu_seconds / wall
@@ -240,12 +297,13 @@ async def measure_drain(subject: Subject, bootstrap: str, drain: list[TrafficRec
     result.cpu_messages = sum(1 for s in stamps if s > wall_before * 1000)
 
 
-async def measure_latency(subject: Subject, bootstrap: str, paced: list[TrafficRecord],
-                          rate: float) -> None:
+async def measure_latency(
+    subject: Subject, bootstrap: str, paced: list[TrafficRecord], rate: float
+) -> None:
     result, watch = subject.result, subject.watch
     result.paced_rate = rate
-    sent_at = await produce_all(bootstrap, subject.input_topic, paced, rate)
-    result.lost += await watch.wait_for(set(sent_at), 60)
+    sent_at = await produce_all(bootstrap, subject.input_prefix, paced, rate)
+    result.lost += await watch.wait_for(set(sent_at), 60, subject.alive)
     for token, input_ms in sent_at.items():
         if (out := watch.first.get(token)) is not None:
             result.latency_ms.append(out.timestamp_ms - input_ms)
@@ -253,113 +311,134 @@ async def measure_latency(subject: Subject, bootstrap: str, paced: list[TrafficR
     result.duplicates = watch.duplicates
 
 
-async def ensure_topics(bootstrap: str, prefix: str, partitions: int, logical: list[str],
-                        core: bool = False) -> None:
-    settings = RouterSettings(KAFKA_BOOTSTRAP_SERVERS=bootstrap, topic_prefix=prefix,
-                              partitions=partitions)
+async def ensure_topics(
+    bootstrap: str, prefix: str, partitions: int, logical: list[str], core: bool = False
+) -> None:
+    settings = RouterSettings(
+        KAFKA_BOOTSTRAP_SERVERS=bootstrap, topic_prefix=prefix, partitions=partitions
+    )
     if core:
         await ensure_core_topics(settings)
     await TopicManager(settings).ensure(logical)
 
 
-async def baseline_subject(stack: AsyncExitStack, bootstrap: str, prefix: str,
-                           partitions: int, workdir: Path, valid_ids: set[str]) -> Subject:
+async def open_subject(
+    stack: AsyncExitStack,
+    name: str,
+    process: WorkerProcess | PassthroughProcess,
+    prefix: str,
+    outputs_pattern: str,
+    token_of: TokenOf,
+) -> Subject:
+    """Watch the outputs (from the start) before the process runs; stop it with the stack."""
+    pattern = f"^{prefix.replace('.', '[.]')}{outputs_pattern}$"
+    watch = await stack.enter_async_context(OutputWatch(process.bootstrap, pattern, token_of))
+    subject = Subject(Result(name), process, prefix, watch)
+    stack.callback(subject.stop)
+    return subject
+
+
+async def baseline_subject(
+    stack: AsyncExitStack,
+    bootstrap: str,
+    prefix: str,
+    partitions: int,
+    workdir: Path,
+    valid_ids: set[str],
+) -> Subject:
     base = f"{prefix}baseline."
-    inputs = [f"channel.{c}" for c in CHANNELS]
-    await ensure_topics(bootstrap, base, partitions, [*inputs, "out", "dlq"])
+    await ensure_topics(
+        bootstrap, base, partitions, [f"channel.{c}" for c in CHANNELS] + ["out", "dlq"]
+    )
 
     def token_of(topic: str, key: bytes | None, value: bytes) -> str:
-        try:
-            event_id = orjson.loads(value).get("id") if topic == f"{base}out" else None
-        except orjson.JSONDecodeError:
-            event_id = None
-        return event_id if event_id in valid_ids else malformed_token(key)
+        with contextlib.suppress(orjson.JSONDecodeError):
+            if topic == f"{base}out" and (event_id := orjson.loads(value).get("id")) in valid_ids:
+                return str(event_id)
+        return malformed_token(key)
 
-    command = [sys.executable, __file__, "_passthrough", bootstrap, f"{base}group", f"{base}out",
-               f"{base}dlq", *(base + name for name in inputs)]
-    procs: list[subprocess.Popen[bytes]] = []
-
-    def start() -> int:
-        log = (workdir / "baseline.log").open("ab")
-        procs.append(subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-                                      preexec_fn=die_with_parent(os.getpid())))
-        return procs[0].pid
-
-    def stop() -> None:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.terminate()
-                proc.wait(timeout=30)
-
-    stack.callback(stop)
-    pattern = f"^{base.replace('.', '[.]')}(out|dlq)$"
-    watch = await stack.enter_async_context(OutputWatch(bootstrap, pattern, token_of))
-    return Subject(Result("baseline"), lambda c: f"{base}channel.{c}", watch, start, stop)
+    process = PassthroughProcess(bootstrap, base, workdir / "baseline.log")
+    return await open_subject(stack, "baseline", process, base, "(out|dlq)", token_of)
 
 
-async def engine_subject(stack: AsyncExitStack, bootstrap: str, prefix: str, partitions: int,
-                         workdir: Path, routes: dict[str, str]) -> Subject:
-    # Vendor queues are provisioned ahead in production (`router vendors provision`).
+async def engine_subject(
+    stack: AsyncExitStack,
+    bootstrap: str,
+    prefix: str,
+    partitions: int,
+    workdir: Path,
+    routes: dict[str, str],
+) -> Subject:
+    # Vendor queues exist before their first ticket in production (`router vendors provision`).
     queues = sorted({queue_topic(q) for q in routes.values()})
     await ensure_topics(bootstrap, prefix, partitions, queues, core=True)
-    dlq = f"{prefix}channel.dlq"
 
     def token_of(topic: str, key: bytes | None, value: bytes) -> str:
-        if topic == dlq:
+        if topic == f"{prefix}channel.dlq":
             return malformed_token(key)
         return str(orjson.loads(value)["data"]["messages"][-1]["inbound_id"])
 
-    worker = WorkerProcess(bootstrap, prefix, workdir / "data", workdir / "worker.log",
-                           extra_env={"ROUTER_PARTITIONS": str(partitions),
-                                      "ROUTER_COMMIT_INTERVAL_S": "1.0"})
-
-    def start() -> int:
-        worker.start()
-        assert worker.proc is not None
-        return worker.proc.pid
-
-    def stop() -> None:
-        if worker.proc is not None and worker.proc.poll() is None:
-            worker.stop()
-
-    stack.callback(stop)
-    pattern = f"^{prefix.replace('.', '[.]')}(queue[.].*|channel[.]dlq)$"
-    watch = await stack.enter_async_context(OutputWatch(bootstrap, pattern, token_of))
-    return Subject(Result("engine"), lambda c: f"{prefix}channel.{c}", watch, start, stop)
+    worker = WorkerProcess(
+        bootstrap,
+        prefix,
+        workdir / "data",
+        workdir / "worker.log",
+        extra_env={"ROUTER_PARTITIONS": str(partitions), "ROUTER_COMMIT_INTERVAL_S": "1.0"},
+    )
+    return await open_subject(
+        stack, "engine", worker, prefix, "(queue[.].*|channel[.]dlq)", token_of
+    )
 
 
 def report(baseline: Result, engine: Result, args: argparse.Namespace) -> list[str]:
-    def ms(values: list[float], q: float) -> str:
-        return f"{percentile(values, q):.1f}"
+    def row(label: str, base: str, eng: str, ratio: str = "") -> str:
+        return f"{label:30}{base:>12}{eng:>12}{ratio:>13}"
 
-    rows = [
-        ("throughput, drain (msg/s)", f"{baseline.msg_per_s:,.0f}", f"{engine.msg_per_s:,.0f}",
-         f"{engine.msg_per_s / baseline.msg_per_s:.3f}"),
-        ("CPU per message (µs)", f"{baseline.cpu_us_per_msg:.0f}", f"{engine.cpu_us_per_msg:.0f}",
-         f"{engine.cpu_us_per_msg / baseline.cpu_us_per_msg:.1f}"),
-        ("busy, share of one core", f"{baseline.busy_share:.2f}", f"{engine.busy_share:.2f}", ""),
-        ("waiting for a CPU, share", f"{baseline.runqueue_share:.2f}",
-         f"{engine.runqueue_share:.2f}", ""),
+    lines = [
+        row("", "baseline", "engine", "engine/base"),
+        row(
+            "throughput, drain (msg/s)",
+            f"{baseline.msg_per_s:,.0f}",
+            f"{engine.msg_per_s:,.0f}",
+            f"{engine.msg_per_s / baseline.msg_per_s:.3f}",
+        ),
+        row(
+            "CPU per message (µs)",
+            f"{baseline.cpu_us_per_msg:.0f}",
+            f"{engine.cpu_us_per_msg:.0f}",
+            f"{engine.cpu_us_per_msg / baseline.cpu_us_per_msg:.1f}",
+        ),
+        row("busy, share of one core", f"{baseline.busy_share:.2f}", f"{engine.busy_share:.2f}"),
+        row(
+            "waiting for a CPU, share",
+            f"{baseline.runqueue_share:.2f}",
+            f"{engine.runqueue_share:.2f}",
+        ),
     ]
     for label, attr in (("record ts", "latency_ms"), ("consumer", "seen_latency_ms")):
-        base, eng = getattr(baseline, attr), getattr(engine, attr)
         for q in (0.5, 0.99):
-            rows.append((f"latency p{int(q * 100)} {label} (ms)", ms(base, q), ms(eng, q), ""))
-    rows.append(("lost / duplicate outputs", f"{len(baseline.lost)} / {baseline.duplicates}",
-                 f"{len(engine.lost)} / {engine.duplicates}", ""))
-    lines = [f"{'':30}{'baseline':>12}{'engine':>12}{'engine/base':>13}"]
-    lines += [f"{a:30}{b:>12}{c:>12}{d:>13}" for a, b, c, d in rows]
+            lines.append(
+                row(
+                    f"latency p{q * 100:.0f} {label} (ms)",
+                    f"{percentile(getattr(baseline, attr), q):.1f}",
+                    f"{percentile(getattr(engine, attr), q):.1f}",
+                )
+            )
     return [
         *lines,
+        row(
+            "lost / duplicate outputs",
+            f"{len(baseline.lost)} / {baseline.duplicates}",
+            f"{len(engine.lost)} / {engine.duplicates}",
+        ),
         f"drain: {args.messages} preloaded messages; baseline {baseline.drain_seconds:.2f} s, "
         f"engine {engine.drain_seconds:.2f} s (first to last output timestamp)",
-        f"latency: {engine.paced_rate:.0f} msg/s for {args.seconds:.0f} s (--rate {args.rate:.0f},"
-        " capped at half the engine's drain rate so the load does not saturate it); "
-        "'record ts' = output minus input CreateTime, 'consumer' = when a consumer got the "
-        "output minus input CreateTime",
+        f"latency: {engine.paced_rate:.0f} msg/s for {args.seconds:.0f} s (--rate {args.rate:.0f}, "
+        "capped at half the engine's drain rate so the load does not saturate it); 'record ts' = "
+        "output minus input CreateTime, 'consumer' = when a consumer got it minus input CreateTime",
         f"CPU: utime+stime of the process under test over the drain ({baseline.cpu_messages} / "
-        f"{engine.cpu_messages} messages); this {os.cpu_count()}-core machine also runs the "
-        f"broker and the measuring consumer; load average now {os.getloadavg()[0]:.1f}",
+        f"{engine.cpu_messages} messages); this {os.cpu_count()}-core machine also runs the broker "
+        f"and the measuring consumer; load average now {os.getloadavg()[0]:.1f}",
         f"engine outputs on an unexpected queue: {engine.misrouted}",
         f"baseline lost: {len(baseline.lost)}",
         f"lost: {len(engine.lost)}" + (f" (e.g. {engine.lost[:3]})" if engine.lost else ""),
@@ -367,46 +446,68 @@ def report(baseline: Result, engine: Result, args: argparse.Namespace) -> list[s
 
 
 async def bench(bootstrap: str, args: argparse.Namespace) -> int:
-    traffic = MarketplaceTraffic(args.seed, message_bytes=args.bytes,
-                                 malformed_ratio=args.malformed)
-    drain = traffic.take(args.messages)
-    paced_pool = traffic.take(int(args.rate * args.seconds))
-    print(f"mix: {len(drain)} + up to {len(paced_pool)} paced records, {dict(traffic.counts)}; "
-          f"load average {os.getloadavg()[0]:.1f}", flush=True)
-    routes = expected_queues(drain + paced_pool)
+    traffic = MarketplaceTraffic(
+        args.seed, message_bytes=args.bytes, malformed_ratio=args.malformed
+    )
+    drain, paced_pool = traffic.take(args.messages), traffic.take(int(args.rate * args.seconds))
+    print(
+        f"mix: {len(drain)} + up to {len(paced_pool)} paced records, {dict(traffic.counts)}; "
+        f"load average {os.getloadavg()[0]:.1f}",
+        flush=True,
+    )
+    routes = bench_core.expected_queues(drain + paced_pool)
     prefix = f"bench{uuid.uuid4().hex[:8]}."
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
         async with AsyncExitStack() as stack:
-            engine = await engine_subject(stack, bootstrap, prefix, args.partitions, Path(tmp),
-                                          routes)
+            engine = await engine_subject(
+                stack, bootstrap, prefix, args.partitions, Path(tmp), routes
+            )
             await measure_drain(engine, bootstrap, drain)
             print(f"engine drained at {engine.result.msg_per_s:,.0f} msg/s", flush=True)
             rate = min(args.rate, engine.result.msg_per_s / 2)
             paced = paced_pool[: int(rate * args.seconds)]
             await measure_latency(engine, bootstrap, paced, rate)
-            engine.result.misrouted = sum(
-                1 for inbound_id, out in engine.watch.first.items()
-                if inbound_id in routes and out.topic != prefix + queue_topic(routes[inbound_id]))
             engine.stop()
+            engine.result.misrouted = sum(
+                1
+                for inbound_id, out in engine.watch.first.items()
+                if inbound_id in routes and out.topic != prefix + queue_topic(routes[inbound_id])
+            )
         async with AsyncExitStack() as stack:
             valid_ids = {r.inbound_id for r in drain + paced if r.inbound_id}
-            baseline = await baseline_subject(stack, bootstrap, prefix, args.partitions,
-                                              Path(tmp), valid_ids)
+            baseline = await baseline_subject(
+                stack, bootstrap, prefix, args.partitions, Path(tmp), valid_ids
+            )
             await measure_drain(baseline, bootstrap, drain)
             await measure_latency(baseline, bootstrap, paced, rate)
     print("\n".join(report(baseline.result, engine.result, args)), flush=True)
     if not args.no_core:
-        figures = measure_core(drain[:5000])
-        print("\n".join([*core_report(figures), *where_the_time_goes(
-            figures, engine.result.cpu_us_per_msg, baseline.result.cpu_us_per_msg)]))
+        # In a thread: the streams-glue figure runs an event loop of its own.
+        figures = await asyncio.to_thread(bench_core.measure_core, drain[:5000])
+        print(
+            "\n".join(
+                [
+                    *bench_core.core_report(figures),
+                    *bench_core.where_the_time_goes(
+                        figures, engine.result.cpu_us_per_msg, baseline.result.cpu_us_per_msg
+                    ),
+                ]
+            )
+        )
     return 1 if engine.result.lost or baseline.result.lost else 0
 
 
 async def passthrough(bootstrap: str, group: str, out: str, dlq: str, inputs: list[str]) -> None:
     """The baseline under test: what any consume-transform-produce loop costs at least."""
-    consumer = AIOKafkaConsumer(*inputs, bootstrap_servers=bootstrap, group_id=group,
-                                enable_auto_commit=False, auto_offset_reset="earliest",
-                                max_poll_records=1000, max_partition_fetch_bytes=8 * 1024 * 1024)
+    consumer = AIOKafkaConsumer(
+        *inputs,
+        bootstrap_servers=bootstrap,
+        group_id=group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_records=1000,
+        max_partition_fetch_bytes=8 * 1024 * 1024,
+    )
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **PRODUCER_SETTINGS)
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)

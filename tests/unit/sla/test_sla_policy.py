@@ -6,7 +6,13 @@ import pytest
 import yaml
 
 from router.sla.calendar import BusinessHours, FollowTheSun
-from router.sla.policy import load_sla_config, parse_duration, parse_sla_config
+from router.sla.policy import (
+    EscalationStep,
+    MetricTerms,
+    load_sla_config,
+    parse_duration,
+    parse_sla_config,
+)
 from schemas.sla import SlaMetric
 from schemas.ticket import Priority
 from tests.unit.sla.sla_support import POLICY_YAML
@@ -89,3 +95,10 @@ def test_mistakes_are_rejected_with_their_reason(
 ) -> None:
     with pytest.raises(ValueError, match=message):
         parse_sla_config(_mutated(path, value))
+
+
+def test_rungs_accumulate_their_delays() -> None:
+    ladder = (EscalationStep(), EscalationStep(after=3_600), EscalationStep(after=7_200))
+    terms = MetricTerms(target_seconds=600, warning_fraction=0.5, ladder=ladder)
+    thresholds = [terms.rung_threshold(level, anchor_seconds=600) for level in (1, 2, 3)]
+    assert thresholds == [600, 4_200, 11_400]

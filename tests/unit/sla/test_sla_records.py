@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 import orjson
 import pytest
 from pydantic import ValidationError
 
+from router.sla.clocks import ClockStatus, MetricClock
 from router.sla.state import (
     STATE_ADAPTER,
+    LifecycleState,
     decode_state,
     encode_state,
     index_entry,
@@ -19,7 +23,8 @@ from schemas.action import (
     ReplyAction,
     TicketActionEvent,
 )
-from schemas.sla import SlaEvent
+from schemas.sla import SlaEvent, SlaMetric
+from schemas.ticket import Priority
 from tests.unit.sla.sla_support import Desk, march, sla_events
 
 
@@ -110,3 +115,42 @@ def test_bad_actions_are_rejected(change: dict[str, object], message: str) -> No
     }
     with pytest.raises(ValidationError, match=message):
         TICKET_ACTION_ADAPTER.validate_python(data)
+
+
+@pytest.mark.parametrize("kind", [LifecycleState, MetricClock])
+def test_copies_carry_every_field(kind: type) -> None:
+    # A distinct, non-default value per field: a field left out of the copy shows up here.
+    samples: dict[str, object] = {}
+    for number, item in enumerate(fields(kind)):
+        samples[item.name] = SAMPLE_VALUES.get(item.name, f"value-{number}")
+    original = kind(**samples)
+    twin = original.shell_copy() if kind is LifecycleState else original.copy_for_update()
+    assert twin == original
+    assert twin is not original
+
+
+SAMPLE_VALUES: dict[str, object] = {
+    "metric": SlaMetric.NEXT_RESPONSE,
+    "cycle": 3,
+    "status": ClockStatus.PAUSED,
+    "banked": 12.5,
+    "segment_start": march(3, 10),
+    "target": 99.0,
+    "deadline": march(3, 11),
+    "breach_anchor": 50.0,
+    "fired": ["warning"],
+    "next_marker": "breached:1",
+    "next_at": march(3, 12),
+    "priority": Priority.HIGH,
+    "opened_at": march(3, 9),
+    "clock_at": march(3, 10),
+    "responded": True,
+    "vendor_response_target": 7.0,
+    "queue_pinned": True,
+    "priority_pinned": True,
+    "reroutes": 2,
+    "clocks": {SlaMetric.RESOLUTION: MetricClock(metric=SlaMetric.RESOLUTION)},
+    "ticket": None,
+    "recent_inputs": ["a"],
+    "next_due_ts": 1.5,
+}

@@ -1,0 +1,225 @@
+"""The lifecycle stage's records: outputs rendered as CloudEvents, actions parsed, commands.
+
+Pure: the stream layer (`streams/lifecycle.py`) reads and writes what these functions build.
+
+`tickets.commands` is the stage's internal topic (key: ticket id, written only by the engine,
+so it is co-partitioned with `tickets.events`). Its records carry their kind in the
+`router.cmd` header:
+
+- `action`: a valid record from `tickets.actions`, value byte-for-byte as received; the
+  `router.source` header says where it was read (`topic/partition/offset/timestamp_ms`) and
+  `router.key` repeats its original key (a refused action is dead-lettered with both);
+- `due`: the timer saw the ticket's next SLA firing come due (value: a small JSON document).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from router.ids import derive_id
+from router.inbound import ENGINE_SOURCE, Rejected, dead_letter
+from router.outputs import DECISIONS_TOPIC, EVENTS_TOPIC
+from router.records import OutRecord, queue_topic
+from router.sla.state import RerouteOut, SlaEventOut, TicketEventOut
+from schemas.action import TICKET_ACTION, TicketActionEvent
+from schemas.dead_letter import FieldError, RejectReason, SourcePosition
+from schemas.envelope import CloudEvent, envelope
+from schemas.ticket import ROUTING_DECIDED, TICKET_ROUTED, TicketEvent
+
+SLA_TOPIC = "sla.events"
+ACTIONS_TOPIC = "tickets.actions"
+COMMANDS_TOPIC = "tickets.commands"
+
+# On records this stage writes to `tickets.events`: it skips them unread on the way back.
+STAGE_HEADER = "router.stage"
+STAGE_LIFECYCLE = b"lifecycle"
+CMD_HEADER = "router.cmd"
+CMD_ACTION = b"action"
+CMD_DUE = b"due"
+SOURCE_HEADER = "router.source"
+KEY_HEADER = "router.key"
+
+# Reroutes published by this stage name this ruleset in their `tickets.decisions` record.
+LIFECYCLE_RULESET = "sla-lifecycle"
+LIFECYCLE_RULESET_VERSION = "1"
+
+_CE = ("content-type", b"application/cloudevents+json")
+_OWN = (STAGE_HEADER, STAGE_LIFECYCLE)
+
+
+class TicketEventEnvelope(CloudEvent[TicketEvent]):
+    """A `support.ticket.*` record on `tickets.events`."""
+
+
+def _record(
+    topic: str,
+    key: str,
+    event_id: str,
+    event_type: str,
+    time: datetime,
+    data: dict[str, Any],
+    headers: tuple[tuple[str, bytes], ...] = (_CE,),
+) -> OutRecord:
+    doc = envelope(
+        event_id=event_id,
+        source=ENGINE_SOURCE,
+        event_type=event_type,
+        time=time,
+        subject=key,
+        data=data,
+    )
+    return OutRecord(topic, key.encode(), orjson.dumps(doc), headers)
+
+
+def render_output(out: SlaEventOut | TicketEventOut | RerouteOut) -> list[OutRecord]:
+    """The records of one lifecycle output (refused actions are dead-lettered by the caller)."""
+    if isinstance(out, SlaEventOut):
+        data = out.data
+        return [
+            _record(
+                SLA_TOPIC, data.ticket_id, out.id, out.type, data.fired_at,
+                data.model_dump(mode="json"),
+            )
+        ]
+    if isinstance(out, TicketEventOut):
+        event = out.data
+        return [
+            _record(
+                EVENTS_TOPIC, event.ticket_id, out.id, out.type, event.at,
+                event.model_dump(mode="json", exclude_none=True), (_CE, _OWN),
+            )
+        ]
+    return _reroute(out)
+
+
+def _reroute(out: RerouteOut) -> list[OutRecord]:
+    """The ticket on its new queue (with its history), and the decision on the audit topic."""
+    records: list[OutRecord] = []
+    ticket = out.ticket
+    if ticket is not None:  # None only when no routed snapshot was ever seen
+        records.append(
+            _record(
+                queue_topic(out.queue), out.ticket_id, out.id, TICKET_ROUTED, out.at,
+                ticket.model_dump(mode="json"),
+            )
+        )
+    decision = {
+        "ticket_id": out.ticket_id,
+        "inbound_id": out.id,  # no inbound message caused it: the reroute's own id
+        "queue": out.queue,
+        "previous_queue": out.previous_queue,
+        "priority": ticket.priority.value if ticket is not None else "normal",
+        "tags": list(ticket.tags) if ticket is not None else [],
+        "sla_policy": ticket.sla.policy if ticket is not None else "",
+        "rule_id": out.rule_id,
+        "ruleset": LIFECYCLE_RULESET,
+        "ruleset_version": LIFECYCLE_RULESET_VERSION,
+        "explanation": out.reason,
+        "trace": [],
+        "decided_at": out.at,
+    }
+    decision_id = derive_id(out.ticket_id, out.id, "decision")
+    records.append(
+        _record(DECISIONS_TOPIC, out.ticket_id, decision_id, ROUTING_DECIDED, out.at, decision)
+    )
+    return records
+
+
+# -- actions -----------------------------------------------------------------------------------
+
+
+def parse_action(
+    value: bytes | None,
+    key: bytes | None,
+    source: SourcePosition,
+    now: datetime,
+    *,
+    max_record_bytes: int,
+) -> TicketActionEvent | Rejected:
+    """Validate one `tickets.actions` record; everything bad becomes a dead letter."""
+
+    def reject(reason: RejectReason, error: str, errors: Iterable[FieldError] = ()) -> Rejected:
+        errors = list(errors)
+        return Rejected(
+            reason, error, dead_letter(reason, error, errors, source, key, value or b"", now)
+        )
+
+    if not value:
+        return reject(RejectReason.SCHEMA_VIOLATION, "record value is empty (tombstone?)")
+    if len(value) > max_record_bytes:
+        return reject(
+            RejectReason.OVERSIZE, f"record is {len(value)} bytes; the limit is {max_record_bytes}"
+        )
+    try:
+        action = TicketActionEvent.model_validate_json(value)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_input=False)
+        if any(e["type"] == "json_invalid" for e in errors):
+            return reject(RejectReason.INVALID_JSON, f"invalid JSON: {errors[0]['msg']}")
+        fields = [
+            FieldError(field=".".join(str(p) for p in e["loc"]) or "<root>", error=e["msg"])
+            for e in errors[:20]
+        ]
+        summary = "; ".join(f"{f.field}: {f.error}" for f in fields[:5])
+        return reject(RejectReason.SCHEMA_VIOLATION, f"schema violation: {summary}", fields)
+    if action.type != TICKET_ACTION:
+        return reject(
+            RejectReason.UNSUPPORTED_TYPE,
+            f"type is {action.type!r}; {ACTIONS_TOPIC} carries {TICKET_ACTION!r}",
+            [FieldError(field="type", error=f"expected {TICKET_ACTION!r}")],
+        )
+    return action
+
+
+def action_command(
+    action: TicketActionEvent, value: bytes, key: bytes | None, source: SourcePosition
+) -> OutRecord:
+    """Forward a valid action to `tickets.commands`, keyed by its ticket id, bytes unchanged."""
+    headers: list[tuple[str, bytes]] = [
+        (CMD_HEADER, CMD_ACTION),
+        (SOURCE_HEADER, _source_text(source).encode()),
+    ]
+    if key is not None:
+        headers.append((KEY_HEADER, key))
+    return OutRecord(COMMANDS_TOPIC, action.data.ticket_id.encode(), value, tuple(headers))
+
+
+def due_command(ticket_id: str, requested_at: float) -> OutRecord:
+    value = orjson.dumps({"ticket_id": ticket_id, "requested_at": requested_at})
+    return OutRecord(COMMANDS_TOPIC, ticket_id.encode(), value, ((CMD_HEADER, CMD_DUE),))
+
+
+def refused_action(
+    error: str, headers: Mapping[str, bytes], fallback: SourcePosition, value: bytes, now: datetime
+) -> OutRecord:
+    """The dead letter of an action the lifecycle refused (e.g. a vendor outside its queue)."""
+    source = read_source(headers) or fallback
+    return dead_letter(
+        RejectReason.ACTION_REFUSED, error, [], source, headers.get(KEY_HEADER), value, now
+    )
+
+
+def _source_text(source: SourcePosition) -> str:
+    stamp = "" if source.timestamp_ms is None else str(source.timestamp_ms)
+    return f"{source.topic}/{source.partition}/{source.offset}/{stamp}"
+
+
+def read_source(headers: Mapping[str, bytes]) -> SourcePosition | None:
+    raw = headers.get(SOURCE_HEADER)
+    if raw is None:
+        return None
+    try:
+        topic, partition, offset, stamp = raw.decode().rsplit("/", 3)
+        return SourcePosition(
+            topic=topic,
+            partition=int(partition),
+            offset=int(offset),
+            timestamp_ms=int(stamp) if stamp else None,
+        )
+    except ValueError:
+        return None

@@ -1,0 +1,168 @@
+"""The lifecycle + SLA stage on Kafka: two agents, the `lifecycle` table, the deadline timer.
+
+- Agent `actions` reads the external `tickets.actions` (any partitioner), validates each record
+  and forwards it to the internal `tickets.commands` keyed by ticket id; bad ones are
+  dead-lettered on `channel.dlq`.
+- Agent `lifecycle` reads `tickets.events` and `tickets.commands`, both written only by this
+  engine's producer (same partitioner, same partition count), so a ticket's records and its
+  `lifecycle` table entry share one partition number. It runs the pure core
+  (`router.sla.lifecycle`), publishes the outputs, stores the state, and keeps the in-memory
+  deadline index of the partitions it owns.
+- The 1 s timer (on every worker) never touches the table: it pops due ticket ids from the
+  index of the partitions this worker actively owns and produces a `due` command for each to
+  `tickets.commands` (same partition). The agent re-checks the stored state (lazy
+  cancellation); a duplicate `due` changes nothing. When the next due time falls before the
+  next tick, a one-shot wake-up fires it on time.
+- After table recovery (`LifecycleTable.on_recovery_completed`) the index is rebuilt from the
+  local table data of newly assigned active partitions, refreshed for changelog records
+  recovered into partitions it kept, and dropped for partitions no longer active. Between a
+  revocation and the end of recovery the timer fires nothing.
+- Crash safety: outputs are sent before the table write, neither awaited; faust commits input
+  offsets only after flushing both. What a replayed input needs is in `router/sla/outbox.py`.
+
+Vendor profiles are not consulted yet (`vendors=None`): vendor tickets use the policy's
+calendar and targets, not a vendor's own calendar or `response_hours`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from typing import Any
+
+import faust
+from aiokafka.partitioner import murmur2
+from faust.types import TP
+
+from router.outputs import EVENTS_TOPIC
+from router.sla.policy import DEFAULT_POLICY_FILE, load_sla_config
+from router.sla.render import ACTIONS_TOPIC, COMMANDS_TOPIC
+from streams.lifecycle_stage import TICK_SECONDS, LifecycleStage
+from streams.settings import RouterSettings
+from streams.topics import TopicManager
+
+LIFECYCLE_TABLE = "lifecycle"
+
+__all__ = ["LIFECYCLE_TABLE", "LifecycleStage", "LifecycleTable", "install_lifecycle"]
+
+
+# -- faust plumbing --------------------------------------------------------------------------------
+
+
+class LifecycleTable(faust.Table):  # type: ignore[misc]  # faust is untyped
+    """faust's Table, telling the stage what recovery applied and when it completed."""
+
+    stage: LifecycleStage | None = None
+
+    def apply_changelog_batch(self, batch: Iterable[Any]) -> None:
+        events = list(batch)
+        super().apply_changelog_batch(events)
+        if self.stage is not None:
+            self.stage.changelog_applied((e.message.partition, e.message.key) for e in events)
+
+    async def on_recovery_completed(self, active_tps: set[TP], standby_tps: set[TP]) -> None:
+        await super().on_recovery_completed(active_tps, standby_tps)
+        if self.stage is not None:
+            await self.stage.on_recovered({tp.partition for tp in active_tps})
+
+
+class FaustLocalData:
+    """Local data of faust's in-memory store (the engine's `memory://`), by partition.
+
+    The store knows the partition of every key it recovered from the changelog; a key written
+    here since then lives on the partition the producer's partitioner gives it (the stage only
+    writes keys of the partition being processed, itself chosen by that partitioner).
+    """
+
+    def __init__(self, table: LifecycleTable, partitions: int) -> None:
+        self.table = table
+        self.partitions = partitions
+
+    def _dict(self) -> Any:
+        return getattr(self.table.data, "data", self.table.data)
+
+    def get(self, key: bytes) -> bytes | None:
+        value = self._dict().get(key)
+        return value if isinstance(value, bytes) else None
+
+    def keys_by_partition(self, partitions: set[int]) -> Mapping[int, Sequence[bytes]]:
+        known: Mapping[bytes, int] = getattr(self.table.data, "_key_partition", {})
+        out: dict[int, list[bytes]] = defaultdict(list)
+        for key in list(self._dict().keys()):
+            partition = known.get(key)
+            if partition is None:
+                partition = (murmur2(key) & 0x7FFFFFFF) % self.partitions
+            if partition in partitions:
+                out[partition].append(key)
+        return out
+
+
+def install_lifecycle(
+    app: faust.App, settings: RouterSettings, topics: TopicManager
+) -> LifecycleStage:
+    """Add the stage's table, agents, timer and rebalance hook to `app`."""
+    config = load_sla_config(settings.sla_policies_file or DEFAULT_POLICY_FILE)
+    table = app.tables.add(
+        LifecycleTable(
+            app,
+            name=LIFECYCLE_TABLE,
+            default=None,
+            beacon=app.tables.beacon,
+            # bytes in, bytes out: the raw codec, on the live table and on changelog recovery
+            key_type=bytes,
+            value_type=bytes,
+            partitions=settings.partitions,
+            help="per-ticket lifecycle and SLA state (router.sla.state)",
+            extra_topic_configs={"max.message.bytes": str(4 * 1024 * 1024)},
+        )
+    )
+
+    def send(
+        topic: str, key: bytes | None, value: bytes, partition: int | None,
+        headers: list[tuple[str, bytes]],
+    ) -> Awaitable[Any]:
+        return app.producer.send(topic, key, value, partition, None, headers)  # type: ignore[no-any-return]
+
+    def committed(topic: str, partition: int) -> int | None:
+        offsets = getattr(app.consumer, "_committed_offset", None)
+        return offsets.get(TP(topic, partition)) if offsets is not None else None
+
+    crashing: set[asyncio.Future[Any]] = set()
+
+    def crash(exc: BaseException) -> None:
+        # A produce that failed for good: stop before faust commits past the input record.
+        crashing.add(asyncio.ensure_future(app.crash(exc)))
+
+    stage = LifecycleStage(
+        settings, config, table, FaustLocalData(table, settings.partitions), send, topics,
+        committed=committed, on_delivery_failure=crash,
+    )
+    table.stage = stage
+    raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw",
+           "value_serializer": "raw", "partitions": settings.partitions}
+    inputs = app.topic(settings.topic(EVENTS_TOPIC), settings.topic(COMMANDS_TOPIC), **raw)
+    actions = app.topic(settings.topic(ACTIONS_TOPIC), **raw)
+
+    @app.agent(inputs, name="lifecycle")
+    async def lifecycle(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            m = event.message
+            await stage.handle(m.topic, m.partition, m.offset, m.key, m.value, m.headers,
+                               m.timestamp)
+
+    @app.agent(actions, name="actions")
+    async def forward_actions(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            m = event.message
+            await stage.forward_action(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp)
+
+    @app.timer(TICK_SECONDS, name="sla-deadlines")
+    async def deadlines() -> None:
+        await stage.fire_due()
+
+    @app.on_partitions_revoked.connect  # type: ignore[misc]
+    async def on_revoked(sender: Any, revoked: set[TP], **kwargs: Any) -> None:
+        stage.suspend()
+
+    return stage

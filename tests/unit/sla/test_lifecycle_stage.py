@@ -1,0 +1,217 @@
+"""The lifecycle stage's logic with fakes for the table, the producer and the local data."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+import pytest
+
+from router.outputs import EVENTS_TOPIC
+from router.records import OutRecord
+from router.sla.outbox import split_stored
+from router.sla.policy import SlaConfig
+from router.sla.render import (
+    ACTIONS_TOPIC,
+    COMMANDS_TOPIC,
+    SLA_TOPIC,
+    due_command,
+    render_output,
+)
+from router.sla.state import TicketEventOut, decode_state, encode_state
+from schemas.ticket import TicketEvent, TicketEventKind
+from streams.lifecycle_stage import LifecycleStage
+from streams.settings import RouterSettings
+from tests.unit.sla.sla_support import routed_snapshot
+
+HOURS_AGO = datetime.now(UTC) - timedelta(hours=5)  # `basic`: first response due after 4 h
+
+
+class Sent(list[tuple[str, OutRecord, int | None]]):
+    def on(self, topic: str) -> list[OutRecord]:
+        return [r for t, r, _ in self if t == topic]
+
+
+class Local:
+    def __init__(self, table: dict[bytes, bytes], partition_of: dict[bytes, int]) -> None:
+        self.table, self.partition_of = table, partition_of
+
+    def get(self, key: bytes) -> bytes | None:
+        return self.table.get(key)
+
+    def keys_by_partition(self, partitions: set[int]) -> Mapping[int, Sequence[bytes]]:
+        out: dict[int, list[bytes]] = {}
+        for key in self.table:
+            if self.partition_of[key] in partitions:
+                out.setdefault(self.partition_of[key], []).append(key)
+        return out
+
+
+class Topics:
+    async def ensure(self, names: Any) -> None:
+        return None
+
+
+class Harness:
+    def __init__(self, config: SlaConfig) -> None:
+        self.table: dict[bytes, bytes] = {}
+        self.partition_of: dict[bytes, int] = {b"T-1": 1}
+        self.sent = Sent()
+        self.committed: dict[tuple[str, int], int] = {}
+        self.offsets = iter(range(100, 10_000))
+
+        async def send(topic: str, key: bytes | None, value: bytes, partition: int | None,
+                       headers: list[tuple[str, bytes]]) -> None:
+            self.sent.append((topic, OutRecord(topic, key, value, tuple(headers)), partition))
+
+        self.stage = LifecycleStage(
+            RouterSettings(topic_prefix=""), config, self.table,
+            Local(self.table, self.partition_of), send, Topics(),  # type: ignore[arg-type]
+            committed=lambda topic, partition: self.committed.get((topic, partition)),
+        )
+
+    def run(self, coro: Any) -> Any:
+        return asyncio.run(coro)
+
+    def routed(self, event_id: str = "ev-routed") -> int:
+        data = TicketEvent(
+            ticket_id="T-1", kind=TicketEventKind.ROUTED, at=HOURS_AGO, queue="dept:general",
+            sla_policy="basic",
+            ticket=routed_snapshot("dept:general", "basic").model_copy(
+                update={"opened_at": HOURS_AGO}),
+        )
+        doc = {"specversion": "1.0", "id": event_id, "source": "test",
+               "type": "support.ticket.routed", "data": data.model_dump(mode="json")}
+        offset = next(self.offsets)
+        self.run(self.stage.handle(EVENTS_TOPIC, 1, offset, b"T-1", orjson.dumps(doc), []))
+        return offset
+
+    def due(self, offset: int | None = None) -> int:
+        record = due_command("T-1", 0.0)
+        offset = next(self.offsets) if offset is None else offset
+        self.run(self.stage.handle(COMMANDS_TOPIC, 1, offset, record.key, record.value,
+                                   list(record.headers)))
+        return offset
+
+    def sla_ids(self) -> list[str]:
+        return [orjson.loads(r.value)["id"] for r in self.sent.on(SLA_TOPIC)]
+
+
+@pytest.fixture
+def harness(config: SlaConfig) -> Harness:
+    return Harness(config)
+
+
+def test_due_command_fires_stores_and_reindexes(harness: Harness) -> None:
+    harness.routed()
+    assert harness.stage.index.partitions == frozenset()  # nothing assigned yet: not indexed
+    harness.run(harness.stage.on_recovered({1}))
+    assert len(harness.stage.index) == 1
+    harness.due()
+    (breach,) = [orjson.loads(r.value) for r in harness.sent.on(SLA_TOPIC)]
+    assert breach["type"] == "support.sla.breached"
+    assert breach["data"]["metric"] == "first_response"
+    state, pending = split_stored(harness.table[b"T-1"])
+    assert "breached:1" in decode_state(state).clocks["first_response"].fired
+    assert [p.source for p in pending] == ["tickets.commands:1:101"]
+    # a duplicate due command changes nothing
+    harness.due()
+    assert len(harness.sent.on(SLA_TOPIC)) == 1
+
+
+def test_replayed_input_resends_its_outputs_with_the_same_ids(harness: Harness) -> None:
+    harness.routed()
+    offset = harness.due()
+    stored = harness.table[b"T-1"]
+    harness.due(offset)  # read again after a crash: the state already holds its effects
+    assert harness.table[b"T-1"] == stored
+    assert len(harness.sla_ids()) == 2
+    assert len(set(harness.sla_ids())) == 1
+
+
+def test_committed_inputs_leave_the_pending_list(harness: Harness) -> None:
+    harness.routed()
+    offset = harness.due()
+    harness.committed[("tickets.commands", 1)] = offset + 1
+    reply = {"specversion": "1.0", "id": "act-1", "source": "desk", "type": "support.ticket.action",
+             "data": {"action": "resolve", "ticket_id": "T-1", "at": datetime.now(UTC).isoformat(),
+                      "actor": {"id": "agent-1", "role": "agent"}}}
+    harness.run(harness.stage.forward_action(ACTIONS_TOPIC, 0, 7, b"T-1", orjson.dumps(reply)))
+    (command,) = harness.sent.on(COMMANDS_TOPIC)
+    harness.run(harness.stage.handle(COMMANDS_TOPIC, 1, 500, command.key, command.value,
+                                     list(command.headers)))
+    _, pending = split_stored(harness.table[b"T-1"])
+    assert [p.source for p in pending] == ["tickets.commands:1:500"]
+    assert [orjson.loads(r.value)["type"] for r in pending[0].records] == [
+        "support.sla.met", "support.ticket.resolved"]  # resolution met, then the event
+
+
+def test_own_events_are_skipped_unread(harness: Harness) -> None:
+    event = TicketEvent(ticket_id="T-1", kind=TicketEventKind.REPLIED, at=HOURS_AGO)
+    (record,) = render_output(TicketEventOut("id-1", event))
+    harness.run(harness.stage.handle(EVENTS_TOPIC, 1, 5, record.key, b"not even json",
+                                     list(record.headers)))
+    assert harness.stage.counts["own_event"] == 1
+    assert harness.sent == []
+
+
+def test_rebuild_revoke_and_refresh_after_recovery(harness: Harness) -> None:
+    harness.routed()
+    harness.table[b"T-2"] = harness.table[b"T-1"].replace(b'"T-1"', b'"T-2"')
+    harness.partition_of[b"T-2"] = 2
+    harness.run(harness.stage.on_recovered({1, 2}))
+    assert harness.stage.index.partitions == frozenset({1, 2})
+    assert len(harness.stage.index) == 2
+    assert harness.stage.last_rebuild["states_read"] == 2
+    # partition 2 moves away; another worker resolved T-1 meanwhile (recovered changelog)
+    harness.stage.suspend()
+    resolved = decode_state(split_stored(harness.table[b"T-1"])[0])
+    resolved.next_due_ts = None
+    harness.table[b"T-1"] = encode_state(resolved)
+    harness.stage.changelog_applied([(1, b"T-1"), (2, b"T-2")])
+    harness.run(harness.stage.on_recovered({1}))
+    assert harness.stage.index.partitions == frozenset({1})
+    assert len(harness.stage.index) == 0
+    assert harness.stage.last_rebuild["refreshed"] == 1
+
+
+def test_timer_fires_only_while_owning(harness: Harness) -> None:
+    harness.routed()
+    assert harness.run(harness.stage.fire_due()) == 0  # before any recovery
+    harness.run(harness.stage.on_recovered({1}))
+    harness.stage.suspend()
+    assert harness.run(harness.stage.fire_due()) == 0
+
+    async def resume_and_fire() -> int:
+        await harness.stage.on_recovered({1})
+        return await harness.stage.fire_due()
+
+    assert harness.run(resume_and_fire()) == 1
+    ((topic, record, partition),) = harness.sent
+    assert (topic, record.key, partition) == (COMMANDS_TOPIC, b"T-1", 1)
+    assert dict(record.headers)["router.cmd"] == b"due"
+
+
+def test_actions_are_validated_forwarded_or_dead_lettered(harness: Harness) -> None:
+    good = {"specversion": "1.0", "id": "a-1", "source": "desk", "type": "support.ticket.action",
+            "data": {"action": "resolve", "ticket_id": "T-9", "at": "2025-03-03T10:00:00Z",
+                     "actor": {"id": "acme", "role": "vendor"}}}
+    bad = {**good, "id": "a-2", "data": {**good["data"], "action": "explode"}}
+    for offset, doc in enumerate((good, bad)):
+        harness.run(harness.stage.forward_action(ACTIONS_TOPIC, 3, offset, b"k", orjson.dumps(doc)))
+    (command,) = harness.sent.on(COMMANDS_TOPIC)
+    assert command.key == b"T-9"
+    (rejected,) = harness.sent.on("channel.dlq")
+    assert orjson.loads(rejected.value)["data"]["reason"] == "schema_violation"
+    # the vendor's resolve reaches the lifecycle, which refuses it: not the vendor's queue
+    harness.run(harness.stage.handle(COMMANDS_TOPIC, 2, 9, command.key, command.value,
+                                     list(command.headers)))
+    refused = orjson.loads(harness.sent.on("channel.dlq")[-1].value)["data"]
+    assert refused["reason"] == "action_refused"
+    assert refused["source"] == {"topic": ACTIONS_TOPIC, "partition": 3, "offset": 0,
+                                 "timestamp_ms": None}
+    assert refused["original"]["key"] == "k"
+    assert b"T-9" not in harness.table
