@@ -9,6 +9,8 @@ from typing import Annotated
 
 import typer
 
+from router.routing import RoutingPolicy
+
 app = typer.Typer(
     name="router",
     help="Marketplace support-ticket router: run the engine, manage rules, inspect topics.",
@@ -56,7 +58,7 @@ def worker(
     run_worker(settings, policy)
 
 
-def _load_policy(path: Path) -> object:
+def _load_policy(path: Path) -> RoutingPolicy:
     try:
         from router.rules_policy import policy_from_file
     except ImportError as exc:  # pragma: no cover - rules engine not installed
@@ -131,6 +133,9 @@ def lag(settings_file: SettingsOpt = None) -> None:
 
 
 def _mount_optional() -> None:
+    from router.cli_vendors import mount as mount_vendor_commands
+
+    mount_vendor_commands(vendors_app)  # vendors publish|remove|list
     try:
         from router.cli_rules import rules_app, simulate
     except ImportError:  # pragma: no cover - the rule engine ships separately
@@ -145,7 +150,7 @@ _mount_optional()
 @app.command()
 def demo(
     seconds: Annotated[float, typer.Option(help="How long to send traffic.")] = 30,
-    rate: Annotated[int, typer.Option(help="Inbound messages per second.")] = 300,
+    rate: Annotated[int, typer.Option(help="Inbound messages per second.")] = 100,
 ) -> None:
     """Broker + engine + marketplace traffic, then a verified summary (exit 0 iff lost: 0)."""
     from streams.demo import run_demo

@@ -208,6 +208,11 @@ def publish(
     ruleset = _load(file, sla_policies)
     servers, client, settings = _kafka(bootstrap)
     target = topic or settings.topic(DEFAULT_TOPIC)
+    if topic is None:  # before any worker ran: create it compacted, 1 partition
+        from streams.topics import TopicManager, core_topics
+
+        here = settings.model_copy(update={"kafka_bootstrap_servers": servers})
+        asyncio.run(TopicManager(here).ensure([DEFAULT_TOPIC], core_topics(here)))
     doc = ruleset.doc.to_document()
     done = asyncio.run(publish_ruleset(servers, target, doc, **client))
     console.print(
@@ -227,7 +232,11 @@ def history(
 
     servers, client, settings = _kafka(bootstrap)
     target = topic or settings.topic(DEFAULT_TOPIC)
-    records = asyncio.run(ruleset_history(servers, target, **client))
+    try:
+        records = asyncio.run(ruleset_history(servers, target, **client))
+    except LookupError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
     table = Table("ruleset", "version", "rules", "written", "partition", "offset", "source")
     for r in records:
         if name is None or r.name == name:
@@ -294,7 +303,11 @@ def simulate(
     else:
         servers, client, _ = _kafka(bootstrap)
         start = _time(from_time or "")
-        asyncio.run(_replay_topic(bt, servers, client, topic or "", start, progress))
+        try:
+            asyncio.run(_replay_topic(bt, servers, client, topic or "", start, progress))
+        except LookupError as exc:
+            err.print(f"[red]{exc}[/red]")
+            raise typer.Exit(1) from None
     report = bt.report
     if as_json:
         typer.echo(orjson.dumps(report_dict(report, limit), option=orjson.OPT_INDENT_2).decode())

@@ -28,10 +28,12 @@ _KEYWORD_DEPARTMENTS: tuple[tuple[str, frozenset[str], tuple[str, ...]], ...] = 
     )
 )
 # str.translate + split is ~5x faster than re.findall(r"\w+") on long bodies.
-_PUNCTUATION = str.maketrans({c: " " for c in string.punctuation})
+_PUNCTUATION = str.maketrans(dict.fromkeys(string.punctuation, " "))
 
 
-def _mentions(words: set[str], joined: str, single: frozenset[str], phrases: tuple[str, ...]) -> bool:
+def _mentions(
+    words: set[str], joined: str, single: frozenset[str], phrases: tuple[str, ...]
+) -> bool:
     return not words.isdisjoint(single) or any(p in joined for p in phrases)
 
 
@@ -41,8 +43,15 @@ class DefaultPolicy:
     name = "builtin-default"
     version = "1"
     # Every department this policy can route to, so the worker creates their queues up front.
-    departments = ("disputes", "seller_support", "payments", "shipping", "trust_safety",
-                   "social", "general")
+    departments = (
+        "disputes",
+        "seller_support",
+        "payments",
+        "shipping",
+        "trust_safety",
+        "social",
+        "general",
+    )
 
     def decide(self, ctx: RoutingContext) -> Decision:
         msg = ctx.message

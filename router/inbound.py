@@ -49,7 +49,9 @@ def parse_inbound(
 ) -> InboundEvent | Rejected:
     """Decode once (pydantic straight from bytes) and map every failure to a reason."""
 
-    def reject(reason: RejectReason, error: str, errors: list[FieldError] | None = None) -> Rejected:
+    def reject(
+        reason: RejectReason, error: str, errors: list[FieldError] | None = None
+    ) -> Rejected:
         return Rejected(
             reason, error, dead_letter(reason, error, errors or [], source, key, value or b"", now)
         )

@@ -39,6 +39,12 @@ class RulesetPolicy:
     def compiled(self) -> CompiledRuleset:
         return self._compiled
 
+    @property
+    def departments(self) -> tuple[str, ...]:
+        """Every department the ruleset may route to: the worker creates their
+        `queue.dept.<name>` topics before the policy goes live."""
+        return tuple(sorted(self._compiled.ruleset.departments))
+
     def evaluate(self, ctx: RoutingContext) -> RuleResult:
         """The engine's full result (with every matched rule), for audit and tools."""
         return self._compiled.evaluate(ctx)

@@ -17,9 +17,9 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field
 
 from router.ids import ticket_id_for
-from router.routing import Decision, RoutingContext, RoutingPolicy, TicketFacts
+from router.routing import BuyerHistory, Decision, RoutingContext, RoutingPolicy, TicketFacts
 from schemas.dead_letter import SourcePosition
-from schemas.message import Channel, InboundEvent, InboundMessage
+from schemas.message import Channel, InboundEvent, InboundMessage, SenderRole
 from schemas.ticket import Priority, TicketMessage
 from schemas.vendor import VendorProfile
 
@@ -160,21 +160,28 @@ def thread_message(
             age_seconds=0.0,
         )
         decision = policy.decide(
-            RoutingContext(message=msg, ticket=facts, now=now, vendor=vendor, order=_order(msg))
+            RoutingContext(
+                message=msg,
+                ticket=facts,
+                now=now,
+                vendor=vendor,
+                buyer=buyer_from_attributes(msg),
+                order=_order(msg),
+            )
         )
         new_state = _open(ticket_id, msg, now, decision, ticket_message, event.id, seen_entry)
         return Threaded(new_state, ticket_message, decision, is_new=True)
 
-    seen = dict(state.seen)
-    seen[event.id] = seen_entry
-    if len(seen) > MAX_SEEN_IDS:
-        for old in sorted(seen, key=lambda k: seen[k].seq)[: len(seen) - MAX_SEEN_IDS]:
-            del seen[old]
+    window = dict(state.seen)
+    window[event.id] = seen_entry
+    if len(window) > MAX_SEEN_IDS:
+        for old in sorted(window, key=lambda k: window[k].seq)[: len(window) - MAX_SEEN_IDS]:
+            del window[old]
     new_state = state.model_copy(
         update={
             "message_count": seq,
             "messages": _kept([*state.messages, ticket_message]),
-            "seen": seen,
+            "seen": window,
             "order_id": state.order_id or msg.order_id,
         }
     )
@@ -189,6 +196,27 @@ def _kept(messages: list[TicketMessage]) -> list[TicketMessage]:
         total -= len(kept[0].body)
         kept = kept[1:]
     return kept
+
+
+def buyer_from_attributes(msg: InboundMessage) -> BuyerHistory | None:
+    """Buyer facts the connector vouches for, until the engine keeps a buyer table.
+
+    A buyer's message whose `attributes` carry `vip` (a boolean) and/or `lifetime_orders`
+    (a non-negative integer) gives the rules `buyer.known = true`, `buyer.vip` and
+    `buyer.lifetime_orders` (an absent one counts as false / 0); open and recent ticket
+    counts stay 0. Values of another type are ignored, never coerced.
+    """
+    if msg.sender.role is not SenderRole.BUYER:
+        return None
+    vip = msg.attributes.get("vip")
+    orders = msg.attributes.get("lifetime_orders")
+    flag = vip if isinstance(vip, bool) else None
+    count = orders if isinstance(orders, int) and not isinstance(orders, bool) else None
+    if count is not None and count < 0:
+        count = None
+    if flag is None and count is None:
+        return None
+    return BuyerHistory(vip=bool(flag), lifetime_orders=count or 0)
 
 
 def _order(msg: InboundMessage) -> dict[str, object]:

@@ -12,12 +12,15 @@ import structlog
 from router.default_policy import DefaultPolicy
 from router.inbound import CHANNEL_TOPICS
 from router.routing import RoutingPolicy
+from streams.fast_send import KeyedSender
 from streams.kafka_client import client_kwargs
 from streams.lifecycle import LifecycleStage, install_lifecycle
 from streams.processor import InboundProcessor, PolicyHolder
+from streams.rules_reload import install_rules_reload
 from streams.settings import RouterSettings
 from streams.topics import TopicManager
 from streams.transport import RouterApp
+from streams.vendor_directory import install_vendor_directory
 
 log = structlog.get_logger("router.app")
 
@@ -93,16 +96,19 @@ def create_engine(settings: RouterSettings, policy: RoutingPolicy | None = None)
         partitions=settings.partitions,
     )
 
+    crashing: set[asyncio.Future[Any]] = set()  # keep a reference until the crash runs
+
     def crash(exc: BaseException) -> None:
         # A produce that failed for good: stop before faust commits past the input record.
-        asyncio.ensure_future(app.crash(exc))
+        crashing.add(asyncio.ensure_future(app.crash(exc)))
 
-    def send(topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]]) -> Any:
-        return app.producer.send(topic, key, value, None, None, headers)
+    send = KeyedSender(app)
 
     processor = InboundProcessor(
         settings, table, send, topics, holder, on_delivery_failure=crash
     )
+    processor.vendors = install_vendor_directory(app, settings).get  # every worker, whole topic
+    install_rules_reload(app, settings, holder, topics)  # hot reload from routing.rules
 
     @app.agent(inbound, name="route-inbound")
     async def route_inbound(stream: faust.StreamT) -> None:
@@ -117,5 +123,5 @@ def create_engine(settings: RouterSettings, policy: RoutingPolicy | None = None)
                 message.timestamp,
             )
 
-    lifecycle = install_lifecycle(app, settings, topics)
+    lifecycle = install_lifecycle(app, settings, topics, vendors=processor.vendors)
     return Engine(app=app, processor=processor, topics=topics, policy=holder, lifecycle=lifecycle)

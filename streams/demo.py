@@ -58,7 +58,9 @@ class Tally:
 async def _collect(settings: RouterSettings, tally: Tally, stop: asyncio.Event) -> None:
     prefix = re.escape(settings.topic_prefix)
     consumer = AIOKafkaConsumer(
-        **client_kwargs(settings), auto_offset_reset="earliest", enable_auto_commit=False,
+        **client_kwargs(settings),
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
         metadata_max_age_ms=1000,
     )
     await consumer.start()
@@ -104,7 +106,10 @@ async def _produce(
     progress: Progress,
 ) -> None:
     producer = AIOKafkaProducer(
-        **client_kwargs(settings), acks="all", enable_idempotence=True, linger_ms=5,
+        **client_kwargs(settings),
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=5,
         max_request_size=8 * 1024 * 1024,
     )
     await producer.start()
@@ -117,7 +122,9 @@ async def _produce(
         if rec.inbound_id is not None:
             now = time.time()
             await producer.send_and_wait(
-                settings.topic(f"channel.{rec.channel}"), rec.value, key=rec.key,
+                settings.topic(f"channel.{rec.channel}"),
+                rec.value,
+                key=rec.key,
                 timestamp_ms=int(now * 1000),
             )
             tally.sent_at.setdefault(rec.inbound_id, now)
@@ -135,7 +142,9 @@ async def _produce(
                 rec = traffic.next_record()
                 now = time.time()
                 await producer.send(
-                    settings.topic(f"channel.{rec.channel}"), rec.value, key=rec.key,
+                    settings.topic(f"channel.{rec.channel}"),
+                    rec.value,
+                    key=rec.key,
                     timestamp_ms=int(now * 1000),
                 )
                 if rec.inbound_id is None:
@@ -151,19 +160,28 @@ async def _produce(
 
 
 def _status(tally: Tally, sent: int) -> str:
-    return (f"sent {sent:>6}  routed {len(tally.first_seen):>6}  "
-            f"dlq {sum(tally.dlq.values()):>4}  tickets {len(tally.opened):>5}")
+    return (
+        f"sent {sent:>6}  routed {len(tally.first_seen):>6}  "
+        f"dlq {sum(tally.dlq.values()):>4}  tickets {len(tally.opened):>5}"
+    )
 
 
 def _start_worker(settings: RouterSettings, log_path: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-           "ROUTER_TOPIC_PREFIX": settings.topic_prefix,
-           "ROUTER_PARTITIONS": str(settings.partitions),
-           "ROUTER_DATA_DIR": str(settings.data_dir)}
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+        "ROUTER_TOPIC_PREFIX": settings.topic_prefix,
+        "ROUTER_PARTITIONS": str(settings.partitions),
+        "ROUTER_DATA_DIR": str(settings.data_dir),
+    }
     log = log_path.open("wb")
     return subprocess.Popen(
-        [sys.executable, "-m", "router", "worker"], env=env, cwd=REPO, stdout=log,
-        stderr=subprocess.STDOUT, preexec_fn=die_with_parent(os.getpid()),  # noqa: PLW1509
+        [sys.executable, "-m", "router", "worker"],
+        env=env,
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        preexec_fn=die_with_parent(os.getpid()),
     )
 
 
@@ -219,7 +237,7 @@ def _summary(tally: Tally) -> None:
     print(f"lost: {tally.lost}", flush=True)
 
 
-def run_demo(seconds: float = 30, rate: int = 300) -> int:
+def run_demo(seconds: float = 30, rate: int = 100) -> int:
     import logging
 
     logging.basicConfig(level=logging.CRITICAL)  # client retries are expected while topics settle

@@ -20,15 +20,19 @@
 - Crash safety: outputs are sent before the table write, neither awaited; faust commits input
   offsets only after flushing both. What a replayed input needs is in `router/sla/outbox.py`.
 
-Vendor profiles are not consulted yet (`vendors=None`): vendor tickets use the policy's
-calendar and targets, not a vendor's own calendar or `response_hours`.
+The stage's logic lives in `streams/lifecycle_stage.py` and the index and timer in
+`streams/lifecycle_deadlines.py` (both unit-tested with fakes); this module is the faust
+plumbing.
+
+Vendor profiles come from the engine's `directory.vendors` view when `create_engine` passes
+one (`vendors=`): a vendor ticket then runs on the vendor's calendar and `response_hours`.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import faust
@@ -38,16 +42,15 @@ from faust.types import TP
 from router.outputs import EVENTS_TOPIC
 from router.sla.policy import DEFAULT_POLICY_FILE, load_sla_config
 from router.sla.render import ACTIONS_TOPIC, COMMANDS_TOPIC
-from streams.lifecycle_stage import TICK_SECONDS, LifecycleStage
+from schemas.vendor import VendorProfile
+from streams.lifecycle_deadlines import TICK_SECONDS
+from streams.lifecycle_stage import LifecycleStage
 from streams.settings import RouterSettings
 from streams.topics import TopicManager
 
 LIFECYCLE_TABLE = "lifecycle"
 
 __all__ = ["LIFECYCLE_TABLE", "LifecycleStage", "LifecycleTable", "install_lifecycle"]
-
-
-# -- faust plumbing --------------------------------------------------------------------------------
 
 
 class LifecycleTable(faust.Table):  # type: ignore[misc]  # faust is untyped
@@ -59,12 +62,14 @@ class LifecycleTable(faust.Table):  # type: ignore[misc]  # faust is untyped
         events = list(batch)
         super().apply_changelog_batch(events)
         if self.stage is not None:
-            self.stage.changelog_applied((e.message.partition, e.message.key) for e in events)
+            self.stage.deadlines.changelog_applied(
+                (e.message.partition, e.message.key) for e in events
+            )
 
     async def on_recovery_completed(self, active_tps: set[TP], standby_tps: set[TP]) -> None:
         await super().on_recovery_completed(active_tps, standby_tps)
         if self.stage is not None:
-            await self.stage.on_recovered({tp.partition for tp in active_tps})
+            await self.stage.deadlines.on_recovered({tp.partition for tp in active_tps})
 
 
 class FaustLocalData:
@@ -98,10 +103,23 @@ class FaustLocalData:
         return out
 
 
+class _Vendors:
+    def __init__(self, lookup: Callable[[str], VendorProfile | None]) -> None:
+        self.get = lookup
+
+
 def install_lifecycle(
-    app: faust.App, settings: RouterSettings, topics: TopicManager
+    app: faust.App,
+    settings: RouterSettings,
+    topics: TopicManager,
+    vendors: Callable[[str], VendorProfile | None] | None = None,
 ) -> LifecycleStage:
-    """Add the stage's table, agents, timer and rebalance hook to `app`."""
+    """Add the stage's table, agents, timer and rebalance hook to `app`.
+
+    `vendors` looks up vendor profiles (the engine's `directory.vendors` view): a vendor's
+    calendar and `response_hours` then apply to its tickets. A profile change applies to a
+    ticket from its next routing change on, not retroactively.
+    """
     config = load_sla_config(settings.sla_policies_file or DEFAULT_POLICY_FILE)
     table = app.tables.add(
         LifecycleTable(
@@ -137,6 +155,7 @@ def install_lifecycle(
     stage = LifecycleStage(
         settings, config, table, FaustLocalData(table, settings.partitions), send, topics,
         committed=committed, on_delivery_failure=crash,
+        vendors=_Vendors(vendors) if vendors is not None else None,
     )
     table.stage = stage
     raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw",
@@ -159,10 +178,10 @@ def install_lifecycle(
 
     @app.timer(TICK_SECONDS, name="sla-deadlines")
     async def deadlines() -> None:
-        await stage.fire_due()
+        await stage.tick()
 
     @app.on_partitions_revoked.connect  # type: ignore[misc]
     async def on_revoked(sender: Any, revoked: set[TP], **kwargs: Any) -> None:
-        stage.suspend()
+        stage.deadlines.suspend()
 
     return stage

@@ -8,17 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import Counter, defaultdict
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 import structlog
 
 from router.inbound import Rejected, dead_letter
 from router.outputs import EVENTS_TOPIC
 from router.records import OutRecord
-from router.sla.index import PartitionedDeadlineIndex
 from router.sla.lifecycle import on_action, on_tick, on_ticket_event
 from router.sla.outbox import (
     Pending,
@@ -27,7 +26,6 @@ from router.sla.outbox import (
     prune,
     source_key,
     split_stored,
-    state_part,
 )
 from router.sla.policy import SlaConfig
 from router.sla.render import (
@@ -54,28 +52,20 @@ from router.sla.state import (
     index_entry,
     index_entry_from_json,
 )
+from router.sla.transitions import VendorDirectory
 from schemas.action import TicketActionEvent
 from schemas.dead_letter import RejectReason, SourcePosition
+from streams.lifecycle_deadlines import Deadlines, LocalData
 from streams.settings import RouterSettings
 from streams.topics import TopicManager
 
 log = structlog.get_logger("router.lifecycle")
 
-TICK_SECONDS = 1.0
-DUE_PER_BATCH = 5_000  # due commands per pop; the rest follow at once, after a loop yield
-_REBUILD_YIELD_EVERY = 10_000
+STATS_EVERY_S = 30.0
 
 # (physical topic, key, value, partition or None, headers) -> delivery future
 SendFn = Callable[[str, bytes | None, bytes, int | None, list[tuple[str, bytes]]], Awaitable[Any]]
 Runner = Callable[[LifecycleState | None], Step]
-
-
-class LocalData(Protocol):
-    """The table's local data, read without an event context (recovery, rebuild)."""
-
-    def get(self, key: bytes) -> bytes | None: ...
-
-    def keys_by_partition(self, partitions: set[int]) -> Mapping[int, Sequence[bytes]]: ...
 
 
 class LifecycleStage:
@@ -91,22 +81,20 @@ class LifecycleStage:
         topics: TopicManager,
         committed: Callable[[str, int], int | None] = lambda topic, partition: None,
         on_delivery_failure: Callable[[BaseException], None] | None = None,
+        vendors: VendorDirectory | None = None,
     ) -> None:
         self.settings = settings
         self.config = config
         self.table = table
-        self.local = local
         self._send = send
         self.topics = topics
         self._committed_physical = committed
         self._on_delivery_failure = on_delivery_failure
-        self.index = PartitionedDeadlineIndex()
-        self.firing = False  # only between the end of a recovery and the next revocation
+        self.vendors = vendors
+        self._stats_at = time.monotonic()
+        self._stats_logged: Counter[str] = Counter()
+        self.deadlines = Deadlines(local, self._send_due)
         self.counts: Counter[str] = Counter()
-        self.last_rebuild: dict[str, Any] = {}
-        self._changed: dict[int, set[bytes]] = defaultdict(set)
-        self._wakeup: asyncio.TimerHandle | None = None
-        self._tasks: set[asyncio.Task[int]] = set()
 
     # -- agent `lifecycle` -----------------------------------------------------------------------
 
@@ -143,7 +131,7 @@ class LifecycleStage:
         headers: dict[str, bytes],
         now: datetime,
     ) -> None:
-        config = self.config
+        config, vendors = self.config, self.vendors
         due = False
         run: Runner
         if logical == EVENTS_TOPIC:
@@ -155,21 +143,28 @@ class LifecycleStage:
             ticket_id = event.ticket_id
 
             def run(state: LifecycleState | None) -> Step:
-                return on_ticket_event(state, event, event_id=event_id, now=now, config=config)
+                return on_ticket_event(
+                    state, event, event_id=event_id, now=now, config=config, vendors=vendors
+                )
 
         elif logical == COMMANDS_TOPIC and headers.get(CMD_HEADER) == CMD_DUE:
             due = True
             ticket_id = (key or b"").decode()
 
             def run(state: LifecycleState | None) -> Step:
-                return Step(state, []) if state is None else on_tick(state, now, config=config)
+                if state is None:
+                    return Step(state, [])
+                return on_tick(state, now, config=config, vendors=vendors)
 
         elif logical == COMMANDS_TOPIC and headers.get(CMD_HEADER) == CMD_ACTION:
             action = TicketActionEvent.model_validate_json(value)
             ticket_id = action.data.ticket_id
 
             def run(state: LifecycleState | None) -> Step:
-                return on_action(state, action.data, action_id=action.id, now=now, config=config)
+                return on_action(
+                    state, action.data, action_id=action.id, now=now, config=config,
+                    vendors=vendors,
+                )
 
         else:
             command = headers.get(CMD_HEADER)
@@ -208,7 +203,7 @@ class LifecycleStage:
             self.counts["replayed"] += 1
             await self._emit(list(replay.records))
             if reindex:
-                self._index_entry(partition, ticket_id, index_entry_from_json(stored))
+                self.deadlines.update(partition, ticket_id, index_entry_from_json(stored))
             return
         state = decode_state(stored) if stored is not None else None
         step = run(state)
@@ -224,14 +219,8 @@ class LifecycleStage:
             self.table[key] = join_stored(encode_state(new_state), kept)
             self.counts["stored"] += 1
         if new_state is not state or reindex:
-            self._index_entry(partition, ticket_id, index_entry(new_state))
+            self.deadlines.update(partition, ticket_id, index_entry(new_state))
         self.counts["sla_events"] += sum(r.topic == "sla.events" for r in records)
-
-    def _index_entry(self, partition: int, ticket_id: str, entry: tuple[float, str] | None) -> None:
-        if entry is None:
-            self.index.discard(partition, ticket_id)
-        else:
-            self.index.add(partition, *entry)
 
     def _committed(self, logical: str, partition: int) -> int | None:
         return self._committed_physical(self.settings.topic(logical), partition)
@@ -273,94 +262,25 @@ class LifecycleStage:
 
     # -- timer -----------------------------------------------------------------------------------
 
-    async def fire_due(self) -> int:
-        """Send a `due` command for every indexed ticket whose next firing is due now."""
-        if not self.firing:
-            return 0
-        now = time.time()
-        due = self.index.pop_due(now, DUE_PER_BATCH)
-        for partition, ticket_id in due:
-            await self._emit([due_command(ticket_id, now)], partition)
-        self.counts["due"] += len(due)
-        self._schedule_wakeup(now)
-        return len(due)
+    async def tick(self) -> int:
+        """The 1 s timer: fire what is due, and now and then a line of counters."""
+        fired = await self.deadlines.fire_due()
+        self._log_stats()
+        return fired
 
-    def _schedule_wakeup(self, now: float) -> None:
-        """Fire on time when the next due instant falls before the next tick."""
-        if self._wakeup is not None:
-            self._wakeup.cancel()
-            self._wakeup = None
-        upcoming = self.index.next_due() if self.firing else None
-        if upcoming is None or upcoming >= now + TICK_SECONDS:
+    async def _send_due(self, partition: int, ticket_id: str, now: float) -> None:
+        await self._emit([due_command(ticket_id, now)], partition)
+
+    def _log_stats(self) -> None:
+        """Every STATS_EVERY_S, what happened since the last line (when anything did)."""
+        if time.monotonic() - self._stats_at < STATS_EVERY_S:
             return
-        delay = max(upcoming - now, 0.0) + 0.001
-        self._wakeup = asyncio.get_running_loop().call_later(delay, self._wake)
-
-    def _wake(self) -> None:
-        self._wakeup = None
-        task = asyncio.ensure_future(self.fire_due())
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task[int]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("due_fire_failed", error=repr(task.exception()))
-
-    # -- rebalance -------------------------------------------------------------------------------
-
-    def suspend(self) -> None:
-        """Partitions are being revoked: fire nothing until recovery completes."""
-        self.firing = False
-        if self._wakeup is not None:
-            self._wakeup.cancel()
-            self._wakeup = None
-
-    def changelog_applied(self, records: Iterable[tuple[int, bytes]]) -> None:
-        """Changelog records recovered into partitions the index kept: re-read them later."""
-        indexed = self.index.partitions
-        for partition, key in records:
-            if partition in indexed:
-                self._changed[partition].add(key)
-
-    async def on_recovered(self, active: set[int]) -> None:
-        """Table recovery is complete and `active` are the table partitions owned here."""
-        started = time.perf_counter()
-        for partition in self.index.partitions - active:
-            self.index.revoke(partition)
-        refreshed = 0
-        for partition in self.index.partitions:
-            for key in self._changed.pop(partition, ()):
-                raw = self.local.get(key)
-                entry = index_entry_from_json(state_part(raw)) if raw else None
-                self._index_entry(partition, key.decode(), entry)
-                refreshed += 1
-        self._changed.clear()
-        new = active - self.index.partitions
-        loaded = 0
-        if new:
-            by_partition = self.local.keys_by_partition(new)
-            for partition in sorted(new):
-                entries: list[tuple[float, str] | None] = []
-                for n, key in enumerate(by_partition.get(partition, ())):
-                    raw = self.local.get(key)
-                    if raw:
-                        entries.append(index_entry_from_json(state_part(raw)))
-                    if n % _REBUILD_YIELD_EVERY == _REBUILD_YIELD_EVERY - 1:
-                        await asyncio.sleep(0)  # heartbeats; nothing else reads the index yet
-                self.index.assign(partition, entries)
-                loaded += len(entries)
-        self.firing = True
-        self.last_rebuild = {
-            "partitions": sorted(active),
-            "rebuilt": sorted(new),
-            "states_read": loaded,
-            "refreshed": refreshed,
-            "pending_deadlines": len(self.index),
-            "seconds": round(time.perf_counter() - started, 3),
-        }
-        log.info("lifecycle_index_rebuilt", **self.last_rebuild)
-        self._schedule_wakeup(time.time())  # overdue deadlines fire right away
+        self._stats_at = time.monotonic()
+        delta = self.counts - self._stats_logged
+        self._stats_logged = Counter(self.counts)
+        if delta:
+            log.info("lifecycle_stats", pending_deadlines=len(self.deadlines.index),
+                     due_sent=self.deadlines.sent, **dict(delta))
 
     # -- output ----------------------------------------------------------------------------------
 

@@ -31,8 +31,11 @@ def configure_logging(level: str = "INFO") -> None:
         redact_secrets,
     ]
     structlog.configure(
-        processors=[*shared, structlog.processors.dict_tracebacks,
-                    structlog.processors.JSONRenderer(serializer=_dumps)],
+        processors=[
+            *shared,
+            structlog.processors.dict_tracebacks,
+            structlog.processors.JSONRenderer(serializer=_dumps),
+        ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
         cache_logger_on_first_use=True,

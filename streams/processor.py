@@ -111,8 +111,12 @@ class InboundProcessor:
         if isinstance(parsed, Rejected):
             self.counts["rejected"] += 1
             log.warning(
-                "record_rejected", reason=parsed.reason.value, error=parsed.error,
-                topic=logical, partition=source.partition, offset=source.offset,
+                "record_rejected",
+                reason=parsed.reason.value,
+                error=parsed.error,
+                topic=logical,
+                partition=source.partition,
+                offset=source.offset,
             )
             await self._emit([parsed.record])
             return
@@ -156,4 +160,3 @@ class InboundProcessor:
             log.error("delivery_failed", error=repr(exc))
             if self._on_delivery_failure is not None:
                 self._on_delivery_failure(exc)
-

@@ -23,6 +23,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from rules.load import RULESET_PUBLISHED
 from schemas.envelope import envelope
+from streams.compacted import topic_partitions
 
 DEFAULT_TOPIC = "routing.rules"
 _POLL_MS = 500
@@ -106,11 +107,8 @@ async def _bounded_records(
 
 
 async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
-    await consumer.topics()  # refresh metadata
-    parts = consumer.partitions_for_topic(topic)
-    if not parts:
-        raise LookupError(f"topic {topic!r} does not exist")
-    return [TopicPartition(topic, p) for p in sorted(parts)]
+    """LookupError when the topic does not exist."""
+    return await topic_partitions(consumer, topic, timeout=2.0)
 
 
 async def ruleset_history(

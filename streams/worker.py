@@ -9,6 +9,7 @@ import structlog
 
 from router.routing import RoutingPolicy
 from streams.app import create_engine
+from streams.compacted import catch_up_followers
 from streams.logs import configure_logging
 from streams.settings import RouterSettings
 from streams.topics import ensure_core_topics
@@ -31,6 +32,8 @@ def run_worker(settings: RouterSettings, policy: RoutingPolicy | None = None) ->
     asyncio.set_event_loop(loop)
     engine = create_engine(settings, policy)
     loop.run_until_complete(_prepare_topics(settings, engine.policy.policy))
+    # Latest good ruleset and the vendor directory in place before any record is processed.
+    loop.run_until_complete(catch_up_followers(engine.app))
     worker = faust.Worker(
         engine.app,
         loop=loop,

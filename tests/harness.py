@@ -64,7 +64,7 @@ class WorkerProcess:
             cwd=REPO,
             stdout=self.log,
             stderr=subprocess.STDOUT,
-            preexec_fn=die_with_parent(os.getpid()),  # noqa: PLW1509 - needed for pdeathsig
+            preexec_fn=die_with_parent(os.getpid()),
         )
         return self
 
@@ -76,16 +76,21 @@ class WorkerProcess:
         self.log.close()
 
     def stop(self, timeout: float = 30) -> int:
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else 0
-        self.proc.send_signal(signal.SIGTERM)
+        """SIGTERM and wait (SIGKILL after the deadline); always closes the log file."""
         try:
-            code = self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            code = self.proc.wait(timeout=10)
-        self.log.close()
-        return code
+            if self.proc is None:
+                return 0
+            if self.proc.poll() is not None:
+                return self.proc.returncode
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                return self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                return self.proc.wait(timeout=10)
+        finally:
+            if not self.log.closed:
+                self.log.close()
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")[-6000:]
@@ -113,12 +118,12 @@ def topics_exist(bootstrap: str, names: Iterable[str]) -> bool:
     return asyncio.run(check())
 
 
-def produce(
-    bootstrap: str, topic: str, records: Iterable[tuple[bytes | None, bytes]]
-) -> None:
+def produce(bootstrap: str, topic: str, records: Iterable[tuple[bytes | None, bytes]]) -> None:
     async def run() -> None:
         producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap, acks="all", enable_idempotence=True,
+            bootstrap_servers=bootstrap,
+            acks="all",
+            enable_idempotence=True,
             max_request_size=8 * 1024 * 1024,
         )
         await producer.start()
@@ -149,8 +154,10 @@ class Collector:
     ) -> list[Output]:
         async def run() -> bool:
             consumer = AIOKafkaConsumer(
-                bootstrap_servers=self.bootstrap, enable_auto_commit=False,
-                auto_offset_reset="earliest", metadata_max_age_ms=500,
+                bootstrap_servers=self.bootstrap,
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                metadata_max_age_ms=500,
             )
             await consumer.start()
             try:
@@ -170,8 +177,12 @@ class Collector:
                             positions.add((tp.topic, tp.partition, r.offset))
                             self.outputs.append(
                                 Output(
-                                    tp.topic[len(self.prefix) :], tp.partition, r.offset, r.key,
-                                    orjson.loads(r.value), r.timestamp,
+                                    tp.topic[len(self.prefix) :],
+                                    tp.partition,
+                                    r.offset,
+                                    r.key,
+                                    orjson.loads(r.value),
+                                    r.timestamp,
                                 )
                             )
                     if done(self.outputs):

@@ -3,7 +3,9 @@
 Modules: `policy` (YAML policy files), `calendar` (business-time arithmetic), `clocks` (one
 clock per ticket and metric), `state` (the stored per-ticket state and the output records),
 `lifecycle` (the entry points), `transitions` / `escalation` / `events` (their internals),
-`index` (in-memory due times).
+`index` (in-memory due times), `render` (outputs as CloudEvents records, action parsing, the
+internal `tickets.commands` records), `outbox` (the stored value: state plus outputs not yet
+safe). `streams/lifecycle.py` drives it on Kafka.
 
 Driving it from a stream stage keyed by ticket id (table value: `encode_state(state)` bytes):
 
@@ -21,4 +23,9 @@ Driving it from a stream stage keyed by ticket id (table value: `encode_state(st
 On partition assignment: `index.assign(p, (index_entry_from_json(v) for v in table values of
 p))`; on revocation: `index.revoke(p)`. Every second: `for p, tid in index.pop_due(now_ts)`,
 read the table, call `on_tick`, handle the step as above (a stale pop changes nothing).
+
+Outputs and the table write go to different partitions, so after a crash either may be durable
+without the other. When the state is and the outputs are not, replaying the input changes
+nothing; so the stored value also keeps a step's rendered outputs until its input offset is
+committed, and a replayed input re-sends them (`outbox`).
 """

@@ -110,8 +110,29 @@ def index_entry(state: LifecycleState) -> tuple[float, str] | None:
     return (state.next_due_ts, state.ticket_id)
 
 
+_ID_PREFIX = b'{"ticket_id":"'
+_DUE_FIELD = b',"next_due_ts":'
+
+
 def index_entry_from_json(raw: bytes) -> tuple[float, str] | None:
-    """Like `index_entry` straight from stored bytes: no model validation, for fast recovery."""
+    """Like `index_entry` straight from stored bytes: no model validation, for fast recovery.
+
+    Reads the two fields in place (`encode_state` writes `ticket_id` first and `next_due_ts`
+    after the ticket snapshot; inside a JSON string a quote is always escaped, so the last
+    `,"next_due_ts":` is the field). Anything unexpected takes the full JSON parse.
+    """
+    due_at = raw.rfind(_DUE_FIELD)
+    id_end = raw.find(b'"', len(_ID_PREFIX))
+    if due_at > 0 and raw.startswith(_ID_PREFIX) and raw.find(b"\\", 0, id_end) < 0:
+        start = due_at + len(_DUE_FIELD)
+        comma, brace = raw.find(b",", start), raw.find(b"}", start)
+        text = raw[start : comma if 0 <= comma < brace or brace < 0 else brace]
+        if text == b"null":
+            return None
+        try:
+            return (float(text), raw[len(_ID_PREFIX) : id_end].decode())
+        except ValueError:
+            pass
     document = orjson.loads(raw)
     due = document.get("next_due_ts")
     if due is None:

@@ -35,11 +35,11 @@ from router.default_policy import DefaultPolicy  # noqa: E402
 from router.inbound import CHANNEL_TOPICS, Rejected, parse_inbound  # noqa: E402
 from router.outputs import render  # noqa: E402
 from router.tickets import Threaded, TicketState, state_key, thread_message  # noqa: E402
+from router.traffic import MarketplaceTraffic, TrafficRecord  # noqa: E402
 from schemas.dead_letter import SourcePosition  # noqa: E402
 from streams.logs import configure_logging  # noqa: E402
 from streams.processor import InboundProcessor, PolicyHolder  # noqa: E402
 from streams.settings import RouterSettings  # noqa: E402
-from router.traffic import MarketplaceTraffic, TrafficRecord  # noqa: E402
 
 # Records the worker writes per inbound message besides render's: the table changelog entry.
 CHANGELOG_RECORDS_PER_MESSAGE = 1
@@ -319,8 +319,8 @@ def where_the_time_goes(
         ("streams glue around it (InboundProcessor, no Kafka)", glue_us),
         ("Kafka client floor, 1 record in + 1 out (the baseline)", baseline_cpu_us),
         (
-            f"faust's event pipeline, the table changelog and {figures.records_per_message - 1:.1f} "
-            "more records produced per inbound",
+            "faust's event pipeline, the table changelog and "
+            f"{figures.records_per_message - 1:.1f} more records produced per inbound",
             rest_us,
         ),
     ]

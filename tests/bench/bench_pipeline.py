@@ -37,12 +37,12 @@ if str(REPO) not in sys.path:  # run as a script: make `router`, `streams`, `tes
     sys.path.insert(0, str(REPO))
 
 from router.records import queue_topic  # noqa: E402
+from router.traffic import MarketplaceTraffic, TrafficRecord  # noqa: E402
 from streams.local_kafka import kafka_for_tests  # noqa: E402
 from streams.local_kafka_setup import die_with_parent  # noqa: E402
 from streams.settings import RouterSettings  # noqa: E402
 from streams.topics import TopicManager, ensure_core_topics  # noqa: E402
 from tests.bench import bench_core  # noqa: E402
-from router.traffic import MarketplaceTraffic, TrafficRecord  # noqa: E402
 from tests.harness import WorkerProcess  # noqa: E402
 
 CHANNELS = ("email", "chat", "social")

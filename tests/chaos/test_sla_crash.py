@@ -86,7 +86,7 @@ def test_sigkill_while_breaches_fire_then_restart_loses_none(
     engine.start_worker(**sla_env(policy))
 
     def complete(outs: list[Output]) -> bool:
-        return sum(e.kind == "breached" and e.level == 3 for _, e in sla(outs)) >= tickets
+        return len({e.ticket_id for _, e in sla(outs, "breached") if e.level == 3}) >= tickets
 
     outputs = collector.poll_until(
         complete, 90, "the third rung for every ticket",

@@ -27,7 +27,10 @@ def _traffic() -> tuple[list[tuple[str, bytes, bytes]], dict[str, list[str]]]:
         inbound_id = f"chaos-{i}"
         vendor = f"v{rng.randrange(12)}" if rng.random() < 0.7 else None
         value = inbound_bytes(
-            inbound_id, channel=channel, thread_ref=thread, vendor_id=vendor,
+            inbound_id,
+            channel=channel,
+            thread_ref=thread,
+            vendor_id=vendor,
             body=f"message {i} about my order " + "x" * rng.randrange(200, 800),
         )
         records.append((channel, thread.encode(), value))
@@ -45,16 +48,21 @@ def test_sigkill_mid_stream_then_restart_loses_nothing(engine: EngineUnderTest) 
     collector = engine.collector("queue.*", "channel.dlq")
     collector.poll_until(
         lambda outs: sum(o.topic.startswith("queue.") for o in outs) >= 300,
-        120, "the worker to be mid-stream",
+        120,
+        "the worker to be mid-stream",
     )
     first.kill()
     engine.start_worker()
 
     expected = {f"chaos-{i}" for i in range(MESSAGES)}
     outputs = collector.poll_until(
-        lambda outs: expected <= accounted_inbound_ids(outs), 240, "every inbound id on a queue",
-        describe=lambda outs: f"missing {sorted(expected - accounted_inbound_ids(outs))[:20]}"
-        f" ({len(expected - accounted_inbound_ids(outs))} in all)",
+        lambda outs: expected <= accounted_inbound_ids(outs),
+        240,
+        "every inbound id on a queue",
+        describe=lambda outs: (
+            f"missing {sorted(expected - accounted_inbound_ids(outs))[:20]}"
+            f" ({len(expected - accounted_inbound_ids(outs))} in all)"
+        ),
     )
     queued = [o for o in outputs if o.topic.startswith("queue.")]
     assert not [o for o in outputs if o.topic == "channel.dlq"]
@@ -77,4 +85,6 @@ def test_sigkill_mid_stream_then_restart_loses_nothing(engine: EngineUnderTest) 
     counts = sorted(o.value["data"]["message_count"] for o in final.values())
     assert counts == sorted(len(ids) for ids in per_thread.values())
     # Report how many re-emissions the crash caused (informational, visible with -s).
-    print(f"queue records: {len(queued)} for {MESSAGES} inbound ({len(queued) - MESSAGES} re-emitted)")
+    print(
+        f"queue records: {len(queued)} for {MESSAGES} inbound ({len(queued) - MESSAGES} re-emitted)"
+    )

@@ -107,9 +107,9 @@ def harness(config: SlaConfig) -> Harness:
 
 def test_due_command_fires_stores_and_reindexes(harness: Harness) -> None:
     harness.routed()
-    assert harness.stage.index.partitions == frozenset()  # nothing assigned yet: not indexed
-    harness.run(harness.stage.on_recovered({1}))
-    assert len(harness.stage.index) == 1
+    assert harness.stage.deadlines.index.partitions == frozenset()  # not assigned: not indexed
+    harness.run(harness.stage.deadlines.on_recovered({1}))
+    assert len(harness.stage.deadlines.index) == 1
     harness.due()
     (breach,) = [orjson.loads(r.value) for r in harness.sent.on(SLA_TOPIC)]
     assert breach["type"] == "support.sla.breached"
@@ -162,32 +162,32 @@ def test_rebuild_revoke_and_refresh_after_recovery(harness: Harness) -> None:
     harness.routed()
     harness.table[b"T-2"] = harness.table[b"T-1"].replace(b'"T-1"', b'"T-2"')
     harness.partition_of[b"T-2"] = 2
-    harness.run(harness.stage.on_recovered({1, 2}))
-    assert harness.stage.index.partitions == frozenset({1, 2})
-    assert len(harness.stage.index) == 2
-    assert harness.stage.last_rebuild["states_read"] == 2
+    harness.run(harness.stage.deadlines.on_recovered({1, 2}))
+    assert harness.stage.deadlines.index.partitions == frozenset({1, 2})
+    assert len(harness.stage.deadlines.index) == 2
+    assert harness.stage.deadlines.last_rebuild["states_read"] == 2
     # partition 2 moves away; another worker resolved T-1 meanwhile (recovered changelog)
-    harness.stage.suspend()
+    harness.stage.deadlines.suspend()
     resolved = decode_state(split_stored(harness.table[b"T-1"])[0])
     resolved.next_due_ts = None
     harness.table[b"T-1"] = encode_state(resolved)
-    harness.stage.changelog_applied([(1, b"T-1"), (2, b"T-2")])
-    harness.run(harness.stage.on_recovered({1}))
-    assert harness.stage.index.partitions == frozenset({1})
-    assert len(harness.stage.index) == 0
-    assert harness.stage.last_rebuild["refreshed"] == 1
+    harness.stage.deadlines.changelog_applied([(1, b"T-1"), (2, b"T-2")])
+    harness.run(harness.stage.deadlines.on_recovered({1}))
+    assert harness.stage.deadlines.index.partitions == frozenset({1})
+    assert len(harness.stage.deadlines.index) == 0
+    assert harness.stage.deadlines.last_rebuild["refreshed"] == 1
 
 
 def test_timer_fires_only_while_owning(harness: Harness) -> None:
     harness.routed()
-    assert harness.run(harness.stage.fire_due()) == 0  # before any recovery
-    harness.run(harness.stage.on_recovered({1}))
-    harness.stage.suspend()
-    assert harness.run(harness.stage.fire_due()) == 0
+    assert harness.run(harness.stage.deadlines.fire_due()) == 0  # before any recovery
+    harness.run(harness.stage.deadlines.on_recovered({1}))
+    harness.stage.deadlines.suspend()
+    assert harness.run(harness.stage.deadlines.fire_due()) == 0
 
     async def resume_and_fire() -> int:
-        await harness.stage.on_recovered({1})
-        return await harness.stage.fire_due()
+        await harness.stage.deadlines.on_recovered({1})
+        return await harness.stage.deadlines.fire_due()
 
     assert harness.run(resume_and_fire()) == 1
     ((topic, record, partition),) = harness.sent
@@ -215,3 +215,15 @@ def test_actions_are_validated_forwarded_or_dead_lettered(harness: Harness) -> N
                                  "timestamp_ms": None}
     assert refused["original"]["key"] == "k"
     assert b"T-9" not in harness.table
+
+
+def test_due_entries_that_could_not_be_sent_stay_indexed(harness: Harness) -> None:
+    harness.routed()
+    harness.run(harness.stage.deadlines.on_recovered({1}))
+
+    async def broken(partition: int, ticket_id: str, now: float) -> None:
+        raise RuntimeError("no metadata")
+
+    harness.stage.deadlines._send_due = broken
+    assert harness.run(harness.stage.deadlines.fire_due()) == 0
+    assert len(harness.stage.deadlines.index) == 1  # retried on the next tick

@@ -154,3 +154,17 @@ SAMPLE_VALUES: dict[str, object] = {
     "recent_inputs": ["a"],
     "next_due_ts": 1.5,
 }
+
+
+def test_index_entry_from_json_is_not_fooled_by_text_in_the_snapshot(desk: Desk) -> None:
+    desk.open()
+    state = desk.state
+    assert state is not None
+    assert state.ticket is not None
+    message = state.ticket.messages[0].model_copy(update={"body": ',"next_due_ts":1}'})
+    state.ticket = state.ticket.model_copy(update={"messages": [message]})
+    raw = encode_state(state)
+    assert index_entry_from_json(raw) == index_entry(state)
+    odd = state.shell_copy()
+    odd.ticket_id = 'T-"quoted"\\1'  # escaped in JSON: takes the full-parse path
+    assert index_entry_from_json(encode_state(odd)) == index_entry(odd)

@@ -1,0 +1,143 @@
+"""`router vendors publish|remove|list`: vendor profiles on the compacted `directory.vendors`.
+
+Mounted on the main CLI's `vendors` group (next to `vendors provision`). Workers keep the
+directory in memory (`streams/vendor_directory.py`) and pick changes up live.
+Exit codes: 0 ok, 1 invalid profiles (nothing is published then), 2 usage errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from schemas.vendor import VendorProfile
+
+console = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+SettingsOpt = Annotated[
+    Path | None,
+    typer.Option("--settings", help="YAML/JSON settings file (environment overrides it)."),
+]
+
+
+def _settings(path: Path | None) -> Any:
+    if path is not None:
+        if not path.is_file():
+            raise typer.BadParameter(f"{path} does not exist", param_hint="--settings")
+        os.environ["ROUTER_SETTINGS_FILE"] = str(path)
+    from streams.logs import configure_logging
+    from streams.settings import RouterSettings
+
+    configure_logging("WARNING")  # library log lines on stderr, never mixed with the output
+    return RouterSettings()
+
+
+def load_profiles(path: Path) -> tuple[list[VendorProfile], list[str]]:
+    """Profiles from a YAML/JSON list (or a mapping with a `vendors` list, like the
+    `--context` files of `router simulate`), and every problem found."""
+    from rules.loader import LoadError, parse_text
+
+    try:
+        data = parse_text(path.read_text(encoding="utf-8"), str(path)).data
+    except (OSError, UnicodeDecodeError) as exc:
+        return [], [f"{path}: cannot read: {exc}"]
+    except LoadError as exc:
+        return [], [str(exc)]
+    if isinstance(data, dict) and "vendors" in data:
+        data = data["vendors"]
+    if not isinstance(data, list):
+        return [], [f"{path}: expected a list of vendor profiles (or a `vendors:` list)"]
+    profiles: list[VendorProfile] = []
+    problems: list[str] = []
+    seen: set[str] = set()
+    for i, item in enumerate(data):
+        label = f"{path}: vendors[{i}]"
+        if isinstance(item, dict) and "vendor_id" in item:
+            label += f" ({item['vendor_id']})"
+        try:
+            profile = VendorProfile.model_validate(item)
+        except ValidationError as exc:
+            for e in exc.errors():
+                where = ".".join(str(p) for p in e["loc"]) or "profile"
+                problems.append(f"{label}: {where}: {e['msg']}")
+            continue
+        if profile.vendor_id in seen:
+            problems.append(f"{label}: vendor {profile.vendor_id!r} listed twice")
+            continue
+        seen.add(profile.vendor_id)
+        profiles.append(profile)
+    return profiles, problems
+
+
+def publish(
+    file: Annotated[Path, typer.Argument(help="YAML/JSON list of vendor profiles.")],
+    settings_file: SettingsOpt = None,
+) -> None:
+    """Validate every profile, then write them to `directory.vendors` (workers reload live)."""
+    from streams.topics import VENDORS_TOPIC
+    from streams.vendor_directory import publish_profiles
+
+    profiles, problems = load_profiles(file)
+    if problems:
+        for problem in problems:
+            err.print(problem, style="red", markup=False)
+        err.print(f"[red]{len(problems)} problem{'s' if len(problems) != 1 else ''}[/red]")
+        raise typer.Exit(1)
+    settings = _settings(settings_file)
+    count = asyncio.run(publish_profiles(settings, profiles))
+    console.print(f"published {count} vendor profiles to {settings.topic(VENDORS_TOPIC)}")
+
+
+def remove(
+    vendor_ids: Annotated[list[str], typer.Argument(help="Vendor ids to forget.")],
+    settings_file: SettingsOpt = None,
+) -> None:
+    """Write tombstones: workers forget these vendors (their tickets use rule fallbacks)."""
+    from streams.vendor_directory import remove_profiles
+
+    settings = _settings(settings_file)
+    count = asyncio.run(remove_profiles(settings, vendor_ids))
+    console.print(f"removed {count} vendor profiles")
+
+
+def list_vendors(
+    settings_file: SettingsOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON profile per line.")] = False,
+) -> None:
+    """The vendor directory as workers see it (newest valid profile per vendor)."""
+    from streams.vendor_directory import read_directory
+
+    settings = _settings(settings_file)
+    try:
+        profiles = asyncio.run(read_directory(settings))
+    except LookupError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    if as_json:
+        for vendor_id in sorted(profiles):
+            typer.echo(orjson.dumps(profiles[vendor_id].model_dump(mode="json")).decode())
+        return
+    table = Table("vendor", "name", "status", "tier", "timezone", "calendar", "response h")
+    for vendor_id in sorted(profiles):
+        p = profiles[vendor_id]
+        table.add_row(
+            vendor_id, p.name or "", p.status.value, p.tier.value, p.timezone, p.calendar or "",
+            "" if p.response_hours is None else f"{p.response_hours:g}",
+        )  # fmt: skip
+    console.print(table)
+
+
+def mount(vendors_app: typer.Typer) -> None:
+    """Add these commands to the main CLI's `vendors` group."""
+    vendors_app.command("publish")(publish)
+    vendors_app.command("remove")(remove)
+    vendors_app.command("list")(list_vendors)

@@ -1,0 +1,275 @@
+"""Hot reload of routing rulesets from the compacted `routing.rules` topic, on every worker.
+
+Every worker reads `routing.rules` itself, from the beginning, with a groupless consumer
+(`streams.compacted`): a faust agent on that 1-partition topic would run on one worker of
+the group only.
+
+- Startup (`catch_up`, awaited by `run_worker` before faust starts): the records up to the
+  topic's end are considered newest first; the newest one that validates becomes the live
+  policy, so a restarted worker routes its first channel record with the latest good
+  version, never with the built-in policy or an older file. Records newer than it were
+  refused: each is reported again (log line and event, same event id as the first time).
+- Then (`follow`, an app task): each new record is validated; a good one is swapped in,
+  a bad one is refused and the last good policy stays.
+
+Which records count: a worker started with a ruleset (`--rules FILE`, ruleset name N)
+follows the records keyed N only, and the topic's newest good version of N wins over the
+file; a worker on the built-in policy follows the newest good record of any name.
+Tombstones (null values) are ignored: deleting a ruleset never leaves a worker without one.
+
+Switching: the department queues of the new ruleset are created first (no topic creation on
+the hot path), then `PolicyHolder.swap` replaces the policy between two records (the agent
+decides each record synchronously, so no decision mixes two versions), and the worker logs
+`ruleset_activated` (ruleset, version, previous version, topic offset).
+
+Refusing: the worker logs `ruleset_refused` with every problem and publishes a CloudEvent
+`support.routing.ruleset_refused` on `routing.rules.events` (key: the ruleset name; id
+derived from the refused record's position, so the events of several workers, or of one
+worker restarting, dedupe on `id`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import structlog
+from aiokafka import AIOKafkaProducer, ConsumerRecord
+
+from router.inbound import ENGINE_SOURCE
+from router.routing import RoutingPolicy
+from router.rules_policy import RulesetPolicy, policy_from_record
+from rules import Problem
+from schemas.envelope import envelope
+from streams.compacted import CompactedReader, install_follower
+from streams.kafka_client import producer_kwargs
+from streams.processor import PolicyHolder
+from streams.settings import RouterSettings
+from streams.topics import RULES_TOPIC, TopicManager
+
+log = structlog.get_logger("router.rules")
+
+RULES_EVENTS_TOPIC = "routing.rules.events"
+RULESET_REFUSED = "support.routing.ruleset_refused"
+
+Record = ConsumerRecord[bytes, bytes]
+
+
+class RulesReload:
+    """Keeps `holder` on the newest good ruleset of `routing.rules` (see the module doc)."""
+
+    def __init__(
+        self,
+        settings: RouterSettings,
+        holder: PolicyHolder,
+        topics: TopicManager,
+        app: Any = None,
+    ) -> None:
+        self.settings = settings
+        self.app = app
+        self.holder = holder
+        self.topics = topics
+        self.reader = CompactedReader(settings, RULES_TOPIC, "rules")
+        initial = holder.policy
+        # A worker started on a ruleset sticks to that ruleset's name.
+        self.pinned: str | None = initial.name if isinstance(initial, RulesetPolicy) else None
+        self._caught_up = False
+
+    @property
+    def caught_up(self) -> bool:
+        return self._caught_up
+
+    async def catch_up(self) -> None:
+        await self.topics.ensure([RULES_EVENTS_TOPIC])
+        records = [r for r in await self.reader.read_to_end() if self._follows(r)]
+        # newest first (by write time, should the topic have been given several partitions)
+        records.sort(key=lambda r: (r.timestamp, r.partition, r.offset))
+        refused: list[tuple[Record, list[Problem]]] = []
+        activated = False
+        for record in reversed(records):  # the newest good one wins
+            loaded = await self._load(record)
+            if isinstance(loaded, list):
+                refused.append((record, loaded))
+                continue
+            await self._activate(record, loaded)
+            activated = True
+            break
+        for record, problems in reversed(refused):  # reported against the policy kept
+            await self._refuse(record, problems)
+        self._caught_up = True
+        policy = self.holder.policy
+        log.info(
+            "rules_caught_up",
+            ruleset=policy.name,
+            version=policy.version,
+            source="topic" if activated else "startup",
+            records=len(records),
+            follows=self.pinned or "any",
+        )
+
+    async def follow(self) -> None:
+        await self.reader.follow(self._on_records)
+
+    async def _on_records(self, records: Sequence[Record]) -> None:
+        for record in records:
+            if self._follows(record):
+                await self._consider(record)
+
+    def _follows(self, record: Record) -> bool:
+        if record.value is None:
+            log.info("ruleset_tombstone_ignored", key=_key(record), offset=record.offset)
+            return False
+        if self.pinned is not None and _key(record) != self.pinned:
+            log.info("ruleset_ignored", key=_key(record), offset=record.offset, follows=self.pinned)
+            return False
+        return True
+
+    async def _consider(self, record: Record) -> bool:
+        """Activate the record's ruleset, or refuse it; True when activated."""
+        loaded = await self._load(record)
+        if isinstance(loaded, list):
+            await self._refuse(record, loaded)
+            return False
+        await self._activate(record, loaded)
+        return True
+
+    async def _load(self, record: Record) -> RulesetPolicy | list[Problem]:
+        assert record.value is not None
+        where = f"{self.reader.topic}[{record.partition}]@{record.offset}"
+        # Compiling a large ruleset takes a while: off the event loop, so the agent goes on.
+        loaded = await asyncio.to_thread(policy_from_record, record.value, source=where)
+        key = _key(record)
+        if not isinstance(loaded, list) and key is not None and key != loaded.name:
+            mismatch = f"record key {key!r} is not the ruleset name {loaded.name!r}"
+            loaded = [Problem(where, None, None, mismatch)]
+        return loaded
+
+    async def _activate(self, record: Record, loaded: RulesetPolicy) -> None:
+        queues = [f"queue.dept.{d}" for d in loaded.departments]
+        await self.topics.ensure(queues)
+        await self._warm_producer(queues)
+        previous = self.holder.policy
+        if _same_version(previous, loaded) and not _same_document(previous, loaded):
+            log.warning(
+                "ruleset_version_reused", ruleset=loaded.name, version=loaded.version,
+                offset=record.offset,
+            )  # fmt: skip
+        self.holder.swap(loaded)
+        log.info(
+            "ruleset_activated",
+            ruleset=loaded.name,
+            version=loaded.version,
+            previous=f"{previous.name} {previous.version}",
+            partition=record.partition,
+            offset=record.offset,
+            rules=len(loaded.compiled.ruleset.rules),
+        )
+
+    async def _warm_producer(self, queues: list[str]) -> None:
+        """Have the engine's producer fetch the metadata of the new ruleset's queues before
+        the swap, without narrowing the set of topics it keeps metadata for.
+
+        aiokafka's client refreshes the topics it tracks, or every topic while it tracks none
+        (as after start-up). Its first send to a topic missing from its metadata makes it track
+        that topic alone; a record already batched for a topic it knew without tracking it
+        then waits for a leader until something else is sent to that topic (a producer flush,
+        hence a commit or a shutdown, hangs meanwhile). Tracking every topic it knows plus the
+        new queues avoids that, and the first ticket routed to a new queue waits for nothing.
+        Before faust starts (catch-up) there is nothing to warm: the producer starts later."""
+        if self.app is None or not self._caught_up:
+            return
+        try:
+            client = self.app.producer._ensure_producer().client  # faust's aiokafka producer
+            wanted = set(client.cluster.topics()) | {self.settings.topic(q) for q in queues}
+            pending = [client.add_topic(topic) for topic in sorted(wanted)]
+            await asyncio.wait_for(asyncio.gather(*pending), timeout=30)
+        except Exception as exc:  # only a missed optimisation: sends fetch metadata themselves
+            log.warning("producer_metadata_warmup_failed", error=repr(exc))
+
+    async def _refuse(self, record: Record, problems: list[Problem]) -> None:
+        name, version = _peek(record.value or b"")
+        name = name or _key(record) or "?"
+        active = self.holder.policy
+        log.warning(
+            "ruleset_refused",
+            ruleset=name,
+            version=version,
+            partition=record.partition,
+            offset=record.offset,
+            problems=[str(p) for p in problems],
+            kept=f"{active.name} {active.version}",
+        )
+        event = envelope(
+            event_id=f"ruleset-refused:{RULES_TOPIC}:{record.partition}:{record.offset}",
+            source=ENGINE_SOURCE,
+            event_type=RULESET_REFUSED,
+            time=datetime.now(UTC),
+            subject=name,
+            data={
+                "ruleset": name,
+                "version": version,
+                "topic": RULES_TOPIC,
+                "partition": record.partition,
+                "offset": record.offset,
+                "published_at": datetime.fromtimestamp(record.timestamp / 1000, UTC),
+                "problems": [
+                    {"file": p.file, "line": p.line, "rule": p.rule_id, "message": p.message}
+                    for p in problems
+                ],
+                "kept": {"ruleset": active.name, "version": active.version},
+            },
+        )
+        try:
+            await self._publish(name.encode(), orjson.dumps(event))
+        except Exception as exc:  # the log line above stays the record of the refusal
+            log.error("ruleset_refusal_event_failed", ruleset=name, error=repr(exc))
+
+    async def _publish(self, key: bytes, value: bytes) -> None:
+        producer = AIOKafkaProducer(**producer_kwargs(self.settings))
+        await producer.start()
+        try:
+            await producer.send_and_wait(self.settings.topic(RULES_EVENTS_TOPIC), value, key=key)
+        finally:
+            await producer.stop()
+
+
+def _key(record: Record) -> str | None:
+    return record.key.decode("utf-8", "replace") if record.key is not None else None
+
+
+def _peek(value: bytes) -> tuple[str | None, str | None]:
+    """Name and version of a (possibly broken) ruleset record, when readable."""
+    try:
+        event: Any = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return None, None
+    doc = event.get("data", event) if isinstance(event, dict) else None
+    if not isinstance(doc, dict):
+        return None, None
+    name, version = doc.get("name"), doc.get("version")
+    return (
+        str(name) if isinstance(name, str | int | float) else None,
+        str(version) if isinstance(version, str | int | float) else None,
+    )
+
+
+def _same_version(a: RoutingPolicy, b: RulesetPolicy) -> bool:
+    return isinstance(a, RulesetPolicy) and (a.name, a.version) == (b.name, b.version)
+
+
+def _same_document(a: RoutingPolicy, b: RulesetPolicy) -> bool:
+    assert isinstance(a, RulesetPolicy)
+    return bool(a.compiled.ruleset.doc.to_document() == b.compiled.ruleset.doc.to_document())
+
+
+def install_rules_reload(
+    app: Any, settings: RouterSettings, holder: PolicyHolder, topics: TopicManager
+) -> RulesReload:
+    """Follow `routing.rules` on this worker: caught up by `run_worker` before faust starts
+    (`streams.compacted.catch_up_followers`), then followed by an app task."""
+    reload = RulesReload(settings, holder, topics, app)
+    install_follower(app, reload)
+    return reload
