@@ -18,7 +18,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,  # locals may hold secrets
 )
 schemas_app = typer.Typer(help="Record schemas.", no_args_is_help=True)
-vendors_app = typer.Typer(help="Vendor queues.", no_args_is_help=True)
+vendors_app = typer.Typer(help="Vendor queues and the vendor directory.", no_args_is_help=True)
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(vendors_app, name="vendors")
 
