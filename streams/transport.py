@@ -1,19 +1,63 @@
-"""faust's Kafka transport with the producer we want: acks=all and idempotence always on.
+"""faust's Kafka transport with the producer we want.
 
-faust only enables idempotence inside transactions; at-least-once processing still needs it,
-or a retried produce after a timeout can write a record twice.
+- acks=all and idempotence always on: faust enables idempotence only inside transactions, yet
+  at-least-once processing needs it too, or a retried produce can write a record twice.
+- A changelog buffer whose flush really drains: faust's `ProducerBuffer.flush` gives up after
+  100 ms without progress and ignores the write being handed to the client at that moment. The
+  consumer flushes before it commits input offsets, so under load a commit could pass a record
+  whose table write was still buffered; a crash then lost that write while its outputs and its
+  offset were durable (seen as a ticket missing a message after SIGKILL).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Mapping
 from typing import Any
 
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.transport.producer import ProducerBuffer
+
+FLUSH_DEADLINE_S = 120.0
 
 
-class IdempotentProducer(faust_aiokafka.Producer):  # type: ignore[misc]  # faust is untyped
+class DrainingBuffer(ProducerBuffer):  # type: ignore[misc]  # faust is untyped
+    """Flush returns only when nothing is queued and nothing is being handed over."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._handing_over = 0
+
+    async def _send_pending(self, fut: Any) -> None:
+        self._handing_over += 1
+        try:
+            await super()._send_pending(fut)
+        finally:
+            self._handing_over -= 1
+            self.message_sent.set()
+
+    async def flush(self) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + FLUSH_DEADLINE_S
+        while self.size or self._handing_over:
+            if loop.time() > deadline:  # fail the commit rather than commit past a lost write
+                raise RuntimeError("changelog buffer did not drain within the flush deadline")
+            self.message_sent.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.message_sent.wait(), timeout=0.1)
+
+
+class IdempotentProducer(faust_aiokafka.Producer):  # type: ignore[misc]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        replacement = DrainingBuffer(loop=self.loop, beacon=self.beacon)
+        replacement.app = self.buffer.app
+        if getattr(self.buffer, "threaded_producer", None) is not None:
+            replacement.threaded_producer = self.buffer.threaded_producer
+        self.buffer = replacement
+
     def _settings_extra(self) -> Mapping[str, Any]:
         return {**super()._settings_extra(), "acks": "all", "enable_idempotence": True}
 
