@@ -29,6 +29,18 @@ ENGINE_SOURCE = "urn:ticket-router:engine"
 CHANNEL_TOPICS: dict[str, Channel] = {f"channel.{c.value}": c for c in Channel}
 
 
+def source_position(
+    logical_topic: str, partition: int, offset: int, timestamp: float | None
+) -> SourcePosition:
+    """Where a consumed record came from; `timestamp` is the record's, in seconds."""
+    return SourcePosition(
+        topic=logical_topic,
+        partition=partition,
+        offset=offset,
+        timestamp_ms=int(timestamp * 1000) if timestamp else None,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Rejected:
     """A record that cannot be processed, with the dead-letter record that preserves it."""

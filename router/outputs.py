@@ -16,7 +16,8 @@ from schemas.ticket import ROUTING_DECIDED, TICKET_ROUTED, TicketEventKind
 
 EVENTS_TOPIC = "tickets.events"
 DECISIONS_TOPIC = "tickets.decisions"
-_CE_HEADERS = (("content-type", b"application/cloudevents+json"),)
+CE_HEADER = ("content-type", b"application/cloudevents+json")
+_CE_HEADERS = (CE_HEADER,)
 
 
 def routed_ticket_data(state: TicketState) -> dict[str, Any]:
@@ -39,9 +40,16 @@ def routed_ticket_data(state: TicketState) -> dict[str, Any]:
     }
 
 
-def _record(
-    topic: str, ticket_id: str, event_id: str, event_type: str, now: datetime, data: Any
+def engine_record(
+    topic: str,
+    ticket_id: str,
+    event_id: str,
+    event_type: str,
+    now: datetime,
+    data: Any,
+    headers: tuple[tuple[str, bytes], ...] = _CE_HEADERS,
 ) -> OutRecord:
+    """One engine-written CloudEvent keyed by ticket id (every stage builds records here)."""
     doc = envelope(
         event_id=event_id,
         source=ENGINE_SOURCE,
@@ -50,7 +58,7 @@ def _record(
         subject=ticket_id,
         data=data,
     )
-    return OutRecord(topic, ticket_id.encode(), orjson.dumps(doc), _CE_HEADERS)
+    return OutRecord(topic, ticket_id.encode(), orjson.dumps(doc), headers)
 
 
 def render(threaded: Threaded, inbound_id: str, now: datetime) -> list[OutRecord]:
@@ -59,7 +67,7 @@ def render(threaded: Threaded, inbound_id: str, now: datetime) -> list[OutRecord
     tid = state.ticket_id
     routed = routed_ticket_data(state)
     out = [
-        _record(
+        engine_record(
             queue_topic(state.queue),
             tid,
             derive_id(tid, inbound_id, "queued"),
@@ -71,7 +79,7 @@ def render(threaded: Threaded, inbound_id: str, now: datetime) -> list[OutRecord
     decision = threaded.decision
     if decision is not None:
         out.append(
-            _record(
+            engine_record(
                 DECISIONS_TOPIC,
                 tid,
                 derive_id(tid, inbound_id, "decision"),
@@ -96,7 +104,7 @@ def render(threaded: Threaded, inbound_id: str, now: datetime) -> list[OutRecord
 
     def event(kind: TicketEventKind, **extra: Any) -> OutRecord:
         data = {"ticket_id": tid, "kind": kind.value, "at": now, "inbound_id": inbound_id, **extra}
-        return _record(
+        return engine_record(
             EVENTS_TOPIC, tid, derive_id(tid, inbound_id, kind.value), kind.event_type, now, data
         )
 

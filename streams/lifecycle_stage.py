@@ -15,7 +15,7 @@ from typing import Any
 
 import structlog
 
-from router.inbound import Rejected, dead_letter
+from router.inbound import Rejected, dead_letter, source_position
 from router.outputs import EVENTS_TOPIC
 from router.records import OutRecord
 from router.sla.lifecycle import on_action, on_tick, on_ticket_event
@@ -239,9 +239,7 @@ class LifecycleStage:
         """Validate a `tickets.actions` record; forward it by ticket id or dead-letter it."""
         now = datetime.now(UTC)
         logical = self.settings.logical(topic)
-        source = SourcePosition(
-            topic=logical, partition=partition, offset=offset, timestamp_ms=_millis(timestamp)
-        )
+        source = source_position(logical, partition, offset, timestamp)
         try:
             parsed = parse_action(
                 value, key, source, now, max_record_bytes=self.settings.max_record_bytes
@@ -315,17 +313,11 @@ class LifecycleStage:
         now: datetime,
         timestamp: float | None,
     ) -> OutRecord:
-        source = SourcePosition(
-            topic=logical, partition=partition, offset=offset, timestamp_ms=_millis(timestamp)
-        )
+        source = source_position(logical, partition, offset, timestamp)
         error = f"{type(exc).__name__}: {exc}"[:1000]
         return dead_letter(
             RejectReason.PROCESSING_ERROR, error, [], source, key, value or b"", now
         )
-
-
-def _millis(timestamp: float | None) -> int | None:
-    return int(timestamp * 1000) if timestamp else None
 
 
 def _headers(headers: Any) -> dict[str, bytes]:

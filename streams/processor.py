@@ -14,7 +14,7 @@ from typing import Any
 
 import structlog
 
-from router.inbound import CHANNEL_TOPICS, Rejected, dead_letter, parse_inbound
+from router.inbound import CHANNEL_TOPICS, Rejected, dead_letter, parse_inbound, source_position
 from router.outputs import render
 from router.records import OutRecord
 from router.routing import RoutingPolicy
@@ -70,12 +70,7 @@ class InboundProcessor:
     ) -> None:
         now = datetime.now(UTC)
         logical = self.settings.logical(topic)
-        source = SourcePosition(
-            topic=logical,
-            partition=partition,
-            offset=offset,
-            timestamp_ms=int(timestamp * 1000) if timestamp else None,
-        )
+        source = source_position(logical, partition, offset, timestamp)
         try:
             await self._handle(logical, source, key, value, now)
         except Exception as exc:  # a bug must not stop the agent: park the record, keep going

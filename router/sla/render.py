@@ -16,19 +16,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any
 
 import orjson
 from pydantic import ValidationError
 
 from router.ids import derive_id
-from router.inbound import ENGINE_SOURCE, Rejected, dead_letter
-from router.outputs import DECISIONS_TOPIC, EVENTS_TOPIC
+from router.inbound import Rejected, dead_letter
+from router.outputs import CE_HEADER, DECISIONS_TOPIC, EVENTS_TOPIC
+from router.outputs import engine_record as _record
 from router.records import OutRecord, queue_topic
 from router.sla.state import RerouteOut, SlaEventOut, TicketEventOut
 from schemas.action import TICKET_ACTION, TicketActionEvent
 from schemas.dead_letter import FieldError, RejectReason, SourcePosition
-from schemas.envelope import CloudEvent, envelope
+from schemas.envelope import CloudEvent
 from schemas.ticket import ROUTING_DECIDED, TICKET_ROUTED, TicketEvent
 
 SLA_TOPIC = "sla.events"
@@ -48,32 +48,11 @@ KEY_HEADER = "router.key"
 LIFECYCLE_RULESET = "sla-lifecycle"
 LIFECYCLE_RULESET_VERSION = "1"
 
-_CE = ("content-type", b"application/cloudevents+json")
 _OWN = (STAGE_HEADER, STAGE_LIFECYCLE)
 
 
 class TicketEventEnvelope(CloudEvent[TicketEvent]):
     """A `support.ticket.*` record on `tickets.events`."""
-
-
-def _record(
-    topic: str,
-    key: str,
-    event_id: str,
-    event_type: str,
-    time: datetime,
-    data: dict[str, Any],
-    headers: tuple[tuple[str, bytes], ...] = (_CE,),
-) -> OutRecord:
-    doc = envelope(
-        event_id=event_id,
-        source=ENGINE_SOURCE,
-        event_type=event_type,
-        time=time,
-        subject=key,
-        data=data,
-    )
-    return OutRecord(topic, key.encode(), orjson.dumps(doc), headers)
 
 
 def render_output(out: SlaEventOut | TicketEventOut | RerouteOut) -> list[OutRecord]:
@@ -91,7 +70,7 @@ def render_output(out: SlaEventOut | TicketEventOut | RerouteOut) -> list[OutRec
         return [
             _record(
                 EVENTS_TOPIC, event.ticket_id, out.id, out.type, event.at,
-                event.model_dump(mode="json", exclude_none=True), (_CE, _OWN),
+                event.model_dump(mode="json", exclude_none=True), (CE_HEADER, _OWN),
             )
         ]
     return _reroute(out)
