@@ -54,16 +54,22 @@ def worker(
     policy = None
     rules_path = rules or settings.rules_file
     if rules_path is not None:
-        policy = _load_policy(rules_path)
+        policy = _load_policy(rules_path, settings.sla_policies_file)
     run_worker(settings, policy)
 
 
-def _load_policy(path: Path) -> RoutingPolicy:
+def _load_policy(path: Path, sla_file: Path | None = None) -> RoutingPolicy:
     try:
-        from router.rules_policy import policy_from_file
+        from router.engine_sla import SlaConfigError, engine_sla_policies
+        from router.rules_policy import RulesetError, policy_from_file
     except ImportError as exc:  # pragma: no cover - rules engine not installed
         raise typer.BadParameter(f"rule engine unavailable: {exc}") from exc
-    return policy_from_file(path)
+    try:
+        # Rulesets may only name the SLA policies this worker runs with.
+        return policy_from_file(path, sla_policies=engine_sla_policies(sla_file))
+    except (RulesetError, SlaConfigError) as exc:
+        typer.echo(f"cannot start: {exc}", err=True)
+        raise typer.Exit(1) from None
 
 
 @schemas_app.command("export")

@@ -38,7 +38,18 @@ PROGRESS_MIN_BYTES = 1 << 20  # show a progress bar for inputs of 1 MiB or more
 
 SlaOption = Annotated[
     str | None,
-    typer.Option("--sla-policies", help="Comma-separated SLA policies the engine knows."),
+    typer.Option(
+        "--sla-policies",
+        help="Comma-separated SLA policies the engine knows (default: those of the SLA file).",
+    ),
+]
+SlaFileOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--sla-config",
+        help="SLA policy file the engine runs with (default: ROUTER_SLA_POLICIES_FILE, "
+        "else the built-in policies). Rulesets may only name its policies.",
+    ),
 ]
 Bootstrap = Annotated[
     str | None,
@@ -54,8 +65,21 @@ ContextOption = Annotated[
 ]
 
 
-def _sla(value: str | None) -> list[str] | None:
-    return [s.strip() for s in value.split(",") if s.strip()] if value else None
+def _sla(value: str | None, config: Path | None = None) -> list[str]:
+    """The SLA policies a ruleset may name: `--sla-policies`, else the engine's SLA file."""
+    if value:
+        return [s.strip() for s in value.split(",") if s.strip()]
+    from router.engine_sla import SlaConfigError, engine_sla_policies
+
+    if config is None:
+        from streams.settings import RouterSettings
+
+        config = RouterSettings().sla_policies_file
+    try:
+        return list(engine_sla_policies(config))
+    except SlaConfigError as exc:
+        err.print(str(exc), style="red", markup=False)
+        raise typer.Exit(1) from None
 
 
 def _print_problems(problems: list[Problem]) -> None:
@@ -64,8 +88,8 @@ def _print_problems(problems: list[Problem]) -> None:
     err.print(f"[red]{len(problems)} problem{'s' if len(problems) != 1 else ''}[/red]")
 
 
-def _load(path: Path, sla: str | None = None) -> Ruleset:
-    parsed = parse_ruleset_file(path, sla_policies=_sla(sla))
+def _load(path: Path, sla: str | None = None, sla_config: Path | None = None) -> Ruleset:
+    parsed = parse_ruleset_file(path, sla_policies=_sla(sla, sla_config))
     if isinstance(parsed, list):
         _print_problems(parsed)
         raise typer.Exit(1)
@@ -97,12 +121,14 @@ def _context(path: Path | None) -> Context | None:
 def validate(
     files: Annotated[list[Path], typer.Argument(help="Ruleset files (YAML or JSON).")],
     sla_policies: SlaOption = None,
+    sla_config: SlaFileOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Problems as JSON lines.")] = False,
 ) -> None:
     """Report every problem (file, line, rule id, message); exit 1 if there is any."""
     failed = False
+    engine_sla = _sla(sla_policies, sla_config)
     for path in files:
-        parsed = parse_ruleset_file(path, sla_policies=_sla(sla_policies))
+        parsed = parse_ruleset_file(path, sla_policies=engine_sla)
         if isinstance(parsed, list):
             failed = True
             if as_json:
@@ -129,9 +155,10 @@ def golden_test(
     cases: Annotated[list[Path], typer.Argument(help="Golden case files (*.cases.yaml).")],
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print failures only.")] = False,
     sla_policies: SlaOption = None,
+    sla_config: SlaFileOption = None,
 ) -> None:
     """Run golden cases (message -> expected queue, priority, tags); diff on failure."""
-    compiled = compile_ruleset(_load(file, sla_policies))
+    compiled = compile_ruleset(_load(file, sla_policies, sla_config))
     total = failed = 0
     for path in cases:
         src = _read_data(path)
@@ -201,11 +228,12 @@ def publish(
     bootstrap: Bootstrap = None,
     topic: TopicOption = None,
     sla_policies: SlaOption = None,
+    sla_config: SlaFileOption = None,
 ) -> None:
     """Validate, then write the ruleset to the compacted rules topic (workers hot-reload)."""
     from streams.rules_topic import publish_ruleset
 
-    ruleset = _load(file, sla_policies)
+    ruleset = _load(file, sla_policies, sla_config)
     servers, client, settings = _kafka(bootstrap)
     target = topic or settings.topic(DEFAULT_TOPIC)
     if topic is None:  # before any worker ran: create it compacted, 1 partition

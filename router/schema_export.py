@@ -30,6 +30,9 @@ def exported_models() -> dict[str, type[BaseModel]]:
         models["sla-event"] = CloudEvent[SlaEvent]
     except ImportError:  # pragma: no cover - before the SLA schemas land
         pass
+    from schemas.rules_event import RulesetRefused
+
+    models["ruleset-refused"] = CloudEvent[RulesetRefused]
     try:
         from schemas.action import TicketActionEvent
 

@@ -39,11 +39,13 @@ import orjson
 import structlog
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 
+from router.engine_sla import engine_sla_policies
 from router.inbound import ENGINE_SOURCE
 from router.routing import RoutingPolicy
 from router.rules_policy import RulesetPolicy, policy_from_record
 from rules import Problem
 from schemas.envelope import envelope
+from schemas.rules_event import RULESET_REFUSED, RulesetProblem, RulesetRef, RulesetRefused
 from streams.compacted import CompactedReader, install_follower
 from streams.kafka_client import producer_kwargs
 from streams.processor import PolicyHolder
@@ -53,7 +55,6 @@ from streams.topics import RULES_TOPIC, TopicManager
 log = structlog.get_logger("router.rules")
 
 RULES_EVENTS_TOPIC = "routing.rules.events"
-RULESET_REFUSED = "support.routing.ruleset_refused"
 
 Record = ConsumerRecord[bytes, bytes]
 
@@ -73,6 +74,8 @@ class RulesReload:
         self.holder = holder
         self.topics = topics
         self.reader = CompactedReader(settings, RULES_TOPIC, "rules")
+        # A ruleset naming an SLA policy this worker lacks is refused like any bad ruleset.
+        self.sla_policies = engine_sla_policies(settings.sla_policies_file)
         initial = holder.policy
         # A worker started on a ruleset sticks to that ruleset's name.
         self.pinned: str | None = initial.name if isinstance(initial, RulesetPolicy) else None
@@ -140,7 +143,9 @@ class RulesReload:
         assert record.value is not None
         where = f"{self.reader.topic}[{record.partition}]@{record.offset}"
         # Compiling a large ruleset takes a while: off the event loop, so the agent goes on.
-        loaded = await asyncio.to_thread(policy_from_record, record.value, source=where)
+        loaded = await asyncio.to_thread(
+            policy_from_record, record.value, source=where, sla_policies=self.sla_policies
+        )
         key = _key(record)
         if not isinstance(loaded, list) and key is not None and key != loaded.name:
             mismatch = f"record key {key!r} is not the ruleset name {loaded.name!r}"
@@ -208,19 +213,19 @@ class RulesReload:
             event_type=RULESET_REFUSED,
             time=datetime.now(UTC),
             subject=name,
-            data={
-                "ruleset": name,
-                "version": version,
-                "topic": RULES_TOPIC,
-                "partition": record.partition,
-                "offset": record.offset,
-                "published_at": datetime.fromtimestamp(record.timestamp / 1000, UTC),
-                "problems": [
-                    {"file": p.file, "line": p.line, "rule": p.rule_id, "message": p.message}
+            data=RulesetRefused(
+                ruleset=name,
+                version=version,
+                topic=RULES_TOPIC,
+                partition=record.partition,
+                offset=record.offset,
+                published_at=datetime.fromtimestamp(record.timestamp / 1000, UTC),
+                problems=[
+                    RulesetProblem(file=p.file, line=p.line, rule=p.rule_id, message=p.message)
                     for p in problems
                 ],
-                "kept": {"ruleset": active.name, "version": active.version},
-            },
+                kept=RulesetRef(ruleset=active.name, version=active.version),
+            ).model_dump(mode="json"),
         )
         try:
             await self._publish(name.encode(), orjson.dumps(event))

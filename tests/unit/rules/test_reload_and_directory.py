@@ -8,15 +8,19 @@ from typing import Any
 
 import orjson
 import pytest
+import typer
 from aiokafka import ConsumerRecord
 
+from router.cli import _load_policy
 from router.default_policy import DefaultPolicy
 from router.routing import BuyerHistory, RoutingPolicy
 from router.rules_policy import policy_from_file
 from router.tickets import Threaded, buyer_from_attributes, thread_message
 from rules import parse_ruleset_file, ruleset_record
 from schemas.dead_letter import SourcePosition
+from schemas.envelope import CloudEvent
 from schemas.message import InboundEvent, InboundMessage
+from schemas.rules_event import RulesetRefused
 from schemas.vendor import VendorProfile, VendorStatus
 from streams.processor import PolicyHolder
 from streams.rules_reload import RULESET_REFUSED, RulesReload
@@ -106,6 +110,9 @@ def test_catch_up_takes_the_newest_good_version_and_reports_newer_broken_ones() 
     assert data["kept"] == {"ruleset": "marketplace", "version": "2.0.0"}
     assert events[0]["id"] == "ruleset-refused:routing.rules:0:4"
     assert reload.caught_up
+    # the event is what the exported schema (`ruleset-refused`) promises
+    parsed = CloudEvent[RulesetRefused].model_validate(events[0])
+    assert parsed.data.problems[0].message
 
 
 def test_follow_swaps_good_records_and_keeps_the_last_good_one() -> None:
@@ -123,6 +130,23 @@ def test_follow_swaps_good_records_and_keeps_the_last_good_one() -> None:
     assert reload.holder.policy.version == "2.0.0"
     assert [e["data"]["offset"] for e in events] == [1, 2]
     assert "not the ruleset name" in events[1]["data"]["problems"][0]["message"]
+
+
+def test_a_ruleset_naming_an_sla_policy_the_worker_lacks_is_refused(tmp_path: Any) -> None:
+    """Otherwise every ticket it sends to `gold` would silently run on the default policy."""
+    reload, _, events = reload_for(policy_from_file(V1))
+    strictest_first = ["gold", "vip", "disputes", "priority", "vendor_standard", "standard"]
+    asyncio.run(reload._on_records(
+        [record(0, "marketplace", ruleset_value(V2, sla_policies=strictest_first))]
+    ))  # fmt: skip
+    assert reload.holder.policy.version == "1.0.0"
+    [problem] = events[0]["data"]["problems"]
+    assert problem["message"].startswith("SLA policy 'gold' is unknown to the engine")
+    # The same file at worker start: the worker refuses to start, saying why.
+    bad = tmp_path / "gold.yaml"
+    bad.write_text(V2.read_text().replace("sla_policies: [vip,", "sla_policies: [gold, vip,"))
+    with pytest.raises(typer.Exit):
+        _load_policy(bad)
 
 
 def test_a_worker_on_the_builtin_policy_follows_any_ruleset() -> None:

@@ -29,14 +29,15 @@ def test_validate_ok_and_problems(tmp_path: Path) -> None:
     bad.write_text(ruleset_text(
         "- id: a\n  when: {field: message.chanel, eq: chat}\n  then: {route: 'dept:nope'}\n"
     ))  # fmt: skip
-    res = runner.invoke(app, ["rules", "validate", str(bad)])
+    known = ["--sla-policies", "urgent_sla,vip,standard"]
+    res = runner.invoke(app, ["rules", "validate", str(bad), *known])
     assert res.exit_code == 1
     assert f"{bad}:" in res.stderr
     assert "rule a: unknown field path 'message.chanel'" in res.stderr
     assert "unknown department 'nope'" in res.stderr
     assert "no catch-all" in res.stderr
     assert "3 problems" in res.stderr
-    as_json = runner.invoke(app, ["rules", "validate", "--json", str(bad)])
+    as_json = runner.invoke(app, ["rules", "validate", "--json", str(bad), *known])
     assert as_json.exit_code == 1
     rows = [json.loads(line) for line in as_json.stdout.splitlines() if line.strip()]
     assert {r["rule"] for r in rows} == {"a", None}
@@ -46,6 +47,26 @@ def test_validate_against_engine_sla_policies() -> None:
     res = runner.invoke(app, ["rules", "validate", V1, "--sla-policies", "standard,vip"])
     assert res.exit_code == 1
     assert "unknown to the engine" in res.stderr
+
+
+def test_validate_defaults_to_the_engine_sla_file(tmp_path: Path) -> None:
+    """Without --sla-policies, rulesets are checked against the SLA file the engine runs
+    with: the built-in one knows every policy the examples name; a custom file given with
+    --sla-config (or ROUTER_SLA_POLICIES_FILE) is what counts when there is one."""
+    odd = tmp_path / "odd.yaml"
+    odd.write_text(ruleset_text("- {id: all, then: {route: 'dept:general'}}\n"))
+    res = runner.invoke(app, ["rules", "validate", str(odd)])
+    assert res.exit_code == 1
+    assert "SLA policy 'urgent_sla' is unknown to the engine" in res.stderr
+    assert "engine policies: disputes, priority, standard, vendor_standard, vip" in res.stderr
+    builtin = Path(__file__).parents[3] / "router/sla/policies/default.yaml"
+    custom = tmp_path / "sla.yaml"
+    custom.write_text(builtin.read_text().replace("  priority:\n", "  urgent_sla:\n", 1))
+    res = runner.invoke(app, ["rules", "validate", str(odd), "--sla-config", str(custom)])
+    assert res.exit_code == 0, res.output
+    missing = runner.invoke(app, ["rules", "validate", V1, "--sla-config", str(tmp_path / "no")])
+    assert missing.exit_code == 1
+    assert "cannot load SLA policies" in missing.stderr
 
 
 def test_golden_cases_pass_and_fail() -> None:
