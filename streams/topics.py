@@ -22,6 +22,7 @@ VENDORS_TOPIC = "directory.vendors"
 DLQ_MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 _TOPIC_ALREADY_EXISTS = 36
 _COMPACTED = {"cleanup.policy": "compact"}
+RULES_COMPACTION_LAG_MS = 30 * 24 * 3600 * 1000
 
 
 def core_topics(settings: RouterSettings) -> dict[str, dict[str, str]]:
@@ -31,7 +32,11 @@ def core_topics(settings: RouterSettings) -> dict[str, dict[str, str]]:
     for name in (ACTIONS_TOPIC, EVENTS_TOPIC, DECISIONS_TOPIC, SLA_TOPIC):
         topics[name] = {}
     topics["tickets.commands"] = {}  # internal commands of the lifecycle stage (streams.lifecycle)
-    topics[RULES_TOPIC] = dict(_COMPACTED)
+    # Compaction keeps one record per ruleset name. Without a lag, a broken version written
+    # past `router rules publish` could compact away the last good one, and a restarted
+    # worker would fall back to its startup policy; for 30 days every version stays (that
+    # is also what `router rules history` lists and a rollback republishes).
+    topics[RULES_TOPIC] = {**_COMPACTED, "min.compaction.lag.ms": str(RULES_COMPACTION_LAG_MS)}
     topics[VENDORS_TOPIC] = dict(_COMPACTED)
     if settings.replication_factor > 1:
         for config in topics.values():

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from router.schema_export import export_schemas
 from streams.logs import redact_secrets
 from streams.settings import RouterSettings
+from streams.topics import core_topics
 
 
 def test_environment_and_file_with_environment_winning(
@@ -61,3 +62,10 @@ def test_schema_export_writes_a_json_schema_per_record(tmp_path: Path) -> None:
     assert set(inbound["$defs"][data_ref]["required"]) >= {
         "channel", "message_id", "thread_ref", "sender", "body"
     }
+
+
+def test_rules_topic_keeps_every_version_long_enough_to_recover_from_a_bad_one() -> None:
+    """A broken version on the compacted topic must not compact the good one away at once."""
+    rules = core_topics(RouterSettings())["routing.rules"]
+    assert rules["cleanup.policy"] == "compact"
+    assert int(rules["min.compaction.lag.ms"]) >= 7 * 24 * 3600 * 1000
