@@ -21,6 +21,7 @@ from router.routing import RoutingPolicy
 from router.tickets import Duplicate, Rekey, Threaded, TicketState, state_key, thread_message
 from schemas.dead_letter import RejectReason, SourcePosition
 from schemas.vendor import VendorProfile
+from streams.metrics import topic_family
 from streams.settings import RouterSettings
 from streams.topics import TopicManager
 
@@ -57,7 +58,9 @@ class InboundProcessor:
         self.policy = policy
         self.vendors = vendors
         self._on_delivery_failure = on_delivery_failure
-        self.counts: Counter[str] = Counter()
+        self.counts: Counter[str] = Counter()  # by outcome (metrics, demo, logs)
+        self.dead_letters: Counter[str] = Counter()  # by reason
+        self.sent: Counter[str] = Counter()  # by topic family (queue.vendor, not per vendor)
 
     async def handle(
         self,
@@ -85,6 +88,7 @@ class InboundProcessor:
                 now,
             )
             self.counts["rejected"] += 1
+            self.dead_letters[RejectReason.PROCESSING_ERROR.value] += 1
             await self._emit([record])
 
     async def _handle(
@@ -105,6 +109,7 @@ class InboundProcessor:
         )
         if isinstance(parsed, Rejected):
             self.counts["rejected"] += 1
+            self.dead_letters[parsed.reason.value] += 1
             log.warning(
                 "record_rejected",
                 reason=parsed.reason.value,
@@ -141,6 +146,7 @@ class InboundProcessor:
         for record in records:
             if record.topic.startswith("queue."):
                 await self.topics.ensure([record.topic])
+            self.sent[topic_family(record.topic)] += 1
             future = await self._send(
                 self.settings.topic(record.topic), record.key, record.value, list(record.headers)
             )

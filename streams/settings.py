@@ -70,6 +70,10 @@ class RouterSettings(BaseSettings):
     session_timeout_s: float = Field(default=10.0, ge=6, le=300)
 
     data_dir: Path = Path(".cache/faust-data")
+    # Prometheus `/metrics` (streams/metrics.py); 0 picks a free port, -1 turns it off.
+    # Bound to loopback by default: set 0.0.0.0 where a scraper reaches the worker's pod.
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(default=9108, ge=-1, le=65535)
     web_enabled: bool = False
     web_port: int = Field(default=6066, ge=0, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

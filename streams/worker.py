@@ -11,6 +11,7 @@ from router.routing import RoutingPolicy
 from streams.app import create_engine
 from streams.compacted import catch_up_followers
 from streams.logs import configure_logging
+from streams.metrics import engine_registry, serve_metrics
 from streams.settings import RouterSettings
 from streams.topics import ensure_core_topics
 
@@ -31,6 +32,9 @@ def run_worker(settings: RouterSettings, policy: RoutingPolicy | None = None) ->
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     engine = create_engine(settings, policy)
+    serve_metrics(
+        engine_registry(engine, settings.logical), settings.metrics_host, settings.metrics_port
+    )
     loop.run_until_complete(_prepare_topics(settings, engine.policy.policy))
     # Latest good ruleset and the vendor directory in place before any record is processed.
     loop.run_until_complete(catch_up_followers(engine.app))

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +55,7 @@ class WorkerProcess:
             "ROUTER_PARTITIONS": "3",
             "ROUTER_DATA_DIR": str(self.data_dir),
             "ROUTER_COMMIT_INTERVAL_S": "0.5",
+            "ROUTER_METRICS_PORT": "0",  # a free port per worker (logged as metrics_serving)
             "PYTHONPATH": str(REPO),
             **self.extra_env,
         }
@@ -94,6 +96,27 @@ class WorkerProcess:
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")[-6000:]
+
+    def metrics_url(self) -> str | None:
+        """Where the worker serves /metrics (its `metrics_serving` log line), once it does."""
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            if '"metrics_serving"' in line:
+                doc = orjson.loads(line[line.find("{") :])
+                return str(doc["url"])
+        return None
+
+
+def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """One Prometheus scrape: (sample name, sorted labels) -> value."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(url, timeout=5) as response:
+        text = response.read().decode()
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 def wait_for(condition: Callable[[], bool], timeout: float, what: str, poll: float = 0.2) -> None:

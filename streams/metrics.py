@@ -1,0 +1,184 @@
+"""Prometheus metrics of one worker process: `GET http://<metrics_host>:<metrics_port>/metrics`.
+
+Everything is read at scrape time from state the stages keep anyway (their outcome
+counters, the live policy, the consumer's offsets), so the hot path pays nothing for it.
+Scrapes run on prometheus-client's HTTP thread: they copy what they read and skip a value
+that changed under them rather than fail the scrape.
+
+Series (README "Metrics" has the table for operators):
+- `router_inbound_records_total{outcome}`: opened, followup, duplicate, replayed, rekeyed,
+  rejected;
+- `router_dead_letters_total{reason}`; `router_records_sent_total{topic}` (logical topic,
+  vendor and department queues folded into `queue.vendor` / `queue.dept`);
+- `router_lifecycle_records_total{outcome}`, `router_sla_events_total`,
+  `router_sla_deadlines_pending` (this worker's index: active partitions only);
+- `router_ruleset_info{ruleset,version}` (1 for the live policy);
+- `router_consumer_lag{topic,partition}`: high watermark minus committed offset;
+- `process_*`: CPU, memory, open files of the worker.
+
+Cardinality stays bounded: no vendor id, ticket id or buyer id appears in a label.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
+
+import structlog
+from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import start_http_server
+from prometheus_client.registry import Collector
+
+log = structlog.get_logger("router.metrics")
+
+
+def topic_family(logical: str) -> str:
+    """`queue.vendor.acme` -> `queue.vendor`: one series per kind of queue, not per vendor."""
+    for family in ("queue.vendor.", "queue.dept."):
+        if logical.startswith(family):
+            return family[:-1]
+    return logical
+
+
+def _copy(counts: Mapping[str, int]) -> dict[str, int]:
+    """A snapshot of a dict another thread may be growing (retry, then give up quietly)."""
+    for _ in range(3):
+        try:
+            return dict(counts)
+        except RuntimeError:  # "dictionary changed size during iteration"
+            continue
+    return {}
+
+
+class EngineCollector(Collector):
+    """Reads the engine's own state at scrape time (see the module doc for the series)."""
+
+    def __init__(self, engine: Any, logical: Callable[[str], str]) -> None:
+        self.engine = engine
+        self.logical = logical
+
+    def collect(self) -> Iterable[Metric]:
+        yield from self._processor()
+        yield from self._lifecycle()
+        yield from self._ruleset()
+        yield from self._lag()
+
+    def _processor(self) -> Iterator[Metric]:
+        processor = self.engine.processor
+        inbound = CounterMetricFamily(
+            "router_inbound_records", "Inbound channel records by outcome.", labels=["outcome"]
+        )
+        for outcome, n in sorted(_copy(processor.counts).items()):
+            inbound.add_metric([outcome], n)
+        yield inbound
+        dlq = CounterMetricFamily(
+            "router_dead_letters", "Records sent to the dead-letter topic.", labels=["reason"]
+        )
+        for reason, n in sorted(_copy(processor.dead_letters).items()):
+            dlq.add_metric([reason], n)
+        yield dlq
+        sent = CounterMetricFamily(
+            "router_records_sent", "Records the routing stage wrote.", labels=["topic"]
+        )
+        for topic, n in sorted(_copy(processor.sent).items()):
+            sent.add_metric([topic], n)
+        yield sent
+
+    def _lifecycle(self) -> Iterator[Metric]:
+        stage = self.engine.lifecycle
+        if stage is None:
+            return
+        counts: Counter[str] = Counter(_copy(getattr(stage, "counts", {})))
+        records = CounterMetricFamily(
+            "router_lifecycle_records",
+            "Records of the SLA / lifecycle stage by outcome.",
+            labels=["outcome"],
+        )
+        for outcome, n in sorted(counts.items()):
+            if outcome != "sla_events":
+                records.add_metric([outcome], n)
+        yield records
+        yield CounterMetricFamily(
+            "router_sla_events", "SLA events written.", value=counts.get("sla_events", 0)
+        )
+        pending = _pending_deadlines(stage)
+        if pending is not None:
+            yield GaugeMetricFamily(
+                "router_sla_deadlines_pending",
+                "Deadlines in this worker's index (its active partitions).",
+                value=pending,
+            )
+
+    def _ruleset(self) -> Iterator[Metric]:
+        policy = self.engine.policy.policy
+        info = GaugeMetricFamily(
+            "router_ruleset_info", "The live routing policy.", labels=["ruleset", "version"]
+        )
+        info.add_metric([str(policy.name), str(policy.version)], 1)
+        yield info
+
+    def _lag(self) -> Iterator[Metric]:
+        lag = GaugeMetricFamily(
+            "router_consumer_lag",
+            "High watermark minus committed offset, per assigned partition.",
+            labels=["topic", "partition"],
+        )
+        for topic, partition, behind in consumer_lag(self.engine.app):
+            lag.add_metric([self.logical(topic), str(partition)], behind)
+        yield lag
+
+
+def _pending_deadlines(stage: Any) -> int | None:
+    index = getattr(getattr(stage, "deadlines", None), "index", None)
+    try:
+        return len(index) if index is not None else None
+    except TypeError:
+        return None
+
+
+def consumer_lag(app: Any) -> list[tuple[str, int, int]]:
+    """(topic, partition, lag) for the partitions assigned to this worker's consumer."""
+    consumer = getattr(app, "_consumer", None)  # do not create one at scrape time
+    if consumer is None:
+        return []
+    try:
+        assigned = list(consumer.assignment())
+        committed = _copy(consumer._committed_offset)  # faust's own bookkeeping
+    except Exception:  # not started, or being rebalanced: no figures this scrape
+        return []
+    out = []
+    for tp in sorted(assigned):
+        try:
+            high = consumer.highwater(tp)
+        except Exception:
+            continue
+        done = committed.get(tp)
+        if high is None or done is None:
+            continue
+        out.append((tp.topic, tp.partition, max(0, int(high) - int(done))))
+    return out
+
+
+def engine_registry(engine: Any, logical: Callable[[str], str]) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    registry.register(EngineCollector(engine, logical))
+    return registry
+
+
+def serve_metrics(registry: CollectorRegistry, host: str, port: int) -> int | None:
+    """Serve `/metrics` on a daemon thread; the bound port, or None when disabled or busy
+    (a worker without metrics still routes: a busy port is a warning, not a crash)."""
+    if port < 0:
+        return None
+    try:
+        server, _thread = start_http_server(port, addr=host, registry=registry)
+    except OSError as exc:
+        log.warning("metrics_unavailable", host=host, port=port, error=str(exc))
+        return None
+    bound = int(server.server_port)
+    log.info("metrics_serving", url=f"http://{host}:{bound}/metrics")
+    return bound
