@@ -46,6 +46,7 @@ class Tally:
     dlq: Counter[str] = field(default_factory=Counter)
     dlq_ids: set[str] = field(default_factory=set)
     opened: set[str] = field(default_factory=set)
+    metrics: str | None = None  # a few figures from the worker's /metrics, scraped at the end
 
     @property
     def lost(self) -> int:
@@ -173,6 +174,7 @@ def _start_worker(settings: RouterSettings, log_path: Path) -> subprocess.Popen[
         "ROUTER_TOPIC_PREFIX": settings.topic_prefix,
         "ROUTER_PARTITIONS": str(settings.partitions),
         "ROUTER_DATA_DIR": str(settings.data_dir),
+        "ROUTER_METRICS_PORT": "0",  # any free port: the URL is in the log (metrics_serving)
     }
     log = log_path.open("wb")
     return subprocess.Popen(
@@ -208,12 +210,42 @@ async def _run(settings: RouterSettings, seconds: float, rate: int, log_path: Pa
     finally:
         stop.set()
         await collector
+        tally.metrics = await asyncio.to_thread(_metrics_figures, log_path)
         worker.send_signal(signal.SIGTERM)
         try:
             worker.wait(timeout=30)
         except subprocess.TimeoutExpired:
             worker.kill()
     return tally
+
+
+def _metrics_figures(log_path: Path) -> str | None:
+    """The worker's own account, from its Prometheus endpoint (what an SRE would scrape)."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    url = None
+    for line in log_path.read_text(errors="replace").splitlines():
+        if '"metrics_serving"' in line:
+            url = orjson.loads(line[line.find("{") :]).get("url")
+    if not url:
+        return None
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            text = response.read().decode()
+    except OSError:
+        return None
+    inbound: Counter[str] = Counter()
+    lag = 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "router_inbound_records_total":
+                inbound[sample.labels["outcome"]] += int(sample.value)
+            elif sample.name == "router_consumer_lag":
+                lag += sample.value
+    outcomes = ", ".join(f"{k} {v}" for k, v in sorted(inbound.items()))
+    return f"{url}: {outcomes}; consumer lag {lag:.0f}"
 
 
 def _summary(tally: Tally) -> None:
@@ -233,6 +265,8 @@ def _summary(tally: Tally) -> None:
         p50 = statistics.median(latencies)
         p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
         table.add_row("end-to-end latency", f"p50 {p50:.1f} ms, p99 {p99:.1f} ms")
+    if tally.metrics:
+        table.add_row("worker metrics", tally.metrics)
     console.print(table)
     print(f"lost: {tally.lost}", flush=True)
 
