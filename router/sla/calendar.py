@@ -19,7 +19,6 @@ import holidays
 
 US_PER_SECOND = 1_000_000
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_ONE_DAY = timedelta(days=1)
 _ONE_WEEK = timedelta(days=7)
 _DAY_SECONDS = 86_400
 # A calendar that stays closed this long is misconfigured; fail instead of scanning forever.
@@ -28,6 +27,11 @@ _FAR_FUTURE_US = 2**62
 _DAY_US = 86_400 * US_PER_SECOND
 _EPOCH_DATE = date(1970, 1, 1)
 _CACHE_LIMIT = 20_000
+_HOUR_US = 3_600 * US_PER_SECOND
+_EPOCH_ORDINAL = _EPOCH_DATE.toordinal()
+# Cache sentinels: offsets and week totals are far below these.
+_UNKNOWN = 1 << 62
+_MIXED = (1 << 62) + 1
 
 Interval = tuple[int, int]  # [start_us, end_us)
 Shift = tuple[int, int]  # [start, end) in local seconds of the day; end may be 86400
@@ -46,6 +50,11 @@ def to_us(moment: datetime) -> int:
 
 def from_us(us: int) -> datetime:
     return EPOCH + timedelta(microseconds=us)
+
+
+def day_date(day: int) -> date:
+    """The date of day number `day` (0 is 1970-01-01)."""
+    return date.fromordinal(_EPOCH_ORDINAL + day)
 
 
 def _seconds_to_us(seconds: float) -> int:
@@ -117,38 +126,55 @@ class AlwaysOpen(Calendar):
 
 
 class DayIndexedCalendar(Calendar):
-    """Open intervals cached per day; arithmetic walks days and skips whole weeks.
+    """Open intervals cached per numbered day; arithmetic walks day totals and skips weeks.
 
-    Subclasses say which day an instant falls on, what is open on a day, and the open time of
-    the 7 days from a given day when it can be had without walking them (else None).
+    Days are ints (0 is 1970-01-01 as the subclass counts days): int keys hash and step far
+    cheaper than `date` objects on the firing path. Subclasses say which day an instant falls
+    on, what is open on a day, and the open time of the 7 days from a day when it can be had
+    without building them (else None).
     """
 
     # Below this much remaining time a week jump cannot apply; skip the week lookup.
     _week_jump_floor_us: int = 0
 
     def __init__(self) -> None:
-        self._day_cache: dict[date, tuple[Interval, ...]] = {}
+        # day -> (open intervals, their total length)
+        self._day_cache: dict[int, tuple[tuple[Interval, ...], int]] = {}
+        self._week_cache: dict[int, int | None] = {}
 
     @abstractmethod
-    def day_of(self, us: int) -> date:
-        """The day (as this calendar counts days) holding the instant."""
+    def day_of(self, us: int) -> int:
+        """The number of the day (as this calendar counts days) holding the instant."""
 
     @abstractmethod
-    def _compute_day(self, day: date) -> tuple[Interval, ...]:
+    def _compute_day(self, day: int) -> tuple[Interval, ...]:
         """Open intervals (UTC microseconds) of one day, ascending and disjoint."""
 
     @abstractmethod
-    def _week_us(self, first_day: date) -> int | None:
+    def _compute_week(self, first_day: int) -> int | None:
         """Open time of the 7 days from `first_day`, or None to walk them day by day."""
 
-    def day_intervals(self, day: date) -> tuple[Interval, ...]:
+    def _day(self, day: int) -> tuple[tuple[Interval, ...], int]:
         cached = self._day_cache.get(day)
         if cached is None:
-            cached = self._compute_day(day)
+            intervals = self._compute_day(day)
+            cached = (intervals, sum(e - s for s, e in intervals))
             if len(self._day_cache) >= _CACHE_LIMIT:
                 self._day_cache.clear()
             self._day_cache[day] = cached
         return cached
+
+    def day_intervals(self, day: int) -> tuple[Interval, ...]:
+        return self._day(day)[0]
+
+    def _week_us(self, first_day: int) -> int | None:
+        week = self._week_cache.get(first_day, _UNKNOWN)
+        if week == _UNKNOWN:
+            week = self._compute_week(first_day)
+            if len(self._week_cache) >= _CACHE_LIMIT:
+                self._week_cache.clear()
+            self._week_cache[first_day] = week
+        return week
 
     def intervals_from(self, start_us: int) -> Iterator[Interval]:
         day = self.day_of(start_us)
@@ -156,58 +182,77 @@ class DayIndexedCalendar(Calendar):
             for interval in self.day_intervals(day):
                 if interval[1] > start_us:
                     yield interval
-            day += _ONE_DAY
+            day += 1
 
     def add_us(self, start_us: int, amount_us: int) -> int:
         if amount_us == 0:
             return start_us
         remaining = amount_us
         day = self.day_of(start_us)
-        first_day = day
-        scanned = 0
-        while scanned < MAX_SCAN_DAYS:
-            if day != first_day and remaining > self._week_jump_floor_us:
-                week_us = self._week_us(day)
-                if week_us is not None and remaining > week_us:
-                    remaining -= week_us
-                    day += _ONE_WEEK
-                    scanned += 7
-                    continue
-            for open_us, close_us in self.day_intervals(day):
-                if close_us <= start_us:
-                    continue
-                begin = max(open_us, start_us)
+        for open_us, close_us in self._day(day)[0]:
+            if close_us > start_us:
+                begin = open_us if open_us > start_us else start_us
                 span = close_us - begin
                 if remaining <= span:
                     return begin + remaining
                 remaining -= span
-            day += _ONE_DAY
-            scanned += 1
+        # Later days lie wholly after `start_us`: whole weeks and days go by their totals.
+        floor = self._week_jump_floor_us
+        last = day + MAX_SCAN_DAYS
+        day += 1
+        while day < last:
+            if remaining > floor:
+                week_us = self._week_us(day)
+                if week_us is not None and remaining > week_us:
+                    remaining -= week_us
+                    day += 7
+                    continue
+            intervals, total = self._day(day)
+            if remaining <= total:
+                for open_us, close_us in intervals:
+                    span = close_us - open_us
+                    if remaining <= span:
+                        return open_us + remaining
+                    remaining -= span
+            remaining -= total
+            day += 1
         raise CalendarError(f"calendar {self.name!r} is never open after {from_us(start_us)}")
 
     def between_us(self, a_us: int, b_us: int) -> int:
         if b_us < a_us:
             return -self.between_us(b_us, a_us)
-        day = self.day_of(a_us)
-        first_day, last_day = day, self.day_of(b_us)
-        total = 0
-        while day <= last_day:
-            if day != first_day and (last_day - day).days >= 7:
+        day, last_day = self.day_of(a_us), self.day_of(b_us)
+        total = self._overlap(day, a_us, b_us)
+        if day == last_day:
+            return total
+        day += 1
+        while day < last_day:  # days wholly inside [a, b)
+            if last_day - day >= 7:
                 week_us = self._week_us(day)
                 if week_us is not None:
                     total += week_us
-                    day += _ONE_WEEK
+                    day += 7
                     continue
-            for open_us, close_us in self.day_intervals(day):
-                overlap = min(close_us, b_us) - max(open_us, a_us)
-                if overlap > 0:
-                    total += overlap
-            day += _ONE_DAY
+            total += self._day(day)[1]
+            day += 1
+        return total + self._overlap(last_day, a_us, b_us)
+
+    def _overlap(self, day: int, a_us: int, b_us: int) -> int:
+        total = 0
+        for open_us, close_us in self._day(day)[0]:
+            overlap = min(close_us, b_us) - max(open_us, a_us)
+            if overlap > 0:
+                total += overlap
         return total
 
 
 class BusinessHours(DayIndexedCalendar):
-    """Weekly shifts in one IANA time zone, closed on holidays and on listed dates."""
+    """Weekly shifts in one IANA time zone, closed on holidays and on listed dates.
+
+    Days are local dates. The UTC offset is cached per UTC hour: an hour whose two ends share
+    an offset holds no change (zones change at most twice a year), so its local day is plain
+    arithmetic; an hour holding a change is resolved through zoneinfo every time.
+    """
 
     def __init__(
         self,
@@ -233,6 +278,7 @@ class BusinessHours(DayIndexedCalendar):
             self._holiday_dates(2000)  # fail now on an unknown country or subdivision
         self._custom_closed = frozenset(closed_dates)
         self._closed_by_year: dict[int, frozenset[date]] = {}
+        self._hour_offsets: dict[int, int] = {}  # UTC hour -> offset in us, or _MIXED
 
     def _holiday_dates(self, year: int) -> frozenset[date]:
         country, subdivision = self._holiday_region
@@ -253,27 +299,45 @@ class BusinessHours(DayIndexedCalendar):
             self._closed_by_year[day.year] = closed
         return day in closed
 
-    def day_of(self, us: int) -> date:
-        return from_us(us).astimezone(self.zone).date()
+    def day_of(self, us: int) -> int:
+        hour = us // _HOUR_US
+        offset = self._hour_offsets.get(hour, _UNKNOWN)
+        if offset == _UNKNOWN:
+            first = self._offset_us(hour * _HOUR_US)
+            last = self._offset_us((hour + 1) * _HOUR_US - 1)
+            offset = first if first == last else _MIXED
+            if len(self._hour_offsets) >= _CACHE_LIMIT:
+                self._hour_offsets.clear()
+            self._hour_offsets[hour] = offset
+        if offset == _MIXED:
+            offset = self._offset_us(us)
+        return (us + offset) // _DAY_US
 
-    def _compute_day(self, day: date) -> tuple[Interval, ...]:
-        if self.is_closed_day(day):
+    def _offset_us(self, us: int) -> int:
+        offset = from_us(us).astimezone(self.zone).utcoffset()
+        assert offset is not None  # a ZoneInfo always has one
+        return (offset.days * 86_400 + offset.seconds) * US_PER_SECOND + offset.microseconds
+
+    def _compute_day(self, day: int) -> tuple[Interval, ...]:
+        local = day_date(day)
+        if self.is_closed_day(local):
             return ()
-        midnight = datetime(day.year, day.month, day.day, tzinfo=self.zone)
+        midnight = datetime(local.year, local.month, local.day, tzinfo=self.zone)
         return tuple(
             (to_us(midnight + timedelta(seconds=s)), to_us(midnight + timedelta(seconds=e)))
-            for s, e in self.weekly[day.weekday()]
+            for s, e in self.weekly[local.weekday()]
         )
 
-    def _week_us(self, first_day: date) -> int | None:
+    def _compute_week(self, first_day: int) -> int | None:
         """The nominal week when no day is closed and the UTC offset is the same at both ends.
 
         A week holding two offset changes that cancel out would be missed; no zone has one.
         """
-        if any(self.is_closed_day(first_day + timedelta(days=i)) for i in range(7)):
+        first = day_date(first_day)
+        if any(self.is_closed_day(first + timedelta(days=i)) for i in range(7)):
             return None
-        start = datetime(first_day.year, first_day.month, first_day.day, tzinfo=self.zone)
-        end_day = first_day + _ONE_WEEK
+        start = datetime(first.year, first.month, first.day, tzinfo=self.zone)
+        end_day = first + _ONE_WEEK
         end = datetime(end_day.year, end_day.month, end_day.day, tzinfo=self.zone)
         if start.utcoffset() != end.utcoffset():
             return None
@@ -294,13 +358,12 @@ class FollowTheSun(DayIndexedCalendar):
         self.members = tuple(members)
         weeks = [m.nominal_week_us for m in self.members if isinstance(m, BusinessHours)]
         self._week_jump_floor_us = max(weeks, default=0)
-        self._week_cache: dict[date, int] = {}
 
-    def day_of(self, us: int) -> date:
-        return _EPOCH_DATE + timedelta(days=us // _DAY_US)
+    def day_of(self, us: int) -> int:
+        return us // _DAY_US
 
-    def _compute_day(self, day: date) -> tuple[Interval, ...]:
-        day_start = (day - _EPOCH_DATE).days * _DAY_US
+    def _compute_day(self, day: int) -> tuple[Interval, ...]:
+        day_start = day * _DAY_US
         day_end = day_start + _DAY_US
         merged: list[Interval] = []
         streams = (member.intervals_from(day_start) for member in self.members)
@@ -314,18 +377,8 @@ class FollowTheSun(DayIndexedCalendar):
                 merged.append((open_us, close_us))
         return tuple(merged)
 
-    def _week_us(self, first_day: date) -> int | None:
-        total = self._week_cache.get(first_day)
-        if total is None:
-            total = sum(
-                e - s
-                for i in range(7)
-                for s, e in self.day_intervals(first_day + timedelta(days=i))
-            )
-            if len(self._week_cache) >= _CACHE_LIMIT:
-                self._week_cache.clear()
-            self._week_cache[first_day] = total
-        return total
+    def _compute_week(self, first_day: int) -> int | None:
+        return sum(self._day(first_day + i)[1] for i in range(7))
 
 
 def _validated_week(name: str, weekly: Sequence[Sequence[Shift]]) -> tuple[tuple[Shift, ...], ...]:
