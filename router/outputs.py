@@ -109,7 +109,14 @@ def render(threaded: Threaded, inbound_id: str, now: datetime) -> list[OutRecord
         )
 
     if threaded.is_new:
-        out.append(event(TicketEventKind.OPENED, channel=state.channel.value, queue=state.queue))
+        # the opener: the buyer-history stage (streams.buyers) counts buyers' tickets from it
+        opener = message.sender
+        out.append(
+            event(
+                TicketEventKind.OPENED, channel=state.channel.value, queue=state.queue,
+                actor=opener.id, sender_role=opener.role.value,
+            )
+        )  # fmt: skip
     out.append(
         event(
             TicketEventKind.MESSAGE_ADDED,

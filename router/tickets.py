@@ -16,6 +16,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from router.buyers import merge_history
 from router.ids import ticket_id_for
 from router.routing import BuyerHistory, Decision, RoutingContext, RoutingPolicy, TicketFacts
 from schemas.dead_letter import SourcePosition
@@ -105,6 +106,7 @@ class Rekey:
 
 
 VendorLookup = Callable[[str], VendorProfile | None]
+BuyerLookup = Callable[[str, datetime], BuyerHistory | None]  # buyer id, now -> kept history
 
 
 def thread_message(
@@ -115,6 +117,7 @@ def thread_message(
     policy: RoutingPolicy,
     now: datetime,
     vendor_lookup: VendorLookup | None = None,
+    buyer_lookup: BuyerLookup | None = None,
 ) -> Threaded | Duplicate | Rekey:
     """Join the message to its ticket. Routing is decided once, when the ticket opens."""
     msg = event.data
@@ -165,7 +168,7 @@ def thread_message(
                 ticket=facts,
                 now=now,
                 vendor=vendor,
-                buyer=buyer_from_attributes(msg),
+                buyer=_buyer(msg, now, buyer_lookup),
                 order=_order(msg),
             )
         )
@@ -199,12 +202,13 @@ def _kept(messages: list[TicketMessage]) -> list[TicketMessage]:
 
 
 def buyer_from_attributes(msg: InboundMessage) -> BuyerHistory | None:
-    """Buyer facts the connector vouches for, until the engine keeps a buyer table.
+    """Buyer facts the connector vouches for (the platform's order system knows them).
 
     A buyer's message whose `attributes` carry `vip` (a boolean) and/or `lifetime_orders`
     (a non-negative integer) gives the rules `buyer.known = true`, `buyer.vip` and
-    `buyer.lifetime_orders` (an absent one counts as false / 0); open and recent ticket
-    counts stay 0. Values of another type are ignored, never coerced.
+    `buyer.lifetime_orders` (an absent one counts as false / 0). Values of another type are
+    ignored, never coerced. Open and recent ticket counts come from the engine's own buyer
+    table (`router.buyers`), merged in by `thread_message`.
     """
     if msg.sender.role is not SenderRole.BUYER:
         return None
@@ -217,6 +221,14 @@ def buyer_from_attributes(msg: InboundMessage) -> BuyerHistory | None:
     if flag is None and count is None:
         return None
     return BuyerHistory(vip=bool(flag), lifetime_orders=count or 0)
+
+
+def _buyer(msg: InboundMessage, now: datetime, lookup: BuyerLookup | None) -> BuyerHistory | None:
+    """What the connector vouches for, with the ticket counts the engine keeps (buyers only)."""
+    vouched = buyer_from_attributes(msg)
+    if lookup is None or msg.sender.role is not SenderRole.BUYER:
+        return vouched
+    return merge_history(vouched, lookup(msg.sender.id, now))
 
 
 def _order(msg: InboundMessage) -> dict[str, object]:

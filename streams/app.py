@@ -12,6 +12,7 @@ import structlog
 from router.default_policy import DefaultPolicy
 from router.inbound import CHANNEL_TOPICS
 from router.routing import RoutingPolicy
+from streams.buyers import install_buyers
 from streams.fast_send import KeyedSender
 from streams.kafka_client import client_kwargs
 from streams.lifecycle import LifecycleStage, install_lifecycle
@@ -108,6 +109,7 @@ def create_engine(settings: RouterSettings, policy: RoutingPolicy | None = None)
         settings, table, send, topics, holder, on_delivery_failure=crash
     )
     processor.vendors = install_vendor_directory(app, settings).get  # every worker, whole topic
+    processor.buyers = install_buyers(app, settings).history  # open / recent tickets per buyer
     install_rules_reload(app, settings, holder, topics)  # hot reload from routing.rules
 
     @app.agent(inbound, name="route-inbound")

@@ -18,7 +18,15 @@ from router.inbound import CHANNEL_TOPICS, Rejected, dead_letter, parse_inbound,
 from router.outputs import render
 from router.records import OutRecord
 from router.routing import RoutingPolicy
-from router.tickets import Duplicate, Rekey, Threaded, TicketState, state_key, thread_message
+from router.tickets import (
+    BuyerLookup,
+    Duplicate,
+    Rekey,
+    Threaded,
+    TicketState,
+    state_key,
+    thread_message,
+)
 from schemas.dead_letter import RejectReason, SourcePosition
 from schemas.vendor import VendorProfile
 from streams.metrics import topic_family
@@ -49,6 +57,7 @@ class InboundProcessor:
         topics: TopicManager,
         policy: PolicyHolder,
         vendors: Callable[[str], VendorProfile | None] | None = None,
+        buyers: BuyerLookup | None = None,
         on_delivery_failure: Callable[[BaseException], None] | None = None,
     ) -> None:
         self.settings = settings
@@ -57,6 +66,7 @@ class InboundProcessor:
         self.topics = topics
         self.policy = policy
         self.vendors = vendors
+        self.buyers = buyers
         self._on_delivery_failure = on_delivery_failure
         self.counts: Counter[str] = Counter()  # by outcome (metrics, demo, logs)
         self.dead_letters: Counter[str] = Counter()  # by reason
@@ -124,7 +134,9 @@ class InboundProcessor:
         skey = state_key(msg.channel, msg.thread_ref)
         raw_state = self.table.get(skey)
         state = TicketState.from_bytes(raw_state) if raw_state is not None else None
-        result = thread_message(parsed, key, source, state, self.policy.policy, now, self.vendors)
+        result = thread_message(
+            parsed, key, source, state, self.policy.policy, now, self.vendors, self.buyers
+        )
         if isinstance(result, Rekey):
             self.counts["rekeyed"] += 1
             assert value is not None  # parse_inbound rejected empty values

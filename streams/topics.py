@@ -31,6 +31,9 @@ def core_topics(settings: RouterSettings) -> dict[str, dict[str, str]]:
     topics[DLQ_TOPIC] = {"max.message.bytes": str(DLQ_MAX_MESSAGE_BYTES)}
     for name in (ACTIONS_TOPIC, EVENTS_TOPIC, DECISIONS_TOPIC, SLA_TOPIC):
         topics[name] = {}
+    topics["buyers.changes"] = {}  # internal: buyer ticket changes keyed by buyer (streams.buyers)
+    # the `buyers` table's changelog, created up front: every worker follows it from start-up
+    topics[f"{settings.app_id}-buyers-changelog"] = dict(_COMPACTED)
     topics["tickets.commands"] = {}  # internal commands of the lifecycle stage (streams.lifecycle)
     # Compaction keeps one record per ruleset name. Without a lag, a broken version written
     # past `router rules publish` could compact away the last good one, and a restarted
