@@ -109,12 +109,13 @@ def render(threaded: Threaded, inbound_id: str, now: datetime) -> list[OutRecord
         )
 
     if threaded.is_new:
-        # the opener: the buyer-history stage (streams.buyers) counts buyers' tickets from it
+        # opener and thread: the ticket index (streams.ticket_index) keeps both, for buyer
+        # history and to tell the routing stage when the lifecycle moves the ticket
         opener = message.sender
         out.append(
             event(
                 TicketEventKind.OPENED, channel=state.channel.value, queue=state.queue,
-                actor=opener.id, sender_role=opener.role.value,
+                thread_ref=state.thread_ref, actor=opener.id, sender_role=opener.role.value,
             )
         )  # fmt: skip
     out.append(

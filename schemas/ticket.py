@@ -134,6 +134,8 @@ class TicketEvent(BaseModel):
     message_seq: int | None = None
     queue: str | None = None
     channel: Channel | None = None
+    # On `opened` events: the thread reference the ticket was opened on (its channel key).
+    thread_ref: str | None = None
     actor: str | None = None
     sender_role: str | None = None
     priority: Priority | None = None

@@ -19,6 +19,7 @@ from streams.lifecycle import LifecycleStage, install_lifecycle
 from streams.processor import InboundProcessor, PolicyHolder
 from streams.rules_reload import install_rules_reload
 from streams.settings import RouterSettings
+from streams.ticket_index import REROUTES_TOPIC, install_ticket_index
 from streams.topics import TopicManager
 from streams.transport import RouterApp
 from streams.vendor_directory import install_vendor_directory
@@ -89,7 +90,8 @@ def create_engine(settings: RouterSettings, policy: RoutingPolicy | None = None)
         extra_topic_configs={"max.message.bytes": str(2 * 1024 * 1024)},
     )
     inbound = app.topic(
-        *(settings.topic(name) for name in CHANNEL_TOPICS),
+        # lifecycle re-routes arrive keyed by thread, co-partitioned with the channel topics
+        *(settings.topic(name) for name in (*CHANNEL_TOPICS, REROUTES_TOPIC)),
         key_type=bytes,
         value_type=bytes,
         key_serializer="raw",
@@ -110,6 +112,7 @@ def create_engine(settings: RouterSettings, policy: RoutingPolicy | None = None)
     )
     processor.vendors = install_vendor_directory(app, settings).get  # every worker, whole topic
     processor.buyers = install_buyers(app, settings).history  # open / recent tickets per buyer
+    install_ticket_index(app, settings)  # feeds buyer history and lifecycle re-routes
     install_rules_reload(app, settings, holder, topics)  # hot reload from routing.rules
 
     @app.agent(inbound, name="route-inbound")

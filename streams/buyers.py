@@ -1,18 +1,16 @@
-"""Buyer history on Kafka: two keyed agents, two tables, and a copy on every worker.
+"""Buyer history on Kafka: the `buyers` agent and table, and a copy on every worker.
 
-- `buyer-tickets` (on `tickets.events`, key ticket id; table `ticket-buyers`): remembers the
-  buyer of each ticket a buyer opened and forwards its `opened` / `resolved` / `reopened`
-  events to the internal `buyers.changes` topic keyed by buyer id (`router.buyers`).
-  Other event types are skipped on a byte test, without parsing.
+- The ticket index (`streams.ticket_index`, on `tickets.events`) sends each change of a
+  buyer's ticket (`opened`, `resolved`, `reopened`) to the internal `buyers.changes` topic,
+  keyed by buyer id.
 - `buyers` (on `buyers.changes`; table `buyers`): folds the changes into the buyer's open
-  and recent tickets. An empty record is deleted (a tombstone in its changelog).
+  and recent tickets (`router.buyers`). An empty record is deleted (a tombstone).
 - `BuyerDirectory`: every worker reads the `buyers` table's changelog whole with a groupless
   follower (`streams.compacted`, like the vendor directory), caught up before faust starts,
   then followed; the routing stage looks buyers up in memory, no I/O per message.
 
-Crash safety is faust's at-least-once plus idempotent folding: the changes are sent before
-the table writes, faust flushes both before committing the input offset, and a replayed
-change only re-adds or re-removes the same ticket id.
+Crash safety is faust's at-least-once plus idempotent folding: a replayed change only
+re-adds or re-removes the same ticket id.
 """
 
 from __future__ import annotations
@@ -26,7 +24,7 @@ import orjson
 import structlog
 from aiokafka import ConsumerRecord
 
-from router.buyers import BuyerChange, BuyerTickets, apply_change, ticket_change
+from router.buyers import BuyerChange, BuyerTickets, apply_change
 from router.routing import BuyerHistory
 from streams.compacted import CompactedReader, install_follower
 from streams.settings import RouterSettings
@@ -34,10 +32,7 @@ from streams.settings import RouterSettings
 log = structlog.get_logger("router.buyers")
 
 CHANGES_TOPIC = "buyers.changes"
-TICKET_BUYERS_TABLE = "ticket-buyers"
 BUYERS_TABLE = "buyers"
-# The event types this stage reads; everything else on tickets.events is skipped unparsed.
-_WANTED = (b"support.ticket.opened", b"support.ticket.resolved", b"support.ticket.reopened")
 
 Record = ConsumerRecord[bytes, bytes]
 
@@ -93,54 +88,15 @@ class BuyerDirectory:
                             offset=record.offset, error=repr(exc))  # fmt: skip
 
 
-def _event_fields(value: bytes) -> tuple[str, str, float, str | None, str | None] | None:
-    """(ticket id, kind, at, sender role, actor) of a wanted ticket event."""
-    try:
-        event = orjson.loads(value)
-        data = event["data"]
-        at = datetime.fromisoformat(str(data["at"])).timestamp()
-        return (str(data["ticket_id"]), str(data["kind"]), at, data.get("sender_role"),
-                data.get("actor"))  # fmt: skip
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-        return None  # not ours to judge: the events topic is written by the engine itself
-
-
 def install_buyers(app: Any, settings: RouterSettings) -> BuyerDirectory:
-    """Add the two agents and tables to `app`; return this worker's buyer directory."""
-    ticket_buyers = app.Table(
-        TICKET_BUYERS_TABLE, default=None, key_type=bytes, value_type=bytes,
-        partitions=settings.partitions, help="buyer id of each ticket a buyer opened",
-    )  # fmt: skip
+    """Add the `buyers` agent and table to `app`; return this worker's buyer directory."""
     buyers = app.Table(
         BUYERS_TABLE, default=None, key_type=bytes, value_type=bytes,
         partitions=settings.partitions, help="open and recent tickets per buyer",
     )  # fmt: skip
     raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw",
            "value_serializer": "raw", "partitions": settings.partitions}  # fmt: skip
-    events = app.topic(settings.topic("tickets.events"), **raw)
     changes = app.topic(settings.topic(CHANGES_TOPIC), **raw)
-
-    @app.agent(events, name="buyer-tickets")
-    async def buyer_tickets(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            value = event.message.value
-            if not value or not any(t in value for t in _WANTED):
-                continue
-            fields = _event_fields(value)
-            if fields is None:
-                continue
-            ticket_id, kind, at, role, actor = fields
-            key = ticket_id.encode()
-            known = ticket_buyers.get(key)
-            buyer, change = ticket_change(
-                known.decode() if known is not None else None, ticket_id, kind, at,
-                sender_role=role, actor=actor,
-            )  # fmt: skip
-            if change is None:
-                continue
-            await changes.send(key=buyer.encode() if buyer else None, value=change.to_bytes())
-            if known is None and buyer is not None:
-                ticket_buyers[key] = buyer.encode()
 
     @app.agent(changes, name="buyers")
     async def buyer_history(stream: faust.StreamT) -> None:

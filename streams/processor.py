@@ -17,6 +17,7 @@ import structlog
 from router.inbound import CHANNEL_TOPICS, Rejected, dead_letter, parse_inbound, source_position
 from router.outputs import render
 from router.records import OutRecord
+from router.reroutes import RerouteNotice, apply_reroute
 from router.routing import RoutingPolicy
 from router.tickets import (
     BuyerLookup,
@@ -28,9 +29,11 @@ from router.tickets import (
     thread_message,
 )
 from schemas.dead_letter import RejectReason, SourcePosition
+from schemas.message import Channel
 from schemas.vendor import VendorProfile
 from streams.metrics import topic_family
 from streams.settings import RouterSettings
+from streams.ticket_index import REROUTES_TOPIC
 from streams.topics import TopicManager
 
 log = structlog.get_logger("router.inbound")
@@ -83,6 +86,9 @@ class InboundProcessor:
     ) -> None:
         now = datetime.now(UTC)
         logical = self.settings.logical(topic)
+        if logical == REROUTES_TOPIC:  # the lifecycle moved a ticket: follow-ups follow it
+            self._apply_reroute(value)
+            return
         source = source_position(logical, partition, offset, timestamp)
         try:
             await self._handle(logical, source, key, value, now)
@@ -153,6 +159,21 @@ class InboundProcessor:
             self.table[skey] = result.state.to_bytes()
             self.counts["opened" if result.is_new else "followup"] += 1
         await self._emit(render(result, parsed.id, now))
+
+    def _apply_reroute(self, value: bytes | None) -> None:
+        try:
+            notice = RerouteNotice.from_bytes(value or b"")
+            channel = Channel(notice.channel)
+        except (ValueError, KeyError, TypeError) as exc:  # written by the engine itself
+            log.error("reroute_notice_invalid", error=repr(exc))
+            return
+        skey = state_key(channel, notice.thread_ref)
+        raw_state = self.table.get(skey)
+        state = TicketState.from_bytes(raw_state) if raw_state is not None else None
+        moved = apply_reroute(state, notice)
+        if moved is not None:
+            self.table[skey] = moved.to_bytes()
+            self.counts["moved"] += 1
 
     async def _emit(self, records: list[OutRecord]) -> None:
         for record in records:

@@ -32,6 +32,7 @@ def core_topics(settings: RouterSettings) -> dict[str, dict[str, str]]:
     for name in (ACTIONS_TOPIC, EVENTS_TOPIC, DECISIONS_TOPIC, SLA_TOPIC):
         topics[name] = {}
     topics["buyers.changes"] = {}  # internal: buyer ticket changes keyed by buyer (streams.buyers)
+    topics["tickets.reroutes"] = {}  # internal: lifecycle moves keyed by thread (ticket_index)
     # the `buyers` table's changelog, created up front: every worker follows it from start-up
     topics[f"{settings.app_id}-buyers-changelog"] = dict(_COMPACTED)
     topics["tickets.commands"] = {}  # internal commands of the lifecycle stage (streams.lifecycle)
