@@ -72,6 +72,40 @@ def _message(raw: Mapping[str, Any], name: str) -> InboundMessage:
     return InboundMessage.model_validate(data)
 
 
+def vouched_buyer(msg: InboundMessage) -> BuyerInfo | None:
+    """Buyer facts a connector vouches for in the message, exactly as the engine reads them
+    (`router.tickets.buyer_from_attributes`; a unit test keeps the two in step): a buyer's
+    `attributes.vip` (boolean) and `attributes.lifetime_orders` (non-negative integer)."""
+    if msg.sender.role.value != "buyer":
+        return None
+    vip = msg.attributes.get("vip")
+    orders = msg.attributes.get("lifetime_orders")
+    flag = vip if isinstance(vip, bool) else None
+    count = orders if isinstance(orders, int) and not isinstance(orders, bool) else None
+    if count is not None and count < 0:
+        count = None
+    if flag is None and count is None:
+        return None
+    return BuyerInfo(vip=bool(flag), lifetime_orders=count or 0)
+
+
+def _with_vouched(known: BuyerInfo | None, msg: InboundMessage) -> BuyerInfo | None:
+    """A table snapshot's counts, with what the message vouches for on top (as the engine)."""
+    vouched = vouched_buyer(msg)
+    if known is None or vouched is None:
+        return known or vouched
+    return BuyerInfo(known.open_tickets, known.recent_tickets, vouched.lifetime_orders,
+                     vouched.vip)  # fmt: skip
+
+
+def message_order(msg: InboundMessage) -> dict[str, Any]:
+    """`order.*` facts as the engine gives them: the message's attributes and its order id."""
+    order: dict[str, Any] = dict(msg.attributes)
+    if msg.order_id is not None:
+        order["order_id"] = msg.order_id
+    return order
+
+
 def _aware(ts: datetime) -> datetime:
     return ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
 
@@ -99,8 +133,9 @@ def input_from_doc(doc: InputDoc, name: str = "case", now: datetime | None = Non
         now=clock,
         ticket=ticket,
         vendor=doc.vendor,
-        buyer=doc.buyer.info() if doc.buyer is not None else None,
-        order=doc.order,
+        # as the engine: without explicit facts, the message's own attributes count
+        buyer=doc.buyer.info() if doc.buyer is not None else vouched_buyer(msg),
+        order=doc.order or message_order(msg),
     )
 
 
@@ -151,8 +186,9 @@ class Context:
             now=clock,
             ticket=ticket,
             vendor=self.vendors.get(msg.vendor_id) if msg.vendor_id else None,
-            buyer=self.buyers.get(msg.sender.id),
-            order=self.orders.get(msg.order_id, {}) if msg.order_id else {},
+            buyer=_with_vouched(self.buyers.get(msg.sender.id), msg),
+            order=(self.orders.get(msg.order_id) if msg.order_id else None)
+            or message_order(msg),
         )
 
 

@@ -148,3 +148,26 @@ def test_routing_sees_the_buyers_kept_history(
     [opened] = [r for r in render(result, "e-1", NOW) if b'"support.ticket.opened"' in r.value]
     data = orjson.loads(opened.value)["data"]
     assert (data["actor"], data["sender_role"]) == ("b-77", role)
+
+
+@pytest.mark.parametrize(
+    "attributes",
+    [{}, {"vip": True}, {"vip": "yes"}, {"lifetime_orders": 7}, {"lifetime_orders": -1},
+     {"lifetime_orders": True}, {"vip": False, "lifetime_orders": 0}, {"total": 12.5}],
+)
+@pytest.mark.parametrize("role", ["buyer", "seller"])
+def test_tools_read_message_facts_exactly_as_the_engine(
+    attributes: dict[str, Any], role: str
+) -> None:
+    """`router rules explain|test` and `router simulate` must decide as the worker does."""
+    from router.tickets import _order, buyer_from_attributes
+    from rules.inputs import message_order, vouched_buyer
+    from schemas.message import InboundMessage
+
+    raw = orjson.loads(inbound_bytes("e-1", role=role, attributes=attributes, order_id="o-1"))
+    msg = InboundMessage.model_validate(raw["data"])
+    engine, tools = buyer_from_attributes(msg), vouched_buyer(msg)
+    assert (engine is None) == (tools is None)
+    if engine is not None and tools is not None:
+        assert (engine.vip, engine.lifetime_orders) == (tools.vip, tools.lifetime_orders)
+    assert _order(msg) == message_order(msg)
