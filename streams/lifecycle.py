@@ -43,6 +43,7 @@ from router.outputs import EVENTS_TOPIC
 from router.sla.policy import DEFAULT_POLICY_FILE, load_sla_config
 from router.sla.render import ACTIONS_TOPIC, COMMANDS_TOPIC
 from schemas.vendor import VendorProfile
+from streams.changelog_recovery import install_fast_recovery
 from streams.lifecycle_deadlines import TICK_SECONDS
 from streams.lifecycle_stage import LifecycleStage
 from streams.settings import RouterSettings
@@ -65,6 +66,11 @@ class LifecycleTable(faust.Table):  # type: ignore[misc]  # faust is untyped
             self.stage.deadlines.changelog_applied(
                 (e.message.partition, e.message.key) for e in events
             )
+
+    def changelog_loaded(self, partition: int, records: list[tuple[bytes, bytes | None]]) -> None:
+        """(key, value) records `streams.changelog_recovery` read straight into the store."""
+        if self.stage is not None:
+            self.stage.deadlines.changelog_loaded(partition, records)
 
     async def on_recovery_completed(self, active_tps: set[TP], standby_tps: set[TP]) -> None:
         await super().on_recovery_completed(active_tps, standby_tps)
@@ -121,6 +127,7 @@ def install_lifecycle(
     ticket from its next routing change on, not retroactively.
     """
     config = load_sla_config(settings.sla_policies_file or DEFAULT_POLICY_FILE)
+    install_fast_recovery(app, settings)  # every loadable table, this one included
     table = app.tables.add(
         LifecycleTable(
             app,
