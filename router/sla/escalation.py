@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from router.sla import clocks
-from router.sla.events import Firing, SlaContext, sla_event_id, sla_event_out
+from router.sla.calendar import join_moment
+from router.sla.events import Firing, SlaContext, is_late, sla_event_id, sla_event_out
 from router.sla.transitions import Transition
 from schemas.sla import SlaMetric
 from schemas.ticket import Priority
@@ -21,42 +20,53 @@ def raised(priority: Priority) -> Priority:
     return _BY_RANK[min(priority.rank + 1, len(_BY_RANK) - 1)]
 
 
-def advance(run: Transition, until: datetime) -> None:
-    """Fire, in time order, everything due at or before `until`."""
+def advance(run: Transition, until_us: int) -> None:
+    """Fire, in time order, everything due at or before `until_us` (epoch microseconds)."""
+    order = _METRIC_ORDER
     for _ in range(MAX_FIRINGS_PER_CALL):
-        due = [c for c in run.state.clocks.values() if c.next_at is not None and c.next_at <= until]
-        if not due:
+        earliest: tuple[int, int] | None = None
+        metric = None
+        for clock in run.state.clocks.values():
+            at = clock.next_at_us
+            if at is not None and at <= until_us:
+                key = (at, order[clock.metric])
+                if earliest is None or key < earliest:
+                    earliest, metric = key, clock.metric
+        if metric is None:
             return
-        earliest = min(due, key=lambda c: (c.next_at, _METRIC_ORDER[c.metric]))
-        _fire(run, earliest.metric, until)
+        _fire(run, metric, until_us)
         run.reschedule()
 
 
-def _fire(run: Transition, metric: SlaMetric, until: datetime) -> None:
+def _fire(run: Transition, metric: SlaMetric, until_us: int) -> None:
     state = run.state
     clock = run.writable(metric)
     assert clock is not None  # advance() picked it from the clocks
-    marker, scheduled_at, deadline = clock.next_marker, clock.next_at, clock.deadline
+    marker, scheduled_us, deadline_us = clock.next_marker, clock.next_at_us, clock.deadline_us
     terms = run.terms(clock.metric)
-    if marker is None or scheduled_at is None or deadline is None or terms is None:
+    if marker is None or scheduled_us is None or deadline_us is None or terms is None:
         return
     # Nothing takes effect before the last change applied: when a priority raise makes a
     # deadline fall in the past, the breach happens at the raise, not retroactively.
-    due_at = max(scheduled_at, state.clock_at)
-    state.clock_at = due_at
-    if due_at == scheduled_at:  # on time: elapsed is the threshold it was scheduled for
+    if state.clock_at_us > scheduled_us:
+        due_us, due_tz = state.clock_at_us, state.clock_at_tz  # in the input's zone
+    else:
+        due_us, due_tz = scheduled_us, None
+    state.clock_at_us, state.clock_at_tz = due_us, due_tz
+    if due_us == scheduled_us:  # on time: elapsed is the threshold it was scheduled for
         spent = max(clocks.threshold(clock, marker, terms), clock.banked)
     else:
-        spent = clocks.elapsed(clock, due_at, run.calendar())
+        spent = clocks.elapsed(clock, due_us, run.calendar())
     event_id = sla_event_id(state.ticket_id, clock, marker)
     clocks.record_firing(clock, marker, spent)
-    clocks.schedule_next(clock, terms, run.calendar())  # the deadline itself did not move
-    if marker == clocks.WARNING and deadline <= until:
-        return  # the breach is due too: it supersedes a warning nobody could act on
-    before = SlaContext.of(state)
-    grace = run.config.late_grace_seconds
     if marker == clocks.WARNING:
-        firing = Firing(deadline, due_at, run.now, spent, "notified", grace)
+        clocks.schedule_next(clock, terms, run.calendar())  # the deadline itself did not move
+        if deadline_us <= until_us:
+            return  # the breach is due too: it supersedes a warning nobody could act on
+    before = SlaContext.of(state)
+    late = is_late(run.now_us, due_us, run.config.late_grace_seconds)
+    if marker == clocks.WARNING:
+        firing = Firing(deadline_us, due_us, due_tz, run.now, spent, "notified", late)
         run.outputs.append(sla_event_out(event_id, state.ticket_id, clock, marker, before, firing))
         return
     level = clocks.marker_level(marker)
@@ -65,6 +75,7 @@ def _fire(run: Transition, metric: SlaMetric, until: datetime) -> None:
     cause = event_id
     taken: list[str] = []
     new_priority = step.set_priority or (raised(before.priority) if step.raise_priority else None)
+    due_at = join_moment(due_us, due_tz)
     if new_priority is not None and new_priority.rank > before.priority.rank:
         run.change_priority(due_at, new_priority, cause=cause)
         taken.append("priority_raised")
@@ -74,13 +85,16 @@ def _fire(run: Transition, metric: SlaMetric, until: datetime) -> None:
         reason = f"{clock.metric.value} breached, escalation level {level}"
         run.move(due_at, step.reroute, policy, rule_id=rule_id, reason=reason, cause=cause)
         taken.append("rerouted")
+    if not taken:  # a priority raise or a move has rescheduled every clock already
+        clocks.schedule_next(clock, terms, run.calendar())
     firing = Firing(
-        deadline=scheduled_at if level > 1 else deadline,
-        due_at=due_at,
+        deadline_us=scheduled_us if level > 1 else deadline_us,
+        due_us=due_us,
+        due_tz=due_tz,
         fired_at=run.now,
         elapsed=spent,
         action_taken=",".join(taken) or "notified",
-        late_after_seconds=grace,
+        late=late,
         new_priority=state.priority if "priority_raised" in taken else None,
         new_queue=state.queue if "rerouted" in taken else None,
     )

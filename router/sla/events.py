@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, tzinfo
+from typing import NamedTuple
 
 from router.ids import derive_id
 from router.sla import clocks
 from router.sla.clocks import MetricClock
-from router.sla.state import LifecycleState, SlaEventOut, TicketEventOut
-from schemas.sla import SlaEvent, SlaEventKind
-from schemas.ticket import Priority, TicketEvent, TicketEventKind
+from router.sla.state import (
+    LifecycleState,
+    SlaEventOut,
+    SlaRecord,
+    TicketEventFields,
+    TicketEventOut,
+)
+from schemas.sla import SlaEventKind
+from schemas.ticket import Priority, TicketEventKind
 
 # `actor` of the `routed` events this stage emits; it skips them when they come back.
 LIFECYCLE_ACTOR = "lifecycle"
@@ -31,25 +38,34 @@ class SlaContext:
         return cls(state.policy, state.queue, state.priority)
 
 
-@dataclass(frozen=True, slots=True)
-class Firing:
-    """What an SLA event reports beyond the clock and the ticket context."""
+class Firing(NamedTuple):
+    """What an SLA event reports beyond the clock and the ticket context.
 
-    deadline: datetime
-    due_at: datetime
+    `late` is `fired_at - due_at` beyond the policy file's grace (both given in epoch us).
+    """
+
+    deadline_us: int
+    due_us: int
+    due_tz: tzinfo | None  # None: UTC
     fired_at: datetime
     elapsed: float
     action_taken: str
-    late_after_seconds: float
+    late: bool
     new_priority: Priority | None = None
     new_queue: str | None = None
+
+
+def is_late(fired_us: int, due_us: int, grace_seconds: float) -> bool:
+    # Same float as (fired_at - due_at).total_seconds(): microseconds over 10**6.
+    return (fired_us - due_us) / 1_000_000 > grace_seconds
 
 
 def sla_event_id(ticket_id: str, clock: MetricClock, marker: str) -> str:
     """The same (ticket, metric, cycle, kind, level) always yields the same record id."""
     kind = "breached" if marker.startswith("breached:") else marker
     level = clocks.marker_level(marker)
-    return derive_id(ticket_id, "sla", clock.metric.value, str(clock.cycle), kind, str(level))
+    # The metric is a StrEnum: joined as its value, without the slow `.value` lookup.
+    return derive_id(ticket_id, "sla", clock.metric, str(clock.cycle), kind, str(level))
 
 
 def output_id(ticket_id: str, cause: str, what: str) -> str:
@@ -65,27 +81,27 @@ def sla_event_out(
     context: SlaContext,
     firing: Firing,
 ) -> SlaEventOut:
-    late = (firing.fired_at - firing.due_at).total_seconds() > firing.late_after_seconds
-    event = SlaEvent(
-        ticket_id=ticket_id,
-        kind=_KIND_OF_MARKER.get(marker, SlaEventKind.BREACHED),
-        policy=context.policy,
-        metric=clock.metric,
-        level=clocks.marker_level(marker),
-        cycle=clock.cycle,
-        deadline=firing.deadline,
-        due_at=firing.due_at,
-        fired_at=firing.fired_at,
-        late=late,
-        queue=context.queue,
-        priority=context.priority,
-        action_taken=firing.action_taken,
-        new_priority=firing.new_priority,
-        new_queue=firing.new_queue,
-        target_seconds=clock.target,
-        elapsed_business_seconds=max(firing.elapsed, 0.0),
+    record = SlaRecord(
+        ticket_id,
+        _KIND_OF_MARKER.get(marker, SlaEventKind.BREACHED),
+        context.policy,
+        clock.metric,
+        clocks.marker_level(marker),
+        clock.cycle,
+        firing.deadline_us,
+        firing.due_us,
+        firing.due_tz,
+        firing.fired_at,
+        firing.late,
+        context.queue,
+        context.priority,
+        firing.action_taken,
+        firing.new_priority,
+        firing.new_queue,
+        clock.target,
+        max(firing.elapsed, 0.0),
     )
-    return SlaEventOut(id=event_id, data=event)
+    return SlaEventOut(event_id, record)
 
 
 def ticket_event_out(
@@ -99,7 +115,7 @@ def ticket_event_out(
 ) -> TicketEventOut:
     """replied / resolved / reopened; `routed` (queue or priority change) carries the ticket."""
     routed = kind is TicketEventKind.ROUTED
-    event = TicketEvent(
+    fields = TicketEventFields(
         ticket_id=state.ticket_id,
         kind=kind,
         at=at,
@@ -108,6 +124,6 @@ def ticket_event_out(
         sender_role=sender_role,
         priority=state.priority,
         sla_policy=state.policy,
-        ticket=state.ticket if routed else None,
+        ticket=state.snapshot if routed else None,
     )
-    return TicketEventOut(id=event_id, data=event)
+    return TicketEventOut(event_id, fields=fields)

@@ -17,6 +17,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from router.sla import clocks
+from router.sla.calendar import US_PER_SECOND, to_us
 from router.sla.escalation import advance
 from router.sla.events import LIFECYCLE_ACTOR
 from router.sla.policy import SlaConfig
@@ -156,10 +157,13 @@ def on_tick(
     it prevents. A stale index entry (nothing due yet) changes nothing.
     """
     horizon = now if until is None else min(until, now)
-    if state.next_due_ts is None or state.next_due_ts > horizon.timestamp():
+    due = state.next_due_ts
+    horizon_us = to_us(horizon)
+    if due is None or due > horizon_us / US_PER_SECOND:  # == horizon.timestamp()
         return Step(state, [])
-    run = Transition(state.shell_copy(), config, now, vendors)
-    advance(run, horizon)
+    now_us = horizon_us if horizon is now else None
+    run = Transition(state.shell_copy(), config, now, vendors, now_us)
+    advance(run, horizon_us)
     return run.finish()
 
 
@@ -171,10 +175,12 @@ def new_state(ticket_id: str, opened_at: datetime, config: SlaConfig) -> Lifecyc
         policy=policy.name,
         calendar=policy.calendar,
         opened_at=opened_at,
-        clock_at=opened_at,
+        clock_at_us=0,
     )
+    state.clock_at = opened_at
+    opened_us = to_us(opened_at)
     for metric in (SlaMetric.FIRST_RESPONSE, SlaMetric.RESOLUTION):
-        state.clocks[metric] = clocks.start_clock(metric, opened_at)
+        state.clocks[metric] = clocks.start_clock(metric, opened_us)
     return state
 
 
@@ -198,7 +204,7 @@ def _begin(
     run = Transition(state, config, now, vendors)
     run.reschedule()  # no-op unless new, or scheduled under another policy file
     at = max(at, state.clock_at)  # out-of-order input: never move business time backwards
-    advance(run, at)
+    advance(run, to_us(at))
     state.clock_at = max(at, state.clock_at)
     return run, state.clock_at
 

@@ -58,11 +58,11 @@ class TicketEventEnvelope(CloudEvent[TicketEvent]):
 def render_output(out: SlaEventOut | TicketEventOut | RerouteOut) -> list[OutRecord]:
     """The records of one lifecycle output (refused actions are dead-lettered by the caller)."""
     if isinstance(out, SlaEventOut):
-        data = out.data
+        record = out.record  # rendered without building the pydantic model
         return [
             _record(
-                SLA_TOPIC, data.ticket_id, out.id, out.type, data.fired_at,
-                data.model_dump(mode="json"),
+                SLA_TOPIC, record.ticket_id, out.id, out.type, record.fired_at,
+                orjson.Fragment(record.json_bytes()),
             )
         ]
     if isinstance(out, TicketEventOut):

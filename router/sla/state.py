@@ -1,20 +1,60 @@
-"""Per-ticket lifecycle state (stored in a changelog-backed table keyed by ticket id) and the
-records the lifecycle functions return for the stream layer to publish.
+"""Per-ticket lifecycle state (stored in a changelog-backed table keyed by ticket id), its stored
+form, and (re-exported from `outputs`) the records the lifecycle functions return.
+
+Stored form, `encode_state`: a compact JSON array (version 1) with the ticket id and the next
+due time first, so `index_entry_from_json` reads them from the first bytes; enums as small
+ints, UTC instants as epoch microseconds; then, when the state has a routed snapshot, a tab
+and the snapshot's JSON, kept as bytes until needed (`snapshot.py`). Neither part holds a
+newline, which `outbox` relies on.
+
+    [1, ticket_id, next_due_ts, status, queue, priority, policy, calendar, opened_at,
+     clock_at, requester_role, flags, vendor_response_target, reroutes, schedule_of,
+     recent_inputs, [[metric, cycle, status, banked, segment_start_us, target, deadline_us,
+                      breach_anchor, fired, next_marker, next_at_us], ...]]
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, tzinfo
 from enum import StrEnum
-from typing import NamedTuple
+from typing import Annotated, Any, Literal, NamedTuple
 
 import orjson
-from pydantic import ConfigDict, TypeAdapter
+from pydantic import AwareDatetime, Field, StrictInt, TypeAdapter
 
-from router.sla.clocks import MetricClock
-from schemas.sla import SlaEvent, SlaMetric
-from schemas.ticket import Priority, RoutedTicket, TicketEvent
+from router.sla.calendar import from_us, join_moment, split_moment, to_us
+from router.sla.clocks import ClockStatus, MetricClock, marker_level
+from router.sla.outputs import (
+    ActionRejectedOut,
+    Output,
+    RerouteOut,
+    SlaEventOut,
+    SlaRecord,
+    TicketEventFields,
+    TicketEventOut,
+)
+from router.sla.snapshot import Snapshot
+from schemas.sla import SlaMetric
+from schemas.ticket import Priority, RoutedTicket
+
+__all__ = [
+    "RECENT_INPUTS_KEPT",
+    "ActionRejectedOut",
+    "LifecycleState",
+    "Output",
+    "RerouteOut",
+    "SlaEventOut",
+    "SlaRecord",
+    "Step",
+    "TicketEventFields",
+    "TicketEventOut",
+    "TicketStatus",
+    "decode_state",
+    "encode_state",
+    "index_entry",
+    "index_entry_from_json",
+]
 
 # Input ids remembered per ticket to drop redelivered records (at-least-once consumption).
 RECENT_INPUTS_KEPT = 32
@@ -30,11 +70,9 @@ class TicketStatus(StrEnum):
 class LifecycleState:
     """Everything the lifecycle + SLA stage knows about one ticket.
 
-    A slotted dataclass (cheap to copy and update on the tick path); `encode_state` and
-    `decode_state` validate and serialise it with pydantic.
+    A slotted dataclass (cheap to copy and update on the tick path). `opened_at` and
+    `clock_at` keep the input's UTC offset (outputs show times as the inputs gave them).
     """
-
-    __pydantic_config__ = ConfigDict(extra="forbid")
 
     ticket_id: str
     status: TicketStatus = TicketStatus.OPEN
@@ -43,8 +81,10 @@ class LifecycleState:
     policy: str
     calendar: str
     opened_at: datetime
-    # Latest input time applied; earlier (out-of-order) input times are clamped to it.
-    clock_at: datetime
+    # Latest input time applied; earlier (out-of-order) input times are clamped to it. As
+    # epoch us and the zone it was given in (None: UTC), so the tick path needs no datetime.
+    clock_at_us: int
+    clock_at_tz: tzinfo | None = None
     # Sender role of the first message: a seller who opens a ticket is the customer in it.
     requester_role: str | None = None
     responded: bool = False
@@ -55,16 +95,33 @@ class LifecycleState:
     priority_pinned: bool = False
     reroutes: int = 0
     clocks: dict[SlaMetric, MetricClock] = field(default_factory=dict)
-    ticket: RoutedTicket | None = None  # latest routed snapshot, history for re-routes
+    snapshot: Snapshot | None = None  # latest routed ticket, history for re-routes
     recent_inputs: list[str] = field(default_factory=list)
     # Earliest pending firing (epoch seconds): the deadline index entry for this ticket.
     next_due_ts: float | None = None
     # Fingerprint of the policy file the deadlines were computed with (recomputed on change).
     schedule_of: str | None = None
 
+    @property
+    def clock_at(self) -> datetime:
+        return join_moment(self.clock_at_us, self.clock_at_tz)
+
+    @clock_at.setter
+    def clock_at(self, moment: datetime) -> None:
+        self.clock_at_us, self.clock_at_tz = split_moment(moment)
+
+    @property
+    def ticket(self) -> RoutedTicket | None:
+        return None if self.snapshot is None else self.snapshot.model
+
+    @ticket.setter
+    def ticket(self, ticket: RoutedTicket | None) -> None:
+        self.snapshot = Snapshot.of(ticket)
+
     def shell_copy(self) -> LifecycleState:
-        """A copy with its own clock map and input list; the clocks themselves are shared
-        until copied on first write (see Transition.writable); the snapshot is frozen.
+        """A copy with its own clock map; the clocks themselves are shared until copied on
+        first write (see Transition.writable); the snapshot is immutable, and so is the input
+        list by convention (`recent_inputs` is replaced, never appended to).
 
         Spelled out: 2.5x cheaper than dataclasses.replace; a unit test checks every field.
         """
@@ -76,7 +133,8 @@ class LifecycleState:
             policy=self.policy,
             calendar=self.calendar,
             opened_at=self.opened_at,
-            clock_at=self.clock_at,
+            clock_at_us=self.clock_at_us,
+            clock_at_tz=self.clock_at_tz,
             requester_role=self.requester_role,
             responded=self.responded,
             vendor_response_target=self.vendor_response_target,
@@ -84,23 +142,18 @@ class LifecycleState:
             priority_pinned=self.priority_pinned,
             reroutes=self.reroutes,
             clocks=dict(self.clocks),
-            ticket=self.ticket,
-            recent_inputs=list(self.recent_inputs),
+            snapshot=self.snapshot,
+            recent_inputs=self.recent_inputs,
             next_due_ts=self.next_due_ts,
             schedule_of=self.schedule_of,
         )
 
 
-STATE_ADAPTER: TypeAdapter[LifecycleState] = TypeAdapter(LifecycleState)
+class Step(NamedTuple):
+    """Result of one lifecycle call. `state` is the very input object when nothing changed."""
 
-
-def encode_state(state: LifecycleState) -> bytes:
-    return STATE_ADAPTER.dump_json(state)
-
-
-def decode_state(raw: bytes) -> LifecycleState:
-    """Validate stored bytes (raises pydantic.ValidationError on a corrupt record)."""
-    return STATE_ADAPTER.validate_json(raw)
+    state: LifecycleState | None
+    outputs: list[Output]
 
 
 def index_entry(state: LifecycleState) -> tuple[float, str] | None:
@@ -110,92 +163,139 @@ def index_entry(state: LifecycleState) -> tuple[float, str] | None:
     return (state.next_due_ts, state.ticket_id)
 
 
-_ID_PREFIX = b'{"ticket_id":"'
-_DUE_FIELD = b',"next_due_ts":'
+# -- stored form -------------------------------------------------------------------------------
+
+_VERSION = 1
+_SNAPSHOT_SEPARATOR = b"\t"  # compact JSON escapes tabs inside strings: never raw
+_PREFIX = b'[1,"'
+_STATUSES = tuple(TicketStatus)
+_STATUS_CODES = {s: n for n, s in enumerate(_STATUSES)}
+_PRIORITIES = tuple(Priority)
+_PRIORITY_CODES = {p: n for n, p in enumerate(_PRIORITIES)}
+_METRICS = tuple(SlaMetric)
+_METRIC_CODES = {m: n for n, m in enumerate(_METRICS)}
+_CLOCK_STATUSES = tuple(ClockStatus)
+_CLOCK_STATUS_CODES = {s: n for n, s in enumerate(_CLOCK_STATUSES)}
+_RESPONDED, _QUEUE_PINNED, _PRIORITY_PINNED = 1, 2, 4
+
+
+def _code_of(marker: str) -> int:
+    """Markers as ints: met -1, warning 0, breached:n n."""
+    return -1 if marker == "met" else marker_level(marker)
+
+
+_MARKER_CODES = {m: _code_of(m) for m in ("met", "warning", *(f"breached:{n}" for n in range(17)))}
+
+
+def _marker_of(code: int) -> str:
+    return "met" if code == -1 else "warning" if code == 0 else f"breached:{code}"
+
+
+def _instant(us: int, zone: tzinfo | None) -> int | str:
+    """UTC instants as epoch us; another offset is kept as ISO text (outputs show it)."""
+    return us if zone is None else join_moment(us, zone).isoformat()
+
+
+def _clock_row(c: MetricClock) -> list[Any]:
+    codes = _MARKER_CODES
+    return [
+        _METRIC_CODES[c.metric], c.cycle, _CLOCK_STATUS_CODES[c.status], c.banked,
+        c.segment_start_us, c.target, c.deadline_us, c.breach_anchor,
+        [codes[m] if m in codes else _code_of(m) for m in c.fired],
+        None if c.next_marker is None else _code_of(c.next_marker), c.next_at_us,
+    ]
+
+
+def encode_state(state: LifecycleState) -> bytes:
+    flags = (
+        (_RESPONDED if state.responded else 0)
+        | (_QUEUE_PINNED if state.queue_pinned else 0)
+        | (_PRIORITY_PINNED if state.priority_pinned else 0)
+    )
+    head = orjson.dumps(
+        [
+            _VERSION, state.ticket_id, state.next_due_ts, _STATUS_CODES[state.status],
+            state.queue, _PRIORITY_CODES[state.priority], state.policy, state.calendar,
+            _instant(*split_moment(state.opened_at)),
+            _instant(state.clock_at_us, state.clock_at_tz), state.requester_role, flags,
+            state.vendor_response_target, state.reroutes, state.schedule_of,
+            state.recent_inputs, [_clock_row(c) for c in state.clocks.values()],
+        ]
+    )
+    snapshot = state.snapshot
+    return head if snapshot is None else head + _SNAPSHOT_SEPARATOR + snapshot.raw
+
+
+_Count = Annotated[int, Field(ge=0)]
+_Instant = StrictInt | AwareDatetime
+_Marker = Annotated[int, Field(ge=-1)]
+_StatusCode = Annotated[int, Field(ge=0, lt=len(_STATUSES))]
+_PriorityCode = Annotated[int, Field(ge=0, lt=len(_PRIORITIES))]
+_MetricCode = Annotated[int, Field(ge=0, lt=len(_METRICS))]
+_ClockStatusCode = Annotated[int, Field(ge=0, lt=len(_CLOCK_STATUSES))]
+_Flags = Annotated[int, Field(ge=0, lt=8)]
+_ClockRow = tuple[
+    _MetricCode, _Count, _ClockStatusCode, float, int | None, float, int | None, float | None,
+    list[_Marker], _Marker | None, int | None,
+]
+_Row = tuple[
+    Literal[1], str, float | None, _StatusCode, str | None, _PriorityCode, str, str, _Instant,
+    _Instant, str | None, _Flags, float | None, _Count, str | None, list[str], list[_ClockRow],
+]
+_ROW: TypeAdapter[Any] = TypeAdapter(_Row)
+
+
+def _moment(value: int | datetime) -> datetime:
+    return from_us(value) if isinstance(value, int) else value
+
+
+def decode_state(raw: bytes) -> LifecycleState:
+    """Validate stored bytes (raises pydantic.ValidationError on a corrupt record).
+
+    The snapshot is validated when first used (a re-route or priority change), not here.
+    """
+    head, _, snapshot = raw.partition(_SNAPSHOT_SEPARATOR)
+    row = _ROW.validate_json(head)
+    (_, ticket_id, due, status, queue, priority, policy, calendar, opened_at, clock_at,
+     requester_role, flags, target, reroutes, schedule_of, recent, rows) = row
+    clocks = {}
+    for metric, cycle, c_status, banked, start, c_target, deadline, anchor, fired, nxt, at in rows:
+        clocks[_METRICS[metric]] = MetricClock(
+            metric=_METRICS[metric], cycle=cycle, status=_CLOCK_STATUSES[c_status], banked=banked,
+            segment_start_us=start, target=c_target, deadline_us=deadline, breach_anchor=anchor,
+            fired=[_marker_of(m) for m in fired],
+            next_marker=None if nxt is None else _marker_of(nxt), next_at_us=at,
+        )
+    return LifecycleState(
+        ticket_id=ticket_id, status=_STATUSES[status], queue=queue, priority=_PRIORITIES[priority],
+        policy=policy, calendar=calendar, opened_at=_moment(opened_at),
+        clock_at_us=clock_at if isinstance(clock_at, int) else to_us(clock_at),
+        clock_at_tz=None if isinstance(clock_at, int) else clock_at.tzinfo,
+        requester_role=requester_role,
+        responded=bool(flags & _RESPONDED), vendor_response_target=target,
+        queue_pinned=bool(flags & _QUEUE_PINNED), priority_pinned=bool(flags & _PRIORITY_PINNED),
+        reroutes=reroutes, clocks=clocks, snapshot=Snapshot(snapshot) if snapshot else None,
+        recent_inputs=recent, next_due_ts=due, schedule_of=schedule_of,
+    )
 
 
 def index_entry_from_json(raw: bytes) -> tuple[float, str] | None:
-    """Like `index_entry` straight from stored bytes: no model validation, for fast recovery.
+    """Like `index_entry` straight from stored bytes: no validation, for fast recovery.
 
-    Reads the two fields in place (`encode_state` writes `ticket_id` first and `next_due_ts`
-    after the ticket snapshot; inside a JSON string a quote is always escaped, so the last
-    `,"next_due_ts":` is the field). Anything unexpected takes the full JSON parse.
+    Reads the two leading fields in place: `[1,"<ticket id>",<due or null>,`. An id holding
+    an escape takes the JSON parse of the state part.
     """
-    due_at = raw.rfind(_DUE_FIELD)
-    id_end = raw.find(b'"', len(_ID_PREFIX))
-    if due_at > 0 and raw.startswith(_ID_PREFIX) and raw.find(b"\\", 0, id_end) < 0:
-        start = due_at + len(_DUE_FIELD)
-        comma, brace = raw.find(b",", start), raw.find(b"}", start)
-        text = raw[start : comma if 0 <= comma < brace or brace < 0 else brace]
+    id_end = raw.find(b'"', 4)
+    if (
+        raw.startswith(_PREFIX)
+        and raw[id_end + 1 : id_end + 2] == b","
+        and raw.find(b"\\", 4, id_end) < 0
+    ):
+        due_end = raw.find(b",", id_end + 2)
+        text = raw[id_end + 2 : due_end]
         if text == b"null":
             return None
-        try:
-            return (float(text), raw[len(_ID_PREFIX) : id_end].decode())
-        except ValueError:
-            pass
-    document = orjson.loads(raw)
-    due = document.get("next_due_ts")
-    if due is None:
-        return None
-    return (float(due), str(document["ticket_id"]))
-
-
-@dataclass(frozen=True, slots=True)
-class SlaEventOut:
-    """Publish on `sla.events` with CloudEvents id `id` and type `type`."""
-
-    id: str
-    data: SlaEvent
-
-    @property
-    def type(self) -> str:
-        return self.data.kind.event_type
-
-
-@dataclass(frozen=True, slots=True)
-class TicketEventOut:
-    """Publish on `tickets.events` (replied, resolved, reopened; `routed` for a queue or
-    priority change, with `actor` = LIFECYCLE_ACTOR so this stage skips it on the way back)."""
-
-    id: str
-    data: TicketEvent
-
-    @property
-    def type(self) -> str:
-        return self.data.kind.event_type
-
-
-@dataclass(frozen=True, slots=True)
-class RerouteOut:
-    """Publish `ticket` (type support.ticket.routed) on the topic of `ticket.queue`.
-
-    `ticket` is None only when no routed snapshot was ever seen for this ticket.
-    """
-
-    id: str
-    ticket_id: str
-    queue: str
-    previous_queue: str | None
-    rule_id: str
-    reason: str
-    at: datetime
-    ticket: RoutedTicket | None
-
-
-@dataclass(frozen=True, slots=True)
-class ActionRejectedOut:
-    """An action that was not applied (e.g. a vendor acting outside its queue): dead-letter it."""
-
-    id: str
-    ticket_id: str
-    reason: str
-
-
-Output = SlaEventOut | TicketEventOut | RerouteOut | ActionRejectedOut
-
-
-class Step(NamedTuple):
-    """Result of one lifecycle call. `state` is the very input object when nothing changed."""
-
-    state: LifecycleState | None
-    outputs: list[Output]
+        return (float(text), raw[4:id_end].decode())
+    document = orjson.loads(raw.partition(_SNAPSHOT_SEPARATOR)[0])
+    due = document[2]
+    return None if due is None else (float(due), str(document[1]))

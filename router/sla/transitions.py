@@ -2,7 +2,8 @@
 
 A `Transition` owns a private copy of a ticket's state for the length of one lifecycle call
 and collects the records to publish. Business-time effects use event time (`at`); only
-`fired_at` and `late` depend on the processing clock (`now`).
+`fired_at` and `late` depend on the processing clock (`now`). Methods take datetimes (outputs
+carry them as given); clocks work on epoch microseconds.
 """
 
 from __future__ import annotations
@@ -11,21 +12,23 @@ from datetime import datetime
 from typing import Protocol
 
 from router.sla import clocks
-from router.sla.calendar import Calendar
+from router.sla.calendar import US_PER_SECOND, Calendar, split_moment, to_us
 from router.sla.clocks import ClockStatus, MetricClock
 from router.sla.events import (
     Firing,
     SlaContext,
+    is_late,
     output_id,
     sla_event_id,
     sla_event_out,
     ticket_event_out,
 )
 from router.sla.policy import MetricTerms, SlaConfig, SlaPolicy
+from router.sla.snapshot import TermsUpdate
 from router.sla.state import LifecycleState, Output, RerouteOut, Step
 from router.sla.state import TicketStatus as Status
 from schemas.sla import SlaMetric
-from schemas.ticket import Priority, SlaTerms, TicketEventKind
+from schemas.ticket import Priority, TicketEventKind
 from schemas.vendor import VendorProfile
 
 
@@ -44,38 +47,65 @@ def vendor_of(queue: str | None) -> str | None:
 class Transition:
     """Owns `state` (a shell copy, see LifecycleState.shell_copy) for one lifecycle call."""
 
+    __slots__ = (
+        "_calendar", "_dirty", "_owned", "_policy", "_terms",
+        "config", "now", "now_us", "outputs", "state", "vendors",
+    )
+
     def __init__(
         self,
         state: LifecycleState,
         config: SlaConfig,
         now: datetime,
         vendors: VendorDirectory | None,
+        now_us: int | None = None,
     ) -> None:
         self.state = state
         self.config = config
         self.now = now
+        self.now_us = to_us(now) if now_us is None else now_us
         self.vendors = vendors
         self.outputs: list[Output] = []
         # Clocks whose schedule must be recomputed; all of them under a different policy file.
         stale = state.schedule_of != config.fingerprint
         self._dirty: set[SlaMetric] = set(state.clocks) if stale else set()
         self._owned: set[SlaMetric] = set()  # clocks already copied for this call
+        # Looked up once per call; dropped by `_forget_terms` when policy, priority or calendar
+        # change (only `retarget` and `change_priority` change them).
+        self._policy: SlaPolicy | None = None
+        self._calendar: Calendar | None = None
+        self._terms: dict[SlaMetric, MetricTerms | None] = {}
 
     # -- terms -------------------------------------------------------------------------------
 
     @property
     def policy(self) -> SlaPolicy:
-        return self.config.policy(self.state.policy)
+        policy = self._policy
+        if policy is None:
+            policy = self._policy = self.config.policy(self.state.policy)
+        return policy
 
     def calendar(self) -> Calendar:
-        return self.config.calendar(self.state.calendar, fallback=self.policy.calendar)
+        calendar = self._calendar
+        if calendar is None:
+            calendar = self.config.calendar(self.state.calendar, fallback=self.policy.calendar)
+            self._calendar = calendar
+        return calendar
 
     def terms(self, metric: SlaMetric) -> MetricTerms | None:
+        if metric in self._terms:
+            return self._terms[metric]
         terms = self.policy.terms(metric, self.state.priority)
         override = self.state.vendor_response_target
         if terms is not None and metric is SlaMetric.VENDOR_RESPONSE and override is not None:
-            return MetricTerms(override, terms.warning_fraction, terms.ladder)
+            terms = MetricTerms(override, terms.warning_fraction, terms.ladder)
+        self._terms[metric] = terms
         return terms
+
+    def _forget_terms(self) -> None:
+        self._policy = None
+        self._calendar = None
+        self._terms.clear()
 
     def writable(self, metric: SlaMetric) -> MetricClock | None:
         """The clock of `metric`, copied on first write so the caller's state stays intact."""
@@ -108,8 +138,13 @@ class Transition:
                     clocks.reschedule(clock, self.terms(metric), calendar)
             self._dirty.clear()
         state.schedule_of = self.config.fingerprint
-        due = [c.next_at for c in state.clocks.values() if c.next_at is not None]
-        state.next_due_ts = min(due).timestamp() if due else None
+        due: int | None = None
+        for clock in state.clocks.values():
+            at = clock.next_at_us
+            if at is not None and (due is None or at < due):
+                due = at
+        # us / 10**6: the same float as datetime.timestamp() of that instant
+        state.next_due_ts = None if due is None else due / US_PER_SECOND
 
     def finish(self) -> Step:
         self.reschedule()
@@ -123,19 +158,19 @@ class Transition:
         if existing is not None and existing.status is ClockStatus.RUNNING:
             return
         cycle = existing.cycle + 1 if existing is not None else 0
-        self.state.clocks[metric] = clocks.start_clock(metric, at, cycle)
+        self.state.clocks[metric] = clocks.start_clock(metric, to_us(at), cycle)
         self._owned.add(metric)
         self._dirty.add(metric)
 
     def stop(self, metric: SlaMetric, at: datetime) -> None:
         clock = self.state.clocks.get(metric)
         if clock is not None and clock.status is not ClockStatus.STOPPED:
-            clocks.stop(self.own(metric), at, self.calendar())
+            clocks.stop(self.own(metric), to_us(at), self.calendar())
 
     def resume(self, metric: SlaMetric, at: datetime) -> None:
         clock = self.state.clocks.get(metric)
         if clock is not None and clock.status is not ClockStatus.RUNNING:
-            clocks.resume(self.own(metric), at)
+            clocks.resume(self.own(metric), to_us(at))
 
     def satisfy(self, metric: SlaMetric, at: datetime) -> None:
         """Stop `metric` because its obligation was fulfilled; publish `met` if in time."""
@@ -144,17 +179,19 @@ class Transition:
             return
         clock = self.own(metric)
         calendar = self.calendar()
-        spent = clocks.elapsed(clock, at, calendar)
-        clocks.stop(clock, at, calendar)
+        at_us = to_us(at)
+        spent = clocks.elapsed(clock, at_us, calendar)
+        clocks.stop(clock, at_us, calendar)
         terms = self.terms(metric)
         if terms is None or clocks.is_breached(clock) or clocks.MET in clock.fired:
             return
         if spent > terms.target_seconds:
             return  # late, and its breach is due now: advance() already fired it
         clock.fired.append(clocks.MET)
-        deadline = calendar.add_business_seconds(at, terms.target_seconds - spent)
-        grace = self.config.late_grace_seconds
-        firing = Firing(deadline, at, self.now, spent, "none", grace)
+        left_us = round((terms.target_seconds - spent) * US_PER_SECOND)
+        deadline_us = calendar.add_us(at_us, left_us)
+        late = is_late(self.now_us, at_us, self.config.late_grace_seconds)
+        firing = Firing(deadline_us, *split_moment(at), self.now, spent, "none", late)
         context = SlaContext.of(self.state)
         ticket_id = self.state.ticket_id
         event_id = sla_event_id(ticket_id, clock, clocks.MET)
@@ -183,7 +220,7 @@ class Transition:
         if self.state.status is Status.OPEN:
             self.state.status = Status.PENDING
             if SlaMetric.RESOLUTION in self.state.clocks:
-                clocks.pause(self.own(SlaMetric.RESOLUTION), at, self.calendar())
+                clocks.pause(self.own(SlaMetric.RESOLUTION), to_us(at), self.calendar())
 
     def resolve(self, at: datetime, actor: str | None, cause: str) -> None:
         if self.state.status is Status.RESOLVED:
@@ -212,12 +249,15 @@ class Transition:
         """Switch queue, policy and priority; time so far stays banked in the old calendar."""
         state = self.state
         old_calendar = self.calendar()
+        at_us = to_us(at)
         for metric in list(state.clocks):
-            clocks.bank(self.own(metric), at, old_calendar)
+            clocks.bank(self.own(metric), at_us, old_calendar)
         old_vendor, new_vendor = vendor_of(state.queue), vendor_of(queue)
         state.queue, state.priority = queue, priority
         state.policy = self.config.policy(policy).name
+        self._forget_terms()
         state.calendar, state.vendor_response_target = self._calendar_for(new_vendor)
+        self._forget_terms()
         if old_vendor != new_vendor:
             if old_vendor is not None:
                 self.stop(SlaMetric.VENDOR_RESPONSE, at)
@@ -238,11 +278,11 @@ class Transition:
         state = self.state
         state.priority = priority
         state.priority_pinned = True
+        self._forget_terms()
         self.terms_changed()
         self.reschedule()
-        if state.ticket is not None:
-            update = {"priority": priority, "sla": self.sla_terms()}
-            state.ticket = state.ticket.model_copy(update=update)
+        if state.snapshot is not None:
+            state.snapshot = state.snapshot.updated(priority=priority, sla=self.sla_terms())
         self.publish(TicketEventKind.ROUTED, at, None, cause, what="priority")
 
     def move(
@@ -255,14 +295,9 @@ class Transition:
         state.queue_pinned = True
         state.reroutes += 1
         self.reschedule()
-        if state.ticket is not None:
-            state.ticket = state.ticket.model_copy(
-                update={
-                    "queue": queue,
-                    "priority": state.priority,
-                    "sla": self.sla_terms(),
-                    "rule_id": rule_id,
-                }
+        if state.snapshot is not None:
+            state.snapshot = state.snapshot.updated(
+                priority=state.priority, sla=self.sla_terms(), queue=queue, rule_id=rule_id
             )
         self.publish(TicketEventKind.ROUTED, at, None, cause)
         self.outputs.append(
@@ -274,17 +309,17 @@ class Transition:
                 rule_id=rule_id,
                 reason=reason,
                 at=at,
-                ticket=state.ticket,
+                snapshot=state.snapshot,
             )
         )
 
-    def sla_terms(self) -> SlaTerms:
-        deadlines = {
-            metric.value: clock.deadline
+    def sla_terms(self) -> TermsUpdate:
+        deadlines = tuple(
+            (metric, clock.deadline_us)
             for metric, clock in self.state.clocks.items()
-            if clock.deadline is not None
-        }
-        return SlaTerms(policy=self.state.policy, deadlines=deadlines)
+            if clock.deadline_us is not None
+        )
+        return TermsUpdate(self.state.policy, deadlines)
 
     def publish(
         self,

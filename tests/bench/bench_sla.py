@@ -40,6 +40,7 @@ from router.ids import ticket_id_for
 from router.sla.index import DeadlineIndex
 from router.sla.lifecycle import on_tick, on_ticket_event
 from router.sla.policy import SlaConfig, load_sla_config
+from router.sla.render import render_output
 from router.sla.state import (
     LifecycleState,
     SlaEventOut,
@@ -201,8 +202,8 @@ def core_firing_rate(config: SlaConfig, tickets: int, *, serialise: bool) -> flo
             for output in step.outputs:
                 if isinstance(output, SlaEventOut):
                     fired += 1
-                    if serialise:
-                        output.data.model_dump_json()
+                    if serialise:  # the CloudEvent record the worker publishes
+                        render_output(output)
             if serialise:
                 encode_state(new_state)
         busy += time.process_time() - started

@@ -20,7 +20,7 @@ from tests.unit.sla.sla_support import POLICY_YAML
 
 def test_bundled_default_policies_load() -> None:
     config = load_sla_config()
-    assert set(config.policies) == {"standard", "vip", "vendor_standard"}
+    assert set(config.policies) == {"standard", "vip", "vendor_standard", "disputes", "priority"}
     assert isinstance(config.calendars["follow_the_sun"], FollowTheSun)
     assert isinstance(config.calendars["platform_eu"], BusinessHours)
     assert config.policy_for_queue("vendor:acme") == "vendor_standard"

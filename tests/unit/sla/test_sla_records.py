@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import fields
+from datetime import datetime, timedelta, timezone
 
 import orjson
 import pytest
@@ -10,8 +11,10 @@ from pydantic import ValidationError
 
 from router.sla.clocks import ClockStatus, MetricClock
 from router.sla.state import (
-    STATE_ADAPTER,
     LifecycleState,
+    Output,
+    RerouteOut,
+    SlaEventOut,
     decode_state,
     encode_state,
     index_entry,
@@ -23,8 +26,8 @@ from schemas.action import (
     ReplyAction,
     TicketActionEvent,
 )
-from schemas.sla import SlaEvent, SlaMetric
-from schemas.ticket import Priority
+from schemas.sla import SlaEvent, SlaEventKind, SlaMetric
+from schemas.ticket import Priority, RoutedTicket
 from tests.unit.sla.sla_support import Desk, march, sla_events
 
 
@@ -35,18 +38,24 @@ def test_state_round_trips_through_bytes(desk: Desk) -> None:
     state = desk.state
     assert state is not None
     raw = encode_state(state)
+    assert b"\n" not in raw  # the outbox splits stored values on newlines
     assert decode_state(raw) == state
-    assert STATE_ADAPTER.validate_python(orjson.loads(raw)) == state
+    assert encode_state(decode_state(raw)) == raw
     assert index_entry_from_json(raw) == index_entry(state) == (state.next_due_ts, "T-1")
 
 
 def test_corrupt_state_is_rejected(desk: Desk) -> None:
     desk.open()
     assert desk.state is not None
-    document = orjson.loads(encode_state(desk.state))
-    document["clocks"]["first_response"]["surprise"] = 1
-    with pytest.raises(ValidationError, match="surprise"):
-        decode_state(orjson.dumps(document))
+    head, tab, snapshot = encode_state(desk.state).partition(b"\t")
+    document = orjson.loads(head)
+    document[-1][0].append("surprise")  # a clock row with one field too many
+    with pytest.raises(ValidationError, match=r"too_long|at most"):
+        decode_state(orjson.dumps(document) + tab + snapshot)
+    document = orjson.loads(head)
+    document[3] = 7  # no such status
+    with pytest.raises(ValidationError):
+        decode_state(orjson.dumps(document) + tab + snapshot)
 
 
 def test_idle_ticket_has_no_index_entry(desk: Desk) -> None:
@@ -134,13 +143,13 @@ SAMPLE_VALUES: dict[str, object] = {
     "cycle": 3,
     "status": ClockStatus.PAUSED,
     "banked": 12.5,
-    "segment_start": march(3, 10),
+    "segment_start_us": 1_740_996_000_000_000,
     "target": 99.0,
-    "deadline": march(3, 11),
+    "deadline_us": 1_740_999_600_000_000,
     "breach_anchor": 50.0,
     "fired": ["warning"],
     "next_marker": "breached:1",
-    "next_at": march(3, 12),
+    "next_at_us": 1_741_003_200_000_000,
     "priority": Priority.HIGH,
     "opened_at": march(3, 9),
     "clock_at": march(3, 10),
@@ -150,7 +159,7 @@ SAMPLE_VALUES: dict[str, object] = {
     "priority_pinned": True,
     "reroutes": 2,
     "clocks": {SlaMetric.RESOLUTION: MetricClock(metric=SlaMetric.RESOLUTION)},
-    "ticket": None,
+    "snapshot": None,
     "recent_inputs": ["a"],
     "next_due_ts": 1.5,
 }
@@ -168,3 +177,57 @@ def test_index_entry_from_json_is_not_fooled_by_text_in_the_snapshot(desk: Desk)
     odd = state.shell_copy()
     odd.ticket_id = 'T-"quoted"\\1'  # escaped in JSON: takes the full-parse path
     assert index_entry_from_json(encode_state(odd)) == index_entry(odd)
+
+
+def _sla_outs(outputs: list[Output]) -> list[SlaEventOut]:
+    return [o for o in outputs if isinstance(o, SlaEventOut)]
+
+
+def test_sla_records_render_as_the_pydantic_model_would(desk: Desk) -> None:
+    # UTC and +01:00 instants, sub-second times, a priority raise and a re-route.
+    desk.open(policy="escalating")
+    outs = _sla_outs(desk.tick(march(3, 11, 0, 0) + timedelta(microseconds=250)))
+    offset = timezone(timedelta(hours=1))
+    raised_at = datetime(2025, 3, 3, 15, 30, 0, 5, tzinfo=offset)
+    desk.act("change_priority", raised_at, priority="urgent")
+    outs += _sla_outs(desk.tick(march(3, 14, 31)))  # breach due at the raise, in its zone
+    outs += _sla_outs(desk.tick(march(5, 12)))
+    assert any(o.record.due_tz is not None for o in outs)
+    assert {o.data.kind for o in outs} >= {SlaEventKind.WARNING, SlaEventKind.BREACHED}
+    for out in outs:
+        expected = out.data.model_dump(mode="json")
+        assert out.record.json_data() == expected
+        assert orjson.loads(out.record.json_bytes()) == expected
+        assert out.record.json_bytes() == orjson.dumps(expected)
+
+
+def test_snapshot_updates_store_and_read_back_as_the_model_copy(desk: Desk) -> None:
+    desk.open(policy="escalating")
+    desk.tick(march(3, 13))  # breach: priority raised
+    reroute = [o for o in desk.tick(march(3, 14)) if isinstance(o, RerouteOut)]
+    state = desk.state
+    assert state is not None
+    assert state.snapshot is not None
+    assert reroute
+    ticket = state.ticket
+    assert ticket is not None
+    assert (ticket.queue, ticket.priority, ticket.rule_id) == (
+        "dept:escalations", Priority.HIGH, "sla:escalating:first_response:L2"
+    )
+    # from the stored bytes (a JSON patch) and from the model (model_copy): the same ticket
+    raw = encode_state(state)
+    assert decode_state(raw).ticket == ticket == reroute[0].ticket
+    assert decode_state(raw) == state
+    assert RoutedTicket.model_validate_json(raw.partition(b"\t")[2]) == ticket
+
+
+def test_input_offsets_survive_storage(desk: Desk) -> None:
+    desk.open()
+    offset = timezone(timedelta(hours=1))
+    desk.act("pend", datetime(2025, 3, 3, 11, 0, tzinfo=offset))
+    state = desk.state
+    assert state is not None
+    assert state.clock_at.utcoffset() == timedelta(hours=1)
+    again = decode_state(encode_state(state))
+    assert again == state
+    assert again.clock_at.isoformat() == "2025-03-03T11:00:00+01:00"
