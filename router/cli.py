@@ -87,22 +87,66 @@ def schemas_export(
 def vendors_provision(
     vendor_ids: Annotated[list[str], typer.Argument(help="Vendor ids, e.g. acme-tools")],
     settings_file: SettingsOpt = None,
+    acls: Annotated[
+        bool, typer.Option("--acls", help="Also grant each vendor its own queue, nothing else.")
+    ] = False,
+    principal: Annotated[
+        str, typer.Option(help="Principal of a vendor; {vendor} is replaced by its id.")
+    ] = "User:{vendor}",
+    actions: Annotated[
+        bool, typer.Option(help="Let vendors write tickets.actions (replies, resolves).")
+    ] = True,
 ) -> None:
-    """Create `queue.vendor.<id>` topics ahead of the first ticket."""
+    """Create `queue.vendor.<id>` topics ahead of the first ticket (and, with --acls, the
+    Kafka ACLs that keep each vendor to its own queue: see streams/acls.py)."""
     import re
 
     from schemas.message import VENDOR_ID_PATTERN
+    from streams.acls import AclError, create_acls, vendor_acls, vendor_principal
     from streams.settings import RouterSettings
     from streams.topics import TopicManager
 
     bad = [v for v in vendor_ids if not re.fullmatch(VENDOR_ID_PATTERN, v)]
     if bad:
         raise typer.BadParameter(f"invalid vendor id(s) {bad}: must match {VENDOR_ID_PATTERN}")
+    if "{vendor}" not in principal:
+        raise typer.BadParameter("--principal must contain {vendor} (one principal per vendor)")
     settings = _settings(settings_file)
     assert isinstance(settings, RouterSettings)
     asyncio.run(TopicManager(settings).ensure([f"queue.vendor.{v}" for v in vendor_ids]))
     for v in vendor_ids:
         typer.echo(settings.topic(f"queue.vendor.{v}"))
+        if not acls:
+            continue
+        bindings = vendor_acls(settings, v, vendor_principal(v, principal), actions=actions)
+        try:
+            asyncio.run(create_acls(settings, bindings))
+        except AclError as exc:
+            typer.echo(f"cannot grant ACLs for {v}: {exc}", err=True)
+            raise typer.Exit(1) from None
+        for binding in bindings:
+            typer.echo(f"  {binding}")
+
+
+@vendors_app.command("acls")
+def vendors_acls(
+    vendor_id: Annotated[str, typer.Argument(help="Vendor id")],
+    settings_file: SettingsOpt = None,
+    principal: Annotated[str, typer.Option(help="As for provision.")] = "User:{vendor}",
+) -> None:
+    """List the ACLs the broker holds for a vendor's principal."""
+    from streams.acls import AclError, describe_acls, vendor_principal
+    from streams.settings import RouterSettings
+
+    settings = _settings(settings_file)
+    assert isinstance(settings, RouterSettings)
+    try:
+        found = asyncio.run(describe_acls(settings, vendor_principal(vendor_id, principal)))
+    except AclError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+    for binding in found:
+        typer.echo(str(binding))
 
 
 @app.command()

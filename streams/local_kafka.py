@@ -96,13 +96,16 @@ def _run_sync(make: Callable[[], Coroutine[Any, Any, bool]]) -> bool:
     return out[0]
 
 
-async def _describe_cluster(bootstrap: str, timeout: float) -> bool:
+async def _describe_cluster(
+    bootstrap: str, timeout: float, client: Mapping[str, Any] | None = None
+) -> bool:
     from aiokafka.admin import AIOKafkaAdminClient
 
     admin = AIOKafkaAdminClient(
         bootstrap_servers=bootstrap,
         client_id="local-kafka-probe",
         request_timeout_ms=int(timeout * 1000),
+        **(client or {}),
     )
     try:
         await asyncio.wait_for(admin.start(), timeout)
@@ -115,14 +118,17 @@ async def _describe_cluster(bootstrap: str, timeout: float) -> bool:
             await admin.close()
 
 
-def broker_answers(bootstrap: str, timeout: float = 5.0) -> bool:
-    """True when a broker at ``bootstrap`` answers a metadata request with >= 1 broker."""
+def broker_answers(
+    bootstrap: str, timeout: float = 5.0, client: Mapping[str, Any] | None = None
+) -> bool:
+    """True when a broker at ``bootstrap`` answers a metadata request with >= 1 broker
+    (``client``: extra aiokafka settings, e.g. SASL credentials)."""
     host, _, port = bootstrap.split(",")[0].strip().rpartition(":")
     try:
         socket.create_connection((host, int(port)), timeout=min(timeout, 1.0)).close()
     except (OSError, ValueError):
         return False  # cheap pre-check: spares aiokafka's connection-error logging
-    return _run_sync(lambda: _describe_cluster(bootstrap, timeout))
+    return _run_sync(lambda: _describe_cluster(bootstrap, timeout, client))
 
 
 # ------------------------------------------------------------------------- broker
@@ -155,6 +161,7 @@ class LocalKafka:
         jvm_opts: Sequence[str] = (),
         cache_dir: Path | str | None = None,
         overrides: Mapping[str, str] | None = None,
+        client_config: Mapping[str, Any] | None = None,
         start_timeout: float = 90.0,
         stop_timeout: float = 20.0,
         detached: bool = False,
@@ -166,6 +173,7 @@ class LocalKafka:
         self.jvm_opts = tuple(jvm_opts)
         self.cache_dir = cache_dir
         self.overrides = dict(overrides or {})
+        self.client_config = dict(client_config or {})  # how the readiness probe connects
         self.start_timeout = start_timeout
         self.stop_timeout = stop_timeout
         self.detached = detached
@@ -284,7 +292,7 @@ class LocalKafka:
                     f"Kafka exited with code {self._proc.returncode} during startup\n"
                     + self.log_tail()
                 )
-            if broker_answers(bootstrap, timeout=2.0):
+            if broker_answers(bootstrap, timeout=2.0, client=self.client_config):
                 self._bootstrap = bootstrap
                 return
             time.sleep(0.1)

@@ -217,6 +217,31 @@ def broker_config(
     return cfg
 
 
+def sasl_acl_overrides(users: Mapping[str, str], admin: str = "admin") -> dict[str, str]:
+    """Overrides that turn LocalKafka's client listener into SASL/PLAIN with ACLs enforced.
+
+    ``users`` maps user name -> password (``admin`` must be one: the super user the
+    readiness probe and provisioning connect as). The controller listener stays PLAINTEXT on
+    loopback, so its principal (ANONYMOUS) is a super user too. For tests of authorisation
+    (vendor isolation), not for production."""
+    if admin not in users:
+        raise ValueError(f"users must include the admin user {admin!r}")
+    plain = " ".join(f'user_{u}="{p}"' for u, p in sorted(users.items()))
+    jaas = (
+        "org.apache.kafka.common.security.plain.PlainLoginModule required "
+        f'username="{admin}" password="{users[admin]}" {plain};'
+    )
+    return {
+        "listener.security.protocol.map": "PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "sasl.enabled.mechanisms": "PLAIN",
+        "sasl.mechanism.inter.broker.protocol": "PLAIN",
+        "listener.name.plaintext.plain.sasl.jaas.config": jaas,
+        "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        "super.users": f"User:{admin};User:ANONYMOUS",
+        "allow.everyone.if.no.acl.found": "false",
+    }
+
+
 def render_properties(cfg: Mapping[str, str]) -> str:
     def esc(s: str) -> str:
         return s.replace("\\", "\\\\").replace("\n", "\\n")

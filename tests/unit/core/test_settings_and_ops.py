@@ -69,3 +69,18 @@ def test_rules_topic_keeps_every_version_long_enough_to_recover_from_a_bad_one()
     rules = core_topics(RouterSettings())["routing.rules"]
     assert rules["cleanup.policy"] == "compact"
     assert int(rules["min.compaction.lag.ms"]) >= 7 * 24 * 3600 * 1000
+
+
+def test_vendor_acls_are_literal_for_topics_and_delimited_for_groups() -> None:
+    from streams.acls import vendor_acls
+
+    settings = RouterSettings(topic_prefix="prod.")
+    bindings = vendor_acls(settings, "acme", "User:acme")
+    topics = {(b.name, b.pattern, b.operation) for b in bindings if b.resource == "topic"}
+    assert ("prod.queue.vendor.acme", "literal", "read") in topics
+    assert all(pattern == "literal" for _, pattern, _ in topics)  # never a prefix of acme2
+    [group] = [b for b in bindings if b.resource == "group"]
+    assert (group.name, group.pattern) == ("prod.vendor.acme.", "prefixed")
+    assert {b.principal for b in bindings} == {"User:acme"}
+    no_actions = vendor_acls(settings, "acme", "User:acme", actions=False)
+    assert not any(b.operation == "write" for b in no_actions)
