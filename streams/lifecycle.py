@@ -13,6 +13,9 @@
   `tickets.commands` (same partition). The agent re-checks the stored state (lazy
   cancellation); a duplicate `due` changes nothing. When the next due time falls before the
   next tick, a one-shot wake-up fires it on time.
+- Table recovery reads the changelog with a plain consumer straight into the store
+  (`streams/changelog_recovery.py`; faust's own path manages ~4k records/s), and the stage
+  takes each loaded state's index entry as it arrives (`LifecycleTable.changelog_loaded`).
 - After table recovery (`LifecycleTable.on_recovery_completed`) the index is rebuilt from the
   local table data of newly assigned active partitions, refreshed for changelog records
   recovered into partitions it kept, and dropped for partitions no longer active. Between a
@@ -43,7 +46,7 @@ from router.outputs import EVENTS_TOPIC
 from router.sla.policy import DEFAULT_POLICY_FILE, load_sla_config
 from router.sla.render import ACTIONS_TOPIC, COMMANDS_TOPIC
 from schemas.vendor import VendorProfile
-from streams.changelog_recovery import install_fast_recovery
+from streams.changelog_recovery import gc_paused, install_fast_recovery
 from streams.lifecycle_deadlines import TICK_SECONDS
 from streams.lifecycle_stage import LifecycleStage
 from streams.settings import RouterSettings
@@ -75,7 +78,8 @@ class LifecycleTable(faust.Table):  # type: ignore[misc]  # faust is untyped
     async def on_recovery_completed(self, active_tps: set[TP], standby_tps: set[TP]) -> None:
         await super().on_recovery_completed(active_tps, standby_tps)
         if self.stage is not None:
-            await self.stage.deadlines.on_recovered({tp.partition for tp in active_tps})
+            with gc_paused():  # up to a million index entries built at once
+                await self.stage.deadlines.on_recovered({tp.partition for tp in active_tps})
 
 
 class FaustLocalData:
