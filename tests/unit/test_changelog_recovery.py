@@ -125,8 +125,9 @@ class FakeConsumer:
 
 
 def load(consumer: FakeConsumer, tables: dict[TP, Any], applied: dict[TP, int],
-         ends: dict[TP, int], budget: float = 60.0) -> int:
-    loader = ChangelogLoader(RouterSettings())
+         ends: dict[TP, int], budget: float = 60.0, progress: list[TP] | None = None) -> int:
+    seen = progress if progress is not None else []
+    loader = ChangelogLoader(RouterSettings(), progress=seen.append)
     loader._consumer = lambda: consumer  # type: ignore[method-assign]
     return asyncio.run(loader.load(tables, applied, ends, budget))
 
@@ -140,8 +141,10 @@ def test_loader_reads_to_the_end_offsets_and_moves_faust_offsets() -> None:
     table = Table()
     applied = {tp0: -1, tp1: 1, tp2: 0}  # faust's "last offset applied"
     ends = {tp0: 11, tp1: 5, tp2: 1}  # 11: the last batch of partition 0 ends on a marker
-    consumer = FakeConsumer(logs, per_fetch=2, log_end={0: 11})
-    assert load(consumer, {tp0: table, tp1: table, tp2: table}, applied, ends) == 4 + 3
+    consumer, progress = FakeConsumer(logs, per_fetch=2, log_end={0: 11}), []
+    assert load(consumer, {tp0: table, tp1: table, tp2: table}, applied, ends,
+                progress=progress) == 4 + 3
+    assert progress == [tp0, tp1, tp0, tp1]  # each batch applied
     assert applied == {tp0: 10, tp1: 4, tp2: 0}
     assert set(table.data.data) == {b"k0", b"k3", b"k4", b"k9", b"j2", b"j3", b"j4"}
 
