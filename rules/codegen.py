@@ -5,6 +5,7 @@ A rule's residual conditions (those its index entry has not already settled) bec
     def check(f):
         if not (f.msg.channel == _k0): return _k1           # first failing -> its text
         if not ((_v2 := f.intents()) is not None and not _k3.isdisjoint(_v2)): return _k4
+        if not (_k5 in f.regex_hits(_k6)): return _k7     # RE2 runs only when reached
         return None
 
 Hot fields are read inline; the others call their registered getter. Every literal, reason
@@ -25,7 +26,7 @@ from rules.fields import FieldSpec, Kind
 from rules.operators import present, same
 from rules.textmatch import Matchers
 
-Check = Callable[[Facts], str | None]
+Check = Callable[[Facts], Any]  # None when the conditions hold
 
 INLINE: dict[str, str] = {
     "message.channel": "f.msg.channel",
@@ -118,12 +119,16 @@ class CodeGen:
                 local = self._name(ns, None, "_v")
                 wanted = self._name(ns, frozenset(members))
                 return f"(({local} := {v}) is not None and not {wanted}.isdisjoint({local}))"
-            matcher = self.matchers.of(spec.path)
-            ids = self._name(ns, frozenset(matcher.add_phrase(m) for m in members))
-            return f"(not {ids}.isdisjoint({self._hits(spec, ns)}.phrases))"
+            matcher = self.matchers.of(spec.path, spec.getter)
+            ids = frozenset(matcher.add_phrase(m) for m in members)
+            hits = f"f.phrase_hits({self._name(ns, matcher)})"
+            if len(ids) == 1:
+                return f"({self._name(ns, next(iter(ids)))} in {hits})"
+            return f"(not {self._name(ns, ids)}.isdisjoint({hits}))"
         if op == "matches":
-            index = self._name(ns, self.matchers.of(spec.path).add_regex(lit.pattern))
-            return f"({index} in {self._hits(spec, ns)}.regexes)"
+            matcher = self.matchers.of(spec.path, spec.getter)
+            index = self._name(ns, matcher.add_regex(lit.pattern))
+            return f"({index} in f.regex_hits({self._name(ns, matcher)}))"
         if op in _PY_OP:
             if kind is Kind.ANY:
                 return f"{self._name(ns, number_test(op, lit))}({v})"
@@ -131,9 +136,6 @@ class CodeGen:
             bound = self._name(ns, lit)
             return f"(({local} := {v}) is not None and {local} {_PY_OP[op]} {bound})"
         return f"{self._name(ns, hours_test(spec.getter, lit))}(f)"  # within_hours
-
-    def _hits(self, spec: FieldSpec, ns: dict[str, Any]) -> str:
-        return f"f.hits({self._name(ns, spec.path)}, {self._name(ns, spec.getter)})"
 
     def boolean(self, cond: Cond, ns: dict[str, Any]) -> str:
         if isinstance(cond, Test):
@@ -147,12 +149,15 @@ class CodeGen:
             return "(" + " or ".join(parts) + ")" if parts else "False"
         raise TypeError(f"not a condition: {cond!r}")
 
-    def check(self, conjuncts: Sequence[Cond], label: str) -> Check:
-        """A function returning None when every conjunct holds, else the first one's text."""
+    def check(
+        self, conjuncts: Sequence[Cond], label: str, failures: Sequence[Any] | None = None
+    ) -> Check:
+        """A function returning None when every conjunct holds, else the first failing one's
+        text (or its entry in `failures`, e.g. a ready-made trace entry)."""
         ns: dict[str, Any] = {}
         lines = ["def check(f):"]
-        for cond in conjuncts:
-            reason = self._name(ns, cond.text)
+        for i, cond in enumerate(conjuncts):
+            reason = self._name(ns, cond.text if failures is None else failures[i])
             lines.append(f"    if not {self.boolean(cond, ns)}: return {reason}")
         lines.append("    return None")
         return self._compile(lines, ns, label)["check"]  # type: ignore[no-any-return]  # exec'd

@@ -15,15 +15,16 @@ from dataclasses import dataclass
 
 from rules.ast import Rule, Ruleset
 from rules.codegen import Check, CodeGen
-from rules.facts import Facts, Hits, InputView, text_of, words
-from rules.index import CandidateIndex, conjuncts, plan
+from rules.facts import Facts, InputView, text_of, words
+from rules.index import CACHE_MAX, CandidateIndex, conjuncts, plan
 from rules.operators import Phrase
 from rules.result import (
     MAX_TRACE_CONTINUE,
     MAX_TRACE_UNMATCHED,
     NO_SLA,
+    PRIORITIES,
     RuleResult,
-    finish,
+    explanation,
     resolve_route,
     summary,
 )
@@ -35,8 +36,8 @@ from schemas.ticket import RuleTrace
 class _Compiled:
     rule: Rule
     id: str
-    check: Check | None  # residual conditions after the index; None: nothing left to test
-    contract: Check | None
+    check: Check | None  # residual conditions: None, or the trace entry of the first failing
+    contract: Check | None  # None, or the text of the first failing contract condition
     rank: int
     sla_rank: int
     tags: tuple[str, ...]  # all of them when constant, else ()
@@ -46,27 +47,26 @@ class _Compiled:
     start: str  # start of the explanation
     match_trace: RuleTrace
     continue_trace: RuleTrace
-    fail_traces: dict[str, RuleTrace]  # by failure text, one per residual conjunct
 
 
 class _Derive:
-    """Intents and text matches from the ruleset's RE2 sets (one pass per field)."""
+    """Intents from the phrase hits of `message.text` (one matching pass per decision)."""
 
     def __init__(self, ruleset: Ruleset, matchers: Matchers) -> None:
-        self._matchers = matchers
-        self.matchers: dict[str, Callable[[str], Hits]] = {}
+        self._text = matchers.of("message.text", text_of)
         self._intents_by_hits: dict[frozenset[int], frozenset[str]] = {}
-        text = matchers.of("message.text")
         self._intent_of: dict[int, list[str]] = {}
         for intent, phrases in ruleset.intents.table.items():
             for phrase in phrases:
                 toks = tuple(words(phrase))
                 if toks:
-                    pid = text.add_phrase(Phrase(phrase, toks, " " + " ".join(toks) + " "))
+                    pid = self._text.add_phrase(
+                        Phrase(phrase, toks, " " + " ".join(toks) + " ")
+                    )
                     self._intent_of.setdefault(pid, []).append(intent)
 
     def intents(self, facts: Facts) -> frozenset[str]:
-        phrases = facts.hits("message.text", text_of).phrases
+        phrases = facts.phrase_hits(self._text)
         known = self._intents_by_hits.get(phrases)
         if known is not None:
             return known
@@ -76,15 +76,10 @@ class _Derive:
             if names:
                 found.update(names)
         known = frozenset(found)
-        if len(self._intents_by_hits) >= 4096:
+        if len(self._intents_by_hits) >= CACHE_MAX:
             self._intents_by_hits.clear()
         self._intents_by_hits[phrases] = known
         return known
-
-    def build(self) -> None:
-        """After every phrase and regex is registered: build the sets, bind the matchers."""
-        self._matchers.build()
-        self.matchers = {path: m.match for path, m in self._matchers.fields.items()}
 
 
 class CompiledRuleset:
@@ -102,17 +97,16 @@ class CompiledRuleset:
             _compile_rule(r, p.settled, gen, ruleset.sla_policies)
             for r, p in zip(ruleset.rules, plans, strict=True)
         )
-        self._index = CandidateIndex(
-            self._rules,
-            plans,
-            low,
-            high,
-            gen.key(low, f"{ruleset.name} low key"),
-            gen.key(high, f"{ruleset.name} high key"),
-        )
-        self._derive.build()
+        key = gen.key([*low, *high], f"{ruleset.name} index key")
+        self._index = CandidateIndex(self._rules, plans, low, high, key)
+        matchers.build()
         self.indexed_rules = sum(p.lookup is not None for p in plans)
         self.index_fields = tuple(s.path for s in (*low, *high))
+        # Indexed by rank / SLA rank; the last entry is the default (rank -1, no SLA).
+        self._priorities = (*PRIORITIES, ruleset.default_priority)
+        self._slas = (*ruleset.sla_policies, ruleset.default_sla)
+        self._no_sla = len(ruleset.sla_policies)
+        self._explanations: dict[tuple[str, ...], str] = {}  # by matched rules, no fallback
 
     def candidates(self, inp: InputView) -> tuple[str, ...]:
         """Rule ids the index selects for an input, in order (for tests and tools)."""
@@ -120,21 +114,20 @@ class CompiledRuleset:
 
     def evaluate(self, inp: InputView) -> RuleResult:
         f = Facts(inp, self._derive)
-        cands = self._index.select(f)
         rank = -1
-        sla_rank = NO_SLA
+        sla_rank = self._no_sla
         tags: list[str] = []
         matched: list[str] = []
         trace: list[RuleTrace] = []
         room = MAX_TRACE_UNMATCHED  # failed rules the trace still has room for
         continued = 0
-        for c in cands:
+        for c in self._index.select(f):
             check = c.check
             if check is not None:
                 failed = check(f)
                 if failed is not None:
                     if room:
-                        trace.append(c.fail_traces[failed])
+                        trace.append(failed)
                         room -= 1
                     continue
             matched.append(c.id)
@@ -154,25 +147,51 @@ class CompiledRuleset:
                     trace.append(c.continue_trace)
                     continued += 1
                 continue
+            done = tuple(matched)
             if c.queue is not None:
                 queue, fallback = c.queue, None
             else:
                 queue, fallback = resolve_route(c.rule.then, f, c.contract)
             if fallback is None:
                 trace.append(c.match_trace)
+                text = self._explanations.get(done)
+                if text is None:
+                    text = self._explain(c, matched)
             else:
                 reason = f"matched; {fallback}: {queue}"
                 trace.append(RuleTrace(rule_id=c.id, matched=True, reason=reason))
-            return finish(self.ruleset, c.rule, queue, fallback, rank, sla_rank, tags, trace,
-                          matched, c.start)  # fmt: skip
+                text = explanation(c.rule, matched, queue, fallback, c.start)
+            return RuleResult(
+                self.name,
+                self.version,
+                queue,
+                self._priorities[rank],
+                self._slas[sla_rank],
+                c.id,
+                tuple(dict.fromkeys(tags)) if len(tags) > 1 else tuple(tags),
+                text,
+                tuple(trace),
+                done,
+                fallback,
+            )
         raise AssertionError("validated rulesets end with a catch-all")
+
+    def _explain(self, c: _Compiled, matched: list[str]) -> str:
+        """The explanation of a decision without fallback: it depends on the matched rules
+        only, so it is kept per list of them."""
+        text = explanation(c.rule, matched, c.queue or "", None, c.start)
+        if len(self._explanations) >= CACHE_MAX:
+            self._explanations.clear()
+        self._explanations[tuple(matched)] = text
+        return text
 
 
 def _compile_rule(
     rule: Rule, settled: frozenset[int], gen: CodeGen, sla_order: tuple[str, ...]
 ) -> _Compiled:
     residual = [c for i, c in enumerate(conjuncts(rule.when)) if i not in settled]
-    check = gen.check(residual, f"rule {rule.id}") if residual else None
+    fails = [RuleTrace(rule_id=rule.id, matched=False, reason=c.text) for c in residual]
+    check = gen.check(residual, f"rule {rule.id}", fails) if residual else None
     then = rule.then
     contract = gen.check(conjuncts(then.contract), f"contract of rule {rule.id}") if (
         then.contract is not None) else None  # fmt: skip
@@ -194,7 +213,4 @@ def _compile_rule(
         start=summary(rule),
         match_trace=RuleTrace(rule_id=rule.id, matched=True, reason="matched"),
         continue_trace=RuleTrace(rule_id=rule.id, matched=True, reason="continue"),
-        fail_traces={
-            c.text: RuleTrace(rule_id=rule.id, matched=False, reason=c.text) for c in residual
-        },
     )

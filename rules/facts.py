@@ -138,6 +138,13 @@ def words(text: str) -> list[str]:
     return _WORD.findall(folded)
 
 
+def word_bytes(text: str) -> list[bytes]:
+    """The tokens of `words`, UTF-8 encoded (the ASCII fast path then skips a decode)."""
+    if text.isascii():
+        return text.encode("ascii").translate(_ASCII_TABLE).split()
+    return [tok.encode() for tok in words(text)]
+
+
 class TextView(NamedTuple):
     """Normalised words of one text field: in order, joined (`" a b "`), and as a set."""
 
@@ -185,32 +192,38 @@ class _NewTicket:
 
 
 class Hits(NamedTuple):
-    """Which of a field's registered phrases and regexes occur in its text (by index)."""
+    """Phrase and regex ids found in a text (the type of `rules.naive`'s empty `matchers`)."""
 
     phrases: frozenset[int]
     regexes: frozenset[int]
 
 
-NO_HITS = Hits(frozenset(), frozenset())
+NONE: frozenset[int] = frozenset()
 
 
 class Derivations(Protocol):
-    """How an evaluator derives intents and text matches (computed once per decision)."""
-
-    @property
-    def matchers(self) -> Mapping[str, Callable[[str], Hits]]:
-        """Per field path: phrase and regex hits in a text (the compiled evaluator's)."""
-        ...
+    """How an evaluator derives intents (computed once per decision)."""
 
     def intents(self, facts: Facts) -> frozenset[str]: ...
+
+
+class TextMatcher(Protocol):
+    """The compiled evaluator's phrase and regex matching on one text field
+    (`rules.textmatch.FieldMatcher`); ids are the positions the matcher registered."""
+
+    def text_of(self, facts: Facts) -> Any: ...
+    def phrases(self, text: str) -> frozenset[int]: ...
+    def regexes(self, text: str) -> frozenset[int]: ...
 
 
 class Facts:
     """One input, one decision: field values and cached derivations."""
 
     __slots__ = (
-        "_hits",
         "_intents",
+        "_phrases",
+        "_regexes",
+        "_text",
         "_views",
         "buyer",
         "derive",
@@ -234,7 +247,10 @@ class Facts:
         self.derive = derive
         self._views: dict[str, TextView] | None = None
         self._intents: frozenset[str] | None = None
-        self._hits: dict[str, Hits] | None = None
+        self._text: str | None = None
+        # Per matcher (keyed by identity): phrase / regex ids found in its field.
+        self._phrases: dict[TextMatcher, frozenset[int]] | None = None
+        self._regexes: dict[TextMatcher, frozenset[int]] | None = None
 
     def view(self, path: str, text_of: Callable[[Facts], Any]) -> TextView:
         """Normalised words of a text field, computed once per decision."""
@@ -248,8 +264,11 @@ class Facts:
         return v
 
     def text(self) -> str:
-        subject = self.msg.subject
-        return f"{subject}\n{self.msg.body}" if subject else self.msg.body
+        text = self._text
+        if text is None:
+            subject = self.msg.subject
+            text = self._text = f"{subject}\n{self.msg.body}" if subject else self.msg.body
+        return text
 
     def intents(self) -> frozenset[str]:
         found = self._intents
@@ -257,16 +276,26 @@ class Facts:
             found = self._intents = self.derive.intents(self)
         return found
 
-    def hits(self, path: str, text_of: Callable[[Facts], Any]) -> Hits:
-        """Phrase and regex hits in a text field, computed once per decision."""
-        cache = self._hits
+    def phrase_hits(self, m: TextMatcher) -> frozenset[int]:
+        """Ids of `m`'s phrases found in its field, computed once per decision."""
+        cache = self._phrases
         if cache is None:
-            cache = self._hits = {}
-        found = cache.get(path)
+            cache = self._phrases = {}
+        found = cache.get(m)
         if found is None:
-            raw = text_of(self)
-            found = NO_HITS if not isinstance(raw, str) else self.derive.matchers[path](raw)
-            cache[path] = found
+            raw = m.text_of(self)
+            found = cache[m] = m.phrases(raw) if isinstance(raw, str) else NONE
+        return found
+
+    def regex_hits(self, m: TextMatcher) -> frozenset[int]:
+        """Ids of `m`'s regexes found in its field, computed once per decision."""
+        cache = self._regexes
+        if cache is None:
+            cache = self._regexes = {}
+        found = cache.get(m)
+        if found is None:
+            raw = m.text_of(self)
+            found = cache[m] = m.regexes(raw) if isinstance(raw, str) else NONE
         return found
 
 

@@ -11,11 +11,12 @@ Fields split by how many distinct values the ruleset tests them against: "low" f
 most LOW_CARDINALITY values: channel, role, language, intents...) and "high" fields
 (vendor ids). Per decision:
 
-1. read the low fields into one key; the rules that survive every low-field test of theirs
-   (and the rules with no indexable test) are cached per key, as sorted positions;
-2. add the rules whose chosen test is on a high field and the message's value, filtered by
-   their low-field tests;
-3. cache the merged, ordered candidate list per (low key, high values), bounded.
+1. read the low fields, then the high ones, into one key (one generated function); the
+   merged, ordered candidate list is cached per key, bounded; on a miss:
+2. the rules that survive every low-field test of theirs (and the rules with no indexable
+   test) are cached per low part of the key, as sorted positions;
+3. add the rules whose chosen test is on a high field and the message's value, filtered by
+   their low-field tests.
 
 Each rule is looked up by one test (its most selective high-field test if it has one,
 else its most selective low-field test); every other low-field test of it is a filter;
@@ -152,12 +153,12 @@ class CandidateIndex(Generic[T]):
         plans: Sequence[RulePlan],
         low: Sequence[FieldSpec],
         high: Sequence[FieldSpec],
-        low_key: Callable[[Facts], tuple[Any, ...]],
-        high_key: Callable[[Facts], tuple[Any, ...]],
+        key: Callable[[Facts], tuple[Any, ...]],
     ) -> None:
+        """`key` reads the values of the `low` fields, then those of the `high` ones."""
         self._items = tuple(items)
-        self._low_key = low_key
-        self._high_key = high_key
+        self._key = key
+        self._n_low = len(low)
         low_slot = {s.path: i for i, s in enumerate(low)}
         high_slot = {s.path: i for i, s in enumerate(high)}
         self._low_sets = tuple(s.kind is Kind.SET for s in low)
@@ -222,12 +223,12 @@ class CandidateIndex(Generic[T]):
         return kept
 
     def select(self, f: Facts) -> tuple[T, ...]:
-        low = self._low_key(f)
-        high = self._high_key(f) if self._high_tables else ()
-        key = (low, high)
+        key = self._key(f)
         hit = self._cache.get(key)
-        if hit is not None:
-            return hit
+        return hit if hit is not None else self._select(key)
+
+    def _select(self, key: tuple[Any, ...]) -> tuple[T, ...]:
+        low, high = key[: self._n_low], key[self._n_low :]
         base = self._low_cache.get(low)
         if base is None:
             base = self._low_positions(low)

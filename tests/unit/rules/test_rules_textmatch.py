@@ -1,0 +1,133 @@
+"""The compiled evaluator's text matching: phrases on word tokens, regexes in RE2 sets with
+a literal prefilter. Each must agree with the reference (`has_phrase`, RE2 search)."""
+
+from __future__ import annotations
+
+import re2
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rules.facts import word_bytes, words
+from rules.operators import Phrase, has_phrase
+from rules.prefilter import required_literal
+from rules.textmatch import REGEX_CHUNK, FieldMatcher
+
+
+def _matcher(phrases: list[str], regexes: tuple[str, ...] = ()) -> FieldMatcher:
+    m = FieldMatcher("message.body", lambda f: f.msg.body)
+    for p in phrases:
+        toks = tuple(words(p))
+        m.add_phrase(Phrase(p, toks, " " + " ".join(toks) + " "))
+    for r in regexes:
+        m.add_regex(r)
+    m.build()
+    return m
+
+
+def _found(m: FieldMatcher, text: str) -> set[str]:
+    return {m.phrase_list[i].text for i in m.phrases(text)}
+
+
+PHRASES = ["refund", "never arrived", "not received", "pas reçu", "straße", "don't",
+           "a b a", "o-123"]  # fmt: skip
+
+
+def test_ascii_and_unicode_text_find_the_same_phrases() -> None:
+    m = _matcher(PHRASES)
+    assert _found(m, "REFUND!! it never   arrived.") == {"refund", "never arrived"}
+    assert _found(m, "Refund — it NEVER arrived…") == {"refund", "never arrived"}  # non-ASCII
+    assert _found(m, "PAS REÇU, Strasse 5") == {"pas reçu", "straße"}  # casefold: ß -> ss
+    assert _found(m, "ﬁle: ｒｅｆｕｎｄ") == {"refund"}  # NFKC: ligature, full-width letters
+    assert _found(m, "refunds; arrived never") == set()  # whole words, in order
+
+
+def test_multi_token_phrases_need_consecutive_tokens() -> None:
+    m = _matcher(PHRASES)
+    assert _found(m, "never, ever arrived") == set()
+    assert _found(m, "never-arrived / not_received") == {"never arrived"}  # _ is a word char
+    assert _found(m, "a b b a") == set()
+    assert _found(m, "x a b a y") == {"a b a"}
+    assert _found(m, "a b a b a") == {"a b a"}
+
+
+def test_punctuation_between_tokens_does_not_matter() -> None:
+    m = _matcher(PHRASES)
+    assert _found(m, "never...arrived") == {"never arrived"}
+    assert _found(m, "never\n\tarrived") == {"never arrived"}
+    assert _found(m, "order O-123.") == {"o-123"}
+    assert _found(m, "don\u2019t") == {"don't"}  # any punctuation: tokens "don", "t"
+    assert _found(m, "don't, DON'T") == {"don't"}
+
+
+def test_word_bytes_are_the_utf8_of_the_words() -> None:
+    for text in ["Hello, World_1!", "Grüße aus Köln", "ﬁ ｌｏｓｔ", "", "  "]:
+        assert word_bytes(text) == [w.encode() for w in words(text)]
+
+
+def test_regexes_run_in_sets_and_keep_their_ids() -> None:
+    patterns = tuple(f"(?i)\\bword{i}\\b" for i in range(REGEX_CHUNK + 5))
+    m = _matcher(["x"], patterns)
+    assert set(m.regexes("WORD3 and word35, word99")) == {3, 35}
+    assert set(m.regexes("nothing here")) == set()
+
+
+def test_prefilter_skips_only_texts_that_cannot_match() -> None:
+    m = _matcher(["x"], (r"(?i)\border\s*#?\s*o-?\d{4,}",))
+    assert set(m.regexes("ORDER #o-12345")) == {0}
+    assert set(m.regexes("no such thing here")) == set()
+    assert set(m.regexes("Ordér o-12345")) == set()  # non-ASCII text: RE2 decides
+
+
+def test_required_literals() -> None:
+    cases = {
+        r"(?i)\border\s*#?\s*o-?\d{4,}": "order",
+        "^hello": "hello",
+        "lost$": "lost",
+        r"(?i)\bstra(ss|ß)e\b": "stra",
+        r"ab+c": "ab",
+        r"colou?r": "colo",
+        r"x{0}abc{2,}d": "abc",
+        r"a\.b": "a.b",
+        r"Ab[cd]Ef": "ab",
+        "a*": None,
+        r"\d{3}": None,
+        "refund|money": None,  # alternation at the top level
+        r"\x41bc": None,  # hex escapes are not read
+        r"[[:alpha:]]x": None,  # POSIX classes are not read
+        r"\Qa.b\E": None,
+        r"a{,3}": None,  # not a repetition in every dialect: not read
+        "ſ": None,  # non-ASCII literals can match ASCII text under (?i)
+        "(?i)k": "k",
+    }
+    for pattern, literal in cases.items():
+        assert required_literal(pattern) == literal, pattern
+
+
+PIECES = ["a", "b", "A", "ab", ".", r"\.", r"\b", r"\d", r"\s", "*", "+", "?", "{2}",
+          "{0,1}", "(?i)", "(a|b)", "[ab]", "[^a]", "^", "$", "|", "x", "-", " ", "(?i:ab)"]  # fmt: skip
+TEXT = st.text(alphabet=st.sampled_from(list("abxAB .-\n12")), max_size=20)
+
+
+@settings(max_examples=400, deadline=None)
+@given(pieces=st.lists(st.sampled_from(PIECES), min_size=1, max_size=6), text=TEXT)
+def test_a_regex_match_contains_its_required_literal(pieces: list[str], text: str) -> None:
+    pattern = "".join(pieces)
+    try:
+        compiled = re2.compile(pattern)
+    except re2.error:
+        return
+    literal = required_literal(pattern)
+    if literal is not None and compiled.search(text) is not None:
+        assert literal in text.lower(), (pattern, text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.text(max_size=30), phrases=st.lists(st.text(max_size=12), min_size=1, max_size=5))
+def test_token_phrases_equal_the_reference_on_any_text(text: str, phrases: list[str]) -> None:
+    kept = [p for p in phrases if words(p)]
+    if not kept:
+        return
+    m = _matcher(kept)
+    tokens = tuple(words(text))
+    expected = {i for i, p in enumerate(m.phrase_list) if has_phrase(tokens, p.tokens)}
+    assert set(m.phrases(text)) == expected
