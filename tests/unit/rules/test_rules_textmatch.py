@@ -37,7 +37,8 @@ def test_ascii_and_unicode_text_find_the_same_phrases() -> None:
     assert _found(m, "REFUND!! it never   arrived.") == {"refund", "never arrived"}
     assert _found(m, "Refund — it NEVER arrived…") == {"refund", "never arrived"}  # non-ASCII
     assert _found(m, "PAS REÇU, Strasse 5") == {"pas reçu", "straße"}  # casefold: ß -> ss
-    assert _found(m, "ﬁle: ｒｅｆｕｎｄ") == {"refund"}  # NFKC: ligature, full-width letters
+    # NFKC: a ligature, full-width letters
+    assert _found(m, "\ufb01le: \uff52\uff45\uff46\uff55\uff4e\uff44") == {"refund"}
     assert _found(m, "refunds; arrived never") == set()  # whole words, in order
 
 
@@ -60,7 +61,7 @@ def test_punctuation_between_tokens_does_not_matter() -> None:
 
 
 def test_word_bytes_are_the_utf8_of_the_words() -> None:
-    for text in ["Hello, World_1!", "Grüße aus Köln", "ﬁ ｌｏｓｔ", "", "  "]:
+    for text in ["Hello, World_1!", "Grüße aus Köln", "\ufb01 \uff4c\uff4f\uff53\uff54", "", "  "]:
         assert word_bytes(text) == [w.encode() for w in words(text)]
 
 
@@ -96,15 +97,15 @@ def test_required_literals() -> None:
         r"[[:alpha:]]x": None,  # POSIX classes are not read
         r"\Qa.b\E": None,
         r"a{,3}": None,  # not a repetition in every dialect: not read
-        "ſ": None,  # non-ASCII literals can match ASCII text under (?i)
+        "\u017f": None,  # the long s: non-ASCII literals can match ASCII text under (?i)
         "(?i)k": "k",
     }
     for pattern, literal in cases.items():
         assert required_literal(pattern) == literal, pattern
 
 
-PIECES = ["a", "b", "A", "ab", ".", r"\.", r"\b", r"\d", r"\s", "*", "+", "?", "{2}",
-          "{0,1}", "(?i)", "(a|b)", "[ab]", "[^a]", "^", "$", "|", "x", "-", " ", "(?i:ab)"]  # fmt: skip
+PIECES = ["a", "b", "A", "ab", ".", r"\.", r"\b", r"\d", r"\s", "*", "+", "?", "{2}", "{0,1}",
+          "(?i)", "(a|b)", "[ab]", "[^a]", "^", "$", "|", "x", "-", " ", "(?i:ab)"]  # fmt: skip
 TEXT = st.text(alphabet=st.sampled_from(list("abxAB .-\n12")), max_size=20)
 
 
