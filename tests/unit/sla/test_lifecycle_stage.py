@@ -181,8 +181,13 @@ def test_rebuild_revoke_and_refresh_after_recovery(harness: Harness) -> None:
 def test_timer_fires_only_while_owning(harness: Harness) -> None:
     harness.routed()
     assert harness.run(harness.stage.deadlines.fire_due()) == 0  # before any recovery
-    harness.run(harness.stage.deadlines.on_recovered({1}))
-    harness.stage.deadlines.suspend()
+
+    async def recover_then_revoke() -> None:
+        # no loop turn in between: the overdue wake-up set by on_recovered must not run first
+        await harness.stage.deadlines.on_recovered({1})
+        harness.stage.deadlines.suspend()
+
+    harness.run(recover_then_revoke())
     assert harness.run(harness.stage.deadlines.fire_due()) == 0
 
     async def resume_and_fire() -> int:
