@@ -10,14 +10,16 @@ fetch sizes only move batching around), so the bulk of the work is done here ins
 How: `FastRecovery._build_offsets` runs where faust's `_restart_recovery` has just fetched the
 highwaters of the active changelog partitions and worked out where reading starts. For every
 *loadable* table (faust's in-memory store, raw bytes keys and values, not global, not
-windowed), it reads those partitions with a groupless aiokafka consumer (large fetches, whole
-batches via `getmany`) straight into the store, exactly as faust's `apply_changelog_batch` would
-(tombstones delete, `_key_partition` kept), then moves faust's offset for each partition to the
-last record applied. faust then seeks there, finds nothing left (`need_recovery()` is false) and
-carries on as usual: `on_recovery_completed` hooks, standby partitions (still faust's path),
-resuming the streams. Everything else of faust's recovery contract is untouched: the streams stay
-paused until it completes, a new rebalance cancels the step (`RebalanceAgain`), and the progress
-made so far stays valid because the offset only moves after each batch is applied.
+windowed, and nothing else done with recovered records unless it has a `changelog_loaded`
+hook), it reads those partitions with a groupless aiokafka consumer (large fetches, whole
+batches via `getmany`) straight into the store, exactly as faust's `apply_changelog_batch`
+would (tombstones delete, `_key_partition` kept), then moves faust's offset for each partition
+to the last record applied. faust then seeks there, finds nothing left (`need_recovery()` is
+false) and carries on as usual: `on_recovery_completed` hooks, standby partitions (still
+faust's path), resuming the streams. The rest of faust's recovery contract is untouched: the
+streams stay paused until it completes, a new rebalance cancels the step (`RebalanceAgain`),
+and the progress made so far stays valid because the offset only moves after each batch is
+applied.
 
 Limits kept on purpose: faust abandons recovery for good when one step outlives
 `broker_request_timeout` (its `_wait` reports the time-out as "stopped"), so the load stops at
@@ -36,6 +38,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from typing import Any
 
+import faust
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.stores.memory import Store as MemoryStore
@@ -71,13 +74,20 @@ def gc_paused() -> Iterator[None]:
 
 
 def loadable(table: Any) -> bool:
-    """Tables whose store this module may fill: bytes in, bytes out, faust's memory store."""
+    """Tables whose store this module may fill: bytes in, bytes out, faust's memory store.
+
+    A table that does more with recovered records than storing them (its own
+    `apply_changelog_batch`, an `on_changelog_event` callback) qualifies only with a
+    `changelog_loaded(partition, [(key, value), ...])` method for this path."""
+    bypassed = (type(table).apply_changelog_batch is not faust.Table.apply_changelog_batch
+                or table._on_changelog_event is not None)
     return (
         isinstance(table.data, MemoryStore)
         and table.key_type is bytes
         and table.value_type is bytes
         and not table.is_global
         and table.window is None
+        and (not bypassed or callable(getattr(table, "changelog_loaded", None)))
     )
 
 

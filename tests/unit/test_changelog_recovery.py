@@ -77,6 +77,24 @@ def test_only_raw_bytes_memory_tables_are_loadable() -> None:
     assert not loadable(app.Table("json", key_type=str, value_type=int))
     assert not loadable(app.GlobalTable("glob", key_type=bytes, value_type=bytes))
 
+    async def on_event(event: Any) -> None:
+        return None
+
+    assert not loadable(app.Table("cb", key_type=bytes, value_type=bytes,
+                                  on_changelog_event=on_event))
+
+    class Derived(faust.Table):  # type: ignore[misc]
+        def apply_changelog_batch(self, batch: Any) -> None:
+            super().apply_changelog_batch(batch)
+
+    class Hooked(Derived):
+        def changelog_loaded(self, partition: int, records: Any) -> None:
+            return None
+
+    assert not loadable(app.tables.add(Derived(app, name="derived", key_type=bytes,
+                                               value_type=bytes)))
+    assert loadable(app.tables.add(Hooked(app, name="hooked", key_type=bytes, value_type=bytes)))
+
 
 class FakeConsumer:
     """Serves each partition's records in fetches of `per_fetch`; `fail_after` fetches, raises.
