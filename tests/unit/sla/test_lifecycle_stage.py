@@ -74,7 +74,18 @@ class Harness:
         )
 
     def run(self, coro: Any) -> Any:
-        return asyncio.run(coro)
+        async def step() -> Any:
+            try:
+                return await coro
+            finally:
+                # An overdue wake-up (on_recovered sets one ~1 ms out) belongs to this step's
+                # loop: asyncio.run's teardown would fire it when slow, popping the index.
+                wakeup = self.stage.deadlines._wakeup
+                if wakeup is not None:
+                    wakeup.cancel()
+                    self.stage.deadlines._wakeup = None
+
+        return asyncio.run(step())
 
     def routed(self, event_id: str = "ev-routed") -> int:
         data = TicketEvent(
@@ -181,13 +192,8 @@ def test_rebuild_revoke_and_refresh_after_recovery(harness: Harness) -> None:
 def test_timer_fires_only_while_owning(harness: Harness) -> None:
     harness.routed()
     assert harness.run(harness.stage.deadlines.fire_due()) == 0  # before any recovery
-
-    async def recover_then_revoke() -> None:
-        # no loop turn in between: the overdue wake-up set by on_recovered must not run first
-        await harness.stage.deadlines.on_recovered({1})
-        harness.stage.deadlines.suspend()
-
-    harness.run(recover_then_revoke())
+    harness.run(harness.stage.deadlines.on_recovered({1}))
+    harness.stage.deadlines.suspend()
     assert harness.run(harness.stage.deadlines.fire_due()) == 0
 
     async def resume_and_fire() -> int:
