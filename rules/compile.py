@@ -60,9 +60,7 @@ class _Derive:
             for phrase in phrases:
                 toks = tuple(words(phrase))
                 if toks:
-                    pid = self._text.add_phrase(
-                        Phrase(phrase, toks, " " + " ".join(toks) + " ")
-                    )
+                    pid = self._text.add_phrase(Phrase(phrase, toks, " " + " ".join(toks) + " "))
                     self._intent_of.setdefault(pid, []).append(intent)
 
     def intents(self, facts: Facts) -> frozenset[str]:
@@ -82,6 +80,17 @@ class _Derive:
         return known
 
 
+# A RuleResult from a tuple of all its fields: skips the Python-level NamedTuple __new__.
+_new_result = tuple.__new__
+
+
+def _distinct(tags: list[str]) -> tuple[str, ...]:
+    """Tags in first-seen order without repeats (short lists skip building a dict)."""
+    if len(tags) < 2 or (len(tags) == 2 and tags[0] != tags[1]):
+        return tuple(tags)
+    return tuple(dict.fromkeys(tags))
+
+
 class CompiledRuleset:
     """A validated ruleset compiled once; `evaluate` is pure and deterministic."""
 
@@ -99,6 +108,8 @@ class CompiledRuleset:
         )
         key = gen.key([*low, *high], f"{ruleset.name} index key")
         self._index = CandidateIndex(self._rules, plans, low, high, key)
+        self._key = key
+        self._candidates = self._index.cached  # the hit path of `select`: a bound dict.get
         matchers.build()
         self.indexed_rules = sum(p.lookup is not None for p in plans)
         self.index_fields = tuple(s.path for s in (*low, *high))
@@ -121,7 +132,11 @@ class CompiledRuleset:
         trace: list[RuleTrace] = []
         room = MAX_TRACE_UNMATCHED  # failed rules the trace still has room for
         continued = 0
-        for c in self._index.select(f):
+        key = self._key(f)
+        cands = self._candidates(key)
+        if cands is None:
+            cands = self._index.select_key(key)
+        for c in cands:
             check = c.check
             if check is not None:
                 failed = check(f)
@@ -161,18 +176,21 @@ class CompiledRuleset:
                 reason = f"matched; {fallback}: {queue}"
                 trace.append(RuleTrace(rule_id=c.id, matched=True, reason=reason))
                 text = explanation(c.rule, matched, queue, fallback, c.start)
-            return RuleResult(
-                self.name,
-                self.version,
-                queue,
-                self._priorities[rank],
-                self._slas[sla_rank],
-                c.id,
-                tuple(dict.fromkeys(tags)) if len(tags) > 1 else tuple(tags),
-                text,
-                tuple(trace),
-                done,
-                fallback,
+            return _new_result(
+                RuleResult,
+                (
+                    self.name,
+                    self.version,
+                    queue,
+                    self._priorities[rank],
+                    self._slas[sla_rank],
+                    c.id,
+                    _distinct(tags),
+                    text,
+                    tuple(trace),
+                    done,
+                    fallback,
+                ),
             )
         raise AssertionError("validated rulesets end with a catch-all")
 

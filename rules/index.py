@@ -185,7 +185,8 @@ class CandidateIndex(Generic[T]):
                 table.setdefault(value, []).append(pos)
         self._always = tuple(always)
         self._low_cache: dict[Hashable, tuple[int, ...]] = {}
-        self._cache: dict[Hashable, tuple[T, ...]] = {}
+        self._cache: dict[Hashable, tuple[T, ...]] = {}  # cleared when full, never replaced
+        self.cached: Callable[[Hashable], tuple[T, ...] | None] = self._cache.get
 
     @staticmethod
     def _lookup(
@@ -225,9 +226,10 @@ class CandidateIndex(Generic[T]):
     def select(self, f: Facts) -> tuple[T, ...]:
         key = self._key(f)
         hit = self._cache.get(key)
-        return hit if hit is not None else self._select(key)
+        return hit if hit is not None else self.select_key(key)
 
-    def _select(self, key: tuple[Any, ...]) -> tuple[T, ...]:
+    def select_key(self, key: tuple[Any, ...]) -> tuple[T, ...]:
+        """The candidates for a key read by the `key` function, cached."""
         low, high = key[: self._n_low], key[self._n_low :]
         base = self._low_cache.get(low)
         if base is None:

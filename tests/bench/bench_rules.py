@@ -13,8 +13,9 @@ have 1-5 messages. Inputs are built once (parsing is not measured).
 Figures are decisions per CPU second of this one process (so, per core), the best of a
 few passes; `compiled/s` is `CompiledRuleset.evaluate`, `adapter/s` the router's path
 (`RulesetPolicy.decide` on a `RoutingContext`, which adds building the `Decision`).
-The calibration line lets figures from different machines be compared. Not collected by
-pytest (not a `test_*.py` file).
+The calibration line lets figures from different machines be compared; the stages line
+splits the time of one decision (1,000 rules). Not collected by pytest (not a `test_*.py`
+file).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ if str(REPO) not in sys.path:  # run as a script: make `rules`, `router`, `schem
 from router.routing import RoutingContext, TicketFacts  # noqa: E402 - after sys.path
 from router.rules_policy import RulesetPolicy  # noqa: E402
 from rules import CompiledRuleset, NaiveEvaluator, RuleInput, Ruleset  # noqa: E402
-from rules.facts import TicketInfo  # noqa: E402
+from rules.facts import Facts, TicketInfo  # noqa: E402
 from rules.loader import SourceDoc  # noqa: E402
 from rules.validate import validate_source  # noqa: E402
 from schemas.message import InboundMessage  # noqa: E402
@@ -261,6 +262,22 @@ def calibrate() -> float:
     return best
 
 
+def stages(compiled: CompiledRuleset, inputs: Sequence[RuleInput], budget: float) -> str:
+    """Microseconds per decision up to each stage of `evaluate` (cumulative), for profiling.
+
+    Reads the evaluator's internals (`_derive`, `_index`): a diagnostic, not an API."""
+    derive, index = compiled._derive, compiled._index
+    steps: list[tuple[str, Callable[[Any], object]]] = [
+        ("Facts", lambda i: Facts(i, derive)),
+        ("+text", lambda i: Facts(i, derive).text()),
+        ("+intents", lambda i: Facts(i, derive).intents()),
+        ("+index key", lambda i: index._key(Facts(i, derive))),
+        ("+select", lambda i: index.select(Facts(i, derive))),
+        ("evaluate", compiled.evaluate),
+    ]
+    return "; ".join(f"{name} {1e6 / rate(step, inputs, budget):.1f}" for name, step in steps)
+
+
 def contexts(inputs: Sequence[RuleInput]) -> list[RoutingContext]:
     """The same inputs as the router's `RoutingContext`s, for the adapter path."""
     return [
@@ -316,6 +333,11 @@ def main() -> None:
         results[size] = fast
         print(f"{size:>7} {compiled.indexed_rules:>8} {fast:>11,.0f} {adapter:>10,.0f} "
               f"{slow:>9,.0f} {fast / slow:>8.1f}x {cands:>9.1f} {build:>9.2f}")  # fmt: skip
+    probe = 1000 if 1000 in sizes else max(sizes)
+    ruleset, vendors = build_ruleset(probe)
+    probe_inputs = build_inputs(vendors, args.messages)
+    timings = stages(CompiledRuleset(ruleset), probe_inputs, args.seconds / 2)
+    print(f"stages at {probe:,} rules, us per decision (cumulative): {timings}")
     if 1000 in results and 10000 in results:
         print(f"1,000 -> 10,000 rules: compiled is {results[1000] / results[10000]:.2f}x slower")
     big = max(sizes)

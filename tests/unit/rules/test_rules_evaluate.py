@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -233,6 +234,18 @@ def test_ruleset_policy_adapts_routing_context_to_decision() -> None:
     assert decision.trace[-1].rule_id == "same-priority-first"
     assert decision.explanation.startswith("rule same-priority-first matched")
     assert policy.evaluate(ctx).matched[-1] == "same-priority-first"
+    # The fast construction equals the dataclass constructor and stays frozen.
+    res = policy.evaluate(ctx)
+    expected = Decision(
+        queue=res.queue, priority=res.priority, sla_policy=res.sla_policy, rule_id=res.rule_id,
+        ruleset=res.ruleset, ruleset_version=res.ruleset_version, tags=res.tags,
+        explanation=res.explanation, trace=res.trace,
+    )  # fmt: skip
+    assert decision == expected
+    assert hash(decision) == hash(expected)
+    assert repr(decision) == repr(expected)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        decision.queue = "dept:general"  # type: ignore[misc]  # checking it is frozen
 
 
 def test_naive_datetimes_are_read_as_utc() -> None:

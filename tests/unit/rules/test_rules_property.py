@@ -283,13 +283,13 @@ def test_compiled_and_naive_evaluators_decide_alike(
 ASCII_TEXT = st.text(alphabet=st.sampled_from(list("abcXYZ019_ -.,'!?\t\n#")), max_size=40)
 
 
-MIXED_TEXT = st.text(alphabet=st.sampled_from(list("abcXYZ019_ -.,'!?\t\n#éÉßẞ\u017f\ufb01\u2019")),
-                   max_size=40)
+MIXED_TEXT = st.text(
+    alphabet=st.sampled_from(list("abcXYZ019_ -.,'!?\t\n#éÉßẞ\u017f\ufb01\u2019")), max_size=40
+)
 
 
 @settings(max_examples=300, deadline=None)
-@given(text=st.one_of(ASCII_TEXT, MIXED_TEXT), phrases=st.lists(MIXED_TEXT, min_size=1,
-                                                                 max_size=6))
+@given(text=st.one_of(ASCII_TEXT, MIXED_TEXT), phrases=st.lists(MIXED_TEXT, min_size=1, max_size=6))
 def test_token_phrase_matching_equals_the_reference(text: str, phrases: list[str]) -> None:
     matcher = FieldMatcher("message.body", lambda f: f.msg.body)
     for p in phrases:

@@ -3,6 +3,9 @@ a literal prefilter. Each must agree with the reference (`has_phrase`, RE2 searc
 
 from __future__ import annotations
 
+import re
+import unicodedata
+
 import re2
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -132,3 +135,12 @@ def test_token_phrases_equal_the_reference_on_any_text(text: str, phrases: list[
     tokens = tuple(words(text))
     expected = {i for i, p in enumerate(m.phrase_list) if has_phrase(tokens, p.tokens)}
     assert set(m.phrases(text)) == expected
+
+
+@settings(max_examples=400, deadline=None)
+@given(text=st.text(alphabet=st.characters(max_codepoint=0x17F), max_size=40))
+def test_latin1_and_unicode_tokens_equal_the_regex_definition(text: str) -> None:
+    folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", text).casefold())
+    expected = re.findall(r"\w+", folded)
+    assert words(text) == expected
+    assert word_bytes(text) == [w.encode() for w in expected]
