@@ -100,6 +100,14 @@ class Calendar(ABC):
             remaining -= span
         raise CalendarError(f"calendar {self.name!r} is never open after {from_us(start_us)}")
 
+    def add_two_us(self, start_us: int, first_us: int, second_us: int) -> tuple[int, int]:
+        """`add_us(start, first)` and `add_us(start, second)`: the second walk resumes where the
+        first ended (open time adds up, and both answers are the earliest such instant)."""
+        at = self.add_us(start_us, first_us)
+        if second_us < first_us:
+            return at, self.add_us(start_us, second_us)
+        return at, self.add_us(at, second_us - first_us)
+
     def between_us(self, a_us: int, b_us: int) -> int:
         if b_us < a_us:
             return -self.between_us(b_us, a_us)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import tzinfo
+
 from router.sla import clocks
 from router.sla.calendar import join_moment
-from router.sla.events import Firing, SlaContext, is_late, sla_event_id, sla_event_out
+from router.sla.events import context_of, is_late, sla_event_id, sla_event_out
+from router.sla.policy import MetricTerms
 from router.sla.transitions import Transition
 from schemas.sla import SlaMetric
 from schemas.ticket import Priority
@@ -14,16 +17,24 @@ MAX_FIRINGS_PER_CALL = 64
 
 _METRIC_ORDER = {metric: rank for rank, metric in enumerate(SlaMetric)}
 _BY_RANK = sorted(Priority, key=lambda p: p.rank)
+_RANK = {p: p.rank for p in Priority}  # `Priority.rank` is an enum property: slow per call
 
 
 def raised(priority: Priority) -> Priority:
-    return _BY_RANK[min(priority.rank + 1, len(_BY_RANK) - 1)]
+    return _BY_RANK[min(_RANK[priority] + 1, len(_BY_RANK) - 1)]
+
+
+_RAISED = {p: raised(p) for p in Priority}
 
 
 def advance(run: Transition, until_us: int) -> None:
     """Fire, in time order, everything due at or before `until_us` (epoch microseconds)."""
     order = _METRIC_ORDER
     for _ in range(MAX_FIRINGS_PER_CALL):
+        if run.synced:  # the next due time is known: skip the scan when nothing is due
+            due = run.due_us
+            if due is None or due > until_us:
+                return
         earliest: tuple[int, int] | None = None
         metric = None
         for clock in run.state.clocks.values():
@@ -43,7 +54,7 @@ def _fire(run: Transition, metric: SlaMetric, until_us: int) -> None:
     clock = run.writable(metric)
     assert clock is not None  # advance() picked it from the clocks
     marker, scheduled_us, deadline_us = clock.next_marker, clock.next_at_us, clock.deadline_us
-    terms = run.terms(clock.metric)
+    terms = run.terms(metric)
     if marker is None or scheduled_us is None or deadline_us is None or terms is None:
         return
     # Nothing takes effect before the last change applied: when a priority raise makes a
@@ -57,46 +68,68 @@ def _fire(run: Transition, metric: SlaMetric, until_us: int) -> None:
         spent = max(clocks.threshold(clock, marker, terms), clock.banked)
     else:
         spent = clocks.elapsed(clock, due_us, run.calendar())
-    event_id = sla_event_id(state.ticket_id, clock, marker)
     clocks.record_firing(clock, marker, spent)
     if marker == clocks.WARNING:
         clocks.schedule_next(clock, terms, run.calendar())  # the deadline itself did not move
         if deadline_us <= until_us:
             return  # the breach is due too: it supersedes a warning nobody could act on
-    before = SlaContext.of(state)
-    late = is_late(run.now_us, due_us, run.config.late_grace_seconds)
-    if marker == clocks.WARNING:
-        firing = Firing(deadline_us, due_us, due_tz, run.now, spent, "notified", late)
-        run.outputs.append(sla_event_out(event_id, state.ticket_id, clock, marker, before, firing))
+        late = is_late(run.now_us, due_us, run.config.late_grace_seconds)
+        run.outputs.append(
+            sla_event_out(
+                sla_event_id(state.ticket_id, clock, marker), state.ticket_id, clock, marker,
+                context_of(state), deadline_us, due_us, due_tz, run.now, spent, "notified", late,
+            )
+        )
         return
+    _escalate(run, clock, marker, terms, scheduled_us, deadline_us, due_us, due_tz, spent)
+
+
+def _escalate(
+    run: Transition,
+    clock: clocks.MetricClock,
+    marker: str,
+    terms: MetricTerms,
+    scheduled_us: int,
+    deadline_us: int,
+    due_us: int,
+    due_tz: tzinfo | None,
+    spent: float,
+) -> None:
+    """Publish a breach (rung `marker`, recorded on `clock`) and take its rung's actions."""
+    state = run.state
+    late = is_late(run.now_us, due_us, run.config.late_grace_seconds)
+    event_id = sla_event_id(state.ticket_id, clock, marker)
+    before = context_of(state)
     level = clocks.marker_level(marker)
     step = terms.ladder[level - 1]
     position = len(run.outputs)  # the breach is published before what it caused
-    cause = event_id
-    taken: list[str] = []
-    new_priority = step.set_priority or (raised(before.priority) if step.raise_priority else None)
+    raised_to = new_queue = None
+    new_priority = step.set_priority or (_RAISED[before[2]] if step.raise_priority else None)
     due_at = join_moment(due_us, due_tz)
-    if new_priority is not None and new_priority.rank > before.priority.rank:
-        run.change_priority(due_at, new_priority, cause=cause)
-        taken.append("priority_raised")
-    if step.reroute is not None and step.reroute != before.queue:
+    if new_priority is not None and _RANK[new_priority] > _RANK[before[2]]:
+        run.change_priority(due_at, new_priority, cause=event_id)
+        raised_to = state.priority
+    if step.reroute is not None and step.reroute != before[1]:
         policy = step.reroute_policy or run.config.policy_for_queue(step.reroute) or state.policy
-        rule_id = f"sla:{before.policy}:{clock.metric.value}:L{level}"
-        reason = f"{clock.metric.value} breached, escalation level {level}"
-        run.move(due_at, step.reroute, policy, rule_id=rule_id, reason=reason, cause=cause)
-        taken.append("rerouted")
-    if not taken:  # a priority raise or a move has rescheduled every clock already
+        rule_id = f"sla:{before[0]}:{clock.metric}:L{level}"  # StrEnum: formats as its value
+        reason = f"{clock.metric} breached, escalation level {level}"
+        run.move(due_at, step.reroute, policy, rule_id=rule_id, reason=reason, cause=event_id)
+        new_queue = state.queue
+    if raised_to is None and new_queue is None:
         clocks.schedule_next(clock, terms, run.calendar())
-    firing = Firing(
-        deadline_us=scheduled_us if level > 1 else deadline_us,
-        due_us=due_us,
-        due_tz=due_tz,
-        fired_at=run.now,
-        elapsed=spent,
-        action_taken=",".join(taken) or "notified",
-        late=late,
-        new_priority=state.priority if "priority_raised" in taken else None,
-        new_queue=state.queue if "rerouted" in taken else None,
+        action = "notified"
+    else:  # a priority raise or a move has rescheduled every clock already
+        action = _ACTIONS[raised_to is not None, new_queue is not None]
+    record = sla_event_out(
+        event_id, state.ticket_id, clock, marker, before,
+        scheduled_us if level > 1 else deadline_us, due_us, due_tz, run.now, spent, action, late,
+        raised_to, new_queue,
     )
-    record = sla_event_out(event_id, state.ticket_id, clock, marker, before, firing)
     run.outputs.insert(position, record)
+
+
+_ACTIONS = {
+    (True, False): "priority_raised",
+    (False, True): "rerouted",
+    (True, True): "priority_raised,rerouted",
+}

@@ -228,6 +228,9 @@ class SlaPolicy:
         return self._terms.get((metric, priority))
 
 
+_QUEUE_CACHE_LIMIT = 10_000  # queue names are few; bound it anyway
+
+
 class SlaConfig:
     """A validated policy file with its calendars built (they cache computed days)."""
 
@@ -247,6 +250,7 @@ class SlaConfig:
                 simple = [m for m in members if isinstance(m, BusinessHours | AlwaysOpen)]
                 self.calendars[name] = FollowTheSun(name, simple)  # validated: all are simple
         self.policies = {name: SlaPolicy(name, p) for name, p in spec.policies.items()}
+        self._queue_policies: dict[str, str | None] = {}
 
     def policy(self, name: str | None) -> SlaPolicy:
         """The named policy; the default one for an unknown or missing name."""
@@ -258,10 +262,17 @@ class SlaConfig:
         return found or self.calendars[fallback]
 
     def policy_for_queue(self, queue: str) -> str | None:
-        for rule in self.spec.queue_policies:
-            if fnmatch.fnmatchcase(queue, rule.queue):
-                return rule.policy
-        return None
+        cache = self._queue_policies
+        if queue in cache:  # glob matching is slow; the file never changes
+            return cache[queue]
+        found = next(
+            (r.policy for r in self.spec.queue_policies if fnmatch.fnmatchcase(queue, r.queue)),
+            None,
+        )
+        if len(cache) >= _QUEUE_CACHE_LIMIT:
+            cache.clear()
+        cache[queue] = found
+        return found
 
 
 def _build_calendar(name: str, spec: AlwaysSpec | BusinessHoursSpec) -> Calendar:

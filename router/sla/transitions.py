@@ -15,8 +15,7 @@ from router.sla import clocks
 from router.sla.calendar import US_PER_SECOND, Calendar, split_moment, to_us
 from router.sla.clocks import ClockStatus, MetricClock
 from router.sla.events import (
-    Firing,
-    SlaContext,
+    context_of,
     is_late,
     output_id,
     sla_event_id,
@@ -38,6 +37,9 @@ class VendorDirectory(Protocol):
     def get(self, vendor_id: str, /) -> VendorProfile | None: ...
 
 
+_UNSET: MetricTerms | None = MetricTerms(0.0, 0.0, ())  # "not looked up yet" in Transition
+
+
 def vendor_of(queue: str | None) -> str | None:
     if queue is not None and queue.startswith("vendor:"):
         return queue.removeprefix("vendor:")
@@ -49,7 +51,7 @@ class Transition:
 
     __slots__ = (
         "_calendar", "_dirty", "_owned", "_policy", "_terms",
-        "config", "now", "now_us", "outputs", "state", "vendors",
+        "config", "due_us", "now", "now_us", "outputs", "state", "synced", "vendors",
     )
 
     def __init__(
@@ -75,6 +77,10 @@ class Transition:
         self._policy: SlaPolicy | None = None
         self._calendar: Calendar | None = None
         self._terms: dict[SlaMetric, MetricTerms | None] = {}
+        # True while `due_us` (the earliest next firing) and every schedule are current: set
+        # by `reschedule`, cleared whenever a clock is taken for writing.
+        self.synced = False
+        self.due_us: int | None = None
 
     # -- terms -------------------------------------------------------------------------------
 
@@ -93,8 +99,9 @@ class Transition:
         return calendar
 
     def terms(self, metric: SlaMetric) -> MetricTerms | None:
-        if metric in self._terms:
-            return self._terms[metric]
+        terms = self._terms.get(metric, _UNSET)
+        if terms is not _UNSET:
+            return terms
         terms = self.policy.terms(metric, self.state.priority)
         override = self.state.vendor_response_target
         if terms is not None and metric is SlaMetric.VENDOR_RESPONSE and override is not None:
@@ -109,6 +116,7 @@ class Transition:
 
     def writable(self, metric: SlaMetric) -> MetricClock | None:
         """The clock of `metric`, copied on first write so the caller's state stays intact."""
+        self.synced = False
         clock = self.state.clocks.get(metric)
         if clock is not None and metric not in self._owned:
             clock = self.state.clocks[metric] = clock.copy_for_update()
@@ -137,6 +145,8 @@ class Transition:
                 if clock is not None:
                     clocks.reschedule(clock, self.terms(metric), calendar)
             self._dirty.clear()
+        elif self.synced:
+            return
         state.schedule_of = self.config.fingerprint
         due: int | None = None
         for clock in state.clocks.values():
@@ -145,6 +155,8 @@ class Transition:
                 due = at
         # us / 10**6: the same float as datetime.timestamp() of that instant
         state.next_due_ts = None if due is None else due / US_PER_SECOND
+        self.due_us = due
+        self.synced = True
 
     def finish(self) -> Step:
         self.reschedule()
@@ -159,6 +171,7 @@ class Transition:
             return
         cycle = existing.cycle + 1 if existing is not None else 0
         self.state.clocks[metric] = clocks.start_clock(metric, to_us(at), cycle)
+        self.synced = False
         self._owned.add(metric)
         self._dirty.add(metric)
 
@@ -191,11 +204,15 @@ class Transition:
         left_us = round((terms.target_seconds - spent) * US_PER_SECOND)
         deadline_us = calendar.add_us(at_us, left_us)
         late = is_late(self.now_us, at_us, self.config.late_grace_seconds)
-        firing = Firing(deadline_us, *split_moment(at), self.now, spent, "none", late)
-        context = SlaContext.of(self.state)
+        due_us, due_tz = split_moment(at)
         ticket_id = self.state.ticket_id
         event_id = sla_event_id(ticket_id, clock, clocks.MET)
-        self.outputs.append(sla_event_out(event_id, ticket_id, clock, clocks.MET, context, firing))
+        self.outputs.append(
+            sla_event_out(
+                event_id, ticket_id, clock, clocks.MET, context_of(self.state), deadline_us,
+                due_us, due_tz, self.now, spent, "none", late,
+            )
+        )
 
     def customer_message(self, at: datetime, actor: str | None, cause: str) -> None:
         state = self.state
@@ -314,11 +331,11 @@ class Transition:
         )
 
     def sla_terms(self) -> TermsUpdate:
-        deadlines = tuple(
+        deadlines = tuple([
             (metric, clock.deadline_us)
             for metric, clock in self.state.clocks.items()
             if clock.deadline_us is not None
-        )
+        ])
         return TermsUpdate(self.state.policy, deadlines)
 
     def publish(
@@ -332,7 +349,8 @@ class Transition:
         what: str | None = None,
     ) -> None:
         """Publish a ticket event caused by input or firing `cause` (`what` names it in the id)."""
-        event_id = output_id(self.state.ticket_id, cause, what or kind.value)
+        # str(kind): the StrEnum's value, without the slow `.value` lookup
+        event_id = output_id(self.state.ticket_id, cause, what or str(kind))
         out = ticket_event_out(
             self.state, kind, at, event_id=event_id, actor=actor, sender_role=sender_role
         )

@@ -99,3 +99,22 @@ def test_union_covers_each_member_and_no_more_than_all(a: int, b: int) -> None:
     a, b = sorted((a, b))
     members = [m.between_us(a, b) for m in SUN.members]
     assert max(members) <= SUN.between_us(a, b) <= sum(members)
+
+
+@calendar_settings
+@given(calendars, instants, durations_ms, durations_ms)
+def test_adding_two_amounts_in_one_walk_agrees_with_two_walks(
+    calendar: Calendar, start: int, ms_a: int, ms_b: int
+) -> None:
+    # A clock's warning and deadline: the deadline walk resumes where the warning's ended.
+    # Also on the hour with whole half hours: warnings that land exactly on shift boundaries.
+    half_hour, hour = 1800 * US_PER_SECOND, 3600 * US_PER_SECOND
+    on_boundaries = (
+        start // hour * hour,
+        ms_a // 1000 // 1800 * half_hour,
+        ms_b // 1000 // 1800 * half_hour,
+    )
+    for at, a, b in ((start, ms_a * 1000, ms_b * 1000), on_boundaries):
+        expected = (calendar.add_us(at, a), calendar.add_us(at, b))
+        assert calendar.add_two_us(at, a, b) == expected
+        assert Calendar.add_us(calendar, at, b) == expected[1]  # the plain interval walk
