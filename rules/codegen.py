@@ -190,7 +190,7 @@ class CodeGen:
         parts = []
         for spec in specs:
             expr = self.value(spec, ns)
-            if spec.kind is Kind.BOOL:
+            if spec.kind is Kind.BOOL and not spec.path.endswith("?"):  # `?`: always a bool
                 local = self._name(ns, None, "_v")
                 expr = f"({local} if ({local} := {expr}) is True or {local} is False else None)"
             parts.append(expr)

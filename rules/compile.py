@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from rules.ast import Rule, Ruleset
 from rules.codegen import Check, CodeGen
-from rules.facts import Facts, InputView, text_of, words
+from rules.facts import Facts, InputView, words
 from rules.index import CACHE_MAX, CandidateIndex, conjuncts, plan
 from rules.operators import Phrase
 from rules.result import (
@@ -53,7 +53,7 @@ class _Derive:
     """Intents from the phrase hits of `message.text` (one matching pass per decision)."""
 
     def __init__(self, ruleset: Ruleset, matchers: Matchers) -> None:
-        self._text = matchers.of("message.text", text_of)
+        self._text = matchers.of("message.text", Facts.text)  # the method: one call less
         self._intents_by_hits: dict[frozenset[int], frozenset[str]] = {}
         self._intent_of: dict[int, list[str]] = {}
         for intent, phrases in ruleset.intents.table.items():

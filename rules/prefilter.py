@@ -9,7 +9,8 @@ cannot tell.
 It is deliberately conservative: it reads only a plain subset of the syntax (literal
 characters, escaped punctuation, the single-letter escapes, classes and groups skipped as
 opaque, quantifiers) and gives up (None) on anything else: top-level alternation, `\\x`,
-`\\p`, `\\Q`, octal escapes, POSIX classes, malformed repetitions. A quantifier that allows
+`\\p`, `\\Q`, octal escapes, POSIX classes, malformed repetitions, flag groups after the
+start (a quantifier after one applies to the atom before it). A quantifier that allows
 zero repetitions drops its atom; any non-literal atom ends a run. Only ASCII text is
 prefiltered: there, RE2's case folding of ASCII characters (`(?i)`) is exactly
 `str.lower` (the non-ASCII members of their fold orbits, the Kelvin sign for `k` and the
@@ -21,6 +22,7 @@ from __future__ import annotations
 import re
 
 _REPEAT = re.compile(r"\{(\d+)(?:,(\d*))?\}")
+_FLAGS = re.compile(r"\(\?[A-Za-z-]*\)")  # a flag group: no atom of its own
 _SIMPLE_ESCAPES = frozenset("bBAzdDwWsSntrfva")  # one-letter escapes: never a literal char
 _SPECIAL = frozenset(".^$")
 
@@ -90,6 +92,8 @@ def _atom(p: str, i: int) -> tuple[str | None, int]:
     if c == "[":
         return None, _skip_class(p, i)
     if c == "(":
+        if i and _FLAGS.match(p, i):  # `a(?i)*`: the quantifier applies to `a`
+            raise _GiveUp
         return None, _skip_group(p, i)
     if c in "|)*+?{":  # alternation, or a quantifier without an atom
         raise _GiveUp

@@ -102,22 +102,27 @@ def test_required_literals() -> None:
         r"a{,3}": None,  # not a repetition in every dialect: not read
         "\u017f": None,  # the long s: non-ASCII literals can match ASCII text under (?i)
         "(?i)k": "k",
+        "a(?i)*b": None,  # the * applies to a
     }
     for pattern, literal in cases.items():
         assert required_literal(pattern) == literal, pattern
 
 
-PIECES = ["a", "b", "A", "ab", ".", r"\.", r"\b", r"\d", r"\s", "*", "+", "?", "{2}", "{0,1}",
-          "(?i)", "(a|b)", "[ab]", "[^a]", "^", "$", "|", "x", "-", " ", "(?i:ab)"]  # fmt: skip
-TEXT = st.text(alphabet=st.sampled_from(list("abxAB .-\n12")), max_size=20)
+PIECES = ["a", "b", "A", "ab", "Ba", ".", r"\.", r"\b", r"\B", r"\A", r"\z", r"\d", r"\w",
+          r"\s", r"\n", r"\-", "*", "+", "?", "*?", "+?", "{2}", "{0,1}", "{1,}", "(?i)", "(?s)",
+          "(a|b)", "((a)b)", "(?P<n>ab)", "(?i:ab)", "[ab]", "[^a]", "[]a]", "[^]a]", "[a-b]",
+          "^", "$", "|", "x", "-", " ", "}", "]"]  # fmt: skip
+QUIET = re2.Options()
+QUIET.log_errors = False
+TEXT = st.text(alphabet=st.sampled_from(list("abxAB .-\n12]}")), max_size=20)
 
 
-@settings(max_examples=400, deadline=None)
-@given(pieces=st.lists(st.sampled_from(PIECES), min_size=1, max_size=6), text=TEXT)
+@settings(max_examples=1500, deadline=None)
+@given(pieces=st.lists(st.sampled_from(PIECES), min_size=1, max_size=7), text=TEXT)
 def test_a_regex_match_contains_its_required_literal(pieces: list[str], text: str) -> None:
     pattern = "".join(pieces)
     try:
-        compiled = re2.compile(pattern)
+        compiled = re2.compile(pattern, QUIET)
     except re2.error:
         return
     literal = required_literal(pattern)
