@@ -12,7 +12,7 @@ is written in the same state update as the event it produced, which makes firing
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
@@ -67,7 +67,9 @@ class MetricClock:
     # Business seconds at which rung 1 was due, fixed when it fires so that a later priority
     # change does not pull the remaining rungs forward.
     breach_anchor: float | None = None
-    fired: list[str] = field(default_factory=list)
+    # A tuple: shared by copies until a firing replaces it, and (holding only strings) left
+    # out of the cyclic GC's work, which the states a worker holds would otherwise load.
+    fired: tuple[str, ...] = ()
     next_marker: str | None = None
     next_at_us: int | None = None
 
@@ -95,7 +97,7 @@ class MetricClock:
         new.target = self.target
         new.deadline_us = self.deadline_us
         new.breach_anchor = self.breach_anchor
-        new.fired = self.fired.copy()
+        new.fired = self.fired
         new.next_marker = self.next_marker
         new.next_at_us = self.next_at_us
         return new
@@ -230,8 +232,8 @@ def record_firing(clock: MetricClock, marker: str, elapsed_at_firing: float) -> 
     The anchor is the business time elapsed when rung 1 took effect: normally the target, more
     when a priority raise made an old clock due at once, so rung 2 still waits its `after`.
     """
-    clock.fired.append(marker)
+    clock.fired += (marker,)
     if marker == BREACHED_1:
         clock.breach_anchor = max(clock.target, elapsed_at_firing)
         if WARNING not in clock.fired:
-            clock.fired.append(WARNING)
+            clock.fired += (WARNING,)

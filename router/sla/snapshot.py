@@ -18,33 +18,30 @@ from router.sla.calendar import from_us
 from router.sla.wire import iso_us
 from schemas.ticket import Priority, RoutedTicket, SlaTerms
 
+# New `sla` terms of the ticket: (policy, ((metric name, rung-1 deadline in epoch us), ...)).
+# Plain tuples of strings and ints: the cyclic GC stops tracking them after one pass.
+TermsUpdate = tuple[str, tuple[tuple[str, int], ...]]
 
-class TermsUpdate:
-    """New `sla` terms of the ticket: policy and rung-1 deadlines (metric, epoch us)."""
 
-    __slots__ = ("deadlines", "policy")
+def _terms_model(terms: TermsUpdate) -> SlaTerms:
+    policy, deadlines = terms
+    return SlaTerms(policy=policy, deadlines={m: from_us(us) for m, us in deadlines})
 
-    def __init__(self, policy: str, deadlines: tuple[tuple[str, int], ...]) -> None:
-        self.policy = policy
-        self.deadlines = deadlines
 
-    def model(self) -> SlaTerms:
-        deadlines = {str(m): from_us(us) for m, us in self.deadlines}
-        return SlaTerms(policy=self.policy, deadlines=deadlines)
-
-    def json(self) -> dict[str, Any]:
-        deadlines = {str(m): iso_us(us) for m, us in self.deadlines}  # str: StrEnum -> value
-        return {"policy": self.policy, "deadlines": deadlines}
+def _terms_json(terms: TermsUpdate) -> dict[str, Any]:
+    policy, deadlines = terms
+    return {"policy": policy, "deadlines": {m: iso_us(us) for m, us in deadlines}}
 
 
 class Snapshot:
     """Immutable by contract (shared between a state and its copies); caches what it decodes.
 
     A base snapshot is stored bytes or a model; an updated one is a base plus field updates,
-    built from the base's bytes or model (each decoded once) when first needed.
+    built from the base's bytes or model (each decoded once) when first needed. The updates
+    are slots rather than a dict: one object per update for the GC to track, not three.
     """
 
-    __slots__ = ("_base", "_model", "_raw", "_updates")
+    __slots__ = ("_base", "_model", "_priority", "_queue", "_raw", "_rule_id", "_sla")
 
     def __init__(self, raw: bytes | None = None, model: RoutedTicket | None = None) -> None:
         if raw is None and model is None:
@@ -52,7 +49,10 @@ class Snapshot:
         self._raw = raw
         self._model = model
         self._base: Snapshot | None = None
-        self._updates: dict[str, object] = {}
+        self._priority: Priority | None = None
+        self._sla: TermsUpdate | None = None
+        self._queue: str | None = None
+        self._rule_id: str | None = None
 
     @classmethod
     def of(cls, ticket: RoutedTicket | None) -> Snapshot | None:
@@ -70,12 +70,20 @@ class Snapshot:
         new = Snapshot.__new__(Snapshot)
         new._base = self._base or self
         new._raw = new._model = None
-        new._updates = {**self._updates, "priority": priority, "sla": sla}
-        if queue is not None:
-            new._updates["queue"] = queue
-        if rule_id is not None:
-            new._updates["rule_id"] = rule_id
+        new._priority = priority
+        new._sla = sla
+        new._queue = self._queue if queue is None else queue
+        new._rule_id = self._rule_id if rule_id is None else rule_id
         return new
+
+    def _updates(self) -> dict[str, Any]:
+        """The fields an updated snapshot replaces, in the order they were first replaced."""
+        updates: dict[str, Any] = {"priority": self._priority, "sla": self._sla}
+        if self._queue is not None:
+            updates["queue"] = self._queue
+        if self._rule_id is not None:
+            updates["rule_id"] = self._rule_id
+        return updates
 
     @property
     def model(self) -> RoutedTicket:
@@ -86,10 +94,8 @@ class Snapshot:
                 assert self._raw is not None
                 model = RoutedTicket.model_validate_json(self._raw)
             else:
-                update = {
-                    k: v.model() if isinstance(v, TermsUpdate) else v
-                    for k, v in self._updates.items()
-                }
+                update = self._updates()
+                update["sla"] = _terms_model(update["sla"])
                 model = base.model.model_copy(update=update)
             self._model = model
         return model
@@ -105,9 +111,9 @@ class Snapshot:
                 raw = self._model.model_dump_json(exclude_defaults=True).encode()
             else:
                 document = orjson.loads(base.raw)
-                for key, value in self._updates.items():
-                    if isinstance(value, TermsUpdate):
-                        document[key] = value.json()
+                for key, value in self._updates().items():
+                    if key == "sla":
+                        document[key] = _terms_json(value)
                     elif isinstance(value, Priority):
                         document[key] = value.value
                     else:

@@ -267,7 +267,7 @@ def decode_state(raw: bytes) -> LifecycleState:
         clocks[_METRICS[metric]] = MetricClock(
             metric=_METRICS[metric], cycle=cycle, status=_CLOCK_STATUSES[c_status], banked=banked,
             segment_start_us=start, target=c_target, deadline_us=deadline, breach_anchor=anchor,
-            fired=[_marker_of(m) for m in fired],
+            fired=tuple([_marker_of(m) for m in fired]),
             next_marker=None if nxt is None else _marker_of(nxt), next_at_us=at,
         )
     return LifecycleState(

@@ -40,6 +40,9 @@ class VendorDirectory(Protocol):
 _UNSET: MetricTerms | None = MetricTerms(0.0, 0.0, ())  # "not looked up yet" in Transition
 
 
+_METRIC_NAMES = {m: m.value for m in SlaMetric}  # plain str: see snapshot.TermsUpdate
+
+
 def vendor_of(queue: str | None) -> str | None:
     if queue is not None and queue.startswith("vendor:"):
         return queue.removeprefix("vendor:")
@@ -200,7 +203,7 @@ class Transition:
             return
         if spent > terms.target_seconds:
             return  # late, and its breach is due now: advance() already fired it
-        clock.fired.append(clocks.MET)
+        clock.fired += (clocks.MET,)
         left_us = round((terms.target_seconds - spent) * US_PER_SECOND)
         deadline_us = calendar.add_us(at_us, left_us)
         late = is_late(self.now_us, at_us, self.config.late_grace_seconds)
@@ -332,11 +335,11 @@ class Transition:
 
     def sla_terms(self) -> TermsUpdate:
         deadlines = tuple([
-            (metric, clock.deadline_us)
+            (_METRIC_NAMES[metric], clock.deadline_us)
             for metric, clock in self.state.clocks.items()
             if clock.deadline_us is not None
         ])
-        return TermsUpdate(self.state.policy, deadlines)
+        return (self.state.policy, deadlines)
 
     def publish(
         self,

@@ -92,6 +92,41 @@ def test_agrees_with_a_dict_of_due_times(operations: list[tuple[str, int, str]])
     assert len(index) == len(model)
 
 
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["add", "add", "discard", "pop", "next"]),
+            # spread over several buckets, bucket edges and fractions of a second included
+            st.integers(0, 12).map(lambda n: n * 32.0)
+            | st.floats(0, 400, allow_nan=False).map(lambda t: round(t, 3)),
+            st.sampled_from("abcdefgh"),
+            st.none() | st.integers(0, 3),
+        ),
+        max_size=80,
+    )
+)
+def test_agrees_with_a_dict_of_due_times_across_buckets_and_limits(
+    operations: list[tuple[str, float, str, int | None]],
+) -> None:
+    index, model = DeadlineIndex(), dict[str, float]()
+    for operation, time, key, limit in operations:
+        if operation == "add":
+            index.add(time, key)
+            model[key] = time
+        elif operation == "discard":
+            index.discard(key)
+            model.pop(key, None)
+        elif operation == "next":
+            assert index.next_due() == min(model.values(), default=None)
+        else:
+            due = sorted((t, k) for k, t in model.items() if t <= time)[:limit]
+            assert index.pop_due(time, limit) == [k for _, k in due]
+            for _, k in due:
+                del model[k]
+        assert index.stored_entries >= len(index) == len(model)
+
+
 def test_partitions_fire_only_while_assigned() -> None:
     index = PartitionedDeadlineIndex()
     index.assign(0, [(10.0, "a")])

@@ -147,7 +147,7 @@ SAMPLE_VALUES: dict[str, object] = {
     "target": 99.0,
     "deadline_us": 1_740_999_600_000_000,
     "breach_anchor": 50.0,
-    "fired": ["warning"],
+    "fired": ("warning",),
     "next_marker": "breached:1",
     "next_at_us": 1_741_003_200_000_000,
     "priority": Priority.HIGH,
