@@ -6,7 +6,7 @@ from datetime import tzinfo
 
 from router.sla import clocks
 from router.sla.calendar import join_moment
-from router.sla.events import context_of, is_late, sla_event_id, sla_event_out
+from router.sla.events import METRIC_NAMES, context_of, is_late, sla_event_id, sla_event_out
 from router.sla.policy import MetricTerms
 from router.sla.transitions import Transition
 from schemas.sla import SlaMetric
@@ -111,8 +111,9 @@ def _escalate(
         raised_to = state.priority
     if step.reroute is not None and step.reroute != before[1]:
         policy = step.reroute_policy or run.config.policy_for_queue(step.reroute) or state.policy
-        rule_id = f"sla:{before[0]}:{clock.metric}:L{level}"  # StrEnum: formats as its value
-        reason = f"{clock.metric} breached, escalation level {level}"
+        name = METRIC_NAMES[clock.metric]
+        rule_id = f"sla:{before[0]}:{name}:L{level}"
+        reason = f"{name} breached, escalation level {level}"
         run.move(due_at, step.reroute, policy, rule_id=rule_id, reason=reason, cause=event_id)
         new_queue = state.queue
     if raised_to is None and new_queue is None:

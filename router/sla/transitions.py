@@ -15,6 +15,7 @@ from router.sla import clocks
 from router.sla.calendar import US_PER_SECOND, Calendar, split_moment, to_us
 from router.sla.clocks import ClockStatus, MetricClock
 from router.sla.events import (
+    METRIC_NAMES,
     context_of,
     is_late,
     output_id,
@@ -38,9 +39,6 @@ class VendorDirectory(Protocol):
 
 
 _UNSET: MetricTerms | None = MetricTerms(0.0, 0.0, ())  # "not looked up yet" in Transition
-
-
-_METRIC_NAMES = {m: m.value for m in SlaMetric}  # plain str: see snapshot.TermsUpdate
 
 
 def vendor_of(queue: str | None) -> str | None:
@@ -335,7 +333,7 @@ class Transition:
 
     def sla_terms(self) -> TermsUpdate:
         deadlines = tuple([
-            (_METRIC_NAMES[metric], clock.deadline_us)
+            (METRIC_NAMES[metric], clock.deadline_us)  # plain str: see TermsUpdate
             for metric, clock in self.state.clocks.items()
             if clock.deadline_us is not None
         ])
