@@ -296,7 +296,7 @@ class Transition:
         state = self.state
         state.priority = priority
         state.priority_pinned = True
-        self._forget_terms()
+        self._terms.clear()  # policy and calendar do not depend on the priority
         self.terms_changed()
         self.reschedule()
         if state.snapshot is not None:
