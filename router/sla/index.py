@@ -9,8 +9,9 @@ live ones, so memory stays within twice the live set.
 Entries are kept in buckets of `BUCKET_SECONDS` of due time (a timing wheel without a fixed
 horizon): `add` appends to a bucket, a heap orders the bucket numbers, and draining sorts one
 bucket at a time. Against one heap of all entries this makes `add` O(1) and a pop a slice of
-a sort, instead of O(log n) tuple comparisons scattered over memory each. A tick with nothing
-due reads the first bucket number.
+a sort, instead of O(log n) tuple comparisons scattered over memory each. A bulk load (rebuild,
+compaction) goes into one heap instead, as fast to build as it gets in Python, and is moved
+into buckets as their turn comes. A tick with nothing due reads two heads.
 
 Callers still re-check the table before firing: the index may be stale, the table is not.
 """
@@ -33,12 +34,13 @@ def _bucket_of(due_ts: float) -> int:
 
 
 class DeadlineIndex:
-    __slots__ = ("_buckets", "_due_by_key", "_order", "_stored")
+    __slots__ = ("_buckets", "_bulk", "_due_by_key", "_order", "_stored")
 
     def __init__(self) -> None:
         self._due_by_key: dict[str, float] = {}
         self._buckets: dict[int, list[Entry]] = {}  # bucket number -> entries, unsorted
         self._order: list[int] = []  # heap of the bucket numbers in `_buckets`
+        self._bulk: list[Entry] = []  # heap of bulk-loaded entries not in a bucket yet
         self._stored = 0
 
     def __len__(self) -> int:
@@ -57,15 +59,19 @@ class DeadlineIndex:
 
     def next_due(self) -> float | None:
         """Earliest live due time (drops buckets holding only superseded entries)."""
-        live, buckets, order = self._due_by_key, self._buckets, self._order
+        live, buckets, order, bulk = self._due_by_key, self._buckets, self._order, self._bulk
+        while bulk and live.get(bulk[0][1]) != bulk[0][0]:
+            heapq.heappop(bulk)
+            self._stored -= 1
+        loaded = bulk[0][0] if bulk else None
         while order:
             entries = buckets[order[0]]
             earliest = min((due for due, key in entries if live.get(key) == due), default=None)
             if earliest is not None:
-                return earliest
+                return earliest if loaded is None else min(earliest, loaded)
             del buckets[heapq.heappop(order)]
             self._stored -= len(entries)
-        return None
+        return loaded
 
     def add(self, due_ts: float, key: str) -> None:
         """Schedule `key` at `due_ts` (epoch seconds), replacing any earlier entry for it."""
@@ -82,7 +88,7 @@ class DeadlineIndex:
             bucket.append((due_ts, key))
         self._stored += 1
         if self._stored > 2 * len(live) + _COMPACT_SLACK:
-            self._fill(live)
+            self._load(live)
 
     def discard(self, key: str) -> None:
         """Forget `key` (its stored entry is dropped lazily)."""
@@ -96,6 +102,9 @@ class DeadlineIndex:
         live, buckets, order = self._due_by_key, self._buckets, self._order
         out: list[str] = []
         last = _bucket_of(now_ts)
+        bulk = self._bulk
+        if bulk and bulk[0][0] < (last + 1) * BUCKET_SECONDS:
+            self._unload(last)
         room = len(live) if limit is None else limit
         while order and order[0] <= last and len(out) < room:
             entries = buckets[order[0]]
@@ -122,22 +131,29 @@ class DeadlineIndex:
             if entry is not None:
                 live[entry[1]] = entry[0]
         self._due_by_key = live
-        self._fill(live)
+        self._load(live)
 
-    def _fill(self, live: dict[str, float]) -> None:
-        """Store exactly the live entries (rebuild and compaction)."""
-        buckets: dict[int, list[Entry]] = {}
-        for key, due in live.items():
-            number = int(due // BUCKET_SECONDS)
+    def _load(self, live: dict[str, float]) -> None:
+        """Store exactly the live entries, as one bulk heap (rebuild and compaction)."""
+        self._bulk = [(due, key) for key, due in live.items()]
+        heapq.heapify(self._bulk)
+        self._buckets = {}
+        self._order = []
+        self._stored = len(live)
+
+    def _unload(self, last: int) -> None:
+        """Move the bulk entries of buckets up to `last` into them."""
+        bulk, buckets, order = self._bulk, self._buckets, self._order
+        end = (last + 1) * BUCKET_SECONDS
+        while bulk and bulk[0][0] < end:
+            entry = heapq.heappop(bulk)
+            number = _bucket_of(entry[0])
             bucket = buckets.get(number)
             if bucket is None:
-                buckets[number] = [(due, key)]
+                buckets[number] = [entry]
+                heapq.heappush(order, number)
             else:
-                bucket.append((due, key))
-        self._buckets = buckets
-        self._order = list(buckets)
-        heapq.heapify(self._order)
-        self._stored = len(live)
+                bucket.append(entry)
 
 
 class PartitionedDeadlineIndex:

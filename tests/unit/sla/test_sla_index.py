@@ -96,7 +96,7 @@ def test_agrees_with_a_dict_of_due_times(operations: list[tuple[str, int, str]])
 @given(
     st.lists(
         st.tuples(
-            st.sampled_from(["add", "add", "discard", "pop", "next"]),
+            st.sampled_from(["add", "add", "discard", "pop", "next", "rebuild"]),
             # spread over several buckets, bucket edges and fractions of a second included
             st.integers(0, 12).map(lambda n: n * 32.0)
             | st.floats(0, 400, allow_nan=False).map(lambda t: round(t, 3)),
@@ -119,6 +119,8 @@ def test_agrees_with_a_dict_of_due_times_across_buckets_and_limits(
             model.pop(key, None)
         elif operation == "next":
             assert index.next_due() == min(model.values(), default=None)
+        elif operation == "rebuild":  # bulk-loaded entries, then mixed with added ones
+            index.rebuild([(t, k) for k, t in model.items()] + [None])
         else:
             due = sorted((t, k) for k, t in model.items() if t <= time)[:limit]
             assert index.pop_due(time, limit) == [k for _, k in due]
