@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from router.buyers import merge_history
 from router.ids import ticket_id_for
 from router.routing import BuyerHistory, Decision, RoutingContext, RoutingPolicy, TicketFacts
+from rules.inputs import message_order, vouched_buyer
 from schemas.dead_letter import SourcePosition
 from schemas.message import Channel, InboundEvent, InboundMessage, SenderRole
 from schemas.ticket import Priority, TicketMessage
@@ -208,19 +209,13 @@ def buyer_from_attributes(msg: InboundMessage) -> BuyerHistory | None:
     (a non-negative integer) gives the rules `buyer.known = true`, `buyer.vip` and
     `buyer.lifetime_orders` (an absent one counts as false / 0). Values of another type are
     ignored, never coerced. Open and recent ticket counts come from the engine's own buyer
-    table (`router.buyers`), merged in by `thread_message`.
+    table (`router.buyers`), merged in by `thread_message`. One reading of the attributes
+    serves the worker and the tools (`rules.inputs.vouched_buyer`).
     """
-    if msg.sender.role is not SenderRole.BUYER:
+    vouched = vouched_buyer(msg)
+    if vouched is None:
         return None
-    vip = msg.attributes.get("vip")
-    orders = msg.attributes.get("lifetime_orders")
-    flag = vip if isinstance(vip, bool) else None
-    count = orders if isinstance(orders, int) and not isinstance(orders, bool) else None
-    if count is not None and count < 0:
-        count = None
-    if flag is None and count is None:
-        return None
-    return BuyerHistory(vip=bool(flag), lifetime_orders=count or 0)
+    return BuyerHistory(vip=vouched.vip, lifetime_orders=vouched.lifetime_orders)
 
 
 def _buyer(msg: InboundMessage, now: datetime, lookup: BuyerLookup | None) -> BuyerHistory | None:
@@ -232,10 +227,7 @@ def _buyer(msg: InboundMessage, now: datetime, lookup: BuyerLookup | None) -> Bu
 
 
 def _order(msg: InboundMessage) -> dict[str, object]:
-    order: dict[str, object] = dict(msg.attributes)
-    if msg.order_id is not None:
-        order["order_id"] = msg.order_id
-    return order
+    return message_order(msg)  # `order.*` facts: the same for the worker and the tools
 
 
 def _open(

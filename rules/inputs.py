@@ -73,9 +73,9 @@ def _message(raw: Mapping[str, Any], name: str) -> InboundMessage:
 
 
 def vouched_buyer(msg: InboundMessage) -> BuyerInfo | None:
-    """Buyer facts a connector vouches for in the message, exactly as the engine reads them
-    (`router.tickets.buyer_from_attributes`; a unit test keeps the two in step): a buyer's
-    `attributes.vip` (boolean) and `attributes.lifetime_orders` (non-negative integer)."""
+    """Buyer facts a connector vouches for in the message: a buyer's `attributes.vip`
+    (boolean) and `attributes.lifetime_orders` (non-negative integer). The worker reads them
+    through this function too (`router.tickets.buyer_from_attributes`)."""
     if msg.sender.role.value != "buyer":
         return None
     vip = msg.attributes.get("vip")
