@@ -28,6 +28,7 @@ from router.buyers import BuyerChange, BuyerTickets, apply_change
 from router.routing import BuyerHistory
 from streams.compacted import CompactedReader, install_follower
 from streams.settings import RouterSettings
+from streams.topics import raw_table, raw_topic
 
 log = structlog.get_logger("router.buyers")
 
@@ -90,13 +91,8 @@ class BuyerDirectory:
 
 def install_buyers(app: Any, settings: RouterSettings) -> BuyerDirectory:
     """Add the `buyers` agent and table to `app`; return this worker's buyer directory."""
-    buyers = app.Table(
-        BUYERS_TABLE, default=None, key_type=bytes, value_type=bytes,
-        partitions=settings.partitions, help="open and recent tickets per buyer",
-    )  # fmt: skip
-    raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw",
-           "value_serializer": "raw", "partitions": settings.partitions}  # fmt: skip
-    changes = app.topic(settings.topic(CHANGES_TOPIC), **raw)
+    buyers = raw_table(app, settings, BUYERS_TABLE, "open and recent tickets per buyer")
+    changes = raw_topic(app, settings, CHANGES_TOPIC)
 
     @app.agent(changes, name="buyers")
     async def buyer_history(stream: faust.StreamT) -> None:

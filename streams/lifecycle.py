@@ -50,7 +50,7 @@ from streams.changelog_recovery import gc_paused, install_fast_recovery
 from streams.lifecycle_deadlines import TICK_SECONDS
 from streams.lifecycle_stage import LifecycleStage
 from streams.settings import RouterSettings
-from streams.topics import TopicManager
+from streams.topics import TopicManager, raw_topic
 
 LIFECYCLE_TABLE = "lifecycle"
 
@@ -169,10 +169,8 @@ def install_lifecycle(
         vendors=_Vendors(vendors) if vendors is not None else None,
     )
     table.stage = stage
-    raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw",
-           "value_serializer": "raw", "partitions": settings.partitions}
-    inputs = app.topic(settings.topic(EVENTS_TOPIC), settings.topic(COMMANDS_TOPIC), **raw)
-    actions = app.topic(settings.topic(ACTIONS_TOPIC), **raw)
+    inputs = raw_topic(app, settings, EVENTS_TOPIC, COMMANDS_TOPIC)
+    actions = raw_topic(app, settings, ACTIONS_TOPIC)
 
     @app.agent(inputs, name="lifecycle")
     async def lifecycle(stream: faust.StreamT) -> None:

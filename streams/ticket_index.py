@@ -28,6 +28,7 @@ import structlog
 from router.buyers import ticket_change
 from router.reroutes import TicketIndexEntry, lifecycle_reroute
 from streams.settings import RouterSettings
+from streams.topics import raw_table, raw_topic
 
 log = structlog.get_logger("router.ticket_index")
 
@@ -50,15 +51,10 @@ def _fields(value: bytes) -> dict[str, Any] | None:
 
 
 def install_ticket_index(app: Any, settings: RouterSettings) -> None:
-    index = app.Table(
-        TICKET_INDEX_TABLE, default=None, key_type=bytes, value_type=bytes,
-        partitions=settings.partitions, help="thread, queue and buyer of each ticket",
-    )  # fmt: skip
-    raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw",
-           "value_serializer": "raw", "partitions": settings.partitions}  # fmt: skip
-    events = app.topic(settings.topic("tickets.events"), **raw)
-    buyer_changes = app.topic(settings.topic(BUYER_CHANGES_TOPIC), **raw)
-    reroutes = app.topic(settings.topic(REROUTES_TOPIC), **raw)
+    index = raw_table(app, settings, TICKET_INDEX_TABLE, "thread, queue and buyer of each ticket")
+    events = raw_topic(app, settings, "tickets.events")
+    buyer_changes = raw_topic(app, settings, BUYER_CHANGES_TOPIC)
+    reroutes = raw_topic(app, settings, REROUTES_TOPIC)
 
     @app.agent(events, name="ticket-index")
     async def ticket_index(stream: faust.StreamT) -> None:

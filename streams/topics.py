@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
@@ -119,3 +120,21 @@ async def ensure_core_topics(settings: RouterSettings) -> TopicManager:
     configs = core_topics(settings)
     await manager.ensure(configs, configs)
     return manager
+
+
+def raw_topic(app: Any, settings: RouterSettings, *logical: str) -> Any:
+    """A faust topic (or several, one stream) of raw bytes: decoding is the agent's own job,
+    so faust never skips a record it cannot decode."""
+    return app.topic(
+        *(settings.topic(name) for name in logical), key_type=bytes, value_type=bytes,
+        key_serializer="raw", value_serializer="raw", partitions=settings.partitions,
+    )  # fmt: skip
+
+
+def raw_table(app: Any, settings: RouterSettings, name: str, help: str) -> Any:
+    """A bytes -> bytes table co-partitioned with the engine's topics (faust's raw codec on
+    the live table and on changelog recovery; loadable by streams.changelog_recovery)."""
+    return app.Table(
+        name, default=None, key_type=bytes, value_type=bytes, partitions=settings.partitions,
+        help=help,
+    )
