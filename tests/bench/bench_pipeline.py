@@ -170,7 +170,7 @@ class OutputWatch:
     async def wait_for_any(self, timeout: float, alive: Callable[[], bool]) -> bool:
         deadline = time.monotonic() + timeout
         while not self.outputs and time.monotonic() < deadline and alive():
-            await asyncio.sleep(0.02)  # polling a condition with a deadline
+            await asyncio.sleep(0.02)  # wait-ok: poll interval of a loop bounded by a deadline
         return bool(self.outputs)
 
     async def wait_for(
@@ -188,7 +188,7 @@ class OutputWatch:
                 missing = tokens - self.first.keys()
                 if not missing or expired:
                     return sorted(missing)
-            await asyncio.sleep(0.02)  # polling a condition with a deadline
+            await asyncio.sleep(0.02)  # wait-ok: poll interval of a loop bounded by a deadline
 
 
 @dataclass

@@ -426,7 +426,7 @@ def _wait_for_rebuild(worker: Any, count: int, timeout: float) -> dict[str, Any]
                 return event
         if worker.proc.poll() is not None:
             raise RuntimeError(f"worker exited: {worker.log_text()}")
-        time.sleep(0.1)  # polling a log file with a deadline
+        time.sleep(0.1)  # wait-ok: poll interval of a loop bounded by a deadline
     raise TimeoutError(f"no full index rebuild within {timeout:.0f} s: {worker.log_text()}")
 
 
