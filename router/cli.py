@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from router.cli_settings import SettingsOpt, load_settings
 from router.routing import RoutingPolicy
 
 app = typer.Typer(
@@ -22,20 +22,6 @@ vendors_app = typer.Typer(help="Vendor queues and the vendor directory.", no_arg
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(vendors_app, name="vendors")
 
-SettingsOpt = Annotated[
-    Path | None,
-    typer.Option("--settings", help="YAML/JSON settings file (environment overrides it)."),
-]
-
-
-def _settings(path: Path | None) -> object:
-    if path is not None:
-        if not path.is_file():
-            raise typer.BadParameter(f"{path} does not exist", param_hint="--settings")
-        os.environ["ROUTER_SETTINGS_FILE"] = str(path)
-    from streams.settings import RouterSettings
-
-    return RouterSettings()
 
 
 @app.command()
@@ -49,7 +35,7 @@ def worker(
     from streams.settings import RouterSettings
     from streams.worker import run_worker
 
-    settings = _settings(settings_file)
+    settings = load_settings(settings_file)
     assert isinstance(settings, RouterSettings)
     policy = None
     rules_path = rules or settings.rules_file
@@ -111,7 +97,7 @@ def vendors_provision(
         raise typer.BadParameter(f"invalid vendor id(s) {bad}: must match {VENDOR_ID_PATTERN}")
     if "{vendor}" not in principal:
         raise typer.BadParameter("--principal must contain {vendor} (one principal per vendor)")
-    settings = _settings(settings_file)
+    settings = load_settings(settings_file)
     assert isinstance(settings, RouterSettings)
     asyncio.run(TopicManager(settings).ensure([f"queue.vendor.{v}" for v in vendor_ids]))
     for v in vendor_ids:
@@ -138,7 +124,7 @@ def vendors_acls(
     from streams.acls import AclError, describe_acls, vendor_principal
     from streams.settings import RouterSettings
 
-    settings = _settings(settings_file)
+    settings = load_settings(settings_file)
     assert isinstance(settings, RouterSettings)
     try:
         found = asyncio.run(describe_acls(settings, vendor_principal(vendor_id, principal)))
@@ -160,7 +146,7 @@ def tail(
     from streams.settings import RouterSettings
     from streams.tools import tail_topic
 
-    settings = _settings(settings_file)
+    settings = load_settings(settings_file)
     assert isinstance(settings, RouterSettings)
     asyncio.run(tail_topic(settings, topic, from_beginning=from_beginning, limit=limit))
 
@@ -171,7 +157,7 @@ def lag(settings_file: SettingsOpt = None) -> None:
     from streams.settings import RouterSettings
     from streams.tools import group_lag
 
-    settings = _settings(settings_file)
+    settings = load_settings(settings_file)
     assert isinstance(settings, RouterSettings)
     rows = asyncio.run(group_lag(settings))
     total = 0

@@ -8,7 +8,6 @@ Exit codes: 0 ok, 1 invalid profiles (nothing is published then), 2 usage errors
 from __future__ import annotations
 
 import asyncio
-import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,27 +17,17 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
+from router.cli_settings import SettingsOpt, load_settings
 from schemas.vendor import VendorProfile
 
 console = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
-SettingsOpt = Annotated[
-    Path | None,
-    typer.Option("--settings", help="YAML/JSON settings file (environment overrides it)."),
-]
-
-
 def _settings(path: Path | None) -> Any:
-    if path is not None:
-        if not path.is_file():
-            raise typer.BadParameter(f"{path} does not exist", param_hint="--settings")
-        os.environ["ROUTER_SETTINGS_FILE"] = str(path)
     from streams.logs import configure_logging
-    from streams.settings import RouterSettings
 
     configure_logging("WARNING")  # library log lines on stderr, never mixed with the output
-    return RouterSettings()
+    return load_settings(path)
 
 
 def load_profiles(path: Path) -> tuple[list[VendorProfile], list[str]]:
