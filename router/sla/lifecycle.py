@@ -160,7 +160,7 @@ def on_tick(
     due = state.next_due_ts
     horizon_us = to_us(horizon)
     if due is None or due > horizon_us / US_PER_SECOND:  # == horizon.timestamp()
-        return Step(state, [])
+        return tuple.__new__(Step, (state, []))  # Step(...) without its Python-level __new__
     now_us = horizon_us if horizon is now else None
     run = Transition(state.shell_copy(), config, now, vendors, now_us)
     advance(run, horizon_us)

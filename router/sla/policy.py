@@ -228,7 +228,7 @@ class SlaPolicy:
         return self._terms.get((metric, priority))
 
 
-_QUEUE_CACHE_LIMIT = 10_000  # queue names are few; bound it anyway
+_CACHE_LIMIT = 10_000  # queue and policy names are few; bound the caches anyway
 
 
 class SlaConfig:
@@ -251,11 +251,25 @@ class SlaConfig:
                 self.calendars[name] = FollowTheSun(name, simple)  # validated: all are simple
         self.policies = {name: SlaPolicy(name, p) for name, p in spec.policies.items()}
         self._queue_policies: dict[str, str | None] = {}
+        # (policy name as stored, metric, priority) -> terms: one lookup on the firing path
+        self._terms: dict[tuple[str, SlaMetric, Priority], MetricTerms | None] = {}
 
     def policy(self, name: str | None) -> SlaPolicy:
         """The named policy; the default one for an unknown or missing name."""
         found = self.policies.get(name) if name is not None else None
         return found or self.policies[self.default_policy]
+
+    def terms(self, policy: str, metric: SlaMetric, priority: Priority) -> MetricTerms | None:
+        """`policy(policy).terms(metric, priority)`, cached (names unknown to the file included)."""
+        key = (policy, metric, priority)
+        cache = self._terms
+        if key in cache:
+            return cache[key]
+        terms = self.policy(policy).terms(metric, priority)
+        if len(cache) >= _CACHE_LIMIT:
+            cache.clear()
+        cache[key] = terms
+        return terms
 
     def calendar(self, name: str | None, fallback: str) -> Calendar:
         found = self.calendars.get(name) if name is not None else None
@@ -269,7 +283,7 @@ class SlaConfig:
             (r.policy for r in self.spec.queue_policies if fnmatch.fnmatchcase(queue, r.queue)),
             None,
         )
-        if len(cache) >= _QUEUE_CACHE_LIMIT:
+        if len(cache) >= _CACHE_LIMIT:
             cache.clear()
         cache[queue] = found
         return found

@@ -95,7 +95,10 @@ class Transition:
     def calendar(self) -> Calendar:
         calendar = self._calendar
         if calendar is None:
-            calendar = self.config.calendar(self.state.calendar, fallback=self.policy.calendar)
+            # config.calendar(name, fallback=policy's) without the policy lookup when it is known
+            calendar = self.config.calendars.get(self.state.calendar)
+            if calendar is None:
+                calendar = self.config.calendars[self.policy.calendar]
             self._calendar = calendar
         return calendar
 
@@ -103,8 +106,9 @@ class Transition:
         terms = self._terms.get(metric, _UNSET)
         if terms is not _UNSET:
             return terms
-        terms = self.policy.terms(metric, self.state.priority)
-        override = self.state.vendor_response_target
+        state = self.state
+        terms = self.config.terms(state.policy, metric, state.priority)
+        override = state.vendor_response_target
         if terms is not None and metric is SlaMetric.VENDOR_RESPONSE and override is not None:
             terms = MetricTerms(override, terms.warning_fraction, terms.ladder)
         self._terms[metric] = terms
@@ -161,7 +165,8 @@ class Transition:
 
     def finish(self) -> Step:
         self.reschedule()
-        return Step(self.state, self.outputs)
+        # tuple.__new__ straight: Step(...) without the NamedTuple's Python-level __new__
+        return tuple.__new__(Step, (self.state, self.outputs))
 
     # -- clock moves -------------------------------------------------------------------------
 
