@@ -4,7 +4,8 @@ A clock accrues business time only while running. Every pause, calendar switch o
 the current running segment into `banked`, measured in the calendar that applied during that
 segment, so time is never recounted under a later policy and paused time is never counted.
 Deadlines are derived: `calendar.add(segment_start, threshold - banked)`. Instants are int
-microseconds since the epoch (`*_us`), business durations float seconds.
+microseconds since the epoch (`*_us`), business durations float seconds. On the firing path
+`max(a, b)` is written `b if b > a else a` (the same value, -0.0 included, without a call).
 
 What fires is recorded in `fired` as markers (`warning`, `breached:<level>`, `met`); a marker
 is written in the same state update as the event it produced, which makes firing idempotent.
@@ -120,7 +121,7 @@ def elapsed(clock: MetricClock, at_us: int, calendar: Calendar) -> float:
     if clock.status is not ClockStatus.RUNNING or start is None:
         return clock.banked
     running = calendar.between_us(start, at_us) / US_PER_SECOND
-    return clock.banked + max(running, 0.0)
+    return clock.banked + (0.0 if running < 0.0 else running)  # max(running, 0.0)
 
 
 def bank(clock: MetricClock, at_us: int, calendar: Calendar) -> None:
@@ -128,7 +129,7 @@ def bank(clock: MetricClock, at_us: int, calendar: Calendar) -> None:
     start = clock.segment_start_us
     if clock.status is ClockStatus.RUNNING and start is not None:
         clock.banked = elapsed(clock, at_us, calendar)
-        clock.segment_start_us = max(at_us, start)
+        clock.segment_start_us = start if start > at_us else at_us  # max(at_us, start)
 
 
 def pause(clock: MetricClock, at_us: int, calendar: Calendar) -> None:
@@ -166,13 +167,15 @@ def reschedule(clock: MetricClock, terms: MetricTerms | None, calendar: Calendar
             fired = clock.fired
             banked = clock.banked
             # Rounded as Calendar.add_business_seconds does: the datetime API's instants.
-            to_deadline = round(max(target - banked, 0.0) * US_PER_SECOND)
+            left = target - banked
+            to_deadline = round((0.0 if left < 0.0 else left) * US_PER_SECOND)
             if WARNING in fired or BREACHED_1 in fired:
                 clock.deadline_us = calendar.add_us(start, to_deadline)
                 schedule_next(clock, terms, calendar)
             else:
                 warning = target * terms.warning_fraction
-                to_warning = round(max(warning - banked, 0.0) * US_PER_SECOND)
+                left = warning - banked
+                to_warning = round((0.0 if left < 0.0 else left) * US_PER_SECOND)
                 clock.next_marker = WARNING
                 clock.next_at_us, clock.deadline_us = calendar.add_two_us(
                     start, to_warning, to_deadline
@@ -221,7 +224,8 @@ def threshold(clock: MetricClock, marker: str, terms: MetricTerms) -> float:
 def _when(clock: MetricClock, threshold: float, calendar: Calendar) -> int:
     """The instant (us) the running clock reaches `threshold` business seconds."""
     assert clock.segment_start_us is not None
-    remaining = max(threshold - clock.banked, 0.0)
+    left = threshold - clock.banked
+    remaining = 0.0 if left < 0.0 else left
     # Rounded as Calendar.add_business_seconds does: same instants as the datetime API.
     return calendar.add_us(clock.segment_start_us, round(remaining * US_PER_SECOND))
 
@@ -234,6 +238,7 @@ def record_firing(clock: MetricClock, marker: str, elapsed_at_firing: float) -> 
     """
     clock.fired += (marker,)
     if marker == BREACHED_1:
-        clock.breach_anchor = max(clock.target, elapsed_at_firing)
+        target = clock.target
+        clock.breach_anchor = elapsed_at_firing if elapsed_at_firing > target else target
         if WARNING not in clock.fired:
             clock.fired += (WARNING,)

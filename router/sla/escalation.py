@@ -65,7 +65,9 @@ def _fire(run: Transition, metric: SlaMetric, until_us: int) -> None:
         due_us, due_tz = scheduled_us, None
     state.clock_at_us, state.clock_at_tz = due_us, due_tz
     if due_us == scheduled_us:  # on time: elapsed is the threshold it was scheduled for
-        spent = max(clocks.threshold(clock, marker, terms), clock.banked)
+        spent, banked = clocks.threshold(clock, marker, terms), clock.banked
+        if banked > spent:  # max(threshold, banked)
+            spent = banked
     else:
         spent = clocks.elapsed(clock, due_us, run.calendar())
     clocks.record_firing(clock, marker, spent)
