@@ -35,14 +35,15 @@ def advance(run: Transition, until_us: int) -> None:
             due = run.due_us
             if due is None or due > until_us:
                 return
-        earliest: tuple[int, int] | None = None
+        # The earliest (at, metric order) due by `until_us`, compared without building tuples
         metric = None
+        first_at = first_rank = 0
         for clock in run.state.clocks.values():
             at = clock.next_at_us
             if at is not None and at <= until_us:
-                key = (at, order[clock.metric])
-                if earliest is None or key < earliest:
-                    earliest, metric = key, clock.metric
+                rank = order[clock.metric]
+                if metric is None or at < first_at or (at == first_at and rank < first_rank):
+                    first_at, first_rank, metric = at, rank, clock.metric
         if metric is None:
             return
         _fire(run, metric, until_us)
