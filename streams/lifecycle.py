@@ -10,9 +10,15 @@
   deadline index of the partitions it owns.
 - The 1 s timer (on every worker) never touches the table: it pops due ticket ids from the
   index of the partitions this worker actively owns and produces a `due` command for each to
-  `tickets.commands` (same partition). The agent re-checks the stored state (lazy
-  cancellation); a duplicate `due` changes nothing. When the next due time falls before the
-  next tick, a one-shot wake-up fires it on time.
+  `tickets.commands` (same partition). While `tickets.actions` or `tickets.events` have a
+  backlog here (after an outage), it fires only what was due before the last record applied
+  (`streams/input_watermark.py`): a reply waiting in the backlog stops its clock first. The
+  agent re-checks the stored state (lazy cancellation); a duplicate `due` changes nothing.
+  When the next due time falls before the next tick, a one-shot wake-up fires it on time.
+- An action read before any event of its ticket (the two topics are read independently) waits
+  in the `lifecycle-parked` table until that event, and is refused as for an unknown ticket
+  after `action_park_s` (`streams/lifecycle_parking.py`): no clocks start for a ticket the
+  stage has not seen.
 - Table recovery reads the changelog with a plain consumer straight into the store
   (`streams/changelog_recovery.py`; faust's own path manages ~4k records/s), and the stage
   takes each loaded state's index entry as it arrives (`LifecycleTable.changelog_loaded`).
@@ -50,11 +56,14 @@ from streams.changelog_recovery import gc_paused, install_fast_recovery
 from streams.lifecycle_deadlines import TICK_SECONDS
 from streams.lifecycle_stage import LifecycleStage
 from streams.settings import RouterSettings
-from streams.topics import TopicManager, raw_topic
+from streams.topics import TopicManager, raw_table, raw_topic
 
 LIFECYCLE_TABLE = "lifecycle"
+PARKED_TABLE = "lifecycle-parked"
 
-__all__ = ["LIFECYCLE_TABLE", "LifecycleStage", "LifecycleTable", "install_lifecycle"]
+__all__ = [
+    "LIFECYCLE_TABLE", "PARKED_TABLE", "LifecycleStage", "LifecycleTable", "install_lifecycle"
+]
 
 
 class LifecycleTable(faust.Table):  # type: ignore[misc]  # faust is untyped
@@ -90,7 +99,7 @@ class FaustLocalData:
     writes keys of the partition being processed, itself chosen by that partitioner).
     """
 
-    def __init__(self, table: LifecycleTable, partitions: int) -> None:
+    def __init__(self, table: Any, partitions: int) -> None:  # any raw-bytes faust table
         self.table = table
         self.partitions = partitions
 
@@ -157,16 +166,36 @@ def install_lifecycle(
         offsets = getattr(app.consumer, "_committed_offset", None)
         return offsets.get(TP(topic, partition)) if offsets is not None else None
 
+    def positions() -> Iterable[tuple[str, int, int | None, int | None]]:
+        # The inputs that can stop a clock, as far as this worker reads them (the horizon).
+        consumer = getattr(app, "_consumer", None)  # not created before the app starts
+        if consumer is None:
+            return []
+        committed = getattr(consumer, "_committed_offset", {})  # faust's own bookkeeping
+        out = []
+        for tp in consumer.assignment():
+            logical = settings.logical(tp.topic)
+            if logical in (ACTIONS_TOPIC, EVENTS_TOPIC):
+                try:
+                    high = consumer.highwater(tp)
+                except Exception:  # being revoked: unknown, i.e. not read to the end
+                    high = None
+                out.append((logical, tp.partition, high, committed.get(tp)))
+        return out
+
     crashing: set[asyncio.Future[Any]] = set()
 
     def crash(exc: BaseException) -> None:
         # A produce that failed for good: stop before faust commits past the input record.
         crashing.add(asyncio.ensure_future(app.crash(exc)))
 
+    parked = raw_table(app, settings, PARKED_TABLE,
+                       "actions read before any event of their ticket (streams.lifecycle_parking)")
     stage = LifecycleStage(
         settings, config, table, FaustLocalData(table, settings.partitions), send, topics,
         committed=committed, on_delivery_failure=crash,
-        vendors=_Vendors(vendors) if vendors is not None else None,
+        vendors=_Vendors(vendors) if vendors is not None else None, positions=positions,
+        parked=parked, parked_local=FaustLocalData(parked, settings.partitions),
     )
     table.stage = stage
     inputs = raw_topic(app, settings, EVENTS_TOPIC, COMMANDS_TOPIC)
@@ -192,5 +221,7 @@ def install_lifecycle(
     @app.on_partitions_revoked.connect  # type: ignore[misc]
     async def on_revoked(sender: Any, revoked: set[TP], **kwargs: Any) -> None:
         stage.deadlines.suspend()
+        for tp in revoked:
+            stage.watermark.revoked(settings.logical(tp.topic), tp.partition)
 
     return stage

@@ -28,8 +28,10 @@ TICK_SECONDS = 1.0
 DUE_PER_BATCH = 5_000  # due commands per pop; the rest follow at once, after a loop yield
 _REBUILD_YIELD_EVERY = 10_000
 
-# (partition, ticket id, now) -> a `due` command sent to that partition of tickets.commands
-SendDue = Callable[[int, str, float], Awaitable[None]]
+# (partition, ticket id, now, horizon when short of now) -> a `due` command sent to that
+# partition of tickets.commands
+SendDue = Callable[[int, str, float, float | None], Awaitable[None]]
+Horizon = Callable[[float], float]  # now -> fire what is due by then (streams.input_watermark)
 
 
 class LocalData(Protocol):
@@ -43,9 +45,12 @@ class LocalData(Protocol):
 class Deadlines:
     """Owned by the lifecycle stage; the faust plumbing drives the rebalance hooks."""
 
-    def __init__(self, local: LocalData, send_due: SendDue) -> None:
+    def __init__(
+        self, local: LocalData, send_due: SendDue, horizon: Horizon = lambda now: now
+    ) -> None:
         self.local = local
         self._send_due = send_due
+        self._horizon = horizon
         self.index = PartitionedDeadlineIndex()
         self.firing = False  # only between the end of a recovery and the next revocation
         self.sent = 0
@@ -68,31 +73,38 @@ class Deadlines:
             self.index.add(partition, *entry)
 
     async def fire_due(self) -> int:
-        """Send a `due` command for every indexed ticket whose next firing is due now."""
+        """Send a `due` command for every indexed ticket due by the horizon: now, or earlier
+        while the inputs that can stop a clock still have a backlog to apply first."""
         if not self.firing:
             return 0
         now = time.time()
-        due = self.index.pop_due(now, DUE_PER_BATCH)
+        horizon = self._horizon(now)
+        # -inf: a lagging input has not been read at all yet
+        due = self.index.pop_due(horizon, DUE_PER_BATCH) if horizon > 0 else []
+        until = horizon if horizon < now else None
         for n, (partition, ticket_id) in enumerate(due):
             try:
-                await self._send_due(partition, ticket_id, now)
+                await self._send_due(partition, ticket_id, now, until)
             except Exception as exc:  # e.g. no metadata yet: put the rest back, next tick retries
                 log.error("due_send_failed", error=repr(exc), unsent=len(due) - n)
                 for p, key in due[n:]:
-                    self.index.add(p, now, key)
+                    self.index.add(p, horizon, key)
                 self.sent += n
                 return n
         self.sent += len(due)
-        self._schedule_wakeup(now)
+        self._schedule_wakeup(now, horizon)
         return len(due)
 
-    def _schedule_wakeup(self, now: float) -> None:
-        """Fire on time when the next due instant falls before the next tick."""
+    def _schedule_wakeup(self, now: float, horizon: float | None = None) -> None:
+        """Fire on time when the next due instant falls before the next tick (not while
+        holding back: the tick re-reads the horizon)."""
         if self._wakeup is not None:
             self._wakeup.cancel()
             self._wakeup = None
         upcoming = self.index.next_due() if self.firing else None
         if upcoming is None or upcoming >= now + TICK_SECONDS:
+            return
+        if horizon is not None and horizon < now and upcoming <= now:
             return
         delay = max(upcoming - now, 0.0) + 0.001
         self._wakeup = asyncio.get_running_loop().call_later(delay, self._wake)

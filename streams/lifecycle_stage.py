@@ -10,9 +10,11 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import structlog
 
 from router.inbound import Rejected, dead_letter, source_position
@@ -55,7 +57,9 @@ from router.sla.state import (
 from router.sla.transitions import VendorDirectory
 from schemas.action import TicketActionEvent
 from schemas.dead_letter import RejectReason, SourcePosition
+from streams.input_watermark import InputWatermark, Positions
 from streams.lifecycle_deadlines import Deadlines, LocalData
+from streams.lifecycle_parking import SWEEP_EVERY_SECONDS, ParkedAction, ParkingLot
 from streams.settings import RouterSettings
 from streams.topics import TopicManager
 
@@ -82,6 +86,9 @@ class LifecycleStage:
         committed: Callable[[str, int], int | None] = lambda topic, partition: None,
         on_delivery_failure: Callable[[BaseException], None] | None = None,
         vendors: VendorDirectory | None = None,
+        positions: Positions = lambda: (),
+        parked: Any = None,  # MutableMapping[bytes, bytes]: the parked-actions table
+        parked_local: LocalData | None = None,
     ) -> None:
         self.settings = settings
         self.config = config
@@ -93,7 +100,13 @@ class LifecycleStage:
         self.vendors = vendors
         self._stats_at = time.monotonic()
         self._stats_logged: Counter[str] = Counter()
-        self.deadlines = Deadlines(local, self._send_due)
+        # `positions`: the assigned tickets.actions / tickets.events partitions (none: no
+        # backlog is ever seen, deadlines fire up to now)
+        self.watermark = InputWatermark(positions)
+        self.deadlines = Deadlines(local, self._send_due, self.watermark.horizon)
+        self.parking = ParkingLot(parked if parked is not None else {}, parked_local,
+                                  ttl_seconds=settings.action_park_s)
+        self._swept_at = time.monotonic()
         self.counts: Counter[str] = Counter()
 
     # -- agent `lifecycle` -----------------------------------------------------------------------
@@ -120,6 +133,8 @@ class LifecycleStage:
             self.counts["failed"] += 1
             await self._emit([self._dead_letter(exc, logical, partition, offset, key, value, now,
                                                 timestamp)])
+        if logical == EVENTS_TOPIC:
+            self.watermark.seen(logical, partition, offset, timestamp)
 
     async def _handle(
         self,
@@ -132,57 +147,113 @@ class LifecycleStage:
         now: datetime,
     ) -> None:
         config, vendors = self.config, self.vendors
-        due = False
-        run: Runner
+        position = source_key(logical, partition, offset)
+        render = self._renderer(headers, SourcePosition(topic=logical, partition=partition,
+                                                        offset=offset), value, now)
         if logical == EVENTS_TOPIC:
             if headers.get(STAGE_HEADER) == STAGE_LIFECYCLE:
                 self.counts["own_event"] += 1  # written by this stage: nothing to apply
                 return
             record = TicketEventEnvelope.model_validate_json(value)
             event, event_id = record.data, record.id
-            ticket_id = event.ticket_id
 
-            def run(state: LifecycleState | None) -> Step:
+            def apply_event(state: LifecycleState | None) -> Step:
                 return on_ticket_event(
                     state, event, event_id=event_id, now=now, config=config, vendors=vendors
                 )
 
+            await self._apply(event.ticket_id, partition, position, apply_event, render,
+                              reindex=False)
+            if event.ticket_id.encode() in self.parking:  # actions read before this event
+                await self._unpark(event.ticket_id, now)
         elif logical == COMMANDS_TOPIC and headers.get(CMD_HEADER) == CMD_DUE:
-            due = True
             ticket_id = (key or b"").decode()
+            until = _due_until(value)
+            if ticket_id.encode() in self.parking:
+                await self._settle_parked(ticket_id, now)
 
-            def run(state: LifecycleState | None) -> Step:
+            def tick(state: LifecycleState | None) -> Step:
                 if state is None:
                     return Step(state, [])
-                return on_tick(state, now, config=config, vendors=vendors)
+                return on_tick(state, now, config=config, vendors=vendors, until=until)
 
+            await self._apply(ticket_id, partition, position, tick, render, reindex=True)
         elif logical == COMMANDS_TOPIC and headers.get(CMD_HEADER) == CMD_ACTION:
-            action = TicketActionEvent.model_validate_json(value)
-            ticket_id = action.data.ticket_id
-
-            def run(state: LifecycleState | None) -> Step:
-                return on_action(
-                    state, action.data, action_id=action.id, now=now, config=config,
-                    vendors=vendors,
-                )
-
+            await self._action(ParkedAction(logical, partition, offset, value, headers), now)
         else:
             command = headers.get(CMD_HEADER)
             raise ValueError(f"not a lifecycle input: {logical}, command {command!r}")
-        position = source_key(logical, partition, offset)
-        fallback = SourcePosition(topic=logical, partition=partition, offset=offset)
 
+    def _renderer(
+        self, headers: dict[str, bytes], source: SourcePosition, value: bytes, now: datetime
+    ) -> Callable[[list[Output]], list[OutRecord]]:
         def render(outputs: list[Output]) -> list[OutRecord]:
             records: list[OutRecord] = []
             for out in outputs:
                 if isinstance(out, ActionRejectedOut):
                     self.counts["action_refused"] += 1
-                    records.append(refused_action(out.reason, headers, fallback, value, now))
+                    records.append(refused_action(out.reason, headers, source, value, now))
                 else:
                     records.extend(render_output(out))
             return records
 
-        await self._apply(ticket_id, partition, position, run, render, reindex=due)
+        return render
+
+    async def _action(self, read: ParkedAction, now: datetime, *, unparking: bool = False) -> None:
+        """A forwarded action: applied to its ticket, or parked while the ticket is unknown."""
+        action = TicketActionEvent.model_validate_json(read.value)
+        ticket_id = action.data.ticket_id
+        key = ticket_id.encode()
+        source = SourcePosition(topic=read.topic, partition=read.partition, offset=read.offset)
+        if self.table.get(key) is None:
+            if self.parking.park(key, read, now.timestamp()):
+                self.counts["action_parked"] += 1
+                return
+            self.counts["action_refused"] += 1
+            reason = (f"ticket {ticket_id!r} is unknown and {self.parking.max_per_ticket} "
+                      "actions already wait for it")
+            await self._emit([refused_action(reason, read.headers, source, read.value, now)])
+            return
+        if not unparking and key in self.parking:  # a crash left some: the older ones first
+            await self._unpark(ticket_id, now)
+        config, vendors = self.config, self.vendors
+
+        def apply_action(state: LifecycleState | None) -> Step:
+            return on_action(state, action.data, action_id=action.id, now=now, config=config,
+                             vendors=vendors)
+
+        await self._apply(
+            ticket_id, read.partition, source_key(read.topic, read.partition, read.offset),
+            apply_action, self._renderer(read.headers, source, read.value, now), reindex=False,
+        )
+
+    async def _unpark(self, ticket_id: str, now: datetime) -> None:
+        """Apply the actions that waited for this ticket, in arrival order, then drop them
+        (a crash in between applies them again: each is deduplicated by its id)."""
+        key = ticket_id.encode()
+        for read in self.parking.peek(key):
+            self.counts["action_unparked"] += 1
+            await self._action(read, now, unparking=True)
+        self.parking.drop(key)
+
+    async def _settle_parked(self, ticket_id: str, now: datetime) -> None:
+        """A sweep's `due`: apply parked actions whose ticket exists, refuse expired ones."""
+        key = ticket_id.encode()
+        if self.table.get(key) is not None:
+            await self._unpark(ticket_id, now)
+            return
+        if not self.parking.expired(key, now.timestamp()):
+            return
+        reason = (f"unknown ticket {ticket_id!r}: no event of it within "
+                  f"{self.parking.ttl_seconds:g} s of the action")
+        records = []
+        for read in self.parking.peek(key):
+            source = SourcePosition(topic=read.topic, partition=read.partition, offset=read.offset)
+            records.append(refused_action(reason, read.headers, source, read.value, now))
+        self.counts["action_expired"] += len(records)
+        log.warning("actions_expired", ticket_id=ticket_id, actions=len(records))
+        await self._emit(records)
+        self.parking.drop(key)
 
     async def _apply(
         self,
@@ -257,17 +328,40 @@ class LifecycleStage:
             log.exception("action_failed", partition=partition, offset=offset)
             await self._emit([self._dead_letter(exc, logical, partition, offset, key, value, now,
                                                 timestamp)])
+        self.watermark.seen(logical, partition, offset, timestamp)
 
     # -- timer -----------------------------------------------------------------------------------
 
     async def tick(self) -> int:
-        """The 1 s timer: fire what is due, and now and then a line of counters."""
+        """The 1 s timer: fire what is due, now and then settle parked actions and log a line
+        of counters."""
         fired = await self.deadlines.fire_due()
+        if time.monotonic() - self._swept_at >= SWEEP_EVERY_SECONDS:
+            await self.sweep_parked()
         self._log_stats()
         return fired
 
-    async def _send_due(self, partition: int, ticket_id: str, now: float) -> None:
-        await self._emit([due_command(ticket_id, now)], partition)
+    async def sweep_parked(self) -> int:
+        """A `due` for each parked entry of the active partitions that is ready to settle."""
+        self._swept_at = time.monotonic()
+        if not self.deadlines.firing:
+            return 0
+        now = time.time()
+        active = set(self.deadlines.index.partitions)
+        ready = list(self.parking.to_settle(active, now, self.deadlines.local))
+        for partition, ticket_id in ready:
+            await self._send_due(partition, ticket_id, now, None)
+        return len(ready)
+
+    async def _send_due(
+        self, partition: int, ticket_id: str, now: float, until: float | None
+    ) -> None:
+        record = due_command(ticket_id, now)
+        if until is not None:  # fire only what was due by then: a backlog is still applied
+            body = orjson.loads(record.value)
+            body["until"] = until
+            record = replace(record, value=orjson.dumps(body))
+        await self._emit([record], partition)
 
     def _log_stats(self) -> None:
         """Every STATS_EVERY_S, what happened since the last line (when anything did)."""
@@ -318,6 +412,13 @@ class LifecycleStage:
         return dead_letter(
             RejectReason.PROCESSING_ERROR, error, [], source, key, value or b"", now
         )
+
+
+def _due_until(value: bytes) -> datetime | None:
+    """The horizon a `due` command was sent with, when short of its time (see
+    streams.input_watermark); commands without one fire what is due at handling time."""
+    until = orjson.loads(value).get("until") if value else None
+    return datetime.fromtimestamp(until, UTC) if isinstance(until, int | float) else None
 
 
 def _headers(headers: Any) -> dict[str, bytes]:

@@ -68,6 +68,9 @@ class RouterSettings(BaseSettings):
     consumer_group_instance_id: str | None = None
     # A crashed worker's partitions move after this long; shorter means faster failover.
     session_timeout_s: float = Field(default=10.0, ge=6, le=300)
+    # An action read before any event of its ticket waits this long for one, then it is
+    # refused to the dead-letter topic as for an unknown ticket (streams/lifecycle_parking.py).
+    action_park_s: float = Field(default=900.0, ge=1, le=7 * 86400)
 
     data_dir: Path = Path(".cache/faust-data")
     # Prometheus `/metrics` (streams/metrics.py); 0 picks a free port, -1 turns it off.

@@ -208,24 +208,26 @@ def test_timer_fires_only_while_owning(harness: Harness) -> None:
 
 def test_actions_are_validated_forwarded_or_dead_lettered(harness: Harness) -> None:
     good = {"specversion": "1.0", "id": "a-1", "source": "desk", "type": "support.ticket.action",
-            "data": {"action": "resolve", "ticket_id": "T-9", "at": "2025-03-03T10:00:00Z",
+            "data": {"action": "resolve", "ticket_id": "T-1", "at": "2025-03-03T10:00:00Z",
                      "actor": {"id": "acme", "role": "vendor"}}}
     bad = {**good, "id": "a-2", "data": {**good["data"], "action": "explode"}}
     for offset, doc in enumerate((good, bad)):
         harness.run(harness.stage.forward_action(ACTIONS_TOPIC, 3, offset, b"k", orjson.dumps(doc)))
     (command,) = harness.sent.on(COMMANDS_TOPIC)
-    assert command.key == b"T-9"
+    assert command.key == b"T-1"
     (rejected,) = harness.sent.on("channel.dlq")
     assert orjson.loads(rejected.value)["data"]["reason"] == "schema_violation"
     # the vendor's resolve reaches the lifecycle, which refuses it: not the vendor's queue
-    harness.run(harness.stage.handle(COMMANDS_TOPIC, 2, 9, command.key, command.value,
+    harness.routed()
+    stored = harness.table[b"T-1"]
+    harness.run(harness.stage.handle(COMMANDS_TOPIC, 1, 9, command.key, command.value,
                                      list(command.headers)))
     refused = orjson.loads(harness.sent.on("channel.dlq")[-1].value)["data"]
     assert refused["reason"] == "action_refused"
     assert refused["source"] == {"topic": ACTIONS_TOPIC, "partition": 3, "offset": 0,
                                  "timestamp_ms": None}
     assert refused["original"]["key"] == "k"
-    assert b"T-9" not in harness.table
+    assert harness.table[b"T-1"] == stored
 
 
 def test_due_entries_that_could_not_be_sent_stay_indexed(harness: Harness) -> None:
