@@ -62,8 +62,14 @@ def engine_record(
 
 
 def render(threaded: Threaded, inbound_id: str, now: datetime) -> list[OutRecord]:
-    """Queue record first (what desks wait for), then the audit decision, then events."""
+    """Queue record first (what desks wait for), then the audit decision, then events.
+
+    A replay after a crash re-emits the first attempt's records with their times (when the
+    message was received), not `now`: the same id always carries the same event, so a
+    consumer that sees both (e.g. the lifecycle after its dedup window) reads no time jump."""
     state, message = threaded.state, threaded.message
+    if threaded.replayed:
+        now = message.received_at
     tid = state.ticket_id
     routed = routed_ticket_data(state)
     out = [

@@ -85,8 +85,13 @@ def test_replay_of_the_same_record_re_emits_identical_ids() -> None:
     replay = thread(event("e2"), second.state, 2)
     assert isinstance(replay, Threaded)
     assert replay.replayed
-    replay_ids = [orjson.loads(r.value)["id"] for r in render(replay, "e2", NOW)]
+    later = NOW.replace(hour=NOW.hour + 1)  # re-read after a restart, an hour on
+    replay_ids = [orjson.loads(r.value)["id"] for r in render(replay, "e2", later)]
     assert replay_ids == original_ids
+    # same id, same event: the replay carries the first attempt's times, byte for byte
+    events = [r for r in render(second, "e2", NOW) if r.topic == "tickets.events"]
+    assert events
+    assert [r for r in render(replay, "e2", later) if r.topic == "tickets.events"] == events
 
 
 def test_replay_of_the_opening_record_re_emits_the_decision() -> None:
