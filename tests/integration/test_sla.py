@@ -191,29 +191,37 @@ def test_reply_before_deadline_is_met_and_never_breaches(
 def test_invalid_and_refused_actions_are_dead_lettered(
     engine: EngineUnderTest, tmp_path: Path
 ) -> None:
-    engine.start_worker(**sla_env(write_policy(tmp_path)))
+    # Unknown tickets: an action waits 2 s for the ticket's first event, then is refused.
+    engine.start_worker(ROUTER_ACTION_PARK_S="2", **sla_env(write_policy(tmp_path)))
+    open_tickets(engine, 1, "dept")  # a department ticket: not acme's to resolve
+    ticket_id = next(iter(routed_ticket_ids(engine.collector(*SLA_TOPICS).poll_until(
+        lambda outs: bool(routed_ticket_ids(outs)), 60, "the routed ticket"))))
     no_actor = orjson.loads(action_bytes("bad-1", "T-x", "reply", body="hi"))
     del no_actor["data"]["actor"]
     send_actions(engine, [
         (b"T-x", orjson.dumps(no_actor)),
         (b"T-x", b'{"specversion": "1.0", "id": "broken"'),
         # valid, but a vendor may act only on tickets in its own queue
-        (b"T-y", action_bytes("vendor-1", "T-y", "resolve", actor="acme", role="vendor")),
+        (b"k-1", action_bytes("vendor-1", ticket_id, "resolve", actor="acme", role="vendor")),
+        (b"T-404", action_bytes("typo-1", "T-404", "resolve")),  # no such ticket
     ])
     outputs = engine.collector("channel.dlq").poll_until(
-        lambda outs: len(outs) >= 3, 60, "three dead letters")
-    letters = {o.value["data"]["reason"]: (o, CloudEvent[DeadLetter].model_validate(o.value).data)
-               for o in outputs}
-    assert set(letters) == {"schema_violation", "invalid_json", "action_refused"}
-    out, schema = letters["schema_violation"]
+        lambda outs: len(outs) >= 4, 60, "four dead letters")
+    letters = {(o.value["data"]["reason"], o.key): CloudEvent[DeadLetter].model_validate(
+        o.value).data for o in outputs}
+    assert set(letters) == {("schema_violation", b"T-x"), ("invalid_json", b"T-x"),
+                            ("action_refused", b"k-1"), ("action_refused", b"T-404")}
+    schema = letters["schema_violation", b"T-x"]
     assert schema.source.topic == "tickets.actions"
-    assert out.key == b"T-x"
     assert "data.reply.actor" in [e.field for e in schema.errors]
-    out, refused = letters["action_refused"]
+    refused = letters["action_refused", b"k-1"]
     assert refused.source.topic == "tickets.actions"
-    assert out.key == b"T-y"
     assert "vendor 'acme'" in refused.error
     assert orjson.loads(refused.original.value)["id"] == "vendor-1"
+    unknown = letters["action_refused", b"T-404"]
+    assert "unknown ticket 'T-404'" in unknown.error
+    assert unknown.source.topic == "tickets.actions"
+    assert orjson.loads(unknown.original.value)["id"] == "typo-1"
 
 
 def test_two_workers_fire_each_breach_once(engine: EngineUnderTest, tmp_path: Path) -> None:
