@@ -163,6 +163,8 @@ def on_tick(
         return tuple.__new__(Step, (state, []))  # Step(...) without its Python-level __new__
     now_us = horizon_us if horizon is now else None
     run = Transition(state.shell_copy(), config, now, vendors, now_us)
+    if state.schedule_of != config.fingerprint:  # scheduled under another policy file:
+        run.reschedule()  # its markers first (a shorter ladder has fewer rungs to fire)
     advance(run, horizon_us)
     return run.finish()
 

@@ -206,3 +206,21 @@ def test_a_policy_reload_recomputes_deadlines_when_the_ticket_is_next_touched(
     desk.config = parse_sla_config(faster)
     desk.buyer_writes(march(3, 10))
     assert desk.clock(FR).deadline == march(3, 11)
+
+
+def test_a_policy_reload_that_shortens_the_ladder_is_applied_before_the_timer_fires(
+    desk: Desk,
+) -> None:
+    desk.open(policy="escalating")
+    desk.tick(march(3, 13))  # rung 1: priority raised; rung 2 was due at 14:00
+    shorter = POLICY_YAML.replace(
+        '      - raise_priority: true\n      - {after: 1h, reroute: "dept:escalations"}\n',
+        "      - raise_priority: true\n",
+        1,
+    )
+    assert shorter != POLICY_YAML
+    desk.config = parse_sla_config(shorter)  # the worker restarted with the new file
+    assert [e for e in sla_events(desk.tick(march(3, 14))) if e.metric is FR] == []
+    assert desk.state is not None
+    assert desk.state.schedule_of == desk.config.fingerprint
+    assert desk.state.queue != "dept:escalations"
