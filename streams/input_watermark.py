@@ -46,6 +46,7 @@ class InputWatermark:
         self._records = 0  # records read, all watched partitions: progress for stall detection
         self._held: tuple[int, float] | None = None  # (records, since) while holding back
         self.stalled = False
+        self.behind_seconds = 0.0  # of the last horizon: for /metrics
         self._holding_since: float | None = None  # for the held / caught-up log lines
 
     def seen(self, topic: str, partition: int, offset: int, timestamp: float | None) -> None:
@@ -69,6 +70,12 @@ class InputWatermark:
                 continue  # read to the end (or empty)
             lagging.append(f"{topic}:{partition}")
             horizon = min(horizon, read[1] if read is not None else float("-inf"))
+        # a partition not read at all yet: behind by as long as this hold has lasted
+        since = self._holding_since if self._holding_since is not None else self._monotonic()
+        self.behind_seconds = (
+            0.0 if horizon >= now
+            else now - horizon if horizon > 0 else self._monotonic() - since
+        )
         if horizon >= now:
             if self._holding_since is not None:
                 log.info("sla_firing_caught_up",

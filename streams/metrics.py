@@ -11,7 +11,8 @@ Series (README "Metrics" has the table for operators):
 - `router_dead_letters_total{reason}`; `router_records_sent_total{topic}` (logical topic,
   vendor and department queues folded into `queue.vendor` / `queue.dept`);
 - `router_lifecycle_records_total{outcome}`, `router_sla_events_total`,
-  `router_sla_deadlines_pending` (this worker's index: active partitions only);
+  `router_sla_deadlines_pending` (this worker's index: active partitions only),
+  `router_sla_firing_held_seconds` (streams/input_watermark.py; 0 unless a backlog holds it);
 - `router_ruleset_info{ruleset,version}` (1 for the live policy);
 - `router_consumer_lag{topic,partition}`: high watermark minus committed offset;
 - `process_*`: CPU, memory, open files of the worker.
@@ -109,6 +110,14 @@ class EngineCollector(Collector):
                 "router_sla_deadlines_pending",
                 "Deadlines in this worker's index (its active partitions).",
                 value=pending,
+            )
+        watermark = getattr(stage, "watermark", None)
+        if watermark is not None:
+            yield GaugeMetricFamily(
+                "router_sla_firing_held_seconds",
+                "How far behind now the timer fires while actions/events have a backlog "
+                "(0 when caught up).",
+                value=watermark.behind_seconds,
             )
 
     def _ruleset(self) -> Iterator[Metric]:

@@ -48,10 +48,12 @@ def test_a_backlog_holds_the_horizon_at_the_last_record_read(positions: Position
     assert mark.horizon(NOW) == float("-inf")  # the actions backlog: nothing read yet
     mark.seen(ACTIONS, 0, 4, NOW - 3600)
     assert mark.horizon(NOW) == NOW - 3600
+    assert mark.behind_seconds == 3600  # for /metrics
     mark.seen(ACTIONS, 0, 5, NOW - 1800)
     assert mark.horizon(NOW) == NOW - 1800
     mark.seen(ACTIONS, 0, 9, NOW - 60)  # the last record: caught up
     assert mark.horizon(NOW) == NOW
+    assert mark.behind_seconds == 0
 
 
 def test_the_earliest_lagging_partition_wins(positions: Positions) -> None:
