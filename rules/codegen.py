@@ -34,7 +34,6 @@ INLINE: dict[str, str] = {
     "message.language_base": "(None if (_lb := f.msg.language) is None else "
     "_lb.split('-', 1)[0].lower())",
     "message.order_id": "f.msg.order_id",
-    "message.intent": "f.intents()",
     "sender.role": "f.msg.sender.role",
     "sender.id": "f.msg.sender.id",
     "ticket.message_count": "f.ticket.message_count",
@@ -82,8 +81,26 @@ class CodeGen:
         ns[name] = value
         return name
 
-    def value(self, spec: FieldSpec, ns: dict[str, Any]) -> str:
-        return INLINE.get(spec.path) or f"{self._name(ns, spec.getter, '_g')}(f)"
+    def value(
+        self, spec: FieldSpec, ns: dict[str, Any], hits: dict[tuple[int, str], str] | None = None
+    ) -> str:
+        """The expression of a field's value. `hits`: the locals holding text hits already
+        read in this function (only where every expression runs, in order: index keys)."""
+        inline = INLINE.get(spec.path)
+        if inline is not None:
+            return inline
+        derived = self.matchers.derived(spec.path)  # intents, indexed phrase / regex hits
+        if derived is None:
+            return f"{self._name(ns, spec.getter, '_g')}(f)"
+        matcher, method, attribute = derived
+        read = f"f.{method}({self._name(ns, matcher)})"
+        if hits is not None:
+            local = hits.get((id(matcher), method))
+            if local is not None:
+                return f"{local}.{attribute}"
+            local = hits[id(matcher), method] = self._name(ns, None, "_h")
+            read = f"({local} := {read})"
+        return f"{read}.{attribute}"
 
     def _test(self, t: Test, ns: dict[str, Any]) -> str:
         spec, op, lit, kind = t.spec, t.op, t.lit, t.spec.kind
@@ -188,8 +205,9 @@ class CodeGen:
         it must not find the rules indexed under `True` either (hash(1) == hash(True))."""
         ns: dict[str, Any] = {}
         parts = []
+        hits: dict[tuple[int, str], str] = {}
         for spec in specs:
-            expr = self.value(spec, ns)
+            expr = self.value(spec, ns, hits)
             if spec.kind is Kind.BOOL and not spec.path.endswith("?"):  # `?`: always a bool
                 local = self._name(ns, None, "_v")
                 expr = f"({local} if ({local} := {expr}) is True or {local} is False else None)"

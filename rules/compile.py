@@ -2,51 +2,28 @@
 
 Compiled once per ruleset version: each rule's indexable tests go into the candidate index
 (`rules.index`), its other conditions into one generated function (`rules.codegen`), its
-actions into precomputed values. Per decision: build the fact view, select candidates,
-run them in evaluation order until the first terminal match. The semantics (order,
-merging of priority / SLA / tags, vendor fallback) are those of `rules.result`, and the
-decisions equal the reference evaluator's (`rules.naive`), which a property test checks.
+actions into precomputed values. Per decision: build the fact view, read the index key,
+find the key's chain of candidates (`rules.chain`, cached per key), run their checks in
+evaluation order until the first terminal match, and take the decision the chain keeps
+for that outcome. The semantics (order, merging of priority / SLA / tags, vendor
+fallback) are those of `rules.result`, and the decisions equal the reference evaluator's
+(`rules.naive`), which a property test checks.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Hashable
+from typing import Any
 
 from rules.ast import Rule, Ruleset
-from rules.codegen import Check, CodeGen
+from rules.chain import Chain, CompiledRule, Header, Pending
+from rules.codegen import CodeGen
 from rules.facts import Facts, InputView, words
 from rules.index import CACHE_MAX, CandidateIndex, conjuncts, plan
 from rules.operators import Phrase
-from rules.result import (
-    MAX_TRACE_CONTINUE,
-    MAX_TRACE_UNMATCHED,
-    NO_SLA,
-    PRIORITIES,
-    RuleResult,
-    explanation,
-    resolve_route,
-    summary,
-)
+from rules.result import NO_SLA, PRIORITIES, RuleResult, summary
 from rules.textmatch import Matchers
 from schemas.ticket import RuleTrace
-
-
-@dataclass(slots=True)
-class _Compiled:
-    rule: Rule
-    id: str
-    check: Check | None  # residual conditions: None, or the trace entry of the first failing
-    contract: Check | None  # None, or the text of the first failing contract condition
-    rank: int
-    sla_rank: int
-    tags: tuple[str, ...]  # all of them when constant, else ()
-    renders: tuple[Callable[[Facts], str | None], ...]  # when some are templated
-    terminal: bool
-    queue: str | None  # fixed queue when no vendor logic is involved
-    start: str  # start of the explanation
-    match_trace: RuleTrace
-    continue_trace: RuleTrace
 
 
 class _Derive:
@@ -54,41 +31,15 @@ class _Derive:
 
     def __init__(self, ruleset: Ruleset, matchers: Matchers) -> None:
         self._text = matchers.of("message.text", Facts.text)  # the method: one call less
-        self._intents_by_hits: dict[frozenset[int], frozenset[str]] = {}
-        self._intent_of: dict[int, list[str]] = {}
         for intent, phrases in ruleset.intents.table.items():
             for phrase in phrases:
                 toks = tuple(words(phrase))
                 if toks:
                     pid = self._text.add_phrase(Phrase(phrase, toks, " " + " ".join(toks) + " "))
-                    self._intent_of.setdefault(pid, []).append(intent)
+                    self._text.intent_of.setdefault(pid, []).append(intent)
 
     def intents(self, facts: Facts) -> frozenset[str]:
-        phrases = facts.phrase_hits(self._text)
-        known = self._intents_by_hits.get(phrases)
-        if known is not None:
-            return known
-        found: set[str] = set()
-        for pid in phrases:
-            names = self._intent_of.get(pid)
-            if names:
-                found.update(names)
-        known = frozenset(found)
-        if len(self._intents_by_hits) >= CACHE_MAX:
-            self._intents_by_hits.clear()
-        self._intents_by_hits[phrases] = known
-        return known
-
-
-# A RuleResult from a tuple of all its fields: skips the Python-level NamedTuple __new__.
-_new_result = tuple.__new__
-
-
-def _distinct(tags: list[str]) -> tuple[str, ...]:
-    """Tags in first-seen order without repeats (short lists skip building a dict)."""
-    if len(tags) < 2 or (len(tags) == 2 and tags[0] != tags[1]):
-        return tuple(tags)
-    return tuple(dict.fromkeys(tags))
+        return facts.phrase_hits(self._text).intents
 
 
 class CompiledRuleset:
@@ -101,7 +52,7 @@ class CompiledRuleset:
         matchers = Matchers()
         self._derive = _Derive(ruleset, matchers)
         gen = CodeGen(matchers)
-        plans, low, high = plan(ruleset.rules)
+        plans, low, high = plan(ruleset.rules, matchers.index_test)
         self._rules = tuple(
             _compile_rule(r, p.settled, gen, ruleset.sla_policies)
             for r, p in zip(ruleset.rules, plans, strict=True)
@@ -109,116 +60,79 @@ class CompiledRuleset:
         key = gen.key([*low, *high], f"{ruleset.name} index key")
         self._index = CandidateIndex(self._rules, plans, low, high, key)
         self._key = key
-        self._candidates = self._index.cached  # the hit path of `select`: a bound dict.get
         matchers.build()
         self.indexed_rules = sum(p.lookup is not None for p in plans)
         self.index_fields = tuple(s.path for s in (*low, *high))
         # Indexed by rank / SLA rank; the last entry is the default (rank -1, no SLA).
-        self._priorities = (*PRIORITIES, ruleset.default_priority)
-        self._slas = (*ruleset.sla_policies, ruleset.default_sla)
-        self._no_sla = len(ruleset.sla_policies)
-        self._explanations: dict[tuple[str, ...], str] = {}  # by matched rules, no fallback
+        self._head = Header(
+            ruleset.name,
+            ruleset.version,
+            (*PRIORITIES, ruleset.default_priority),
+            (*ruleset.sla_policies, ruleset.default_sla),
+            len(ruleset.sla_policies),
+        )
+        self._chains: dict[Hashable, Chain] = {}  # by index key; cleared when full
+        self._chain_of = self._chains.get
+        self._shared: dict[tuple[int, ...], Chain] = {}  # by candidate positions
 
     def candidates(self, inp: InputView) -> tuple[str, ...]:
         """Rule ids the index selects for an input, in order (for tests and tools)."""
         return tuple(c.id for c in self._index.select(Facts(inp, self._derive)))
 
+    def _chain(self, key: tuple[Any, ...]) -> Chain:
+        positions = self._index.positions(key)
+        chain = self._shared.get(positions)
+        if chain is None:
+            if len(self._shared) >= CACHE_MAX:
+                self._shared.clear()
+            chain = self._shared[positions] = Chain(
+                tuple(self._rules[p] for p in positions), self._head
+            )
+        if len(self._chains) >= CACHE_MAX:
+            self._chains.clear()
+        self._chains[key] = chain
+        return chain
+
     def evaluate(self, inp: InputView) -> RuleResult:
         f = Facts(inp, self._derive)
-        rank = -1
-        sla_rank = self._no_sla
-        tags: list[str] = []
-        matched: list[str] = []
-        trace: list[RuleTrace] = []
-        room = MAX_TRACE_UNMATCHED  # failed rules the trace still has room for
-        continued = 0
         key = self._key(f)
-        cands = self._candidates(key)
-        if cands is None:
-            cands = self._index.select_key(key)
-        for c in cands:
-            check = c.check
-            if check is not None:
-                failed = check(f)
-                if failed is not None:
-                    if room:
-                        trace.append(failed)
-                        room -= 1
-                    continue
-            matched.append(c.id)
-            if c.rank > rank:
-                rank = c.rank
-            if c.sla_rank < sla_rank:
-                sla_rank = c.sla_rank
-            if c.tags:
-                tags.extend(c.tags)
-            elif c.renders:
-                for render in c.renders:
-                    rendered = render(f)
-                    if rendered is not None:
-                        tags.append(rendered)
-            if not c.terminal:
-                if continued < MAX_TRACE_CONTINUE:
-                    trace.append(c.continue_trace)
-                    continued += 1
-                continue
-            done = tuple(matched)
-            if c.queue is not None:
-                queue, fallback = c.queue, None
+        chain = self._chain_of(key)
+        if chain is None:
+            chain = self._chain(key)
+        state = 0
+        for check, shift, terminal in chain.steps:
+            code = check(f)
+            if code is None:
+                if terminal:
+                    break
             else:
-                queue, fallback = resolve_route(c.rule.then, f, c.contract)
-            if fallback is None:
-                trace.append(c.match_trace)
-                text = self._explanations.get(done)
-                if text is None:
-                    text = self._explain(c, matched)
-            else:
-                reason = f"matched; {fallback}: {queue}"
-                trace.append(RuleTrace(rule_id=c.id, matched=True, reason=reason))
-                text = explanation(c.rule, matched, queue, fallback, c.start)
-            return _new_result(
-                RuleResult,
-                (
-                    self.name,
-                    self.version,
-                    queue,
-                    self._priorities[rank],
-                    self._slas[sla_rank],
-                    c.id,
-                    _distinct(tags),
-                    text,
-                    tuple(trace),
-                    done,
-                    fallback,
-                ),
-            )
-        raise AssertionError("validated rulesets end with a catch-all")
-
-    def _explain(self, c: _Compiled, matched: list[str]) -> str:
-        """The explanation of a decision without fallback: it depends on the matched rules
-        only, so it is kept per list of them."""
-        text = explanation(c.rule, matched, c.queue or "", None, c.start)
-        if len(self._explanations) >= CACHE_MAX:
-            self._explanations.clear()
-        self._explanations[tuple(matched)] = text
-        return text
+                state |= code << shift
+        out = chain.outcomes.get(state)
+        if out is None:
+            out = chain.outcome(state)
+        if type(out) is Pending:
+            return out.finish(f)
+        return out  # type: ignore[return-value]  # not Pending: a RuleResult
 
 
 def _compile_rule(
     rule: Rule, settled: frozenset[int], gen: CodeGen, sla_order: tuple[str, ...]
-) -> _Compiled:
+) -> CompiledRule:
     residual = [c for i, c in enumerate(conjuncts(rule.when)) if i not in settled]
-    fails = [RuleTrace(rule_id=rule.id, matched=False, reason=c.text) for c in residual]
-    check = gen.check(residual, f"rule {rule.id}", fails) if residual else None
+    fails = tuple(RuleTrace(rule_id=rule.id, matched=False, reason=c.text) for c in residual)
+    codes = range(1, len(residual) + 1)  # the check returns the failing conjunct's code
+    check = gen.check(residual, f"rule {rule.id}", codes) if residual else None
     then = rule.then
     contract = gen.check(conjuncts(then.contract), f"contract of rule {rule.id}") if (
         then.contract is not None) else None  # fmt: skip
     fixed = then.route.text if then.route is not None and not then.to_vendor else None
     constant = all(t.constant for t in then.tags)
-    return _Compiled(
+    return CompiledRule(
         rule=rule,
         id=rule.id,
         check=check,
+        width=len(residual).bit_length(),
+        fails=fails,
         contract=contract,
         rank=then.priority.rank if then.priority is not None else -1,
         sla_rank=NO_SLA if then.sla is None else sla_order.index(then.sla),

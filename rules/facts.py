@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -122,7 +122,7 @@ class RuleInput(NamedTuple):
 _WORD = re.compile(r"\w+")
 _WORD_BYTES = frozenset(b"abcdefghijklmnopqrstuvwxyz0123456789_")
 # ASCII fast path: lower-case letters, keep [a-z0-9_], everything else becomes a space.
-_ASCII_TABLE = bytes(
+ASCII_TABLE = bytes(
     (c | 0x20) if 65 <= c <= 90 else (c if c in _WORD_BYTES else 0x20) for c in range(256)
 )
 
@@ -146,16 +146,21 @@ def words(text: str) -> list[str]:
     ASCII and Latin-1 text take byte-level fast paths that yield exactly the same tokens.
     """
     if text.isascii():
-        return text.encode("ascii").translate(_ASCII_TABLE).decode("ascii").split()
+        return text.encode("ascii").translate(ASCII_TABLE).decode("ascii").split()
     return _spaced(text).split()
 
 
-def word_bytes(text: str) -> list[bytes]:
-    """The tokens of `words`, UTF-8 encoded (the ASCII fast path then skips a decode)."""
+def spaced_bytes(text: str) -> bytes:
+    """The tokens of `words`, UTF-8 encoded, separated by spaces (one or more, maybe also
+    before the first and after the last): word characters never encode to an ASCII space."""
     if text.isascii():
-        return text.encode("ascii").translate(_ASCII_TABLE).split()
-    # Word characters never encode to ASCII whitespace bytes: splitting the bytes is exact.
-    return _spaced(text).encode().split()
+        return text.encode("ascii").translate(ASCII_TABLE)
+    return _spaced(text).encode()
+
+
+def word_bytes(text: str) -> list[bytes]:
+    """The tokens of `words`, UTF-8 encoded."""
+    return spaced_bytes(text).split()
 
 
 class TextView(NamedTuple):
@@ -214,6 +219,29 @@ class Hits(NamedTuple):
 NONE: frozenset[int] = frozenset()
 
 
+class Found(frozenset[int]):
+    """Ids of the phrases (or regexes) a matcher found in one text, and what the compiled
+    evaluator derives from them: the ids its index looks rules up by (`indexed`) and, for
+    `message.text`, the intents they name. One object per distinct outcome, reused."""
+
+    __slots__ = ("indexed", "intents")
+
+    indexed: frozenset[int]
+    intents: frozenset[str]
+
+    @classmethod
+    def of(
+        cls, ids: Iterable[int], indexed: frozenset[int], intent_of: Mapping[int, Iterable[str]]
+    ) -> Found:
+        found = cls(ids)
+        found.indexed = indexed.intersection(found)
+        found.intents = frozenset(name for i in found for name in intent_of.get(i, ()))
+        return found
+
+
+NOTHING = Found.of((), NONE, {})
+
+
 class Derivations(Protocol):
     """How an evaluator derives intents (computed once per decision)."""
 
@@ -225,8 +253,8 @@ class TextMatcher(Protocol):
     (`rules.textmatch.FieldMatcher`); ids are the positions the matcher registered."""
 
     def text_of(self, facts: Facts) -> Any: ...
-    def phrases(self, text: str) -> frozenset[int]: ...
-    def regexes(self, text: str) -> frozenset[int]: ...
+    def phrases(self, text: str) -> Found: ...
+    def regexes(self, text: str) -> Found: ...
 
 
 class Facts:
@@ -262,8 +290,8 @@ class Facts:
         self._intents: frozenset[str] | None = None
         self._text: str | None = None
         # Per matcher (keyed by identity): phrase / regex ids found in its field.
-        self._phrases: dict[TextMatcher, frozenset[int]] | None = None
-        self._regexes: dict[TextMatcher, frozenset[int]] | None = None
+        self._phrases: dict[TextMatcher, Found] | None = None
+        self._regexes: dict[TextMatcher, Found] | None = None
 
     def view(self, path: str, text_of: Callable[[Facts], Any]) -> TextView:
         """Normalised words of a text field, computed once per decision."""
@@ -289,7 +317,7 @@ class Facts:
             found = self._intents = self.derive.intents(self)
         return found
 
-    def phrase_hits(self, m: TextMatcher) -> frozenset[int]:
+    def phrase_hits(self, m: TextMatcher) -> Found:
         """Ids of `m`'s phrases found in its field, computed once per decision."""
         cache = self._phrases
         if cache is None:
@@ -297,10 +325,10 @@ class Facts:
         found = cache.get(m)
         if found is None:
             raw = m.text_of(self)
-            found = cache[m] = m.phrases(raw) if isinstance(raw, str) else NONE
+            found = cache[m] = m.phrases(raw) if isinstance(raw, str) else NOTHING
         return found
 
-    def regex_hits(self, m: TextMatcher) -> frozenset[int]:
+    def regex_hits(self, m: TextMatcher) -> Found:
         """Ids of `m`'s regexes found in its field, computed once per decision."""
         cache = self._regexes
         if cache is None:
@@ -308,7 +336,7 @@ class Facts:
         found = cache.get(m)
         if found is None:
             raw = m.text_of(self)
-            found = cache[m] = m.regexes(raw) if isinstance(raw, str) else NONE
+            found = cache[m] = m.regexes(raw) if isinstance(raw, str) else NOTHING
         return found
 
 

@@ -12,7 +12,7 @@ most LOW_CARDINALITY values: channel, role, language, intents...) and "high" fie
 (vendor ids). Per decision:
 
 1. read the low fields, then the high ones, into one key (one generated function); the
-   merged, ordered candidate list is cached per key, bounded; on a miss:
+   evaluator caches what it makes of the candidates per key (`rules.chain`); on a miss:
 2. the rules that survive every low-field test of theirs (and the rules with no indexable
    test) are cached per low part of the key, as sorted positions;
 3. add the rules whose chosen test is on a high field and the message's value, filtered by
@@ -29,7 +29,6 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from operator import itemgetter
 from typing import Any, Generic, TypeVar
 
 from rules.ast import AllOf, Cond, Rule, Test
@@ -104,25 +103,44 @@ def _preference(path: str) -> tuple[int, str]:
     return (_PREFERENCE.index(path) if path in _PREFERENCE else len(_PREFERENCE), path)
 
 
-def plan(rules: Sequence[Rule]) -> tuple[list[RulePlan], list[FieldSpec], list[FieldSpec]]:
-    """Per rule: how the index handles it; and the low and the high fields, in key order."""
+IndexTest = Callable[[Cond], tuple[FieldSpec, frozenset[Hashable]] | None]
+
+
+def _constraints(conds: list[Cond], test: IndexTest) -> tuple[list[Constraint], list[Constraint]]:
+    """A rule's indexable tests: the most selective one per field, and all of them."""
+    per_field: dict[str, Constraint] = {}
+    every: list[Constraint] = []
+    for pos, cond in enumerate(conds):
+        found = test(cond)
+        if found is not None:
+            c = Constraint(*found, pos)
+            every.append(c)
+            kept = per_field.get(c.spec.path)
+            if kept is None or len(c.values) < len(kept.values):
+                per_field[c.spec.path] = c
+    return list(per_field.values()), every
+
+
+def plan(
+    rules: Sequence[Rule], text_test: IndexTest | None = None
+) -> tuple[list[RulePlan], list[FieldSpec], list[FieldSpec]]:
+    """Per rule: how the index handles it; and the low and the high fields, in key order.
+
+    `text_test` makes phrase and regex tests indexable (`rules.textmatch`), only for rules
+    with no other indexable test: once in the key, a text is matched on every decision,
+    which such a rule would otherwise cost anyway (it would be tried on every decision)."""
     found: list[list[Constraint]] = []
     distinct: dict[str, set[Hashable]] = {}
     specs: dict[str, FieldSpec] = {}
     for rule in rules:
-        per_field: dict[str, Constraint] = {}
-        for pos, cond in enumerate(conjuncts(rule.when)):
-            found_test = index_test(cond)
-            if found_test is None:
-                continue
-            spec, values = found_test
-            path = spec.path
-            specs[path] = spec
-            distinct.setdefault(path, set()).update(values)
-            kept = per_field.get(path)
-            if kept is None or len(values) < len(kept.values):
-                per_field[path] = Constraint(spec, values, pos)
-        found.append(list(per_field.values()))
+        conds = conjuncts(rule.when)
+        constraints, every = _constraints(conds, index_test)
+        if not constraints and text_test is not None:
+            constraints, every = _constraints(conds, text_test)
+        for c in every:
+            specs[c.spec.path] = c.spec
+            distinct.setdefault(c.spec.path, set()).update(c.values)
+        found.append(constraints)
     high = {p for p, vals in distinct.items() if len(vals) > LOW_CARDINALITY}
 
     def selectivity(c: Constraint) -> tuple[float, tuple[int, str], int]:
@@ -185,8 +203,6 @@ class CandidateIndex(Generic[T]):
                 table.setdefault(value, []).append(pos)
         self._always = tuple(always)
         self._low_cache: dict[Hashable, tuple[int, ...]] = {}
-        self._cache: dict[Hashable, tuple[T, ...]] = {}  # cleared when full, never replaced
-        self.cached: Callable[[Hashable], tuple[T, ...] | None] = self._cache.get
 
     @staticmethod
     def _lookup(
@@ -224,26 +240,15 @@ class CandidateIndex(Generic[T]):
         return kept
 
     def select(self, f: Facts) -> tuple[T, ...]:
-        key = self._key(f)
-        hit = self._cache.get(key)
-        return hit if hit is not None else self.select_key(key)
+        """The candidates for one input, in evaluation order (uncached: tests and tools)."""
+        return tuple(self._items[p] for p in self.positions(self._key(f)))
 
-    def select_key(self, key: tuple[Any, ...]) -> tuple[T, ...]:
-        """The candidates for a key read by the `key` function, cached."""
+    def positions(self, key: tuple[Any, ...]) -> tuple[int, ...]:
+        """Positions of the candidates for a key read by the `key` function, in order."""
         low, high = key[: self._n_low], key[self._n_low :]
         base = self._low_cache.get(low)
         if base is None:
             base = self._low_positions(low)
         extra = [p for p in self._lookup(high, self._high_sets, self._high_tables)
                  if self._passes(p, low)]  # fmt: skip
-        positions = sorted(set(base).union(extra)) if extra else base
-        if not positions:
-            selected: tuple[T, ...] = ()
-        elif len(positions) == 1:
-            selected = (self._items[positions[0]],)
-        else:
-            selected = itemgetter(*positions)(self._items)
-        if len(self._cache) >= CACHE_MAX:
-            self._cache.clear()
-        self._cache[key] = selected
-        return selected
+        return tuple(sorted(set(base).union(extra))) if extra else base

@@ -1,74 +1,76 @@
-"""Text tests of the compiled evaluator: phrases on word tokens, regexes in RE2 sets.
+"""Text tests of the compiled evaluator: phrases and regexes, each kind in RE2 sets.
 
 The compiled evaluator registers, per text field, the phrases of `contains` /
 `contains_any` tests (and, for `message.text`, the intent keywords) and the patterns of
 `matches` tests. Per decision and field, each kind of matching runs at most once, and only
 when a rule being tried needs it (`Facts.phrase_hits` / `Facts.regex_hits` keep the ids):
 
-- Phrases: the text's word tokens (`rules.facts.words`: NFKC + casefold, `\\w+` runs, with
-  a byte-level fast path for ASCII) meet the set of every token of the phrases. That
-  intersection alone settles the one-token phrases; a longer phrase whose tokens are all
-  there is then looked up as " a b " in the tokens joined by single spaces, which holds
-  exactly when its tokens occur consecutively (`rules.operators.has_phrase`, the
-  reference). No regex is involved, so there is no ASCII / Unicode split to keep equal.
+- Phrases: the text is normalised to its word tokens separated by spaces
+  (`rules.facts.spaced_bytes`: NFKC + casefold, `\\w+` runs, a byte table for ASCII), and
+  one RE2 set search finds every phrase as `(?:^| )a +b(?: |$)`: its tokens, whole and
+  consecutive, which is exactly `rules.operators.has_phrase`, the reference. The tokens
+  are literal word characters, so the normalised text is all the set ever sees.
 - Regexes: one RE2 set search over the field's patterns (linear time), skipped when a
   prefilter (`rules.prefilter`) proves that none of them can match.
 
-Sets are chunked and given a generous memory budget: RE2 sets have no slower fallback
-when their DFA runs out of memory, so each one is kept far from that limit.
+Both run in C over the whole text at once: no token objects, no per-token hashing. Sets
+are chunked and given a generous memory budget: RE2 sets have no slower fallback when
+their DFA runs out of memory, so each one is kept far from that limit (a phrase set's
+automaton grows with the phrases' characters, like a trie).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Hashable
 from typing import Any
 
 import re2
 
-from rules.facts import NONE, Facts, word_bytes
+from rules.ast import Cond, Test
+from rules.facts import ASCII_TABLE, NONE, NOTHING, Facts, Found, spaced_bytes
+from rules.fields import FieldSpec, Kind
 from rules.operators import Phrase
 from rules.prefilter import required_literal
 
 REGEX_CHUNK = 32  # patterns per RE2 set (user patterns can build large automata)
-PLAN_CACHE_MAX = 4096  # phrase plans kept per set of phrase tokens found (cleared when full)
+PHRASE_CHUNK = 512  # phrases per RE2 set (literal words: an automaton the size of a trie)
+FOUND_CACHE_MAX = 4096  # outcomes kept per field and kind (cleared when full)
 _SET_OPTIONS = re2.Options()
 _SET_OPTIONS.log_errors = False
 _SET_OPTIONS.never_capture = True
 _SET_OPTIONS.max_mem = 64 << 20
 
+SetSearch = Callable[[bytes], Any]  # bytes -> ids found (a list, maybe empty, or None)
 
-def _regex_sets(patterns: list[str]) -> list[tuple[Any, int]]:
-    """RE2 sets of at most REGEX_CHUNK patterns each, with the id of their first pattern."""
-    out: list[tuple[Any, int]] = []
-    for start in range(0, len(patterns), REGEX_CHUNK):
+
+def _sets(patterns: list[str], chunk: int) -> list[tuple[SetSearch, int]]:
+    """The search of RE2 sets of at most `chunk` patterns each, with the id of their first
+    pattern."""
+    out: list[tuple[SetSearch, int]] = []
+    for start in range(0, len(patterns), chunk):
         rset = re2.Set.SearchSet(_SET_OPTIONS)
-        for pattern in patterns[start : start + REGEX_CHUNK]:
+        for pattern in patterns[start : start + chunk]:
             rset.Add(pattern)
         rset.Compile()
-        out.append((rset, start))
+        # The compiled set itself when the wrapper exposes it: the wrapper's Match only
+        # adds a Python call (it encodes str; the text is already bytes here).
+        out.append((getattr(rset, "_set", rset).Match, start))
     return out
 
 
-class _Plan:
-    """Phrase matching for one set of phrase tokens found in a text (a subset of the
-    ruleset's vocabulary, not of the message): the one-token phrases found, and the longer
-    phrases whose tokens are all there, still to look for in order."""
+def phrase_pattern(tokens: tuple[str, ...]) -> str:
+    """The tokens, whole and consecutive, in a text of tokens separated by spaces."""
+    return "(?:^| )" + " +".join(map(re.escape, tokens)) + "(?: |$)"
 
-    __slots__ = ("_ids", "_outcomes", "found", "multi")
 
-    def __init__(self, found: frozenset[int], multi: list[tuple[int, bytes]]) -> None:
-        self.found = found
-        self.multi = tuple((1 << k, joined) for k, (_, joined) in enumerate(multi))
-        self._ids = tuple(i for i, _ in multi)
-        self._outcomes: dict[int, frozenset[int]] = {0: found}
-
-    def outcome(self, mask: int) -> frozenset[int]:
-        """The phrases found when the longer phrases in `mask` (bits, by position) are."""
-        hit = self._outcomes.get(mask)
-        if hit is None:
-            more = [i for k, i in enumerate(self._ids) if mask >> k & 1]
-            hit = self._outcomes[mask] = self.found.union(more)
-        return hit
+def _search(sets: list[tuple[SetSearch, int]], data: bytes) -> list[int]:
+    out: list[int] = []
+    for match, start in sets:
+        hit = match(data)
+        if hit:
+            out.extend(start + i for i in hit)
+    return out
 
 
 class FieldMatcher:
@@ -80,13 +82,27 @@ class FieldMatcher:
         self.text_of = text_of
         self.phrase_list: list[Phrase] = []
         self.regex_list: list[str] = []
-        self._vocab: frozenset[bytes] = frozenset()  # every token of every phrase
-        self._single: dict[bytes, int] = {}  # one-token phrases
-        self._multi: list[tuple[int, frozenset[bytes], bytes]] = []  # id, tokens, b" a b "
-        self._plans: dict[frozenset[bytes], _Plan] = {}
-        self._sets: list[tuple[Any, int]] = []
+        self.intent_of: dict[int, list[str]] = {}  # phrase id -> intents it signals
+        self._phrase_sets: list[tuple[SetSearch, int]] = []
+        self._regex_sets: list[tuple[SetSearch, int]] = []
+        # One `Found` per distinct outcome, by the ids found.
+        self._phrases_found: dict[frozenset[int], Found] = {}
+        self._regexes_found: dict[frozenset[int], Found] = {}
         # Lower-cased literal each regex needs in ASCII text; None: no prefilter possible.
         self._needed: tuple[str, ...] | None = None
+        # Ids the candidate index looks rules up by, and their index fields (`index_test`).
+        self.indexed_phrases: frozenset[int] = NONE
+        self.indexed_regexes: frozenset[int] = NONE
+        self.phrase_field = FieldSpec(f"{path}#phrases", Kind.SET, self._indexed_phrase_hits,
+                                      f"indexed phrases found in {path}", indexable=True)
+        self.regex_field = FieldSpec(f"{path}#regexes", Kind.SET, self._indexed_regex_hits,
+                                     f"indexed regexes found in {path}", indexable=True)
+
+    def _indexed_phrase_hits(self, f: Facts) -> frozenset[int]:
+        return f.phrase_hits(self).indexed
+
+    def _indexed_regex_hits(self, f: Facts) -> frozenset[int]:
+        return f.regex_hits(self).indexed
 
     def add_phrase(self, phrase: Phrase) -> int:
         for i, known in enumerate(self.phrase_list):
@@ -103,52 +119,37 @@ class FieldMatcher:
 
     def build(self) -> None:
         """After every phrase and regex is registered."""
-        vocab: set[bytes] = set()
-        for i, p in enumerate(self.phrase_list):
-            toks = [t.encode() for t in p.tokens]
-            vocab.update(toks)
-            if len(toks) == 1:
-                self._single[toks[0]] = i
-            else:
-                self._multi.append((i, frozenset(toks), p.joined.encode()))
-        self._vocab = frozenset(vocab)
-        self._sets = _regex_sets(self.regex_list)
+        patterns = [phrase_pattern(p.tokens) for p in self.phrase_list]
+        self._phrase_sets = _sets(patterns, PHRASE_CHUNK)
+        self._regex_sets = _sets(self.regex_list, REGEX_CHUNK)
         needed = [required_literal(p) for p in self.regex_list]
         self._needed = None if None in needed else tuple(n for n in needed if n is not None)
 
-    def phrases(self, text: str) -> frozenset[int]:
+    def phrases(self, text: str) -> Found:
         """Ids of the phrases whose tokens occur consecutively in the text's tokens."""
-        toks = word_bytes(text)
-        present = self._vocab.intersection(toks)
-        if not present:
-            return NONE
-        plan = self._plans.get(present)
-        if plan is None:
-            plan = self._plan(present)
-        if not plan.multi:
-            return plan.found
-        find = (b" " + b" ".join(toks) + b" ").find  # `in` on bytes costs a caught TypeError
-        mask = 0
-        for bit, tail in plan.multi:
-            if find(tail) >= 0:
-                mask |= bit
-        return plan.outcome(mask)
-
-    def _plan(self, present: frozenset[bytes]) -> _Plan:
-        single = self._single
-        found = frozenset(single[tok] for tok in present if tok in single)
-        multi = [(i, joined) for i, toks, joined in self._multi if toks <= present]
-        plan = _Plan(found, multi)
-        if len(self._plans) >= PLAN_CACHE_MAX:
-            self._plans.clear()
-        self._plans[present] = plan
-        return plan
-
-    def regexes(self, text: str) -> frozenset[int]:
-        """Ids of the regexes found in the text."""
-        sets = self._sets
+        sets = self._phrase_sets
         if not sets:
-            return NONE
+            return NOTHING
+        # `rules.facts.spaced_bytes`, its ASCII path inlined
+        data = (text.encode("ascii").translate(ASCII_TABLE) if text.isascii()
+                else spaced_bytes(text))  # fmt: skip
+        if len(sets) == 1:
+            hit = sets[0][0](data)
+            if not hit:
+                return NOTHING
+            ids = frozenset(hit)
+        else:
+            ids = frozenset(_search(sets, data))
+        found = self._phrases_found.get(ids)
+        if found is None:
+            found = self._keep(self._phrases_found, ids, self.indexed_phrases, self.intent_of)
+        return found
+
+    def regexes(self, text: str) -> Found:
+        """Ids of the regexes found in the text."""
+        sets = self._regex_sets
+        if not sets:
+            return NOTHING
         needed = self._needed
         if needed is not None and text.isascii():
             low = text.lower()
@@ -156,17 +157,31 @@ class FieldMatcher:
                 if literal in low:
                     break
             else:
-                return NONE
+                return NOTHING
         data = text.encode()
         if len(sets) == 1:
-            hit = sets[0][0].Match(data)
-            return frozenset(hit) if hit else NONE
-        out: list[int] = []
-        for rset, start in sets:
-            hit = rset.Match(data)
-            if hit:
-                out.extend(start + i for i in hit)
-        return frozenset(out) if out else NONE
+            hit = sets[0][0](data)
+            if not hit:
+                return NOTHING
+            ids = frozenset(hit)
+        else:
+            ids = frozenset(_search(sets, data))
+        found = self._regexes_found.get(ids)
+        if found is None:
+            found = self._keep(self._regexes_found, ids, self.indexed_regexes, {})
+        return found
+
+    @staticmethod
+    def _keep(
+        kept: dict[frozenset[int], Found],
+        ids: frozenset[int],
+        indexed: frozenset[int],
+        intent_of: dict[int, list[str]],
+    ) -> Found:
+        if len(kept) >= FOUND_CACHE_MAX:
+            kept.clear()
+        found = kept[ids] = Found.of(ids, indexed, intent_of)
+        return found
 
 
 class Matchers:
@@ -180,6 +195,34 @@ class Matchers:
         if matcher is None:
             matcher = self.fields[path] = FieldMatcher(path, text_of)
         return matcher
+
+    def derived(self, path: str) -> tuple[FieldMatcher, str, str] | None:
+        """For a field derived from text hits: its matcher, the `Facts` method giving them
+        and the attribute of `Found` holding the value (inlined by `rules.codegen`)."""
+        if path == "message.intent":
+            return self.of("message.text", Facts.text), "phrase_hits", "intents"
+        field, _, kind = path.rpartition("#")
+        matcher = self.fields.get(field)
+        if matcher is None or kind not in ("phrases", "regexes"):
+            return None
+        return matcher, "phrase_hits" if kind == "phrases" else "regex_hits", "indexed"
+
+    def index_test(self, cond: Cond) -> tuple[FieldSpec, frozenset[Hashable]] | None:
+        """A phrase or regex test as an index test (`rules.index.plan`): on the set of the
+        ids of the indexed phrases (regexes) found in the field, `<path>#phrases`."""
+        if not isinstance(cond, Test) or cond.spec.kind is Kind.SET:
+            return None
+        m = self.of(cond.spec.path, cond.spec.getter)
+        if cond.op in ("contains", "contains_any"):
+            members = (cond.lit,) if cond.op == "contains" else cond.lit
+            ids = frozenset(m.add_phrase(p) for p in members)
+            m.indexed_phrases |= ids
+            return m.phrase_field, ids
+        if cond.op == "matches":
+            ids = frozenset((m.add_regex(cond.lit.pattern),))
+            m.indexed_regexes |= ids
+            return m.regex_field, ids
+        return None
 
     def build(self) -> None:
         for matcher in self.fields.values():

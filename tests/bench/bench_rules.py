@@ -265,14 +265,19 @@ def calibrate() -> float:
 def stages(compiled: CompiledRuleset, inputs: Sequence[RuleInput], budget: float) -> str:
     """Microseconds per decision up to each stage of `evaluate` (cumulative), for profiling.
 
-    Reads the evaluator's internals (`_derive`, `_index`): a diagnostic, not an API."""
-    derive, index = compiled._derive, compiled._index
+    Reads the evaluator's internals (`_derive`, `_key`, `_chain*`): a diagnostic, not an API."""
+    derive, key_of = compiled._derive, compiled._key
+
+    def chain(i: RuleInput) -> object:
+        key = key_of(Facts(i, derive))
+        return compiled._chain_of(key) or compiled._chain(key)
+
     steps: list[tuple[str, Callable[[Any], object]]] = [
         ("Facts", lambda i: Facts(i, derive)),
         ("+text", lambda i: Facts(i, derive).text()),
         ("+intents", lambda i: Facts(i, derive).intents()),
-        ("+index key", lambda i: index._key(Facts(i, derive))),
-        ("+select", lambda i: index.select(Facts(i, derive))),
+        ("+index key", lambda i: key_of(Facts(i, derive))),
+        ("+select", chain),
         ("evaluate", compiled.evaluate),
     ]
     return "; ".join(f"{name} {1e6 / rate(step, inputs, budget):.1f}" for name, step in steps)

@@ -134,24 +134,44 @@ def test_trace_lists_tried_rules_with_their_first_failing_condition() -> None:
     res = decide(ORDERED, make_input(vendor_id="acme", vendor={"vendor_id": "acme",
                                                                 "tier": "gold"}))  # fmt: skip
     entries = [(t.rule_id, t.matched, t.reason) for t in res.trace]
-    assert entries[0] == ("tag-everything", True, "continue")
-    assert ("urgent-words", False, "message.text contains_any ['lawyer', 'court']") in entries
-    assert entries[-1] == ("to-vendor", True, "matched")
-    # The index skips rules that cannot match (vip: buyer.vip is indexed); the reference
-    # evaluator tries every rule and gives the same reasons for the rules both tried.
+    assert entries == [("tag-everything", True, "continue"), ("to-vendor", True, "matched")]
+    # The index skips rules that cannot match (vip: buyer.vip is indexed; urgent-words: the
+    # phrases of its only test are); the reference evaluator tries every rule and gives the
+    # same reasons for the rules both tried.
     naive = NaiveEvaluator(ORDERED).evaluate(
         make_input(vendor_id="acme", vendor={"vendor_id": "acme", "tier": "gold"}),
         full_trace=True,
     )
     reasons = {t.rule_id: t.reason for t in naive.trace}
     assert reasons["vip"] == "buyer.vip eq true"
+    assert reasons["urgent-words"] == "message.text contains_any ['lawyer', 'court']"
     assert reasons["same-priority-first"] == "message.channel eq 'chat'"
     assert all(reasons[rule] == reason for rule, _, reason in entries)
+    # A rule the index selects but whose other conditions fail is traced with the first one.
+    ruleset = parse(
+        """\
+        - id: refunds-by-email
+          when: {all: [{field: message.channel, eq: email}, {field: message.body, contains: refund},
+                       {field: ticket.message_count, gte: 2}]}
+          then: {route: "dept:payments"}
+        - id: repeat
+          when: {field: ticket.message_count, gte: 3}
+          then: {route: "dept:disputes"}
+        - id: catch-all
+          then: {route: "dept:general"}
+        """
+    )
+    res = decide(ruleset, make_input("hello"))
+    assert [(t.rule_id, t.matched, t.reason) for t in res.trace] == [
+        ("refunds-by-email", False, "message.body contains 'refund'"),
+        ("repeat", False, "ticket.message_count gte 3"),
+        ("catch-all", True, "matched"),
+    ]
 
 
 def test_trace_is_bounded() -> None:
     many = "".join(
-        f"- id: r{i}\n  when: {{field: message.body, contains: word{i}}}\n"
+        f"- id: r{i}\n  when: {{field: ticket.message_count, gt: {i + 10}}}\n"
         "  then: {route: dept:general}\n"
         for i in range(60)
     )

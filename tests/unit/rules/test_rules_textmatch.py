@@ -1,5 +1,6 @@
-"""The compiled evaluator's text matching: phrases on word tokens, regexes in RE2 sets with
-a literal prefilter. Each must agree with the reference (`has_phrase`, RE2 search)."""
+"""The compiled evaluator's text matching: phrases in RE2 sets over the normalised words,
+regexes in RE2 sets with a literal prefilter. Each must agree with the reference
+(`has_phrase`, RE2 search)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from hypothesis import strategies as st
 from rules.facts import word_bytes, words
 from rules.operators import Phrase, has_phrase
 from rules.prefilter import required_literal
-from rules.textmatch import REGEX_CHUNK, FieldMatcher
+from rules.textmatch import PHRASE_CHUNK, REGEX_CHUNK, FieldMatcher, phrase_pattern
 
 
 def _matcher(phrases: list[str], regexes: tuple[str, ...] = ()) -> FieldMatcher:
@@ -61,6 +62,24 @@ def test_punctuation_between_tokens_does_not_matter() -> None:
     assert _found(m, "order O-123.") == {"o-123"}
     assert _found(m, "don\u2019t") == {"don't"}  # any punctuation: tokens "don", "t"
     assert _found(m, "don't, DON'T") == {"don't"}
+
+
+def test_phrases_run_in_chunked_sets_and_keep_their_ids() -> None:
+    many = [f"w{i} x" if i % 2 else f"w{i}" for i in range(PHRASE_CHUNK + 40)]
+    m = _matcher(many)
+    far = PHRASE_CHUNK + 7
+    assert _found(m, f"W3  X, w{far} x w{far - 1} w2") == {"w3 x", f"w{far} x", f"w{far - 1}",
+                                                          "w2"}  # fmt: skip
+    assert _found(m, "w3, y x") == set()
+    assert set(m.phrases(f"w{far}...X")) == {far}
+
+
+def test_phrase_patterns_are_whole_consecutive_tokens() -> None:
+    assert phrase_pattern(("never", "arrived")) == "(?:^| )never +arrived(?: |$)"
+    m = _matcher(["a b", "b", "ab"])
+    for text, found in [("a b", {"a b", "b"}), ("ab b", {"ab", "b"}), ("a  bb", set()),
+                        ("xa b", {"b"}), ("a b_", set()), ("", set()), (" ", set())]:  # fmt: skip
+        assert _found(m, text) == found, text
 
 
 def test_word_bytes_are_the_utf8_of_the_words() -> None:
