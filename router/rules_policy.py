@@ -51,13 +51,20 @@ assert tuple(f.name for f in dataclasses.fields(Decision)) == _DECISION_FIELDS, 
 assert not hasattr(Decision, "__post_init__"), "Decision validates: build it with Decision(...)"
 
 
+DECISIONS_MAX = 16384  # decisions kept per engine result (cleared when full)
+
+
 class RulesetPolicy:
     """Pure and deterministic: same ruleset version and context give the same decision."""
 
-    __slots__ = ("_compiled",)
+    __slots__ = ("_compiled", "_decisions")
 
     def __init__(self, compiled: CompiledRuleset) -> None:
         self._compiled = compiled
+        # The compiled evaluator hands out one shared result per outcome (`rules.chain`), so
+        # the decision for it is built once too. Keyed by identity: an entry holds its result,
+        # whose id therefore cannot be reused while the entry is there.
+        self._decisions: dict[int, tuple[RuleResult, Decision]] = {}
 
     @property
     def name(self) -> str:
@@ -82,7 +89,15 @@ class RulesetPolicy:
         return self._compiled.evaluate(ctx)
 
     def decide(self, ctx: RoutingContext) -> Decision:
-        return decision_of(self._compiled.evaluate(ctx))
+        res = self._compiled.evaluate(ctx)
+        known = self._decisions.get(id(res))
+        if known is not None and known[0] is res:
+            return known[1]
+        decision = decision_of(res)
+        if len(self._decisions) >= DECISIONS_MAX:
+            self._decisions.clear()
+        self._decisions[id(res)] = (res, decision)
+        return decision
 
 
 class RulesetError(ValueError):

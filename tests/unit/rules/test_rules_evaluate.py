@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from router.routing import BuyerHistory, Decision, RoutingContext, RoutingPolicy, TicketFacts
-from router.rules_policy import RulesetPolicy
+from router.rules_policy import RulesetPolicy, decision_of
 from rules import CompiledRuleset, NaiveEvaluator
 from rules.facts import BuyerInfo, TicketInfo
 from rules.result import MAX_TRACE, MAX_TRACE_UNMATCHED
@@ -266,6 +266,13 @@ def test_ruleset_policy_adapts_routing_context_to_decision() -> None:
     assert repr(decision) == repr(expected)
     with pytest.raises(dataclasses.FrozenInstanceError):
         decision.queue = "dept:general"  # type: ignore[misc]  # checking it is frozen
+    # Another message with the same outcome shares the result, and so the decision; one
+    # with another outcome gets its own.
+    same = dataclasses.replace(ctx, message=message("court again", channel="chat"))
+    assert policy.evaluate(same) is res
+    assert policy.decide(same) is decision
+    other = dataclasses.replace(ctx, message=message("hello", channel="email"))
+    assert policy.decide(other) == decision_of(policy.evaluate(other)) != decision
 
 
 def test_naive_datetimes_are_read_as_utc() -> None:
