@@ -166,13 +166,21 @@ class Chain:
     """The candidates of one index key, in evaluation order, and their outcomes by state.
 
     `steps` are the checks to run, in order, as (check, shift, terminal), up to the first
-    candidate that always matches and ends evaluation (the catch-all at the latest)."""
+    candidate that always matches and ends evaluation (the catch-all at the latest).
+    `fixed` holds, per candidate, its tags when the key alone renders them (None: they are
+    constant, or read other fields)."""
 
-    __slots__ = ("_head", "_rules", "outcomes", "steps")
+    __slots__ = ("_fixed", "_head", "_rules", "outcomes", "steps")
 
-    def __init__(self, rules: tuple[CompiledRule, ...], head: Header) -> None:
+    def __init__(
+        self,
+        rules: tuple[CompiledRule, ...],
+        head: Header,
+        fixed: tuple[tuple[str, ...] | None, ...],
+    ) -> None:
         self._rules = rules
         self._head = head
+        self._fixed = fixed
         steps: list[tuple[Check, int, bool]] = []
         shift = 0
         for c in rules:
@@ -193,7 +201,7 @@ class Chain:
         matched: list[str] = []
         trace: list[RuleTrace] = []
         room, continued, shift = MAX_TRACE_UNMATCHED, 0, 0
-        for c in self._rules:
+        for c, fixed in zip(self._rules, self._fixed, strict=True):
             if c.check is not None:
                 code = state >> shift & ((1 << c.width) - 1)
                 shift += c.width
@@ -205,11 +213,12 @@ class Chain:
             matched.append(c.id)
             rank = max(rank, c.rank)
             sla_rank = min(sla_rank, c.sla_rank)
-            if c.tags:
-                tags.extend(c.tags)
-            for render in c.renders:
-                tags.append(len(renders))
-                renders.append(render)
+            if c.tags or fixed is not None:
+                tags.extend(c.tags or fixed or ())
+            else:
+                for render in c.renders:
+                    tags.append(len(renders))
+                    renders.append(render)
             if not c.terminal:
                 if continued < MAX_TRACE_CONTINUE:
                     trace.append(c.continue_trace)
@@ -225,3 +234,30 @@ class Chain:
             self.outcomes[state] = out
             return out
         raise AssertionError("validated rulesets end with a catch-all")
+
+
+def fixed_tags(
+    rules: tuple[CompiledRule, ...], key: tuple[Any, ...], slots: dict[str, int]
+) -> tuple[tuple[str, ...] | None, ...]:
+    """Per rule, its templated tags rendered from the index key, when every field they
+    insert is a string field of the key (`slots`: path -> position); else None. Rendered
+    as `rules.codegen` renders: an absent or empty value leaves the tag out."""
+    out: list[tuple[str, ...] | None] = []
+    for c in rules:
+        templates = c.rule.then.tags
+        fields = [p for t in templates for p in t.parts if not isinstance(p, str)]
+        if c.tags or not fields or any(f.path not in slots for f in fields):
+            out.append(None)
+            continue
+        rendered: list[str] = []
+        for t in templates:
+            pieces: list[str] = []
+            for part in t.parts:
+                value = part if isinstance(part, str) else key[slots[part.path]]
+                if value is None or value == "":
+                    break
+                pieces.append(str(value))  # str of a StrEnum is its value
+            else:
+                rendered.append("".join(pieces))
+        out.append(tuple(rendered))
+    return tuple(out)

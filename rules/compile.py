@@ -16,9 +16,10 @@ from collections.abc import Hashable
 from typing import Any
 
 from rules.ast import Rule, Ruleset
-from rules.chain import Chain, CompiledRule, Header, Pending
+from rules.chain import Chain, CompiledRule, Header, Pending, fixed_tags
 from rules.codegen import CodeGen
 from rules.facts import Facts, InputView, words
+from rules.fields import Kind
 from rules.index import CACHE_MAX, CandidateIndex, conjuncts, plan
 from rules.operators import Phrase
 from rules.result import NO_SLA, PRIORITIES, RuleResult, summary
@@ -73,7 +74,10 @@ class CompiledRuleset:
         )
         self._chains: dict[Hashable, Chain] = {}  # by index key; cleared when full
         self._chain_of = self._chains.get
-        self._shared: dict[tuple[int, ...], Chain] = {}  # by candidate positions
+        self._shared: dict[Hashable, Chain] = {}  # by candidates and key-rendered tags
+        # Key positions of the string fields: tags inserting only these render per chain.
+        kinds = (Kind.STR, Kind.TEXT)
+        self._string_slots = {s.path: i for i, s in enumerate((*low, *high)) if s.kind in kinds}
 
     def candidates(self, inp: InputView) -> tuple[str, ...]:
         """Rule ids the index selects for an input, in order (for tests and tools)."""
@@ -81,13 +85,13 @@ class CompiledRuleset:
 
     def _chain(self, key: tuple[Any, ...]) -> Chain:
         positions = self._index.positions(key)
-        chain = self._shared.get(positions)
+        rules = tuple(self._rules[p] for p in positions)
+        fixed = fixed_tags(rules, key, self._string_slots)
+        chain = self._shared.get((positions, fixed))
         if chain is None:
             if len(self._shared) >= CACHE_MAX:
                 self._shared.clear()
-            chain = self._shared[positions] = Chain(
-                tuple(self._rules[p] for p in positions), self._head
-            )
+            chain = self._shared[positions, fixed] = Chain(rules, self._head, fixed)
         if len(self._chains) >= CACHE_MAX:
             self._chains.clear()
         self._chains[key] = chain

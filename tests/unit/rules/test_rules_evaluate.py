@@ -210,6 +210,36 @@ def test_index_selects_only_possible_rules() -> None:
     assert list(chat) == sorted(chat, key=[r.id for r in ORDERED.rules].index)
 
 
+def test_tags_rendered_from_index_fields_follow_each_message() -> None:
+    ruleset = parse(
+        """\
+        - id: tag
+          priority: 10
+          then: {tags: ["ch:{message.channel}", "l:{message.language}", "v:{vendor.tier}"],
+                 continue: true}
+        - id: by-language
+          when: {all: [{field: message.language, in: [de, fr]}, {field: vendor.tier, eq: gold}]}
+          then: {route: "dept:desk_de"}
+        - id: catch-all
+          then: {route: "dept:general"}
+        """
+    )
+    compiled = CompiledRuleset(ruleset)
+    assert {"message.language", "vendor.tier"} <= set(compiled.index_fields)
+    cases = [
+        (make_input(language="de", vendor={"vendor_id": "v", "tier": "gold"}),
+         ("ch:email", "l:de", "v:gold")),
+        (make_input(channel="chat", language="fr"), ("ch:chat", "l:fr")),  # no vendor: no tier
+        (make_input(language="de", vendor={"vendor_id": "v", "tier": "silver"}),
+         ("ch:email", "l:de", "v:silver")),
+        (make_input(), ("ch:email",)),
+    ]  # fmt: skip
+    naive = NaiveEvaluator(ruleset)
+    for _ in range(2):  # the second time from the chains kept per key
+        for inp, tags in cases:
+            assert compiled.evaluate(inp).tags == tags == naive.evaluate(inp).tags
+
+
 def test_ticket_defaults_to_a_new_single_message_ticket() -> None:
     ruleset = parse(
         """\
