@@ -3,7 +3,7 @@
 A rule's residual conditions (those its index entry has not already settled) become
 
     def check(f):
-        if not (f.msg.channel == _k0): return _k1           # first failing -> its text
+        if not (f.msg_fields['channel'] == _k0): return _k1         # first failing -> its text
         if not ((_v2 := f.intents()) is not None and not _k3.isdisjoint(_v2)): return _k4
         if not (_k5 in f.regex_hits(_k6)): return _k7     # RE2 runs only when reached
         return None
@@ -28,22 +28,39 @@ from rules.textmatch import Matchers
 
 Check = Callable[[Facts], Any]  # None when the conditions hold
 
+LANGUAGE_BASES_MAX = 1024  # raw language tags whose base is kept (cleared when full)
+_language_bases: dict[str | None, str | None] = {}
+_MISSING = object()
+
+
+def language_base(lang: str | None) -> str | None:
+    """`message.language_base` (as `rules.fields` gets it), kept per raw tag: a message
+    carries one of a few dozen tags, and split + lower would run on every decision."""
+    base = lang.split("-", 1)[0].lower() if lang else None
+    if len(_language_bases) >= LANGUAGE_BASES_MAX:
+        _language_bases.clear()
+    _language_bases[lang] = base
+    return base
+
+
+# Hot fields read inline. Message fields come from `Facts.msg_fields` (the pydantic
+# instance's __dict__): a dict read costs a fraction of a pydantic attribute read.
 INLINE: dict[str, str] = {
-    "message.channel": "f.msg.channel",
-    "message.vendor_id": "f.msg.vendor_id",
-    "message.language_base": "(None if (_lb := f.msg.language) is None else "
-    "_lb.split('-', 1)[0].lower())",
-    "message.order_id": "f.msg.order_id",
-    "sender.role": "f.msg.sender.role",
-    "sender.id": "f.msg.sender.id",
+    "message.channel": "f.msg_fields['channel']",
+    "message.vendor_id": "f.msg_fields['vendor_id']",
+    "message.language_base": "(_lb if (_lb := _language_bases.get(_l := f.msg_fields['language'], "
+    "_MISSING)) is not _MISSING else language_base(_l))",
+    "message.order_id": "f.msg_fields['order_id']",
+    "sender.role": "f.msg_fields['sender'].role",
+    "sender.id": "f.msg_fields['sender'].id",
     "ticket.message_count": "f.ticket.message_count",
     "ticket.age_seconds": "f.ticket.age_seconds",
     "ticket.is_new": "f.ticket.is_new",
     "ticket.channel_count": "len(f.ticket.channels)",
     "ticket.age_hours": "(f.ticket.age_seconds / 3600.0)",
     "message.text": "f.text()",
-    "message.body": "f.msg.body",
-    "message.subject": "f.msg.subject",
+    "message.body": "f.msg_fields['body']",
+    "message.subject": "f.msg_fields['subject']",
     "vendor.known": "(f.vendor is not None)",
     "vendor.id": "(None if f.vendor is None else f.vendor.vendor_id)",
     "vendor.status": "(None if f.vendor is None else f.vendor.status)",
@@ -54,9 +71,13 @@ INLINE: dict[str, str] = {
     "buyer.recent_tickets": "(None if f.buyer is None else f.buyer.recent_tickets)",
     "buyer.lifetime_orders": "(None if f.buyer is None else f.buyer.lifetime_orders)",
     "now": "f.now",
-    "message.vendor_id?": "(f.msg.vendor_id is not None)",  # vendor ids are never empty
-    "message.order_id?": "(f.msg.order_id is not None)",  # order ids are never empty
+    # vendor and order ids are never empty
+    "message.vendor_id?": "(f.msg_fields['vendor_id'] is not None)",
+    "message.order_id?": "(f.msg_fields['order_id'] is not None)",
 }
+# Names the inline expressions use, bound in every generated function's namespace.
+INLINE_NAMES = {"_language_bases": _language_bases, "_MISSING": _MISSING,
+                 "language_base": language_base}  # fmt: skip
 _PY_OP = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 
 
@@ -219,5 +240,6 @@ class CodeGen:
     @staticmethod
     def _compile(lines: list[str], ns: dict[str, Any], label: str) -> dict[str, Any]:
         code = compile("\n".join(lines), f"<rules: {label}>", "exec")
+        ns.update(INLINE_NAMES)
         exec(code, ns)
         return ns

@@ -252,6 +252,8 @@ class TextMatcher(Protocol):
     """The compiled evaluator's phrase and regex matching on one text field
     (`rules.textmatch.FieldMatcher`); ids are the positions the matcher registered."""
 
+    @property
+    def regex_cache_key(self) -> object: ...
     def text_of(self, facts: Facts) -> Any: ...
     def phrases(self, text: str) -> Found: ...
     def regexes(self, text: str) -> Found: ...
@@ -261,14 +263,14 @@ class Facts:
     """One input, one decision: field values and cached derivations."""
 
     __slots__ = (
+        "_hits",
         "_intents",
-        "_phrases",
-        "_regexes",
         "_text",
         "_views",
         "buyer",
         "derive",
         "msg",
+        "msg_fields",
         "now",
         "order",
         "ticket",
@@ -278,6 +280,10 @@ class Facts:
     def __init__(self, inp: InputView, derive: Derivations) -> None:
         msg = inp.message
         self.msg = msg
+        # The pydantic message's field values: a dict read costs a fraction of a pydantic
+        # attribute read (which goes through BaseModel's __getattr__ hook); `rules.codegen`
+        # reads hot message fields from here. The message is frozen, so this stays valid.
+        self.msg_fields: dict[str, Any] = msg.__dict__
         now = inp.now
         self.now = now if now.tzinfo is not None else now.replace(tzinfo=UTC)
         ticket = inp.ticket
@@ -289,9 +295,9 @@ class Facts:
         self._views: dict[str, TextView] | None = None
         self._intents: frozenset[str] | None = None
         self._text: str | None = None
-        # Per matcher (keyed by identity): phrase / regex ids found in its field.
-        self._phrases: dict[TextMatcher, Found] | None = None
-        self._regexes: dict[TextMatcher, Found] | None = None
+        # Phrase ids found per matcher (keyed by the matcher) and regex ids found per matcher
+        # (keyed by its `regex_cache_key`): one dict, as nearly every decision needs both.
+        self._hits: dict[object, Found] = {}
 
     def view(self, path: str, text_of: Callable[[Facts], Any]) -> TextView:
         """Normalised words of a text field, computed once per decision."""
@@ -307,8 +313,9 @@ class Facts:
     def text(self) -> str:
         text = self._text
         if text is None:
-            subject = self.msg.subject
-            text = self._text = f"{subject}\n{self.msg.body}" if subject else self.msg.body
+            fields = self.msg_fields
+            subject, body = fields["subject"], fields["body"]
+            text = self._text = f"{subject}\n{body}" if subject else body
         return text
 
     def intents(self) -> frozenset[str]:
@@ -319,24 +326,19 @@ class Facts:
 
     def phrase_hits(self, m: TextMatcher) -> Found:
         """Ids of `m`'s phrases found in its field, computed once per decision."""
-        cache = self._phrases
-        if cache is None:
-            cache = self._phrases = {}
-        found = cache.get(m)
+        found = self._hits.get(m)
         if found is None:
             raw = m.text_of(self)
-            found = cache[m] = m.phrases(raw) if isinstance(raw, str) else NOTHING
+            found = self._hits[m] = m.phrases(raw) if isinstance(raw, str) else NOTHING
         return found
 
     def regex_hits(self, m: TextMatcher) -> Found:
         """Ids of `m`'s regexes found in its field, computed once per decision."""
-        cache = self._regexes
-        if cache is None:
-            cache = self._regexes = {}
-        found = cache.get(m)
+        key = m.regex_cache_key
+        found = self._hits.get(key)
         if found is None:
             raw = m.text_of(self)
-            found = cache[m] = m.regexes(raw) if isinstance(raw, str) else NOTHING
+            found = self._hits[key] = m.regexes(raw) if isinstance(raw, str) else NOTHING
         return found
 
 

@@ -83,6 +83,9 @@ class FieldMatcher:
         self.phrase_list: list[Phrase] = []
         self.regex_list: list[str] = []
         self.intent_of: dict[int, list[str]] = {}  # phrase id -> intents it signals
+        # Key of this field's regex hits in the per-decision cache (the phrase hits are
+        # under the matcher itself; `Facts.regex_hits`).
+        self.regex_cache_key = object()
         self._phrase_sets: list[tuple[SetSearch, int]] = []
         self._regex_sets: list[tuple[SetSearch, int]] = []
         # One `Found` per distinct outcome, by the ids found.
