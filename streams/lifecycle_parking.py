@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import orjson
 
+from schemas.dead_letter import SourcePosition
 from streams.lifecycle_deadlines import LocalData
 
 PARK_TTL_SECONDS = 900.0
@@ -40,6 +41,10 @@ class ParkedAction:
     offset: int
     value: bytes
     headers: dict[str, bytes]
+
+    @property
+    def source(self) -> SourcePosition:
+        return SourcePosition(topic=self.topic, partition=self.partition, offset=self.offset)
 
 
 @dataclass(frozen=True, slots=True)

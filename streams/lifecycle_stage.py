@@ -10,11 +10,9 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 import structlog
 
 from router.inbound import Rejected, dead_letter, source_position
@@ -40,6 +38,7 @@ from router.sla.render import (
     TicketEventEnvelope,
     action_command,
     due_command,
+    due_until,
     parse_action,
     refused_action,
     render_output,
@@ -146,6 +145,9 @@ class LifecycleStage:
         headers: dict[str, bytes],
         now: datetime,
     ) -> None:
+        if logical == COMMANDS_TOPIC and headers.get(CMD_HEADER) == CMD_ACTION:
+            await self._action(ParkedAction(logical, partition, offset, value, headers), now)
+            return
         config, vendors = self.config, self.vendors
         position = source_key(logical, partition, offset)
         render = self._renderer(headers, SourcePosition(topic=logical, partition=partition,
@@ -168,7 +170,7 @@ class LifecycleStage:
                 await self._unpark(event.ticket_id, now)
         elif logical == COMMANDS_TOPIC and headers.get(CMD_HEADER) == CMD_DUE:
             ticket_id = (key or b"").decode()
-            until = _due_until(value)
+            until = due_until(value)
             if ticket_id.encode() in self.parking:
                 await self._settle_parked(ticket_id, now)
 
@@ -178,8 +180,6 @@ class LifecycleStage:
                 return on_tick(state, now, config=config, vendors=vendors, until=until)
 
             await self._apply(ticket_id, partition, position, tick, render, reindex=True)
-        elif logical == COMMANDS_TOPIC and headers.get(CMD_HEADER) == CMD_ACTION:
-            await self._action(ParkedAction(logical, partition, offset, value, headers), now)
         else:
             command = headers.get(CMD_HEADER)
             raise ValueError(f"not a lifecycle input: {logical}, command {command!r}")
@@ -204,7 +204,7 @@ class LifecycleStage:
         action = TicketActionEvent.model_validate_json(read.value)
         ticket_id = action.data.ticket_id
         key = ticket_id.encode()
-        source = SourcePosition(topic=read.topic, partition=read.partition, offset=read.offset)
+        source = read.source
         if self.table.get(key) is None:
             if self.parking.park(key, read, now.timestamp()):
                 self.counts["action_parked"] += 1
@@ -248,8 +248,7 @@ class LifecycleStage:
                   f"{self.parking.ttl_seconds:g} s of the action")
         records = []
         for read in self.parking.peek(key):
-            source = SourcePosition(topic=read.topic, partition=read.partition, offset=read.offset)
-            records.append(refused_action(reason, read.headers, source, read.value, now))
+            records.append(refused_action(reason, read.headers, read.source, read.value, now))
         self.counts["action_expired"] += len(records)
         log.warning("actions_expired", ticket_id=ticket_id, actions=len(records))
         await self._emit(records)
@@ -357,12 +356,7 @@ class LifecycleStage:
     async def _send_due(
         self, partition: int, ticket_id: str, now: float, until: float | None
     ) -> None:
-        record = due_command(ticket_id, now)
-        if until is not None:  # fire only what was due by then: a backlog is still applied
-            body = orjson.loads(record.value)
-            body["until"] = until
-            record = replace(record, value=orjson.dumps(body))
-        await self._emit([record], partition)
+        await self._emit([due_command(ticket_id, now, until)], partition)
 
     def _log_stats(self) -> None:
         """Every STATS_EVERY_S, what happened since the last line (when anything did)."""
@@ -413,13 +407,6 @@ class LifecycleStage:
         return dead_letter(
             RejectReason.PROCESSING_ERROR, error, [], source, key, value or b"", now
         )
-
-
-def _due_until(value: bytes) -> datetime | None:
-    """The horizon a `due` command was sent with, when short of its time (see
-    streams.input_watermark); commands without one fire what is due at handling time."""
-    until = orjson.loads(value).get("until") if value else None
-    return datetime.fromtimestamp(until, UTC) if isinstance(until, int | float) else None
 
 
 def _headers(headers: Any) -> dict[str, bytes]:

@@ -15,7 +15,7 @@ so it is co-partitioned with `tickets.events`). Its records carry their kind in 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 
 import orjson
 from pydantic import ValidationError
@@ -168,9 +168,20 @@ def action_command(
     return OutRecord(COMMANDS_TOPIC, action.data.ticket_id.encode(), value, tuple(headers))
 
 
-def due_command(ticket_id: str, requested_at: float) -> OutRecord:
-    value = orjson.dumps({"ticket_id": ticket_id, "requested_at": requested_at})
-    return OutRecord(COMMANDS_TOPIC, ticket_id.encode(), value, ((CMD_HEADER, CMD_DUE),))
+def due_command(ticket_id: str, requested_at: float, until: float | None = None) -> OutRecord:
+    """`until`: fire only what was due by then (the timer's horizon while an input that can
+    stop a clock still has a backlog); without it, what is due when the command is applied."""
+    doc: dict[str, object] = {"ticket_id": ticket_id, "requested_at": requested_at}
+    if until is not None:
+        doc["until"] = until
+    return OutRecord(COMMANDS_TOPIC, ticket_id.encode(), orjson.dumps(doc),
+                     ((CMD_HEADER, CMD_DUE),))
+
+
+def due_until(value: bytes) -> datetime | None:
+    """The `until` of a `due` command's value, if it has one."""
+    until = orjson.loads(value).get("until") if value else None
+    return datetime.fromtimestamp(until, UTC) if isinstance(until, int | float) else None
 
 
 def refused_action(

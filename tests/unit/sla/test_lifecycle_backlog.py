@@ -5,7 +5,6 @@ ticket's first event waits for it (streams.lifecycle_parking)."""
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -142,9 +141,9 @@ def test_without_the_horizon_the_same_reply_arrives_after_the_breach(config: Sla
 def test_a_due_command_fires_only_what_was_due_by_its_horizon(config: SlaConfig) -> None:
     stage = Stage(config, watched=False)
     stage.routed()
-    record = due_command("T-1", datetime.now(UTC).timestamp())
-    held = replace(record, value=orjson.dumps(
-        {**orjson.loads(record.value), "until": (OPENED + timedelta(hours=3)).timestamp()}))
+    now = datetime.now(UTC).timestamp()
+    record = due_command("T-1", now)
+    held = due_command("T-1", now, until=(OPENED + timedelta(hours=3)).timestamp())
     stage.handle_command(held)
     assert stage.sla() == [("warning", "first_response")]
     assert len(stage.stage.deadlines.index) == 1  # the breach stays indexed
