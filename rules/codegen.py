@@ -24,7 +24,7 @@ from rules.closures import hours_test, number_test
 from rules.facts import Facts
 from rules.fields import FieldSpec, Kind
 from rules.operators import present, same
-from rules.textmatch import Matchers
+from rules.textmatch import FieldMatcher, Matchers
 
 Check = Callable[[Facts], Any]  # None when the conditions hold
 
@@ -227,6 +227,22 @@ class CodeGen:
         ns: dict[str, Any] = {}
         parts = []
         hits: dict[tuple[int, str], str] = {}
+        lines = ["def key(f):"]
+        # A text field whose phrase and regex hits both go into the key: one `scan` reads
+        # both (`FieldMatcher.scan`), before the tuple is built (the reads have no effect
+        # but filling the per-decision cache, so their order does not matter).
+        methods: dict[int, set[str]] = {}
+        matchers: dict[int, FieldMatcher] = {}
+        for spec in specs:
+            derived = self.matchers.derived(spec.path) if spec.path not in INLINE else None
+            if derived is not None:
+                methods.setdefault(id(derived[0]), set()).add(derived[1])
+                matchers[id(derived[0])] = derived[0]
+        for mid, used in methods.items():
+            if used == {"phrase_hits", "regex_hits"}:
+                phrases, regexes = self._name(ns, None, "_h"), self._name(ns, None, "_h")
+                hits[mid, "phrase_hits"], hits[mid, "regex_hits"] = phrases, regexes
+                lines.append(f"    {phrases}, {regexes} = {self._name(ns, matchers[mid].scan)}(f)")
         for spec in specs:
             expr = self.value(spec, ns, hits)
             if spec.kind is Kind.BOOL and not spec.path.endswith("?"):  # `?`: always a bool
@@ -234,7 +250,7 @@ class CodeGen:
                 expr = f"({local} if ({local} := {expr}) is True or {local} is False else None)"
             parts.append(expr)
         values = ", ".join(parts)
-        lines = ["def key(f):", f"    return ({values}{',' if len(specs) == 1 else ''})"]
+        lines.append(f"    return ({values}{',' if len(specs) == 1 else ''})")
         return self._compile(lines, ns, label)["key"]  # type: ignore[no-any-return]  # exec'd
 
     @staticmethod

@@ -263,41 +263,44 @@ class Facts:
     """One input, one decision: field values and cached derivations."""
 
     __slots__ = (
-        "_hits",
         "_intents",
-        "_text",
         "_views",
         "buyer",
         "derive",
+        "hits",
         "msg",
         "msg_fields",
         "now",
         "order",
+        "text_cache",
         "ticket",
         "vendor",
     )
 
     def __init__(self, inp: InputView, derive: Derivations) -> None:
-        msg = inp.message
+        if type(inp) is RuleInput:  # one tuple unpacking instead of six attribute reads
+            msg, now, ticket, vendor, buyer, order = inp
+        else:
+            msg, now, ticket = inp.message, inp.now, inp.ticket
+            vendor, buyer, order = inp.vendor, inp.buyer, inp.order
         self.msg = msg
         # The pydantic message's field values: a dict read costs a fraction of a pydantic
         # attribute read (which goes through BaseModel's __getattr__ hook); `rules.codegen`
         # reads hot message fields from here. The message is frozen, so this stays valid.
         self.msg_fields: dict[str, Any] = msg.__dict__
-        now = inp.now
         self.now = now if now.tzinfo is not None else now.replace(tzinfo=UTC)
-        ticket = inp.ticket
         self.ticket: TicketView = ticket if ticket is not None else _NewTicket(msg, self.now)
-        self.vendor = inp.vendor
-        self.buyer = inp.buyer
-        self.order = inp.order
+        self.vendor = vendor
+        self.buyer = buyer
+        self.order = order
         self.derive = derive
         self._views: dict[str, TextView] | None = None
         self._intents: frozenset[str] | None = None
-        self._text: str | None = None
+        # `message.text` once built (`text`; `rules.textmatch.FieldMatcher.scan` inlines it).
+        self.text_cache: str | None = None
         # Phrase ids found per matcher (keyed by the matcher) and regex ids found per matcher
         # (keyed by its `regex_cache_key`): one dict, as nearly every decision needs both.
-        self._hits: dict[object, Found] = {}
+        self.hits: dict[object, Found] = {}
 
     def view(self, path: str, text_of: Callable[[Facts], Any]) -> TextView:
         """Normalised words of a text field, computed once per decision."""
@@ -311,11 +314,11 @@ class Facts:
         return v
 
     def text(self) -> str:
-        text = self._text
+        text = self.text_cache
         if text is None:
             fields = self.msg_fields
             subject, body = fields["subject"], fields["body"]
-            text = self._text = f"{subject}\n{body}" if subject else body
+            text = self.text_cache = f"{subject}\n{body}" if subject else body
         return text
 
     def intents(self) -> frozenset[str]:
@@ -326,19 +329,19 @@ class Facts:
 
     def phrase_hits(self, m: TextMatcher) -> Found:
         """Ids of `m`'s phrases found in its field, computed once per decision."""
-        found = self._hits.get(m)
+        found = self.hits.get(m)
         if found is None:
             raw = m.text_of(self)
-            found = self._hits[m] = m.phrases(raw) if isinstance(raw, str) else NOTHING
+            found = self.hits[m] = m.phrases(raw) if isinstance(raw, str) else NOTHING
         return found
 
     def regex_hits(self, m: TextMatcher) -> Found:
         """Ids of `m`'s regexes found in its field, computed once per decision."""
         key = m.regex_cache_key
-        found = self._hits.get(key)
+        found = self.hits.get(key)
         if found is None:
             raw = m.text_of(self)
-            found = self._hits[key] = m.regexes(raw) if isinstance(raw, str) else NOTHING
+            found = self.hits[key] = m.regexes(raw) if isinstance(raw, str) else NOTHING
         return found
 
 

@@ -36,6 +36,7 @@ from rules.prefilter import required_literal
 REGEX_CHUNK = 32  # patterns per RE2 set (user patterns can build large automata)
 PHRASE_CHUNK = 512  # phrases per RE2 set (literal words: an automaton the size of a trie)
 FOUND_CACHE_MAX = 4096  # outcomes kept per field and kind (cleared when full)
+_WORD_LITERAL = re.compile(r"[a-z0-9_]+")  # a prefilter literal of word characters only
 _SET_OPTIONS = re2.Options()
 _SET_OPTIONS.log_errors = False
 _SET_OPTIONS.never_capture = True
@@ -88,11 +89,24 @@ class FieldMatcher:
         self.regex_cache_key = object()
         self._phrase_sets: list[tuple[SetSearch, int]] = []
         self._regex_sets: list[tuple[SetSearch, int]] = []
-        # One `Found` per distinct outcome, by the ids found.
+        # The search of the only set, when there is exactly one (the usual case).
+        self._phrase_one: SetSearch | None = None
+        self._regex_one: SetSearch | None = None
+        # One `Found` per distinct outcome, by the ids found; and the same objects by the
+        # ids as RE2 lists them (a tuple: cheaper than a set; the order varies by text).
         self._phrases_found: dict[frozenset[int], Found] = {}
         self._regexes_found: dict[frozenset[int], Found] = {}
+        self._phrases_by_hit: dict[tuple[int, ...], Found] = {}
+        self._regexes_by_hit: dict[tuple[int, ...], Found] = {}
         # Lower-cased literal each regex needs in ASCII text; None: no prefilter possible.
         self._needed: tuple[str, ...] | None = None
+        # The same literals as bytes when every one is made of word characters ([a-z0-9_]):
+        # then, in ASCII text, a literal occurs in the lower-cased text exactly when it
+        # occurs in the normalised bytes of the phrase search (both lower-case letters and
+        # keep word characters; `spaced_bytes` turns only non-word characters into spaces).
+        self._needed_words: tuple[bytes, ...] | None = None
+        # `message.text` is built inline by `scan` (`Facts.text`, without its call).
+        self._is_message_text = path == "message.text"
         # Ids the candidate index looks rules up by, and their index fields (`index_test`).
         self.indexed_phrases: frozenset[int] = NONE
         self.indexed_regexes: frozenset[int] = NONE
@@ -125,33 +139,38 @@ class FieldMatcher:
         patterns = [phrase_pattern(p.tokens) for p in self.phrase_list]
         self._phrase_sets = _sets(patterns, PHRASE_CHUNK)
         self._regex_sets = _sets(self.regex_list, REGEX_CHUNK)
+        self._phrase_one = self._phrase_sets[0][0] if len(self._phrase_sets) == 1 else None
+        self._regex_one = self._regex_sets[0][0] if len(self._regex_sets) == 1 else None
         needed = [required_literal(p) for p in self.regex_list]
         self._needed = None if None in needed else tuple(n for n in needed if n is not None)
+        if self._needed is not None and all(_WORD_LITERAL.fullmatch(n) for n in self._needed):
+            self._needed_words = tuple(n.encode("ascii") for n in self._needed)
 
     def phrases(self, text: str) -> Found:
         """Ids of the phrases whose tokens occur consecutively in the text's tokens."""
-        sets = self._phrase_sets
-        if not sets:
+        if not self._phrase_sets:
             return NOTHING
         # `rules.facts.spaced_bytes`, its ASCII path inlined
         data = (text.encode("ascii").translate(ASCII_TABLE) if text.isascii()
                 else spaced_bytes(text))  # fmt: skip
-        if len(sets) == 1:
-            hit = sets[0][0](data)
-            if not hit:
-                return NOTHING
-            ids = frozenset(hit)
-        else:
-            ids = frozenset(_search(sets, data))
-        found = self._phrases_found.get(ids)
+        return self._phrases_in(data)
+
+    def _phrases_in(self, spaced: bytes) -> Found:
+        """The phrases found in a text normalised by `spaced_bytes` (some set exists)."""
+        one = self._phrase_one
+        hit = one(spaced) if one is not None else _search(self._phrase_sets, spaced)
+        if not hit:
+            return NOTHING
+        key = tuple(hit)
+        found = self._phrases_by_hit.get(key)
         if found is None:
-            found = self._keep(self._phrases_found, ids, self.indexed_phrases, self.intent_of)
+            found = self._keep(self._phrases_by_hit, self._phrases_found, key,
+                               self.indexed_phrases, self.intent_of)  # fmt: skip
         return found
 
     def regexes(self, text: str) -> Found:
         """Ids of the regexes found in the text."""
-        sets = self._regex_sets
-        if not sets:
+        if not self._regex_sets:
             return NOTHING
         needed = self._needed
         if needed is not None and text.isascii():
@@ -161,29 +180,100 @@ class FieldMatcher:
                     break
             else:
                 return NOTHING
-        data = text.encode()
-        if len(sets) == 1:
-            hit = sets[0][0](data)
-            if not hit:
-                return NOTHING
-            ids = frozenset(hit)
-        else:
-            ids = frozenset(_search(sets, data))
-        found = self._regexes_found.get(ids)
+        return self._regexes_in(text.encode())
+
+    def _regexes_in(self, data: bytes) -> Found:
+        """The regexes found in UTF-8 text (some set exists)."""
+        one = self._regex_one
+        hit = one(data) if one is not None else _search(self._regex_sets, data)
+        if not hit:
+            return NOTHING
+        key = tuple(hit)
+        found = self._regexes_by_hit.get(key)
         if found is None:
-            found = self._keep(self._regexes_found, ids, self.indexed_regexes, {})
+            found = self._keep(self._regexes_by_hit, self._regexes_found, key,
+                               self.indexed_regexes, {})  # fmt: skip
         return found
+
+    def scan(self, f: Facts) -> tuple[Found, Found]:
+        """`f.phrase_hits(self)` and `f.regex_hits(self)` at once (index keys reading both):
+        one read of the text, one encoding, and the prefilter reads the normalised bytes
+        of the phrase search instead of lower-casing the text. Same results, same cache."""
+        hits = f.hits
+        if self in hits or self.regex_cache_key in hits:  # a kind already ran: the slow way
+            return f.phrase_hits(self), f.regex_hits(self)
+        if self._is_message_text:  # `Facts.text`, inlined
+            text = f.text_cache
+            if text is None:
+                fields = f.msg_fields
+                subject = fields["subject"]
+                text = f.text_cache = f"{subject}\n{fields['body']}" if subject else fields["body"]
+        else:
+            text = self.text_of(f)
+        if not isinstance(text, str):
+            hits[self] = hits[self.regex_cache_key] = NOTHING
+            return NOTHING, NOTHING
+        data: bytes | None
+        if text.isascii():
+            data = ascii = text.encode("ascii")  # also the UTF-8 of the text
+            spaced = ascii.translate(ASCII_TABLE)
+        else:
+            data = None
+            spaced = spaced_bytes(text)
+        phrases = NOTHING
+        if self._phrase_sets:
+            one = self._phrase_one
+            if one is None:
+                phrases = self._phrases_in(spaced)
+            else:  # `_phrases_in`, inlined
+                hit = one(spaced)
+                if hit:
+                    key = tuple(hit)
+                    found = self._phrases_by_hit.get(key)
+                    phrases = found if found is not None else self._keep(
+                        self._phrases_by_hit, self._phrases_found, key, self.indexed_phrases,
+                        self.intent_of)  # fmt: skip
+        regexes = NOTHING
+        if self._regex_sets:
+            if data is None:
+                regexes = self._regexes_in(text.encode())
+            else:
+                words = self._needed_words
+                if words is not None:
+                    for literal in words:
+                        if literal in spaced:
+                            regexes = self._regexes_in(data)
+                            break
+                elif self._needed is None:
+                    regexes = self._regexes_in(data)
+                else:
+                    low = text.lower()
+                    for needed in self._needed:
+                        if needed in low:
+                            regexes = self._regexes_in(data)
+                            break
+        hits[self] = phrases
+        hits[self.regex_cache_key] = regexes
+        return phrases, regexes
 
     @staticmethod
     def _keep(
+        by_hit: dict[tuple[int, ...], Found],
         kept: dict[frozenset[int], Found],
-        ids: frozenset[int],
+        hit: tuple[int, ...],
         indexed: frozenset[int],
         intent_of: dict[int, list[str]],
     ) -> Found:
-        if len(kept) >= FOUND_CACHE_MAX:
-            kept.clear()
-        found = kept[ids] = Found.of(ids, indexed, intent_of)
+        """The one `Found` of the ids in `hit`, now also kept under `hit` itself."""
+        ids = frozenset(hit)
+        found = kept.get(ids)
+        if found is None:
+            if len(kept) >= FOUND_CACHE_MAX:
+                kept.clear()
+            found = kept[ids] = Found.of(ids, indexed, intent_of)
+        if len(by_hit) >= FOUND_CACHE_MAX:
+            by_hit.clear()
+        by_hit[hit] = found
         return found
 
 
