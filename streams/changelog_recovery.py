@@ -191,7 +191,8 @@ class ChangelogLoader:
         consumer.assign(list(by_tp))
         for ktp, tp in by_tp.items():
             consumer.seek(ktp, applied[tp] + 1)
-        pending = set(by_tp)
+        # insertion-ordered (a set of TopicPartitions iterates in a per-process hash order)
+        pending = dict.fromkeys(by_tp)
         while pending:
             if loop.time() > stop_at:
                 log.warning("changelog_load_budget_spent", budget_s=round(budget_s, 1),
@@ -211,7 +212,7 @@ class ChangelogLoader:
                 position = min(await consumer.position(ktp), end)
                 applied[tp] = max(applied[tp], position - 1)
                 if position >= end:
-                    pending.discard(ktp)
+                    del pending[ktp]
 
 
 class FastRecovery(Recovery):  # type: ignore[misc]  # faust is untyped
