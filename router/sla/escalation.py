@@ -3,28 +3,29 @@
 from __future__ import annotations
 
 from datetime import tzinfo
+from typing import Final
 
 from router.sla import clocks
 from router.sla.calendar import join_moment
 from router.sla.events import METRIC_NAMES, context_of, is_late, sla_event_id, sla_event_out
-from router.sla.policy import MetricTerms
+from router.sla.terms import MetricTerms
 from router.sla.transitions import Transition
 from schemas.sla import SlaMetric
 from schemas.ticket import Priority
 
 # Ladders are finite, so this only bounds a pathological policy (reroute loops).
-MAX_FIRINGS_PER_CALL = 64
+MAX_FIRINGS_PER_CALL: Final = 64
 
-_METRIC_ORDER = {metric: rank for rank, metric in enumerate(SlaMetric)}
-_BY_RANK = sorted(Priority, key=lambda p: p.rank)
-_RANK = {p: p.rank for p in Priority}  # `Priority.rank` is an enum property: slow per call
+_METRIC_ORDER: Final = {metric: rank for rank, metric in enumerate(SlaMetric)}
+_BY_RANK: Final = sorted(Priority, key=lambda p: p.rank)
+_RANK: Final = {p: p.rank for p in Priority}  # `Priority.rank` is an enum property: slow per call
 
 
 def raised(priority: Priority) -> Priority:
     return _BY_RANK[min(_RANK[priority] + 1, len(_BY_RANK) - 1)]
 
 
-_RAISED = {p: raised(p) for p in Priority}
+_RAISED: Final = {p: raised(p) for p in Priority}
 
 
 def advance(run: Transition, until_us: int) -> None:
@@ -108,15 +109,15 @@ def _escalate(
     position = len(run.outputs)  # the breach is published before what it caused
     raised_to = new_queue = None
     new_priority = step.set_priority or (_RAISED[before[2]] if step.raise_priority else None)
-    due_at = join_moment(due_us, due_tz)
     if new_priority is not None and _RANK[new_priority] > _RANK[before[2]]:
-        run.change_priority(due_at, new_priority, cause=event_id)
+        run.change_priority(join_moment(due_us, due_tz), new_priority, cause=event_id)
         raised_to = state.priority
     if step.reroute is not None and step.reroute != before[1]:
         policy = step.reroute_policy or run.config.policy_for_queue(step.reroute) or state.policy
         name = METRIC_NAMES[clock.metric]
         rule_id = f"sla:{before[0]}:{name}:L{level}"
         reason = f"{name} breached, escalation level {level}"
+        due_at = join_moment(due_us, due_tz)
         run.move(due_at, step.reroute, policy, rule_id=rule_id, reason=reason, cause=event_id)
         new_queue = state.queue
     if raised_to is None and new_queue is None:
@@ -132,7 +133,7 @@ def _escalate(
     run.outputs.insert(position, record)
 
 
-_ACTIONS = {
+_ACTIONS: Final = {
     (True, False): "priority_raised",
     (False, True): "rerouted",
     (True, True): "priority_raised,rerouted",

@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterable
+from typing import Final
 
-_COMPACT_SLACK = 1024  # superseded entries tolerated beyond the live count before compacting
+_COMPACT_SLACK: Final = 1024  # superseded entries tolerated beyond the live count before compacting
 # Wide enough that a bucket holds several entries (bucket overhead stays small per entry at
 # realistic densities), narrow enough that sorting the current bucket each tick is cheap.
-BUCKET_SECONDS = 64
+BUCKET_SECONDS: Final = 64
 
 Entry = tuple[float, str]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
-from typing import Any, NamedTuple
+from typing import Any, Final
 
 import orjson
 
@@ -19,29 +19,93 @@ from router.sla.wire import iso, iso_us
 from schemas.sla import SlaEvent, SlaEventKind, SlaMetric
 from schemas.ticket import Priority, RoutedTicket, TicketEvent, TicketEventKind
 
+_SLA_RECORD_FIELDS: Final = (
+    "ticket_id", "kind", "policy", "metric", "level", "cycle", "deadline_us", "due_us", "due_tz",
+    "fired_at", "late", "queue", "priority", "action_taken", "new_priority", "new_queue",
+    "target_seconds", "elapsed_business_seconds",
+)
 
-class SlaRecord(NamedTuple):
+
+class SlaRecord:
     """The fields of an `SlaEvent`, in its order; `deadline` and `due_at` as epoch
-    microseconds (`due_at` shown in zone `due_tz`, None for UTC)."""
+    microseconds (`due_at` shown in zone `due_tz`, None for UTC). A plain class built on
+    every firing (natively under the native build; a NamedTuple's `__new__` is Python-level).
+    """
 
-    ticket_id: str
-    kind: SlaEventKind
-    policy: str
-    metric: SlaMetric
-    level: int
-    cycle: int
-    deadline_us: int
-    due_us: int
-    due_tz: tzinfo | None
-    fired_at: datetime
-    late: bool
-    queue: str | None
-    priority: Priority
-    action_taken: str
-    new_priority: Priority | None
-    new_queue: str | None
-    target_seconds: float
-    elapsed_business_seconds: float
+    __slots__ = _SLA_RECORD_FIELDS
+
+    def __init__(
+        self,
+        ticket_id: str,
+        kind: SlaEventKind,
+        policy: str,
+        metric: SlaMetric,
+        level: int,
+        cycle: int,
+        deadline_us: int,
+        due_us: int,
+        due_tz: tzinfo | None,
+        fired_at: datetime,
+        late: bool,
+        queue: str | None,
+        priority: Priority,
+        action_taken: str,
+        new_priority: Priority | None,
+        new_queue: str | None,
+        target_seconds: float,
+        elapsed_business_seconds: float,
+    ) -> None:
+        self.ticket_id = ticket_id
+        self.kind = kind
+        self.policy = policy
+        self.metric = metric
+        self.level = level
+        self.cycle = cycle
+        self.deadline_us = deadline_us
+        self.due_us = due_us
+        self.due_tz = due_tz
+        self.fired_at = fired_at
+        self.late = late
+        self.queue = queue
+        self.priority = priority
+        self.action_taken = action_taken
+        self.new_priority = new_priority
+        self.new_queue = new_queue
+        self.target_seconds = target_seconds
+        self.elapsed_business_seconds = elapsed_business_seconds
+
+    def _values(self) -> tuple[object, ...]:
+        return (
+            self.ticket_id,
+            self.kind,
+            self.policy,
+            self.metric,
+            self.level,
+            self.cycle,
+            self.deadline_us,
+            self.due_us,
+            self.due_tz,
+            self.fired_at,
+            self.late,
+            self.queue,
+            self.priority,
+            self.action_taken,
+            self.new_priority,
+            self.new_queue,
+            self.target_seconds,
+            self.elapsed_business_seconds,
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, SlaRecord):
+            return NotImplemented
+        return self._values() == other._values()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        values = zip(_SLA_RECORD_FIELDS, self._values(), strict=True)
+        return "SlaRecord(" + ", ".join(f"{n}={v!r}" for n, v in values) + ")"
 
     def event(self) -> SlaEvent:
         return SlaEvent(
@@ -148,18 +212,61 @@ class SlaEventOut:
         return f"SlaEventOut(id={self.id!r}, record={self.record!r})"
 
 
-class TicketEventFields(NamedTuple):
+_TICKET_EVENT_FIELDS: Final = (
+    "ticket_id", "kind", "at", "queue", "actor", "sender_role", "priority", "sla_policy", "ticket",
+)
+
+
+class TicketEventFields:
     """A `TicketEvent` not built yet; `ticket` is the snapshot as of the event."""
 
-    ticket_id: str
-    kind: TicketEventKind
-    at: datetime
-    queue: str | None
-    actor: str | None
-    sender_role: str | None
-    priority: Priority
-    sla_policy: str
-    ticket: Snapshot | None
+    __slots__ = _TICKET_EVENT_FIELDS
+
+    def __init__(
+        self,
+        ticket_id: str,
+        kind: TicketEventKind,
+        at: datetime,
+        queue: str | None,
+        actor: str | None,
+        sender_role: str | None,
+        priority: Priority,
+        sla_policy: str,
+        ticket: Snapshot | None,
+    ) -> None:
+        self.ticket_id = ticket_id
+        self.kind = kind
+        self.at = at
+        self.queue = queue
+        self.actor = actor
+        self.sender_role = sender_role
+        self.priority = priority
+        self.sla_policy = sla_policy
+        self.ticket = ticket
+
+    def _values(self) -> tuple[object, ...]:
+        return (
+            self.ticket_id,
+            self.kind,
+            self.at,
+            self.queue,
+            self.actor,
+            self.sender_role,
+            self.priority,
+            self.sla_policy,
+            self.ticket,
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, TicketEventFields):
+            return NotImplemented
+        return self._values() == other._values()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        values = zip(_TICKET_EVENT_FIELDS, self._values(), strict=True)
+        return "TicketEventFields(" + ", ".join(f"{n}={v!r}" for n, v in values) + ")"
 
     def event(self) -> TicketEvent:
         return TicketEvent(
@@ -226,21 +333,63 @@ class TicketEventOut:
         return f"TicketEventOut(id={self.id!r}, data={self.data!r})"
 
 
-@dataclass(frozen=True, slots=True)
+_REROUTE_FIELDS: Final = (
+    "id", "ticket_id", "queue", "previous_queue", "rule_id", "reason", "at", "snapshot",
+)
+
+
 class RerouteOut:
     """Publish `ticket` (type support.ticket.routed) on the topic of `ticket.queue`.
 
-    `ticket` is None only when no routed snapshot was ever seen for this ticket.
+    `ticket` is None only when no routed snapshot was ever seen for this ticket. Read-only by
+    convention (a frozen dataclass's `__init__` costs a quarter of a re-route).
     """
 
-    id: str
-    ticket_id: str
-    queue: str
-    previous_queue: str | None
-    rule_id: str
-    reason: str
-    at: datetime
-    snapshot: Snapshot | None
+    __slots__ = _REROUTE_FIELDS
+
+    def __init__(
+        self,
+        *,
+        id: str,
+        ticket_id: str,
+        queue: str,
+        previous_queue: str | None,
+        rule_id: str,
+        reason: str,
+        at: datetime,
+        snapshot: Snapshot | None,
+    ) -> None:
+        self.id = id
+        self.ticket_id = ticket_id
+        self.queue = queue
+        self.previous_queue = previous_queue
+        self.rule_id = rule_id
+        self.reason = reason
+        self.at = at
+        self.snapshot = snapshot
+
+    def _values(self) -> tuple[object, ...]:
+        return (
+            self.id,
+            self.ticket_id,
+            self.queue,
+            self.previous_queue,
+            self.rule_id,
+            self.reason,
+            self.at,
+            self.snapshot,
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, RerouteOut):
+            return NotImplemented
+        return self._values() == other._values()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        values = zip(_REROUTE_FIELDS, self._values(), strict=True)
+        return "RerouteOut(" + ", ".join(f"{n}={v!r}" for n, v in values) + ")"
 
     @property
     def ticket(self) -> RoutedTicket | None:

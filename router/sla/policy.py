@@ -7,12 +7,9 @@ There is deliberately no `d` unit: "a day" of business time is ambiguous. See
 
 from __future__ import annotations
 
-import fnmatch
 import re
-from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
-from itertools import accumulate
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -21,6 +18,10 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_valida
 
 from router.ids import derive_id
 from router.sla.calendar import AlwaysOpen, BusinessHours, Calendar, CalendarError, FollowTheSun
+from router.sla.terms import MetricTerms as MetricTerms
+from router.sla.terms import Rung as Rung
+from router.sla.terms import SlaConfig as SlaConfig
+from router.sla.terms import SlaPolicy as SlaPolicy
 from schemas.sla import SlaMetric
 from schemas.ticket import QUEUE_PATTERN, Priority
 
@@ -188,105 +189,48 @@ class SlaPolicyFile(_Strict):
         return self
 
 
-@dataclass(frozen=True, slots=True)
-class MetricTerms:
-    """What a clock needs: its target, when to warn, and the ladder past the deadline."""
-
-    target_seconds: float
-    warning_fraction: float
-    ladder: tuple[EscalationStep, ...]
-    # Business seconds from rung 1 to rung n (index n - 1), summed once.
-    rung_offsets: tuple[float, ...] = field(init=False)
-
-    def __post_init__(self) -> None:
-        offsets = tuple(accumulate(step.after for step in self.ladder[1:]))
-        object.__setattr__(self, "rung_offsets", (0.0, *offsets))  # frozen dataclass
-
-    def rung_threshold(self, level: int, anchor_seconds: float) -> float:
-        """Business seconds elapsed at which rung `level` (1-based) fires."""
-        return anchor_seconds + self.rung_offsets[level - 1]
+def _rung(step: EscalationStep) -> Rung:
+    return Rung(
+        after=step.after,
+        raise_priority=step.raise_priority,
+        set_priority=step.set_priority,
+        reroute=step.reroute,
+        reroute_policy=step.reroute_policy,
+    )
 
 
-class SlaPolicy:
-    """One named policy, with the terms of every (metric, priority) worked out up front."""
-
-    def __init__(self, name: str, spec: PolicySpec) -> None:
-        self.name = name
-        self.calendar = spec.calendar
-        self._terms = {
-            (metric, priority): MetricTerms(
-                target_seconds=target,
-                warning_fraction=metric_spec.warning_at or spec.warning_at,
-                ladder=tuple(metric_spec.escalation or spec.escalation),
-            )
-            for metric, metric_spec in spec.metrics.items()
-            for priority, target in metric_spec.targets.items()
-        }
-
-    def terms(self, metric: SlaMetric, priority: Priority) -> MetricTerms | None:
-        """None when this policy does not track `metric`."""
-        return self._terms.get((metric, priority))
-
-
-_CACHE_LIMIT = 10_000  # queue and policy names are few; bound the caches anyway
-
-
-class SlaConfig:
-    """A validated policy file with its calendars built (they cache computed days)."""
-
-    def __init__(self, spec: SlaPolicyFile) -> None:
-        self.spec = spec
-        # Tickets scheduled under another file get their deadlines recomputed when touched.
-        self.fingerprint = derive_id(spec.model_dump_json())
-        self.default_policy = spec.default_policy
-        self.late_grace_seconds = spec.late_grace_seconds
-        self.calendars: dict[str, Calendar] = {}
-        for name, calendar in spec.calendars.items():
-            if not isinstance(calendar, FollowTheSunSpec):
-                self.calendars[name] = _build_calendar(name, calendar)
-        for name, calendar in spec.calendars.items():
-            if isinstance(calendar, FollowTheSunSpec):
-                members = [self.calendars[m] for m in calendar.members]
-                simple = [m for m in members if isinstance(m, BusinessHours | AlwaysOpen)]
-                self.calendars[name] = FollowTheSun(name, simple)  # validated: all are simple
-        self.policies = {name: SlaPolicy(name, p) for name, p in spec.policies.items()}
-        self._queue_policies: dict[str, str | None] = {}
-        # (policy name as stored, metric, priority) -> terms: one lookup on the firing path
-        self._terms: dict[tuple[str, SlaMetric, Priority], MetricTerms | None] = {}
-
-    def policy(self, name: str | None) -> SlaPolicy:
-        """The named policy; the default one for an unknown or missing name."""
-        found = self.policies.get(name) if name is not None else None
-        return found or self.policies[self.default_policy]
-
-    def terms(self, policy: str, metric: SlaMetric, priority: Priority) -> MetricTerms | None:
-        """`policy(policy).terms(metric, priority)`, cached (names unknown to the file included)."""
-        key = (policy, metric, priority)
-        cache = self._terms
-        if key in cache:
-            return cache[key]
-        terms = self.policy(policy).terms(metric, priority)
-        if len(cache) >= _CACHE_LIMIT:
-            cache.clear()
-        cache[key] = terms
-        return terms
-
-    def calendar(self, name: str | None, fallback: str) -> Calendar:
-        found = self.calendars.get(name) if name is not None else None
-        return found or self.calendars[fallback]
-
-    def policy_for_queue(self, queue: str) -> str | None:
-        cache = self._queue_policies
-        if queue in cache:  # glob matching is slow; the file never changes
-            return cache[queue]
-        found = next(
-            (r.policy for r in self.spec.queue_policies if fnmatch.fnmatchcase(queue, r.queue)),
-            None,
+def _policy(name: str, spec: PolicySpec) -> SlaPolicy:
+    terms = {
+        (metric, priority): MetricTerms(
+            target_seconds=target,
+            warning_fraction=metric_spec.warning_at or spec.warning_at,
+            ladder=tuple(_rung(step) for step in metric_spec.escalation or spec.escalation),
         )
-        if len(cache) >= _CACHE_LIMIT:
-            cache.clear()
-        cache[queue] = found
-        return found
+        for metric, metric_spec in spec.metrics.items()
+        for priority, target in metric_spec.targets.items()
+    }
+    return SlaPolicy(name, spec.calendar, terms)
+
+
+def build_config(spec: SlaPolicyFile) -> SlaConfig:
+    """The validated file in the form the firing path reads, calendars built."""
+    calendars: dict[str, Calendar] = {}
+    for name, calendar in spec.calendars.items():
+        if not isinstance(calendar, FollowTheSunSpec):
+            calendars[name] = _build_calendar(name, calendar)
+    for name, calendar in spec.calendars.items():
+        if isinstance(calendar, FollowTheSunSpec):
+            members = [calendars[m] for m in calendar.members]
+            simple = [m for m in members if isinstance(m, BusinessHours | AlwaysOpen)]
+            calendars[name] = FollowTheSun(name, simple)  # validated: all are simple
+    return SlaConfig(
+        fingerprint=derive_id(spec.model_dump_json()),
+        default_policy=spec.default_policy,
+        late_grace_seconds=spec.late_grace_seconds,
+        calendars=calendars,
+        policies={name: _policy(name, p) for name, p in spec.policies.items()},
+        queue_policies=[(rule.queue, rule.policy) for rule in spec.queue_policies],
+    )
 
 
 def _build_calendar(name: str, spec: AlwaysSpec | BusinessHoursSpec) -> Calendar:
@@ -308,7 +252,7 @@ def parse_sla_config(text: str) -> SlaConfig:
     """Validate YAML text and build it; ValueError (pydantic's or ours) names what is wrong."""
     spec = SlaPolicyFile.model_validate(yaml.safe_load(text))
     try:
-        return SlaConfig(spec)
+        return build_config(spec)
     except CalendarError as exc:
         raise ValueError(str(exc)) from exc
 

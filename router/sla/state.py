@@ -15,14 +15,14 @@ newline, which `outbox` relies on.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from enum import StrEnum
-from typing import Annotated, Any, Literal, NamedTuple
+from typing import Annotated, Any, Final, Literal
 
 import orjson
 from pydantic import AwareDatetime, Field, StrictInt, TypeAdapter
 
+from router.native import slot_copier
 from router.sla.calendar import from_us, join_moment, split_moment, to_us
 from router.sla.clocks import ClockStatus, MetricClock, marker_level
 from router.sla.outputs import (
@@ -57,7 +57,7 @@ __all__ = [
 ]
 
 # Input ids remembered per ticket to drop redelivered records (at-least-once consumption).
-RECENT_INPUTS_KEPT = 32
+RECENT_INPUTS_KEPT: Final = 32
 
 
 class TicketStatus(StrEnum):
@@ -66,41 +66,89 @@ class TicketStatus(StrEnum):
     RESOLVED = "resolved"
 
 
-@dataclass(slots=True, kw_only=True)
+STATE_FIELDS: Final = (
+    "ticket_id", "status", "queue", "priority", "policy", "calendar", "opened_at", "clock_at_us",
+    "clock_at_tz", "requester_role", "responded", "vendor_response_target", "queue_pinned",
+    "priority_pinned", "reroutes", "clocks", "snapshot", "recent_inputs", "next_due_ts",
+    "schedule_of",
+)
+
+
 class LifecycleState:
     """Everything the lifecycle + SLA stage knows about one ticket.
 
-    A slotted dataclass (cheap to copy and update on the tick path). `opened_at` and
-    `clock_at` keep the input's UTC offset (outputs show times as the inputs gave them).
+    A plain class written out by hand (not a dataclass): under the native build it is a C
+    struct with a compiled `__init__` (see `MetricClock`). `opened_at` and `clock_at` keep the
+    input's UTC offset (outputs show times as the inputs gave them).
     """
 
-    ticket_id: str
-    status: TicketStatus = TicketStatus.OPEN
-    queue: str | None = None
-    priority: Priority = Priority.NORMAL
-    policy: str
-    calendar: str
-    opened_at: datetime
-    # Latest input time applied; earlier (out-of-order) input times are clamped to it. As
-    # epoch us and the zone it was given in (None: UTC), so the tick path needs no datetime.
-    clock_at_us: int
-    clock_at_tz: tzinfo | None = None
-    # Sender role of the first message: a seller who opens a ticket is the customer in it.
-    requester_role: str | None = None
-    responded: bool = False
-    vendor_response_target: float | None = None  # from the vendor profile, seconds
-    # Set once an agent or an escalation moved the ticket or changed its priority: later
-    # `routed` events from the routing stage then no longer override them.
-    queue_pinned: bool = False
-    priority_pinned: bool = False
-    reroutes: int = 0
-    clocks: dict[SlaMetric, MetricClock] = field(default_factory=dict)
-    snapshot: Snapshot | None = None  # latest routed ticket, history for re-routes
-    recent_inputs: list[str] = field(default_factory=list)
-    # Earliest pending firing (epoch seconds): the deadline index entry for this ticket.
-    next_due_ts: float | None = None
-    # Fingerprint of the policy file the deadlines were computed with (recomputed on change).
-    schedule_of: str | None = None
+    __slots__ = STATE_FIELDS
+
+    def __init__(
+        self,
+        *,
+        ticket_id: str,
+        status: TicketStatus = TicketStatus.OPEN,
+        queue: str | None = None,
+        priority: Priority = Priority.NORMAL,
+        policy: str,
+        calendar: str,
+        opened_at: datetime,
+        clock_at_us: int,
+        clock_at_tz: tzinfo | None = None,
+        requester_role: str | None = None,
+        responded: bool = False,
+        vendor_response_target: float | None = None,
+        queue_pinned: bool = False,
+        priority_pinned: bool = False,
+        reroutes: int = 0,
+        clocks: dict[SlaMetric, MetricClock] | None = None,
+        snapshot: Snapshot | None = None,
+        recent_inputs: list[str] | None = None,
+        next_due_ts: float | None = None,
+        schedule_of: str | None = None,
+    ) -> None:
+        self.ticket_id = ticket_id
+        self.status = status
+        self.queue = queue
+        self.priority = priority
+        self.policy = policy
+        self.calendar = calendar
+        self.opened_at = opened_at
+        # Latest input time applied; earlier (out-of-order) input times are clamped to it. As
+        # epoch us and the zone it was given in (None: UTC), so the tick path needs no datetime.
+        self.clock_at_us = clock_at_us
+        self.clock_at_tz = clock_at_tz
+        # Sender role of the first message: a seller who opens a ticket is the customer in it.
+        self.requester_role = requester_role
+        self.responded = responded
+        self.vendor_response_target = vendor_response_target  # from the vendor profile, s
+        # Set once an agent or an escalation moved the ticket or changed its priority: later
+        # `routed` events from the routing stage then no longer override them.
+        self.queue_pinned = queue_pinned
+        self.priority_pinned = priority_pinned
+        self.reroutes = reroutes
+        self.clocks: dict[SlaMetric, MetricClock] = {} if clocks is None else clocks
+        self.snapshot = snapshot  # latest routed ticket, history for re-routes
+        self.recent_inputs: list[str] = [] if recent_inputs is None else recent_inputs
+        # Earliest pending firing (epoch seconds): the deadline index entry for this ticket.
+        self.next_due_ts = next_due_ts
+        # Fingerprint of the policy file the deadlines were computed with (recomputed on change).
+        self.schedule_of = schedule_of
+
+    def _values(self) -> tuple[object, ...]:
+        return tuple([getattr(self, name) for name in STATE_FIELDS])
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, LifecycleState):
+            return NotImplemented
+        return self._values() == other._values()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, compared by value
+
+    def __repr__(self) -> str:
+        pairs = ", ".join(f"{n}={v!r}" for n, v in zip(STATE_FIELDS, self._values(), strict=True))
+        return f"LifecycleState({pairs})"
 
     @property
     def clock_at(self) -> datetime:
@@ -118,46 +166,63 @@ class LifecycleState:
     def ticket(self, ticket: RoutedTicket | None) -> None:
         self.snapshot = Snapshot.of(ticket)
 
+    def replace(self, **changes: Any) -> LifecycleState:
+        """A shallow copy with `changes` (tests and benchmarks; the hot path uses shell_copy)."""
+        values = {name: getattr(self, name) for name in STATE_FIELDS}
+        values.update(changes)
+        return LifecycleState(**values)
+
     def shell_copy(self) -> LifecycleState:
         """A copy with its own clock map; the clocks themselves are shared until copied on
         first write (see Transition.writable); the snapshot is immutable, and so is the input
-        list by convention (`recent_inputs` is replaced, never appended to).
-
-        Slot by slot on a bare instance: 4x cheaper than the keyword `__init__` (and 10x than
-        dataclasses.replace) on the tick path; a unit test checks every field.
+        list by convention (`recent_inputs` is replaced, never appended to). A unit test checks
+        that every field is carried over.
         """
-        new = _new_state(LifecycleState)
-        new.ticket_id = self.ticket_id
-        new.status = self.status
-        new.queue = self.queue
-        new.priority = self.priority
-        new.policy = self.policy
-        new.calendar = self.calendar
-        new.opened_at = self.opened_at
-        new.clock_at_us = self.clock_at_us
-        new.clock_at_tz = self.clock_at_tz
-        new.requester_role = self.requester_role
-        new.responded = self.responded
-        new.vendor_response_target = self.vendor_response_target
-        new.queue_pinned = self.queue_pinned
-        new.priority_pinned = self.priority_pinned
-        new.reroutes = self.reroutes
-        new.clocks = self.clocks.copy()
-        new.snapshot = self.snapshot
-        new.recent_inputs = self.recent_inputs
-        new.next_due_ts = self.next_due_ts
-        new.schedule_of = self.schedule_of
-        return new
+        return LifecycleState(
+            ticket_id=self.ticket_id,
+            status=self.status,
+            queue=self.queue,
+            priority=self.priority,
+            policy=self.policy,
+            calendar=self.calendar,
+            opened_at=self.opened_at,
+            clock_at_us=self.clock_at_us,
+            clock_at_tz=self.clock_at_tz,
+            requester_role=self.requester_role,
+            responded=self.responded,
+            vendor_response_target=self.vendor_response_target,
+            queue_pinned=self.queue_pinned,
+            priority_pinned=self.priority_pinned,
+            reroutes=self.reroutes,
+            clocks=self.clocks.copy(),
+            snapshot=self.snapshot,
+            recent_inputs=self.recent_inputs,
+            next_due_ts=self.next_due_ts,
+            schedule_of=self.schedule_of,
+        )
 
 
-_new_state = object.__new__
+if __file__.endswith(".py"):  # interpreted: see router.native.slot_copier
+    LifecycleState.shell_copy = slot_copier(  # type: ignore[method-assign]  # same contract
+        LifecycleState, STATE_FIELDS, copy=("clocks",)
+    )
 
 
-class Step(NamedTuple):
-    """Result of one lifecycle call. `state` is the very input object when nothing changed."""
+class Step:
+    """Result of one lifecycle call. `state` is the very input object when nothing changed.
 
-    state: LifecycleState | None
-    outputs: list[Output]
+    A plain class rather than a NamedTuple: built once per call, natively under the native
+    build (a NamedTuple's `__new__` is Python-level).
+    """
+
+    __slots__ = ("outputs", "state")
+
+    def __init__(self, state: LifecycleState | None, outputs: list[Output]) -> None:
+        self.state = state
+        self.outputs = outputs
+
+    def __repr__(self) -> str:
+        return f"Step(state={self.state!r}, outputs={self.outputs!r})"
 
 
 def index_entry(state: LifecycleState) -> tuple[float, str] | None:
@@ -169,17 +234,17 @@ def index_entry(state: LifecycleState) -> tuple[float, str] | None:
 
 # -- stored form -------------------------------------------------------------------------------
 
-_VERSION = 1
-_SNAPSHOT_SEPARATOR = b"\t"  # compact JSON escapes tabs inside strings: never raw
-_PREFIX = b'[1,"'
-_STATUSES = tuple(TicketStatus)
-_STATUS_CODES = {s: n for n, s in enumerate(_STATUSES)}
-_PRIORITIES = tuple(Priority)
-_PRIORITY_CODES = {p: n for n, p in enumerate(_PRIORITIES)}
-_METRICS = tuple(SlaMetric)
-_METRIC_CODES = {m: n for n, m in enumerate(_METRICS)}
-_CLOCK_STATUSES = tuple(ClockStatus)
-_CLOCK_STATUS_CODES = {s: n for n, s in enumerate(_CLOCK_STATUSES)}
+_VERSION: Final = 1
+_SNAPSHOT_SEPARATOR: Final = b"\t"  # compact JSON escapes tabs inside strings: never raw
+_PREFIX: Final = b'[1,"'
+_STATUSES: Final = tuple(TicketStatus)
+_STATUS_CODES: Final = {s: n for n, s in enumerate(_STATUSES)}
+_PRIORITIES: Final = tuple(Priority)
+_PRIORITY_CODES: Final = {p: n for n, p in enumerate(_PRIORITIES)}
+_METRICS: Final = tuple(SlaMetric)
+_METRIC_CODES: Final = {m: n for n, m in enumerate(_METRICS)}
+_CLOCK_STATUSES: Final = tuple(ClockStatus)
+_CLOCK_STATUS_CODES: Final = {s: n for n, s in enumerate(_CLOCK_STATUSES)}
 _RESPONDED, _QUEUE_PINNED, _PRIORITY_PINNED = 1, 2, 4
 
 
@@ -188,7 +253,9 @@ def _code_of(marker: str) -> int:
     return -1 if marker == "met" else marker_level(marker)
 
 
-_MARKER_CODES = {m: _code_of(m) for m in ("met", "warning", *(f"breached:{n}" for n in range(17)))}
+_MARKER_CODES: Final = {
+    m: _code_of(m) for m in ("met", "warning", *(f"breached:{n}" for n in range(17)))
+}
 
 
 def _marker_of(code: int) -> str:
@@ -246,7 +313,7 @@ _Row = tuple[
     Literal[1], str, float | None, _StatusCode, str | None, _PriorityCode, str, str, _Instant,
     _Instant, str | None, _Flags, float | None, _Count, str | None, list[str], list[_ClockRow],
 ]
-_ROW: TypeAdapter[Any] = TypeAdapter(_Row)
+_ROW: Final[TypeAdapter[Any]] = TypeAdapter(_Row)
 
 
 def _moment(value: int | datetime) -> datetime:

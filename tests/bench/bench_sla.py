@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import gc
 import random
 import time
@@ -183,7 +182,7 @@ def core_firing_rate(config: SlaConfig, tickets: int, *, serialise: bool) -> flo
     index = DeadlineIndex()
     templates = [opened_state(config, "T-template", p, q) for p, q in ROUTES]
     for n, key in enumerate(ticket_ids(tickets)):
-        state = dataclasses.replace(templates[n % len(templates)], ticket_id=key)
+        state = templates[n % len(templates)].replace(ticket_id=key)
         table[key] = state
         index.add(state.next_due_ts or 0.0, key)
     fired, busy = 0, 0.0

@@ -7,8 +7,8 @@ import yaml
 
 from router.sla.calendar import BusinessHours, FollowTheSun
 from router.sla.policy import (
-    EscalationStep,
     MetricTerms,
+    Rung,
     load_sla_config,
     parse_duration,
     parse_sla_config,
@@ -98,7 +98,7 @@ def test_mistakes_are_rejected_with_their_reason(
 
 
 def test_rungs_accumulate_their_delays() -> None:
-    ladder = (EscalationStep(), EscalationStep(after=3_600), EscalationStep(after=7_200))
+    ladder = (Rung(), Rung(after=3_600), Rung(after=7_200))
     terms = MetricTerms(target_seconds=600, warning_fraction=0.5, ladder=ladder)
     thresholds = [terms.rung_threshold(level, anchor_seconds=600) for level in (1, 2, 3)]
     assert thresholds == [600, 4_200, 11_400]

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-from dataclasses import fields
 from datetime import datetime, timedelta, timezone
 
 import orjson
 import pytest
 from pydantic import ValidationError
 
-from router.sla.clocks import ClockStatus, MetricClock
+from router.native import native_build_of
+from router.sla.clocks import CLOCK_FIELDS, ClockStatus, MetricClock
+from router.sla.snapshot import Snapshot
 from router.sla.state import (
+    STATE_FIELDS,
     LifecycleState,
     Output,
     RerouteOut,
     SlaEventOut,
+    TicketStatus,
     decode_state,
     encode_state,
     index_entry,
@@ -126,16 +129,24 @@ def test_bad_actions_are_rejected(change: dict[str, object], message: str) -> No
         TICKET_ACTION_ADAPTER.validate_python(data)
 
 
-@pytest.mark.parametrize("kind", [LifecycleState, MetricClock])
-def test_copies_carry_every_field(kind: type) -> None:
+@pytest.mark.parametrize(
+    ("kind", "names"), [(LifecycleState, STATE_FIELDS), (MetricClock, CLOCK_FIELDS)]
+)
+def test_copies_carry_every_field(kind: type, names: tuple[str, ...]) -> None:
     # A distinct, non-default value per field: a field left out of the copy shows up here.
     samples: dict[str, object] = {}
-    for number, item in enumerate(fields(kind)):
-        samples[item.name] = SAMPLE_VALUES.get(item.name, f"value-{number}")
+    for number, name in enumerate(names):
+        samples[name] = SAMPLE_VALUES.get((kind.__name__, name), SAMPLE_VALUES.get(name))
+        if samples[name] is None:
+            samples[name] = f"value-{number}"  # a str field
     original = kind(**samples)
+    assert {name: getattr(original, name) for name in names} == samples
     twin = original.shell_copy() if kind is LifecycleState else original.copy_for_update()
     assert twin == original
     assert twin is not original
+    # The field list is every attribute the class stores (slots in the pure-Python build).
+    if not native_build_of(kind):
+        assert kind.__slots__ == names
 
 
 SAMPLE_VALUES: dict[str, object] = {
@@ -152,14 +163,17 @@ SAMPLE_VALUES: dict[str, object] = {
     "next_at_us": 1_741_003_200_000_000,
     "priority": Priority.HIGH,
     "opened_at": march(3, 9),
-    "clock_at": march(3, 10),
+    ("LifecycleState", "status"): TicketStatus.PENDING,
+    "clock_at_us": 1_740_999_000_000_001,
+    "clock_at_tz": timezone(timedelta(hours=1)),
+    "requester_role": "seller",
     "responded": True,
     "vendor_response_target": 7.0,
     "queue_pinned": True,
     "priority_pinned": True,
     "reroutes": 2,
     "clocks": {SlaMetric.RESOLUTION: MetricClock(metric=SlaMetric.RESOLUTION)},
-    "snapshot": None,
+    "snapshot": Snapshot(b'{"ticket_id": "T-1"}'),
     "recent_inputs": ["a"],
     "next_due_ts": 1.5,
 }
