@@ -7,7 +7,11 @@ STAMP := $(VENV)/.installed
 KAFKA_STATE := .cache/kafka-state.json
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-unit test-integration test-chaos bench lint typecheck kafka kafka-stop kafka-status schemas clean
+NATIVE := router/native-manifest.json
+# the modules router/native.py compiles (its MODULES entries)
+NATIVE_SOURCES := $(shell sed -n 's/^    "\(.*\.py\)",$$/\1/p' router/native.py)
+
+.PHONY: help install native demo test test-unit test-integration test-chaos bench lint typecheck kafka kafka-stop kafka-status schemas clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-18s %s\n", $$1, $$2}'
@@ -16,27 +20,32 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python >= 3.11 required (set PYTHON=...)"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,fast]'
+	$(PY) -m pip install --quiet -e '.[dev,fast,native]'
 	touch $(STAMP)
 
 install: $(STAMP) ## create the venv and install the project with dev tools
 
-demo: $(STAMP) ## throwaway Kafka + engine + 30 s of marketplace traffic, verified summary
+$(NATIVE): $(STAMP) router/native.py $(NATIVE_SOURCES)
+	@$(PY) -m router.native build
+
+native: $(NATIVE) ## compile the SLA firing path with mypyc (every target below does it; ~1 min)
+
+demo: $(STAMP) $(NATIVE) ## throwaway Kafka + engine + 30 s of marketplace traffic, verified summary
 	$(PY) -m router demo
 
-test: $(STAMP) ## every test: unit, integration and chaos (starts the Kafka it needs)
-	$(PY) -m pytest
+test: $(STAMP) $(NATIVE) ## every test: unit, integration and chaos (starts the Kafka it needs)
+	ROUTER_REQUIRE_NATIVE=1 $(PY) -m pytest
 
-test-unit: $(STAMP) ## only the tests that need no broker
+test-unit: $(STAMP) $(NATIVE) ## only the tests that need no broker
 	$(PY) -m pytest tests/unit
 
-test-integration: $(STAMP) ## tests on a real broker
+test-integration: $(STAMP) $(NATIVE) ## tests on a real broker
 	$(PY) -m pytest -m "integration and not chaos"
 
-test-chaos: $(STAMP) ## crash and fault scenarios (SIGKILL, restart)
+test-chaos: $(STAMP) $(NATIVE) ## crash and fault scenarios (SIGKILL, restart)
 	$(PY) -m pytest -m chaos
 
-bench: $(STAMP) ## benchmarks: figures and ratios against in-run baselines (not tests)
+bench: $(STAMP) $(NATIVE) ## benchmarks: figures and ratios against in-run baselines (not tests)
 	$(PY) tests/bench/bench_core.py
 	$(PY) tests/bench/bench_pipeline.py
 	@if [ -f tests/bench/bench_rules.py ]; then $(PY) tests/bench/bench_rules.py; fi
@@ -62,4 +71,5 @@ schemas: $(STAMP) ## export JSON Schema files to schemas/json/
 
 clean: ## remove caches and the venv (keeps the Maven jar cache in ~/.m2)
 	-$(PY) -m streams.local_kafka stop --state-file $(KAFKA_STATE) 2>/dev/null
+	-$(PY) -m router.native clean 2>/dev/null
 	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache

@@ -11,12 +11,16 @@ source digests and `status` (and a unit test) refuses a build that no longer mat
     python -m router.native build     # compile MODULES in place (~1 min)
     python -m router.native status    # compiled / stale / pure, per module; exit 1 if stale
     python -m router.native clean     # remove the extensions: back to pure Python
+
+`ROUTER_NATIVE=off` in the environment runs the sources even where a build is present.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.abc
 import importlib.machinery
+import importlib.util
 import json
 import shutil
 import subprocess
@@ -33,7 +37,6 @@ MODULES: tuple[str, ...] = (
     "router/sla/clocks.py",
     "router/sla/escalation.py",
     "router/sla/events.py",
-    "router/sla/index.py",
     "router/sla/lifecycle.py",
     "router/sla/outputs.py",
     "router/sla/state.py",
@@ -65,10 +68,7 @@ def digest(path: str) -> str:
 
 def status() -> dict[str, str]:
     """Per module: `compiled` (extension matches the source), `stale` or `pure`."""
-    try:
-        built = json.loads(MANIFEST.read_text())
-    except (OSError, ValueError):
-        built = {}
+    built = _manifest().get("modules", {})
     states = {}
     for path in MODULES:
         if not extensions_of(path):
@@ -88,6 +88,28 @@ def compiled_modules() -> list[str]:
         if module is not None and str(getattr(module, "__file__", "")).endswith(_SUFFIXES):
             names.append(module_name(path))
     return names
+
+
+class _SourcesFirst(importlib.abc.MetaPathFinder):
+    """Imports the MODULES from their `.py` sources even where an extension is built."""
+
+    def __init__(self) -> None:
+        self.paths = {module_name(path): ROOT / path for path in MODULES}
+
+    def find_spec(
+        self, name: str, path: Any = None, target: Any = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        source = self.paths.get(name)
+        if source is None:
+            return None
+        return importlib.util.spec_from_file_location(name, source)
+
+
+def prefer_sources() -> None:
+    """Run the pure-Python modules in this process (`ROUTER_NATIVE=off`): to bisect a
+    suspected difference without rebuilding. Call before the SLA modules are imported."""
+    if not any(isinstance(finder, _SourcesFirst) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _SourcesFirst())
 
 
 def native_build_of(obj: object) -> bool:
@@ -114,10 +136,19 @@ def slot_copier(cls: type, fields: tuple[str, ...], copy: tuple[str, ...] = ()) 
     return copier
 
 
+def _manifest() -> dict[str, Any]:
+    try:
+        manifest = json.loads(MANIFEST.read_text())
+    except (OSError, ValueError):
+        return {}
+    return manifest if isinstance(manifest, dict) else {}
+
+
 def clean() -> None:
-    for path in MODULES:
-        for extension in extensions_of(path):
-            extension.unlink()
+    # what the last build wrote (a module since dropped from MODULES included), and MODULES'
+    built = [ROOT / name for name in _manifest().get("files", [])]
+    for extension in built + [e for path in MODULES for e in extensions_of(path)]:
+        extension.unlink(missing_ok=True)
     for library in (ROOT / "router").glob("native_core__mypyc.*"):
         if library.name.endswith(_SUFFIXES):
             library.unlink()
@@ -125,11 +156,15 @@ def clean() -> None:
     shutil.rmtree(BUILD_DIR, ignore_errors=True)
 
 
+def compiler_available() -> bool:
+    return shutil.which("cc") is not None or shutil.which("gcc") is not None
+
+
 def build() -> int:
     """Compile MODULES in place; on failure leave the sources pure (never a partial build)."""
-    if shutil.which("cc") is None and shutil.which("gcc") is None:
+    if not compiler_available():  # not an error: the sources run as they are, slower
         print("native: no C compiler found; the pure-Python modules stay in use", file=sys.stderr)
-        return 1
+        return 0
     clean()
     BUILD_DIR.mkdir(parents=True, exist_ok=True)
     sources = {path: digest(path) for path in MODULES}
@@ -163,7 +198,10 @@ def build() -> int:
         clean_keep_log(log)
         print(f"native: build failed (exit {result.returncode}); see {log}", file=sys.stderr)
         return result.returncode
-    MANIFEST.write_text(json.dumps(sources, indent=2, sort_keys=True) + "\n")
+    files = [str(e.relative_to(ROOT)) for path in MODULES for e in extensions_of(path)]
+    files += [str(p.relative_to(ROOT)) for p in (ROOT / "router").glob("native_core__mypyc.*")]
+    manifest = {"modules": sources, "files": sorted(files)}
+    MANIFEST.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     print(f"native: built in {time.monotonic() - started:.0f} s", flush=True)
     return 0
 

@@ -77,10 +77,16 @@ _HASHER: Final = hashlib.blake2b(digest_size=16)
 _SLA_ID_SUFFIXES: Final[dict[tuple[SlaMetric, int, str], bytes]] = {}
 
 
+# The hasher's methods taken once: compiled, `hasher.copy()` looks the name up on every call.
+_COPY: Final = type(_HASHER).copy
+_UPDATE: Final = type(_HASHER).update
+_HEXDIGEST: Final = type(_HASHER).hexdigest
+
+
 def _uuid_text(data: bytes) -> str:
-    hasher = _HASHER.copy()
-    hasher.update(data)
-    h = hasher.hexdigest()
+    hasher = _COPY(_HASHER)
+    _UPDATE(hasher, data)
+    h: str = _HEXDIGEST(hasher)
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
