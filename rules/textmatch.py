@@ -235,7 +235,7 @@ class FieldMatcher:
         one read of the text, one encoding, and the prefilter reads the normalised bytes
         of the phrase search instead of lower-casing the text. Same results, same cache."""
         hits = f.hits
-        if self in hits or self.regex_cache_key in hits:  # a kind already ran: the slow way
+        if hits:  # some matching already ran (not in an index key): the slow way
             return f.phrase_hits(self), f.regex_hits(self)
         if self._is_message_text:  # `Facts.text`, inlined
             text = f.text_cache
