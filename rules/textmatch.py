@@ -13,7 +13,13 @@ when a rule being tried needs it (`Facts.phrase_hits` / `Facts.regex_hits` keep 
 - Regexes: one RE2 set search over the field's patterns (linear time), skipped when a
   prefilter (`rules.prefilter`) proves that none of them can match.
 
-Both run in C over the whole text at once: no token objects, no per-token hashing. Sets
+- Both at once (`FieldMatcher.scan`, for index keys that read both kinds): on ASCII text,
+  one set holds the ASCII phrases rewritten over the raw text (`ascii_phrase_pattern`:
+  in ASCII text the words are the [0-9A-Za-z_] runs, lower-cased) and the regexes as
+  they are, so one RE2 call replaces two and no prefilter is needed; other text takes
+  the two searches above.
+
+All run in C over the whole text at once: no token objects, no per-token hashing. Sets
 are chunked and given a generous memory budget: RE2 sets have no slower fallback when
 their DFA runs out of memory, so each one is kept far from that limit (a phrase set's
 automaton grows with the phrases' characters, like a trie).
@@ -36,6 +42,8 @@ from rules.prefilter import required_literal
 REGEX_CHUNK = 32  # patterns per RE2 set (user patterns can build large automata)
 PHRASE_CHUNK = 512  # phrases per RE2 set (literal words: an automaton the size of a trie)
 FOUND_CACHE_MAX = 4096  # outcomes kept per field and kind (cleared when full)
+BOTH_MAX_REGEXES = 8  # regexes that may share one set with the phrases (`scan`, ASCII text)
+_NON_WORD = "[^0-9A-Za-z_]"  # in ASCII text: a character `\\w` does not match
 _WORD_LITERAL = re.compile(r"[a-z0-9_]+")  # a prefilter literal of word characters only
 _SET_OPTIONS = re2.Options()
 _SET_OPTIONS.log_errors = False
@@ -63,6 +71,15 @@ def _sets(patterns: list[str], chunk: int) -> list[tuple[SetSearch, int]]:
 def phrase_pattern(tokens: tuple[str, ...]) -> str:
     """The tokens, whole and consecutive, in a text of tokens separated by spaces."""
     return "(?:^| )" + " +".join(map(re.escape, tokens)) + "(?: |$)"
+
+
+def ascii_phrase_pattern(tokens: tuple[str, ...]) -> str:
+    """`phrase_pattern` over the raw text instead of its normalised words, valid for ASCII
+    text and ASCII tokens only: there, the words are the runs of [0-9A-Za-z_] lower-cased
+    (`rules.facts.words`), and RE2's case folding of ASCII letters is ASCII's."""
+    return (f"(?:^|{_NON_WORD})"
+            + f"{_NON_WORD}+".join(f"(?i:{re.escape(t)})" for t in tokens)
+            + f"(?:{_NON_WORD}|$)")  # fmt: skip
 
 
 def _search(sets: list[tuple[SetSearch, int]], data: bytes) -> list[int]:
@@ -105,6 +122,13 @@ class FieldMatcher:
         # occurs in the normalised bytes of the phrase search (both lower-case letters and
         # keep word characters; `spaced_bytes` turns only non-word characters into spaces).
         self._needed_words: tuple[bytes, ...] | None = None
+        # `scan` on ASCII text: one set of the ASCII phrases (as `ascii_phrase_pattern`)
+        # and the regexes, searched over the raw text; per set id, the phrase id (or -1)
+        # and the regex id (or -1); both outcomes kept by the ids as RE2 lists them.
+        self._both: SetSearch | None = None
+        self._both_phrase: tuple[int, ...] = ()
+        self._both_regex: tuple[int, ...] = ()
+        self._both_by_hit: dict[tuple[int, ...], tuple[Found, Found]] = {}
         # `message.text` is built inline by `scan` (`Facts.text`, without its call).
         self._is_message_text = path == "message.text"
         # Ids the candidate index looks rules up by, and their index fields (`index_test`).
@@ -145,6 +169,17 @@ class FieldMatcher:
         self._needed = None if None in needed else tuple(n for n in needed if n is not None)
         if self._needed is not None and all(_WORD_LITERAL.fullmatch(n) for n in self._needed):
             self._needed_words = tuple(n.encode("ascii") for n in self._needed)
+        if self._phrase_one is not None and self._regex_one is not None and (
+            len(self.regex_list) <= BOTH_MAX_REGEXES
+        ):
+            # A phrase with a non-ASCII token never occurs in ASCII text: left out.
+            ascii_ids = [i for i, p in enumerate(self.phrase_list)
+                         if all(t.isascii() for t in p.tokens)]  # fmt: skip
+            patterns = [ascii_phrase_pattern(self.phrase_list[i].tokens) for i in ascii_ids]
+            patterns += self.regex_list
+            self._both = _sets(patterns, len(patterns))[0][0]
+            self._both_phrase = (*ascii_ids, *(-1 for _ in self.regex_list))
+            self._both_regex = (*(-1 for _ in ascii_ids), *range(len(self.regex_list)))
 
     def phrases(self, text: str) -> Found:
         """Ids of the phrases whose tokens occur consecutively in the text's tokens."""
@@ -200,7 +235,7 @@ class FieldMatcher:
         one read of the text, one encoding, and the prefilter reads the normalised bytes
         of the phrase search instead of lower-casing the text. Same results, same cache."""
         hits = f.hits
-        if self in hits or self.regex_cache_key in hits:  # a kind already ran: the slow way
+        if hits:  # some matching already ran (not in an index key): the slow way
             return f.phrase_hits(self), f.regex_hits(self)
         if self._is_message_text:  # `Facts.text`, inlined
             text = f.text_cache
@@ -213,6 +248,20 @@ class FieldMatcher:
         if not isinstance(text, str):
             hits[self] = hits[self.regex_cache_key] = NOTHING
             return NOTHING, NOTHING
+        both = self._both
+        if both is not None and text.isascii():  # one search over the raw text
+            hit = both(text.encode("ascii"))
+            if hit:
+                key = tuple(hit)
+                pair = self._both_by_hit.get(key)
+                if pair is None:
+                    pair = self._keep_both(key)
+                phrases, regexes = pair
+            else:
+                phrases = regexes = NOTHING
+            hits[self] = phrases
+            hits[self.regex_cache_key] = regexes
+            return phrases, regexes
         data: bytes | None
         if text.isascii():
             data = ascii = text.encode("ascii")  # also the UTF-8 of the text
@@ -240,8 +289,8 @@ class FieldMatcher:
             else:
                 words = self._needed_words
                 if words is not None:
-                    for literal in words:
-                        if literal in spaced:
+                    for literal in words:  # not `in`: bytes.__contains__ first tries
+                        if spaced.find(literal) >= 0:  # an int, and raises, and clears it
                             regexes = self._regexes_in(data)
                             break
                 elif self._needed is None:
@@ -255,6 +304,23 @@ class FieldMatcher:
         hits[self] = phrases
         hits[self.regex_cache_key] = regexes
         return phrases, regexes
+
+    def _keep_both(self, hit: tuple[int, ...]) -> tuple[Found, Found]:
+        """The phrase and regex outcomes of ids found by the set of both (`scan`)."""
+        phrases = tuple(p for p in (self._both_phrase[i] for i in hit) if p >= 0)
+        regexes = tuple(r for r in (self._both_regex[i] for i in hit) if r >= 0)
+        pair = (
+            self._keep({}, self._phrases_found, phrases, self.indexed_phrases, self.intent_of)
+            if phrases
+            else NOTHING,
+            self._keep({}, self._regexes_found, regexes, self.indexed_regexes, {})
+            if regexes
+            else NOTHING,
+        )
+        if len(self._both_by_hit) >= FOUND_CACHE_MAX:
+            self._both_by_hit.clear()
+        self._both_by_hit[hit] = pair
+        return pair
 
     @staticmethod
     def _keep(

@@ -16,6 +16,15 @@ few passes; `compiled/s` is `CompiledRuleset.evaluate`, `adapter/s` the router's
 The calibration line lets figures from different machines be compared; the stages line
 splits the time of one decision (1,000 rules). Not collected by pytest (not a `test_*.py`
 file).
+
+Wall-clock figures on a shared machine swing by +-20%; instruction counts do not. For
+instructions per decision, `--sample N` builds the first size's evaluator and message mix,
+makes one warm pass, decides N messages and exits; run it under callgrind with N and 2N and
+divide the difference of the totals by N (start-up cancels out; a fixed hash seed keeps
+it the same in both runs):
+
+    PYTHONHASHSEED=0 valgrind --tool=callgrind --callgrind-out-file=/dev/null \
+        .venv/bin/python tests/bench/bench_rules.py --sizes 1000 --messages 4000 --sample 4000
 """
 
 from __future__ import annotations
@@ -265,8 +274,10 @@ def calibrate() -> float:
 def stages(compiled: CompiledRuleset, inputs: Sequence[RuleInput], budget: float) -> str:
     """Microseconds per decision up to each stage of `evaluate` (cumulative), for profiling.
 
-    Reads the evaluator's internals (`_derive`, `_key`, `_chain*`): a diagnostic, not an API."""
+    Reads the evaluator's internals (`_derive`, `_key`, `_chain*`): a diagnostic, not an API.
+    `+text hits` is the one search of the text's phrases and regexes the index key makes."""
     derive, key_of = compiled._derive, compiled._key
+    text = derive._text  # the matcher of message.text: phrases (intents) and regexes
 
     def chain(i: RuleInput) -> object:
         key = key_of(Facts(i, derive))
@@ -275,7 +286,7 @@ def stages(compiled: CompiledRuleset, inputs: Sequence[RuleInput], budget: float
     steps: list[tuple[str, Callable[[Any], object]]] = [
         ("Facts", lambda i: Facts(i, derive)),
         ("+text", lambda i: Facts(i, derive).text()),
-        ("+intents", lambda i: Facts(i, derive).intents()),
+        ("+text hits", lambda i: text.scan(Facts(i, derive))),
         ("+index key", lambda i: key_of(Facts(i, derive))),
         ("+select", chain),
         ("evaluate", compiled.evaluate),
@@ -303,13 +314,33 @@ def contexts(inputs: Sequence[RuleInput]) -> list[RoutingContext]:
     ]
 
 
+def decide_sample(size: int, messages: int, n: int, adapter: bool) -> None:
+    """One warm pass over the mix, then `n` decisions: the part that grows with `n`."""
+    ruleset, vendors = build_ruleset(size)
+    compiled = CompiledRuleset(ruleset)
+    inputs: Sequence[Any] = build_inputs(vendors, messages)
+    decide: Callable[[Any], object] = compiled.evaluate
+    if adapter:
+        inputs, decide = contexts(inputs), RulesetPolicy(compiled).decide
+    for inp in inputs:
+        decide(inp)
+    for i in range(n):
+        decide(inputs[i % len(inputs)])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="10,100,1000,10000")
     ap.add_argument("--seconds", type=float, default=1.0, help="CPU seconds per timed pass")
     ap.add_argument("--messages", type=int, default=20_000, help="distinct messages in the mix")
+    ap.add_argument("--sample", type=int, default=0,
+                    help="only decide this many messages at the first size (for callgrind)")
+    ap.add_argument("--adapter", action="store_true", help="--sample the adapter path")
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
+    if args.sample:
+        decide_sample(sizes[0], args.messages, args.sample, args.adapter)
+        return
     print(f"python {sys.version.split()[0]}; CPU time of one process (one core); "
           f"{args.messages:,} distinct messages in the mix")  # fmt: skip
     print(f"calibration: a 100-step Python loop takes {calibrate():.2f} us on this machine")

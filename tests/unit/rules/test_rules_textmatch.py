@@ -6,15 +6,17 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from types import SimpleNamespace
 
 import re2
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rules.facts import word_bytes, words
+from rules.facts import Facts, word_bytes, words
 from rules.operators import Phrase, has_phrase
 from rules.prefilter import required_literal
 from rules.textmatch import PHRASE_CHUNK, REGEX_CHUNK, FieldMatcher, phrase_pattern
+from tests.unit.rules.rules_support import make_input
 
 
 def _matcher(phrases: list[str], regexes: tuple[str, ...] = ()) -> FieldMatcher:
@@ -168,3 +170,55 @@ def test_latin1_and_unicode_tokens_equal_the_regex_definition(text: str) -> None
     expected = re.findall(r"\w+", folded)
     assert words(text) == expected
     assert word_bytes(text) == [w.encode() for w in expected]
+
+
+SCAN_PHRASES = ["refund", "never arrived", "order", "pas reçu", "straße", "don't", "a b a",
+                "o-123", "k", "s s", "x_1", "ab"]  # fmt: skip
+SCAN_REGEXES = [r"(?i)\border\s*#?\s*o-?\d{4,}", "^ab", "ab$", r"\bk\b", "(?i)s", "é", "[^a-z]",
+                r"\Ax", "(?m)^b", r"\d+_", "o-1", "(?i)k d"]  # fmt: skip
+_SCAN_ASCII = list("abkoxsKSOR dre_-#.'\n12")
+SCAN_TEXT = st.text(alphabet=st.sampled_from(_SCAN_ASCII), max_size=30) | st.text(
+    alphabet=st.sampled_from([*_SCAN_ASCII, "é", "\u017f", "\u212a", "ß", "ç"]), max_size=30)
+
+
+@settings(max_examples=600, deadline=None)
+@given(text=SCAN_TEXT, phrases=st.lists(st.sampled_from(SCAN_PHRASES), min_size=1, max_size=6),
+       regexes=st.lists(st.sampled_from(SCAN_REGEXES), min_size=1, max_size=4, unique=True),
+       shared=st.booleans())  # fmt: skip
+def test_scan_finds_what_each_kind_finds_on_any_text(
+    text: str, phrases: list[str], regexes: list[str], shared: bool
+) -> None:
+    """`scan` (one set over the raw text when it is ASCII) equals the two searches, and
+    both equal the references (`has_phrase` on the words, RE2 search per pattern).
+    Without the shared set (too many regexes) it prefilters on the normalised bytes."""
+    m = _matcher(phrases, tuple(regexes))
+    assert m._both is not None  # the shared set is in use
+    if not shared:
+        m._both = None
+    f = Facts(make_input(text), SimpleNamespace())
+    found_phrases, found_regexes = m.scan(f)
+    assert (set(found_phrases), set(found_regexes)) == (set(m.phrases(text)), set(m.regexes(text)))
+    tokens = tuple(words(text))
+    assert set(found_phrases) == {i for i, p in enumerate(m.phrase_list)
+                                  if has_phrase(tokens, p.tokens)}  # fmt: skip
+    assert set(found_regexes) == {i for i, r in enumerate(m.regex_list)
+                                  if re2.compile(r, QUIET).search(text)}  # fmt: skip
+    assert f.hits == {m: found_phrases, m.regex_cache_key: found_regexes}
+    assert m.scan(f) == (found_phrases, found_regexes)  # from the cache
+
+
+def test_scan_of_message_text_reads_subject_and_body() -> None:
+    m = FieldMatcher("message.text", Facts.text)
+    for p in ["refund", "order question"]:
+        m.add_phrase(Phrase(p, tuple(words(p)), ""))
+    m.add_regex(r"(?i)\border\s*#?\s*o-?\d{4,}")
+    m.build()
+    for subject in ("Order question", None):
+        f = Facts(make_input("Refund order o-12345 please", subject=subject), SimpleNamespace())
+        phrases, regexes = m.scan(f)
+        assert f.text_cache == f.text() == ("Order question\n" if subject else "") + (
+            "Refund order o-12345 please")
+        assert set(phrases) == ({0, 1} if subject else {0})
+        assert set(regexes) == {0}
+        assert f.phrase_hits(m) is phrases
+        assert f.regex_hits(m) is regexes
