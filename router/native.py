@@ -42,6 +42,7 @@ MODULES: tuple[str, ...] = (
     "router/sla/state.py",
     "router/sla/terms.py",
     "router/sla/transitions.py",
+    "router/sla/values.py",
 )
 # One shared library for the group, inside the `router` package so that the editable install's
 # finder resolves it from any working directory (a top-level name would need the repo on path).

@@ -20,6 +20,7 @@ from typing import Final
 from router.native import slot_copier
 from router.sla.calendar import US_PER_SECOND, Calendar, from_us
 from router.sla.terms import MetricTerms
+from router.sla.values import FieldValues
 from schemas.sla import SlaMetric
 
 WARNING: Final = "warning"
@@ -64,7 +65,7 @@ CLOCK_FIELDS: Final = (
 )
 
 
-class MetricClock:
+class MetricClock(FieldValues):
     """State of one clock cycle. Mutated only on copies owned by lifecycle.
 
     A plain class with instants as int microseconds since the epoch (`*_us`): the tick path
@@ -75,6 +76,7 @@ class MetricClock:
     """
 
     __slots__ = CLOCK_FIELDS
+    FIELDS = CLOCK_FIELDS
 
     def __init__(
         self,
@@ -106,24 +108,6 @@ class MetricClock:
         self.fired = fired
         self.next_marker = next_marker
         self.next_at_us = next_at_us
-
-    def _values(self) -> tuple[object, ...]:
-        return (
-            self.metric, self.cycle, self.status, self.banked, self.segment_start_us,
-            self.target, self.deadline_us, self.breach_anchor, self.fired, self.next_marker,
-            self.next_at_us,
-        )
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, MetricClock):
-            return NotImplemented
-        return self._values() == other._values()
-
-    __hash__ = None  # type: ignore[assignment]  # mutable, compared by value
-
-    def __repr__(self) -> str:
-        pairs = ", ".join(f"{n}={v!r}" for n, v in zip(CLOCK_FIELDS, self._values(), strict=True))
-        return f"MetricClock({pairs})"
 
     @property
     def segment_start(self) -> datetime | None:

@@ -15,6 +15,7 @@ import orjson
 
 from router.sla.calendar import from_us, join_moment
 from router.sla.snapshot import Snapshot
+from router.sla.values import FieldValues
 from router.sla.wire import iso, iso_us
 from schemas.sla import SlaEvent, SlaEventKind, SlaMetric
 from schemas.ticket import Priority, RoutedTicket, TicketEvent, TicketEventKind
@@ -26,13 +27,14 @@ _SLA_RECORD_FIELDS: Final = (
 )
 
 
-class SlaRecord:
+class SlaRecord(FieldValues):
     """The fields of an `SlaEvent`, in its order; `deadline` and `due_at` as epoch
     microseconds (`due_at` shown in zone `due_tz`, None for UTC). A plain class built on
     every firing (natively under the native build; a NamedTuple's `__new__` is Python-level).
     """
 
     __slots__ = _SLA_RECORD_FIELDS
+    FIELDS = _SLA_RECORD_FIELDS
 
     def __init__(
         self,
@@ -74,38 +76,6 @@ class SlaRecord:
         self.target_seconds = target_seconds
         self.elapsed_business_seconds = elapsed_business_seconds
 
-    def _values(self) -> tuple[object, ...]:
-        return (
-            self.ticket_id,
-            self.kind,
-            self.policy,
-            self.metric,
-            self.level,
-            self.cycle,
-            self.deadline_us,
-            self.due_us,
-            self.due_tz,
-            self.fired_at,
-            self.late,
-            self.queue,
-            self.priority,
-            self.action_taken,
-            self.new_priority,
-            self.new_queue,
-            self.target_seconds,
-            self.elapsed_business_seconds,
-        )
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, SlaRecord):
-            return NotImplemented
-        return self._values() == other._values()
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        values = zip(_SLA_RECORD_FIELDS, self._values(), strict=True)
-        return "SlaRecord(" + ", ".join(f"{n}={v!r}" for n, v in values) + ")"
 
     def event(self) -> SlaEvent:
         return SlaEvent(
@@ -217,10 +187,11 @@ _TICKET_EVENT_FIELDS: Final = (
 )
 
 
-class TicketEventFields:
+class TicketEventFields(FieldValues):
     """A `TicketEvent` not built yet; `ticket` is the snapshot as of the event."""
 
     __slots__ = _TICKET_EVENT_FIELDS
+    FIELDS = _TICKET_EVENT_FIELDS
 
     def __init__(
         self,
@@ -244,29 +215,6 @@ class TicketEventFields:
         self.sla_policy = sla_policy
         self.ticket = ticket
 
-    def _values(self) -> tuple[object, ...]:
-        return (
-            self.ticket_id,
-            self.kind,
-            self.at,
-            self.queue,
-            self.actor,
-            self.sender_role,
-            self.priority,
-            self.sla_policy,
-            self.ticket,
-        )
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, TicketEventFields):
-            return NotImplemented
-        return self._values() == other._values()
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        values = zip(_TICKET_EVENT_FIELDS, self._values(), strict=True)
-        return "TicketEventFields(" + ", ".join(f"{n}={v!r}" for n, v in values) + ")"
 
     def event(self) -> TicketEvent:
         return TicketEvent(
@@ -338,7 +286,7 @@ _REROUTE_FIELDS: Final = (
 )
 
 
-class RerouteOut:
+class RerouteOut(FieldValues):
     """Publish `ticket` (type support.ticket.routed) on the topic of `ticket.queue`.
 
     `ticket` is None only when no routed snapshot was ever seen for this ticket. Read-only by
@@ -346,6 +294,7 @@ class RerouteOut:
     """
 
     __slots__ = _REROUTE_FIELDS
+    FIELDS = _REROUTE_FIELDS
 
     def __init__(
         self,
@@ -368,28 +317,6 @@ class RerouteOut:
         self.at = at
         self.snapshot = snapshot
 
-    def _values(self) -> tuple[object, ...]:
-        return (
-            self.id,
-            self.ticket_id,
-            self.queue,
-            self.previous_queue,
-            self.rule_id,
-            self.reason,
-            self.at,
-            self.snapshot,
-        )
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, RerouteOut):
-            return NotImplemented
-        return self._values() == other._values()
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        values = zip(_REROUTE_FIELDS, self._values(), strict=True)
-        return "RerouteOut(" + ", ".join(f"{n}={v!r}" for n, v in values) + ")"
 
     @property
     def ticket(self) -> RoutedTicket | None:

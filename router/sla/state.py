@@ -35,6 +35,7 @@ from router.sla.outputs import (
     TicketEventOut,
 )
 from router.sla.snapshot import Snapshot
+from router.sla.values import FieldValues
 from schemas.sla import SlaMetric
 from schemas.ticket import Priority, RoutedTicket
 
@@ -74,7 +75,7 @@ STATE_FIELDS: Final = (
 )
 
 
-class LifecycleState:
+class LifecycleState(FieldValues):
     """Everything the lifecycle + SLA stage knows about one ticket.
 
     A plain class written out by hand (not a dataclass): under the native build it is a C
@@ -83,6 +84,7 @@ class LifecycleState:
     """
 
     __slots__ = STATE_FIELDS
+    FIELDS = STATE_FIELDS
 
     def __init__(
         self,
@@ -136,19 +138,6 @@ class LifecycleState:
         # Fingerprint of the policy file the deadlines were computed with (recomputed on change).
         self.schedule_of = schedule_of
 
-    def _values(self) -> tuple[object, ...]:
-        return tuple([getattr(self, name) for name in STATE_FIELDS])
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, LifecycleState):
-            return NotImplemented
-        return self._values() == other._values()
-
-    __hash__ = None  # type: ignore[assignment]  # mutable, compared by value
-
-    def __repr__(self) -> str:
-        pairs = ", ".join(f"{n}={v!r}" for n, v in zip(STATE_FIELDS, self._values(), strict=True))
-        return f"LifecycleState({pairs})"
 
     @property
     def clock_at(self) -> datetime:
