@@ -119,8 +119,10 @@ class SlaConfig:
         self.policies = policies
         self._queue_globs = queue_policies  # (glob over queue names, policy), first match wins
         self._queue_policies: dict[str, str | None] = {}
-        # (policy name as stored, metric, priority) -> terms: one lookup on the firing path
-        self._terms: dict[tuple[str, SlaMetric, Priority], MetricTerms | None] = {}
+        # policy name as stored -> priority -> metric -> terms: nested rather than keyed by a
+        # (policy, metric, priority) tuple, which costs an allocation and a hash per firing
+        self._terms: dict[str, dict[Priority, dict[SlaMetric, MetricTerms | None]]] = {}
+        self._terms_cached = 0
 
     def policy(self, name: str | None) -> SlaPolicy:
         """The named policy; the default one for an unknown or missing name."""
@@ -129,14 +131,17 @@ class SlaConfig:
 
     def terms(self, policy: str, metric: SlaMetric, priority: Priority) -> MetricTerms | None:
         """`policy(policy).terms(metric, priority)`, cached (names unknown to the file included)."""
-        key = (policy, metric, priority)
-        cache = self._terms
-        if key in cache:
-            return cache[key]
+        by_priority = self._terms.get(policy)
+        if by_priority is not None:
+            by_metric = by_priority.get(priority)
+            if by_metric is not None and metric in by_metric:
+                return by_metric[metric]
         terms = self.policy(policy).terms(metric, priority)
-        if len(cache) >= _CACHE_LIMIT:
-            cache.clear()
-        cache[key] = terms
+        if self._terms_cached >= _CACHE_LIMIT:
+            self._terms.clear()
+            self._terms_cached = 0
+        self._terms.setdefault(policy, {}).setdefault(priority, {})[metric] = terms
+        self._terms_cached += 1
         return terms
 
     def calendar(self, name: str | None, fallback: str) -> Calendar:
