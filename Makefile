@@ -25,8 +25,8 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create the venv and install the project with dev tools
 
-$(NATIVE): $(STAMP) router/native.py $(NATIVE_SOURCES)
-	@$(PY) -m router.native build
+$(NATIVE): $(STAMP) router/native.py router/native_build.py $(NATIVE_SOURCES)
+	@$(PY) -m router.native_build build
 
 native: $(NATIVE) ## compile the SLA firing path with mypyc (every target below does it; ~1 min)
 
@@ -71,5 +71,5 @@ schemas: $(STAMP) ## export JSON Schema files to schemas/json/
 
 clean: ## remove caches and the venv (keeps the Maven jar cache in ~/.m2)
 	-$(PY) -m streams.local_kafka stop --state-file $(KAFKA_STATE) 2>/dev/null
-	-$(PY) -m router.native clean 2>/dev/null
+	-$(PY) -m router.native_build clean 2>/dev/null
 	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache

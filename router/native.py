@@ -1,18 +1,12 @@
-"""Optional native build of the hot pure-core modules with mypyc (`make native`).
+"""Optional native build of the hot pure-core modules with mypyc: what runs in every process.
 
 The listed modules are plain, strictly typed Python; mypyc compiles them to C extensions that
-sit next to the sources and shadow them on import. Behaviour is identical (the SLA transcript
-test pins the bytes of every output either way); the compiled firing path is several times
-faster. Without a C compiler the sources run as they are.
+sit next to the sources and shadow them on import (`router/native_build.py`, `make native`).
+Behaviour is identical (the SLA transcript test pins the bytes of every output either way).
 
-A stale extension would silently shadow an edited source, so the build writes a manifest of
-source digests and `status` (and a unit test) refuses a build that no longer matches:
-
-    python -m router.native build     # compile MODULES in place (~1 min)
-    python -m router.native status    # compiled / stale / pure, per module; exit 1 if stale
-    python -m router.native clean     # remove the extensions: back to pure Python
-
-`ROUTER_NATIVE=off` in the environment runs the sources even where a build is present.
+A build records the digest of every source. `router/__init__.py` checks it on import: an
+extension built before its source's last edit is never run (the sources are, with a message
+on stderr), and `ROUTER_NATIVE=off` runs the sources even where a build is present.
 """
 
 from __future__ import annotations
@@ -22,11 +16,7 @@ import importlib.abc
 import importlib.machinery
 import importlib.util
 import json
-import shutil
-import subprocess
 import sys
-import textwrap
-import time
 from pathlib import Path
 from typing import Any
 
@@ -44,11 +34,7 @@ MODULES: tuple[str, ...] = (
     "router/sla/transitions.py",
     "router/sla/values.py",
 )
-# One shared library for the group, inside the `router` package so that the editable install's
-# finder resolves it from any working directory (a top-level name would need the repo on path).
-GROUP = "router.native_core"
 MANIFEST = ROOT / "router" / "native-manifest.json"
-BUILD_DIR = ROOT / "build" / "native"
 _SUFFIXES = tuple(importlib.machinery.EXTENSION_SUFFIXES)
 
 
@@ -69,7 +55,7 @@ def digest(path: str) -> str:
 
 def status() -> dict[str, str]:
     """Per module: `compiled` (extension matches the source), `stale` or `pure`."""
-    built = _manifest().get("modules", {})
+    built = read_manifest().get("modules", {})
     states = {}
     for path in MODULES:
         if not extensions_of(path):
@@ -137,99 +123,9 @@ def slot_copier(cls: type, fields: tuple[str, ...], copy: tuple[str, ...] = ()) 
     return copier
 
 
-def _manifest() -> dict[str, Any]:
+def read_manifest() -> dict[str, Any]:
     try:
         manifest = json.loads(MANIFEST.read_text())
     except (OSError, ValueError):
         return {}
     return manifest if isinstance(manifest, dict) else {}
-
-
-def clean() -> None:
-    # what the last build wrote (a module since dropped from MODULES included), and MODULES'
-    built = [ROOT / name for name in _manifest().get("files", [])]
-    for extension in built + [e for path in MODULES for e in extensions_of(path)]:
-        extension.unlink(missing_ok=True)
-    for library in (ROOT / "router").glob("native_core__mypyc.*"):
-        if library.name.endswith(_SUFFIXES):
-            library.unlink()
-    MANIFEST.unlink(missing_ok=True)
-    shutil.rmtree(BUILD_DIR, ignore_errors=True)
-
-
-def compiler_available() -> bool:
-    return shutil.which("cc") is not None or shutil.which("gcc") is not None
-
-
-def build() -> int:
-    """Compile MODULES in place; on failure leave the sources pure (never a partial build)."""
-    if not compiler_available():  # not an error: the sources run as they are, slower
-        print("native: no C compiler found; the pure-Python modules stay in use", file=sys.stderr)
-        return 0
-    clean()
-    BUILD_DIR.mkdir(parents=True, exist_ok=True)
-    sources = {path: digest(path) for path in MODULES}
-    script = BUILD_DIR / "setup.py"
-    script.write_text(
-        textwrap.dedent(
-            f"""\
-            from setuptools import setup
-            from mypyc.build import mypycify
-
-            setup(
-                name="router-native",
-                ext_modules=mypycify(
-                    {list(MODULES)!r},
-                    opt_level="3",
-                    group_name={GROUP!r},
-                    target_dir={str(BUILD_DIR / "c")!r},
-                ),
-            )
-            """
-        )
-    )
-    log = BUILD_DIR / "build.log"
-    print(f"native: compiling {len(MODULES)} modules with mypyc (~1 min; log: {log})", flush=True)
-    started = time.monotonic()
-    with log.open("w") as out:
-        command = [sys.executable, str(script), "build_ext", "--inplace"]
-        command += ["--build-temp", str(BUILD_DIR / "temp"), "--build-lib", str(BUILD_DIR / "lib")]
-        result = subprocess.run(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
-    if result.returncode != 0:
-        clean_keep_log(log)
-        print(f"native: build failed (exit {result.returncode}); see {log}", file=sys.stderr)
-        return result.returncode
-    files = [str(e.relative_to(ROOT)) for path in MODULES for e in extensions_of(path)]
-    files += [str(p.relative_to(ROOT)) for p in (ROOT / "router").glob("native_core__mypyc.*")]
-    manifest = {"modules": sources, "files": sorted(files)}
-    MANIFEST.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    print(f"native: built in {time.monotonic() - started:.0f} s", flush=True)
-    return 0
-
-
-def clean_keep_log(log: Path) -> None:
-    text = log.read_text() if log.exists() else ""
-    clean()
-    BUILD_DIR.mkdir(parents=True, exist_ok=True)
-    log.write_text(text)
-
-
-def main(argv: list[str]) -> int:
-    command = argv[0] if argv else "status"
-    if command == "build":
-        return build()
-    if command == "clean":
-        clean()
-        print("native: removed; pure Python in use")
-        return 0
-    if command == "status":
-        states = status()
-        for path, state in states.items():
-            print(f"{state:9} {path}")
-        return 1 if "stale" in states.values() else 0
-    print("usage: python -m router.native [build|status|clean]", file=sys.stderr)
-    return 2
-
-
-if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))

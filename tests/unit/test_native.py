@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from router import native
+from router import native, native_build
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -24,7 +24,7 @@ def test_no_extension_shadows_an_edited_source() -> None:
 
 @pytest.mark.skipif(
     os.environ.get("ROUTER_REQUIRE_NATIVE") != "1"
-    or not native.compiler_available()
+    or not native_build.compiler_available()
     or os.environ.get("ROUTER_NATIVE", "").lower() in ("0", "off", "false", "no"),
     reason="native build not required here (make test sets ROUTER_REQUIRE_NATIVE=1)",
 )
@@ -82,4 +82,4 @@ def test_status_names_an_extension_built_from_an_older_source(
     edited = native.MODULES[0]
     manifest.write_text(json.dumps({"modules": {**digests, edited: "0" * 64}}))
     assert native.status()[edited] == "stale"
-    assert native.main(["status"]) == 1  # `python -m router.native status` exits non-zero
+    assert native_build.main(["status"]) == 1  # `python -m router.native_build status`: 1
