@@ -1,13 +1,12 @@
 """The domain core: pure, synchronous, no Kafka. Takes records and a clock, returns decisions."""
 
-import os as _os
 import sys as _sys
 
 from router import native as _native
 
-if _os.environ.get("ROUTER_NATIVE", "").lower() in ("0", "off", "false", "no"):
+if _native.sources_requested():
     _native.prefer_sources()  # the pure-Python modules even where `make native` built extensions
-elif _native.MANIFEST.exists() and "stale" in _native.status().values():
+elif "stale" in _native.status().values():
     # An extension built before its source's last edit would run old code: run the sources.
     print(
         "router: native build older than its sources; running the Python sources "

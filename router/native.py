@@ -16,6 +16,7 @@ import importlib.abc
 import importlib.machinery
 import importlib.util
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -42,11 +43,21 @@ def module_name(path: str) -> str:
     return path.removesuffix(".py").replace("/", ".")
 
 
+def is_extension(file: Path | str) -> bool:
+    """Whether `file` names a compiled extension module (`.cpython-311-x86_64-linux-gnu.so`...)."""
+    return str(file).endswith(_SUFFIXES)
+
+
 def extensions_of(path: str) -> list[Path]:
     """The compiled extension files that shadow source `path` (none when pure)."""
     source = ROOT / path
     stem = source.name.removesuffix(".py")
-    return [p for p in source.parent.glob(f"{stem}.*") if p.name.endswith(_SUFFIXES)]
+    return [p for p in source.parent.glob(f"{stem}.*") if is_extension(p)]
+
+
+def sources_requested() -> bool:
+    """`ROUTER_NATIVE=off` (or 0 / false / no): run the sources even where a build exists."""
+    return os.environ.get("ROUTER_NATIVE", "").lower() in ("0", "off", "false", "no")
 
 
 def digest(path: str) -> str:
@@ -69,12 +80,12 @@ def status() -> dict[str, str]:
 
 def compiled_modules() -> list[str]:
     """Dotted names of the modules that import from an extension in this process."""
-    names = []
-    for path in MODULES:
-        module = sys.modules.get(module_name(path))
-        if module is not None and str(getattr(module, "__file__", "")).endswith(_SUFFIXES):
-            names.append(module_name(path))
-    return names
+    names = [module_name(path) for path in MODULES]
+    return [name for name in names if _from_extension(sys.modules.get(name))]
+
+
+def _from_extension(module: object) -> bool:
+    return module is not None and is_extension(getattr(module, "__file__", None) or "")
 
 
 class _SourcesFirst(importlib.abc.MetaPathFinder):
@@ -101,8 +112,7 @@ def prefer_sources() -> None:
 
 def native_build_of(obj: object) -> bool:
     """Whether a class or function comes from a compiled module in this process."""
-    module = sys.modules.get(getattr(obj, "__module__", ""))
-    return str(getattr(module, "__file__", "")).endswith(_SUFFIXES)
+    return _from_extension(sys.modules.get(getattr(obj, "__module__", "")))
 
 
 def slot_copier(cls: type, fields: tuple[str, ...], copy: tuple[str, ...] = ()) -> Any:

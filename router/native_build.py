@@ -17,7 +17,16 @@ import textwrap
 import time
 from pathlib import Path
 
-from router.native import MANIFEST, MODULES, ROOT, digest, extensions_of, read_manifest, status
+from router.native import (
+    MANIFEST,
+    MODULES,
+    ROOT,
+    digest,
+    extensions_of,
+    is_extension,
+    read_manifest,
+    status,
+)
 
 # One shared library for the group, inside the `router` package so that the editable install's
 # finder resolves it from any working directory (a top-level name would need the repo on path).
@@ -31,7 +40,7 @@ def clean() -> None:
     for extension in built + [e for path in MODULES for e in extensions_of(path)]:
         extension.unlink(missing_ok=True)
     for library in (ROOT / "router").glob("native_core__mypyc.*"):
-        if library.suffix == ".so" or library.suffix == ".pyd":
+        if is_extension(library):
             library.unlink()
     MANIFEST.unlink(missing_ok=True)
     shutil.rmtree(BUILD_DIR, ignore_errors=True)
