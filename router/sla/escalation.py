@@ -109,16 +109,20 @@ def _escalate(
     position = len(run.outputs)  # the breach is published before what it caused
     raised_to = new_queue = None
     new_priority = step.set_priority or (_RAISED[before[2]] if step.raise_priority else None)
-    if new_priority is not None and _RANK[new_priority] > _RANK[before[2]]:
-        run.change_priority(join_moment(due_us, due_tz), new_priority, cause=event_id)
+    reroute = step.reroute if step.reroute != before[1] else None
+    if new_priority is not None and _RANK[new_priority] <= _RANK[before[2]]:
+        new_priority = None  # never lowered, and not raised to what it already is
+    if new_priority is not None or reroute is not None:  # the actions take a datetime: one
+        due_at = join_moment(due_us, due_tz)
+    if new_priority is not None:
+        run.change_priority(due_at, new_priority, cause=event_id)
         raised_to = state.priority
-    if step.reroute is not None and step.reroute != before[1]:
-        policy = step.reroute_policy or run.config.policy_for_queue(step.reroute) or state.policy
+    if reroute is not None:
+        policy = step.reroute_policy or run.config.policy_for_queue(reroute) or state.policy
         name = METRIC_NAMES[clock.metric]
         rule_id = f"sla:{before[0]}:{name}:L{level}"
         reason = f"{name} breached, escalation level {level}"
-        due_at = join_moment(due_us, due_tz)
-        run.move(due_at, step.reroute, policy, rule_id=rule_id, reason=reason, cause=event_id)
+        run.move(due_at, reroute, policy, rule_id=rule_id, reason=reason, cause=event_id)
         new_queue = state.queue
     if raised_to is None and new_queue is None:
         clocks.schedule_next(clock, terms, run.calendar())
