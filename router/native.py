@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-# The SLA firing path (issue 4) and what it calls per firing. Paths relative to ROOT.
+# The SLA firing path (issue 4) and what it calls per firing, and the rule evaluator's
+# decision path (issue 3: facts, text scan, candidate chains). Paths relative to ROOT.
 MODULES: tuple[str, ...] = (
     "router/sla/calendar.py",
     "router/sla/clocks.py",
@@ -34,6 +35,10 @@ MODULES: tuple[str, ...] = (
     "router/sla/terms.py",
     "router/sla/transitions.py",
     "router/sla/values.py",
+    "rules/chain.py",
+    "rules/compile.py",
+    "rules/facts.py",
+    "rules/textmatch.py",
 )
 MANIFEST = ROOT / "router" / "native-manifest.json"
 _SUFFIXES = tuple(importlib.machinery.EXTENSION_SUFFIXES)

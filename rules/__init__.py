@@ -11,10 +11,13 @@ Public API (what the worker and the CLI use):
   `NaiveEvaluator` is the reference it is property-tested against.
 - `ruleset_record(ruleset, at=...)`: the CloudEvent bytes for `routing.rules`.
 
-Only `schemas` is imported from this project; `router/rules_policy.py` wraps a compiled
+Only `schemas` is imported from this project, and the `router` package itself, first: its
+`__init__` checks the native build (`router/native.py`), which also compiles the decision
+path here, before a compiled module can load. `router/rules_policy.py` wraps a compiled
 ruleset as a `RoutingPolicy`. The language itself is described in `rules/README.md`.
 """
 
+import router  # noqa: F401  # the native build's stale check runs before rules.* load
 from rules.ast import Ruleset
 from rules.compile import CompiledRuleset
 from rules.facts import BuyerInfo, InputView, RuleInput, TicketInfo

@@ -16,6 +16,7 @@ conjunct is the text the reference evaluator (`rules.naive.first_failure`) gives
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -79,6 +80,27 @@ INLINE: dict[str, str] = {
 INLINE_NAMES = {"_language_bases": _language_bases, "_MISSING": _MISSING,
                  "language_base": language_base}  # fmt: skip
 _PY_OP = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
+# `Facts` attributes a function reading them more than once reads into a local first
+# (`_hoisted`): an attribute read costs more than a local's, and an index key reads several
+# message fields. The expressions are this module's own (INLINE), never document text (its
+# values are bound by name), so the textual rename is exact.
+_HOISTED = tuple(
+    (attribute, f"_{attribute}", re.compile(rf"\bf\.{attribute}\b"))
+    for attribute in ("msg_fields", "vendor", "buyer", "ticket")
+)
+
+
+def _hoisted(lines: list[str]) -> list[str]:
+    """A generated function (`def` line first) with each `Facts` attribute that its body
+    reads more than once read once, on entry (reads have no effects, so reading early and
+    maybe needlessly is only a cost, smaller than the second read it saves)."""
+    head, body = lines[0], "\n".join(lines[1:])
+    reads = []
+    for attribute, local, pattern in _HOISTED:
+        if len(pattern.findall(body)) > 1:
+            reads.append(f"    {local} = f.{attribute}")
+            body = pattern.sub(local, body)
+    return [head, *reads, body] if reads else lines
 
 
 def _as_text(value: Any) -> str:
@@ -255,6 +277,7 @@ class CodeGen:
 
     @staticmethod
     def _compile(lines: list[str], ns: dict[str, Any], label: str) -> dict[str, Any]:
+        lines = _hoisted(lines)
         code = compile("\n".join(lines), f"<rules: {label}>", "exec")
         ns.update(INLINE_NAMES)
         exec(code, ns)

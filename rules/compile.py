@@ -73,7 +73,6 @@ class CompiledRuleset:
             len(ruleset.sla_policies),
         )
         self._chains: dict[Hashable, Chain] = {}  # by index key; cleared when full
-        self._chain_of = self._chains.get
         self._shared: dict[Hashable, Chain] = {}  # by candidates and key-rendered tags
         # Key positions of the string fields: tags inserting only these render per chain.
         kinds = (Kind.STR, Kind.TEXT)
@@ -100,7 +99,7 @@ class CompiledRuleset:
     def evaluate(self, inp: InputView) -> RuleResult:
         f = Facts(inp, self._derive)
         key = self._key(f)
-        chain = self._chain_of(key)
+        chain = self._chains.get(key)  # compiled: a direct dict read, not a bound-method call
         if chain is None:
             chain = self._chain(key)
         state = 0

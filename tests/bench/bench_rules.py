@@ -281,7 +281,7 @@ def stages(compiled: CompiledRuleset, inputs: Sequence[RuleInput], budget: float
 
     def chain(i: RuleInput) -> object:
         key = key_of(Facts(i, derive))
-        return compiled._chain_of(key) or compiled._chain(key)
+        return compiled._chains.get(key) or compiled._chain(key)
 
     steps: list[tuple[str, Callable[[Any], object]]] = [
         ("Facts", lambda i: Facts(i, derive)),

@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rules import RuleInput
 from rules.facts import BuyerInfo, TicketInfo, words
@@ -195,6 +197,33 @@ def test_words_fast_path_equals_the_unicode_path() -> None:
     assert words(text) == re.findall(
         r"\w+", unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", text).casefold())
     )
+
+
+def _reference_words(text: str) -> list[str]:
+    """`words` as the language defines it: NFKC + casefold, then the `\\w+` runs."""
+    import re
+    import unicodedata
+
+    return re.findall(
+        r"\w+", unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", text).casefold())
+    )
+
+
+def test_latin1_table_equals_the_unicode_path_for_every_pair_of_characters() -> None:
+    # Per pair: a character's folding could only depend on its neighbour through
+    # composition, and Latin-1 has nothing that composes; every pair proves it.
+    latin1 = [chr(c) for c in range(256)]
+    for a in latin1:
+        for b in latin1:
+            text = f"{a}{b}\u00e9"  # not ASCII: the Latin-1 path, not the ASCII one
+            assert words(text) == _reference_words(text), repr(text)
+
+
+@given(st.text(alphabet=st.characters(max_codepoint=0x2FF), max_size=40))
+@settings(max_examples=400, deadline=None)
+def test_words_of_european_text_equal_the_unicode_path(text: str) -> None:
+    # Latin-1 (the table), Latin Extended (beyond it: the full path) and their mixes
+    assert words(text) == _reference_words(text)
 
 
 def test_inline_field_reads_equal_the_registered_getters() -> None:
