@@ -70,6 +70,23 @@ def test_pure_python_sources_give_the_pinned_transcript() -> None:
     assert result.stdout.strip() == "True"
 
 
+def test_pure_python_sources_pass_the_rules_unit_tests() -> None:
+    # The rule evaluator's compiled modules, run as sources: the compiled-vs-reference
+    # property tests and the operator tests hold for both builds in one CI run.
+    script = (
+        "import sys, pytest, rules.compile as c, router.native as n;"
+        "assert not n.native_build_of(c.CompiledRuleset), c.__file__;"
+        "sys.exit(pytest.main(['-q', '-p', 'no:cacheprovider', 'tests/unit/rules']))"
+    )
+    env = {**os.environ, "ROUTER_NATIVE": "off", "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
+        timeout=600, check=False,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    assert " passed" in result.stdout
+
+
 def test_status_names_an_extension_built_from_an_older_source(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
