@@ -221,7 +221,7 @@ class Transition:
         if spent > terms.target_seconds:
             return  # late, and its breach is due now: advance() already fired it
         clock.fired += (clocks.MET,)
-        left_us = round((terms.target_seconds - spent) * US_PER_SECOND)
+        left_us = clocks.round_even((terms.target_seconds - spent) * US_PER_SECOND)
         deadline_us = calendar.add_us(at_us, left_us)
         late = is_late(self.now_us, at_us, self.config.late_grace_seconds)
         due_us, due_tz = split_moment(at)
