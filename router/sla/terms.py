@@ -129,18 +129,27 @@ class SlaConfig:
         found = self.policies.get(name) if name is not None else None
         return found or self.policies[self.default_policy]
 
+    def terms_of(self, policy: str, priority: Priority) -> dict[SlaMetric, MetricTerms | None]:
+        """The cache of `terms` for (policy, priority), by metric (a caller may hold it)."""
+        by_priority = self._terms.get(policy)
+        if by_priority is None:
+            by_priority = self._terms[policy] = {}
+        by_metric = by_priority.get(priority)
+        if by_metric is None:
+            by_metric = by_priority[priority] = {}
+        return by_metric
+
     def terms(self, policy: str, metric: SlaMetric, priority: Priority) -> MetricTerms | None:
         """`policy(policy).terms(metric, priority)`, cached (names unknown to the file included)."""
-        by_priority = self._terms.get(policy)
-        if by_priority is not None:
-            by_metric = by_priority.get(priority)
-            if by_metric is not None and metric in by_metric:
-                return by_metric[metric]
+        by_metric = self.terms_of(policy, priority)
+        if metric in by_metric:
+            return by_metric[metric]
         terms = self.policy(policy).terms(metric, priority)
         if self._terms_cached >= _CACHE_LIMIT:
-            self._terms.clear()
+            self._terms.clear()  # a caller still holding a dropped dict just misses
             self._terms_cached = 0
-        self._terms.setdefault(policy, {}).setdefault(priority, {})[metric] = terms
+            by_metric = self.terms_of(policy, priority)
+        by_metric[metric] = terms
         self._terms_cached += 1
         return terms
 

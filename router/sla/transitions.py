@@ -66,7 +66,7 @@ class Transition:
     """Owns `state` (a shell copy, see LifecycleState.shell_copy) for one lifecycle call."""
 
     __slots__ = (
-        "_calendar", "_dirty", "_owned", "_policy", "_terms",
+        "_calendar", "_dirty", "_owned", "_policy", "_terms", "_vendor_terms",
         "config", "due_us", "now", "now_us", "outputs", "state", "synced", "vendors",
     )
 
@@ -92,7 +92,9 @@ class Transition:
         # change (only `retarget` and `change_priority` change them).
         self._policy: SlaPolicy | None = None
         self._calendar: Calendar | None = None
-        self._terms: dict[SlaMetric, MetricTerms | None] = {}
+        # The config's own cache for this (policy, priority): never cleared here, only let go.
+        self._terms: dict[SlaMetric, MetricTerms | None] | None = None
+        self._vendor_terms: MetricTerms | None = None  # with the vendor's response target
         # True while `due_us` (the earliest next firing) and every schedule are current: set
         # by `reschedule`, cleared whenever a clock is taken for writing.
         self.synced = False
@@ -118,21 +120,27 @@ class Transition:
         return calendar
 
     def terms(self, metric: SlaMetric) -> MetricTerms | None:
-        terms = self._terms.get(metric, _UNSET)
-        if terms is not _UNSET:
-            return terms
         state = self.state
-        terms = self.config.terms(state.policy, metric, state.priority)
+        by_metric = self._terms
+        if by_metric is None:
+            by_metric = self._terms = self.config.terms_of(state.policy, state.priority)
+        terms = by_metric.get(metric, _UNSET)
+        if terms is _UNSET:
+            terms = self.config.terms(state.policy, metric, state.priority)
         override = state.vendor_response_target
         if terms is not None and metric is _VENDOR_RESPONSE and override is not None:
-            terms = MetricTerms(override, terms.warning_fraction, terms.ladder)
-        self._terms[metric] = terms
+            vendor = self._vendor_terms
+            if vendor is None:
+                vendor = MetricTerms(override, terms.warning_fraction, terms.ladder)
+                self._vendor_terms = vendor
+            return vendor
         return terms
 
     def _forget_terms(self) -> None:
         self._policy = None
         self._calendar = None
-        self._terms.clear()
+        self._terms = None
+        self._vendor_terms = None
 
     def writable(self, metric: SlaMetric) -> MetricClock | None:
         """The clock of `metric`, copied on first write so the caller's state stays intact."""
@@ -315,7 +323,8 @@ class Transition:
         state = self.state
         state.priority = priority
         state.priority_pinned = True
-        self._terms.clear()  # policy and calendar do not depend on the priority
+        self._terms = None  # policy and calendar do not depend on the priority
+        self._vendor_terms = None
         self.terms_changed()
         self.reschedule()
         if state.snapshot is not None:
