@@ -38,13 +38,14 @@ def advance(run: Transition, until_us: int) -> None:
                 return
         # The earliest (at, metric order) due by `until_us`, compared without building tuples
         metric = None
-        first_at = first_rank = 0
+        first_at = 0
         for clock in run.state.clocks.values():
             at = clock.next_at_us
             if at is not None and at <= until_us:
-                rank = order[clock.metric]
-                if metric is None or at < first_at or (at == first_at and rank < first_rank):
-                    first_at, first_rank, metric = at, rank, clock.metric
+                if metric is None or at < first_at:
+                    first_at, metric = at, clock.metric
+                elif at == first_at and order[clock.metric] < order[metric]:  # ranks: ties only
+                    metric = clock.metric
         if metric is None:
             return
         _fire(run, metric, until_us)
