@@ -74,7 +74,10 @@ def is_late(fired_us: int, due_us: int, grace_seconds: float) -> bool:
 # is copied from a template rather than built from keyword arguments, and the parts after the
 # ticket id of an SLA event id are joined once per (metric, cycle, marker).
 _HASHER: Final = hashlib.blake2b(digest_size=16)
-_SLA_ID_SUFFIXES: Final[dict[tuple[SlaMetric, int, str], bytes]] = {}
+# marker -> metric -> cycle -> suffix: nested, as a (metric, cycle, marker) key would cost a
+# tuple and its hash per firing
+_SLA_ID_SUFFIXES: Final[dict[str, dict[SlaMetric, dict[int, bytes]]]] = {}
+_CYCLES_CACHED: Final = 64  # per (marker, metric): later cycles (many messages) are rare
 
 
 # The hasher's methods taken once: compiled, `hasher.copy()` looks the name up on every call.
@@ -112,17 +115,22 @@ def _sla_id_suffix(metric: SlaMetric, cycle: int, marker: str) -> bytes:
     facts = _facts_of(marker)
     parts = ("", "sla", METRIC_NAMES[metric], str(cycle), facts.id_kind, facts.id_level)
     suffix = "\x1f".join(parts).encode()
-    if len(_SLA_ID_SUFFIXES) < 4096:  # metrics x markers x the cycles seen: a few hundred
-        _SLA_ID_SUFFIXES[metric, cycle, marker] = suffix
+    by_cycle = _SLA_ID_SUFFIXES.setdefault(marker, {}).setdefault(metric, {})
+    if len(by_cycle) < _CYCLES_CACHED:
+        by_cycle[cycle] = suffix
     return suffix
 
 
 def sla_event_id(ticket_id: str, clock: MetricClock, marker: str) -> str:
     """The same (ticket, metric, cycle, kind, level) always yields the same record id."""
-    metric, cycle = clock.metric, clock.cycle
-    suffix = _SLA_ID_SUFFIXES.get((metric, cycle, marker))
+    suffix = None
+    by_metric = _SLA_ID_SUFFIXES.get(marker)
+    if by_metric is not None:
+        by_cycle = by_metric.get(clock.metric)
+        if by_cycle is not None:
+            suffix = by_cycle.get(clock.cycle)
     if suffix is None:
-        suffix = _sla_id_suffix(metric, cycle, marker)
+        suffix = _sla_id_suffix(clock.metric, clock.cycle, marker)
     return _uuid_text(ticket_id.encode() + suffix)
 
 
