@@ -86,7 +86,8 @@ class Transition:
         self.outputs: list[Output] = []
         # Clocks whose schedule must be recomputed; all of them under a different policy file.
         stale = state.schedule_of != config.fingerprint
-        self._dirty: set[SlaMetric] = set(state.clocks) if stale else set()
+        # None while nothing is: most firings reschedule no clock, so no set is built for them.
+        self._dirty: set[SlaMetric] | None = set(state.clocks) if stale else None
         self._owned: set[SlaMetric] = set()  # clocks already copied for this call
         # Looked up once per call; dropped by `_forget_terms` when policy, priority or calendar
         # change (only `retarget` and `change_priority` change them).
@@ -156,23 +157,35 @@ class Transition:
         clock = self.writable(metric)
         if clock is None:
             raise KeyError(metric)
-        self._dirty.add(metric)
+        self._mark(metric)
         return clock
+
+    def _mark(self, metric: SlaMetric) -> None:
+        dirty = self._dirty
+        if dirty is None:
+            self._dirty = {metric}
+        else:
+            dirty.add(metric)
 
     def terms_changed(self) -> None:
         """Terms changed for every clock (priority, policy or calendar)."""
-        self._dirty.update(self.state.clocks)
+        dirty = self._dirty
+        if dirty is None:
+            self._dirty = set(self.state.clocks)
+        else:
+            dirty.update(self.state.clocks)
 
     def reschedule(self) -> None:
         """Recompute changed clocks (calendar arithmetic is the costly part) and the next due."""
         state = self.state
-        if self._dirty:
+        dirty = self._dirty
+        if dirty:
+            self._dirty = None
             calendar = self.calendar()
-            for metric in self._dirty:
+            for metric in dirty:
                 clock = self.writable(metric)
                 if clock is not None:
                     clocks.reschedule(clock, self.terms(metric), calendar)
-            self._dirty.clear()
         elif self.synced:
             return
         state.schedule_of = self.config.fingerprint
@@ -201,7 +214,7 @@ class Transition:
         self.state.clocks[metric] = clocks.start_clock(metric, to_us(at), cycle)
         self.synced = False
         self._owned.add(metric)
-        self._dirty.add(metric)
+        self._mark(metric)
 
     def stop(self, metric: SlaMetric, at: datetime) -> None:
         clock = self.state.clocks.get(metric)
