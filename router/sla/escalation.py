@@ -32,10 +32,9 @@ def advance(run: Transition, until_us: int) -> None:
     """Fire, in time order, everything due at or before `until_us` (epoch microseconds)."""
     order = _METRIC_ORDER
     for _ in range(MAX_FIRINGS_PER_CALL):
-        if run.synced:  # the next due time is known: skip the scan when nothing is due
-            due = run.due_us
-            if due is None or due > until_us:
-                return
+        # The next due time is known (NOTHING_DUE if none): skip the scan when nothing is due
+        if run.synced and run.due_us > until_us:
+            return
         # The earliest (at, metric order) due by `until_us`, compared without building tuples
         metric = None
         first_at = 0

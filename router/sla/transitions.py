@@ -56,6 +56,11 @@ class VendorDirectory(Protocol):
 _UNSET: Final[MetricTerms | None] = MetricTerms(0.0, 0.0, ())  # "not looked up yet" in Transition
 
 
+# `Transition.due_us` when no clock has a next firing: after any datetime (year 9999 is
+# ~2.5e17 us), and small enough to stay a native int when compiled.
+NOTHING_DUE: Final = 1 << 61
+
+
 def vendor_of(queue: str | None) -> str | None:
     if queue is not None and queue.startswith("vendor:"):
         return queue.removeprefix("vendor:")
@@ -99,7 +104,7 @@ class Transition:
         # True while `due_us` (the earliest next firing) and every schedule are current: set
         # by `reschedule`, cleared whenever a clock is taken for writing.
         self.synced = False
-        self.due_us: int | None = None
+        self.due_us = NOTHING_DUE  # a plain int: compiled, no boxing per reschedule
 
     # -- terms -------------------------------------------------------------------------------
 
@@ -189,13 +194,13 @@ class Transition:
         elif self.synced:
             return
         state.schedule_of = self.config.fingerprint
-        due: int | None = None
+        due = NOTHING_DUE
         for clock in state.clocks.values():
             at = clock.next_at_us
-            if at is not None and (due is None or at < due):
+            if at is not None and at < due:
                 due = at
         # us / 10**6: the same float as datetime.timestamp() of that instant
-        state.next_due_ts = None if due is None else due / US_PER_SECOND
+        state.next_due_ts = None if due == NOTHING_DUE else due / US_PER_SECOND
         self.due_us = due
         self.synced = True
 
