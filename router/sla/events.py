@@ -85,18 +85,21 @@ _COPY: Final = type(_HASHER).copy
 _UPDATE: Final = type(_HASHER).update
 _DIGEST: Final = type(_HASHER).digest
 _HEXDIGEST: Final = type(_HASHER).hexdigest
-_HEX: Final = tuple([f"{b:02x}" for b in range(256)])  # the hex of each byte value
+# The hex of each byte value, and the same followed by the dash (after bytes 4, 6, 8 and 10)
+_HEX: Final = tuple([f"{b:02x}" for b in range(256)])
+_HEX_DASH: Final = tuple([f"{b:02x}-" for b in range(256)])
 
 
 def _uuid_text(data: bytes) -> str:
     hasher = _COPY(_HASHER)
     _UPDATE(hasher, data)
     d: bytes = _DIGEST(hasher)
-    h = _HEX
-    # Compiled, byte reads and table picks are native: ~10% cheaper than hexdigest() cut in 5
+    h, s = _HEX, _HEX_DASH
+    # Compiled, byte reads and table picks are native: cheaper than hexdigest() cut in 5
+    # (and 16 parts, the dashes in the table, build faster than 20)
     return (
-        f"{h[d[0]]}{h[d[1]]}{h[d[2]]}{h[d[3]]}-{h[d[4]]}{h[d[5]]}-{h[d[6]]}{h[d[7]]}-"
-        f"{h[d[8]]}{h[d[9]]}-{h[d[10]]}{h[d[11]]}{h[d[12]]}{h[d[13]]}{h[d[14]]}{h[d[15]]}"
+        f"{h[d[0]]}{h[d[1]]}{h[d[2]]}{s[d[3]]}{h[d[4]]}{s[d[5]]}{h[d[6]]}{s[d[7]]}"
+        f"{h[d[8]]}{s[d[9]]}{h[d[10]]}{h[d[11]]}{h[d[12]]}{h[d[13]]}{h[d[14]]}{h[d[15]]}"
     )
 
 
