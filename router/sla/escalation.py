@@ -127,8 +127,10 @@ def _escalate(
     if raised_to is None and new_queue is None:
         clocks.schedule_next(clock, terms, run.calendar())
         action = "notified"
-    else:  # a priority raise or a move has rescheduled every clock already
-        action = _ACTIONS[raised_to is not None, new_queue is not None]
+    elif new_queue is None:  # a priority raise or a move has rescheduled every clock already
+        action = "priority_raised"
+    else:
+        action = "rerouted" if raised_to is None else "priority_raised,rerouted"
     record = sla_event_out(
         event_id, state.ticket_id, clock, marker, before,
         scheduled_us if level > 1 else deadline_us, due_us, due_tz, run.now, spent, action, late,
@@ -136,9 +138,3 @@ def _escalate(
     )
     run.outputs.insert(position, record)
 
-
-_ACTIONS: Final = {
-    (True, False): "priority_raised",
-    (False, True): "rerouted",
-    (True, True): "priority_raised,rerouted",
-}
