@@ -28,7 +28,7 @@ install: $(STAMP) ## create the venv and install the project with dev tools
 $(NATIVE): $(STAMP) router/native.py router/native_build.py $(NATIVE_SOURCES)
 	@$(PY) -m router.native_build build
 
-native: $(NATIVE) ## compile the SLA firing path with mypyc (every target below does it; ~1 min)
+native: $(NATIVE) ## compile the SLA firing and rule decision paths with mypyc (every target below does it; ~1.5 min)
 
 demo: $(STAMP) $(NATIVE) ## throwaway Kafka + engine + 30 s of marketplace traffic, verified summary
 	$(PY) -m router demo
