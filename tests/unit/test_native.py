@@ -51,6 +51,15 @@ def test_slot_copier_copies_every_field_onto_a_new_instance() -> None:
         native.slot_copier(_Pair, ("name", "bad name"))
 
 
+def _run_on_sources(script: str, timeout_s: float) -> subprocess.CompletedProcess[str]:
+    """`python -c script` with ROUTER_NATIVE=off: the sources run even where a build is present."""
+    env = {**os.environ, "ROUTER_NATIVE": "off", "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
+        timeout=timeout_s, check=False,
+    )
+
+
 def test_pure_python_sources_give_the_pinned_transcript() -> None:
     # ROUTER_NATIVE=off imports the sources even where extensions are built: the pinned digest
     # (tests/unit/sla/test_sla_transcript.py) then holds for both builds in one CI run.
@@ -61,11 +70,7 @@ def test_pure_python_sources_give_the_pinned_transcript() -> None:
         "assert not n.native_build_of(t.Transition), t.__file__;"
         "print(digest(transcript()) == DIGEST)"
     )
-    env = {**os.environ, "ROUTER_NATIVE": "off", "PYTHONPATH": str(ROOT)}
-    result = subprocess.run(
-        [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
-        timeout=300, check=False,
-    )
+    result = _run_on_sources(script, timeout_s=300)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "True"
 
@@ -78,11 +83,7 @@ def test_pure_python_sources_pass_the_rules_unit_tests() -> None:
         "assert not n.native_build_of(c.CompiledRuleset), c.__file__;"
         "sys.exit(pytest.main(['-q', '-p', 'no:cacheprovider', 'tests/unit/rules']))"
     )
-    env = {**os.environ, "ROUTER_NATIVE": "off", "PYTHONPATH": str(ROOT)}
-    result = subprocess.run(
-        [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
-        timeout=600, check=False,
-    )
+    result = _run_on_sources(script, timeout_s=600)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     assert " passed" in result.stdout
 
