@@ -25,6 +25,8 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from router import traffic_corpus as corpus
+
 CHANNEL_WEIGHTS = {"email": 50, "chat": 35, "social": 15}
 # Kind of malformed record -> the dead-letter reason the engine gives it.
 MALFORMED_KINDS = {
@@ -40,204 +42,6 @@ _MALFORMED_WEIGHTS = {
     "oversize": 8,
 }
 START_TIME = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
-
-_ADJECTIVES = (
-    "acme",
-    "bright",
-    "cedar",
-    "delta",
-    "ember",
-    "fable",
-    "granite",
-    "harbor",
-    "indigo",
-    "juniper",
-    "kestrel",
-    "lumen",
-    "maple",
-    "nimbus",
-    "orchid",
-    "pioneer",
-    "quartz",
-    "rustic",
-    "summit",
-    "tidal",
-    "urban",
-    "velvet",
-    "willow",
-    "zephyr",
-)
-_NOUNS = (
-    "tools",
-    "outdoors",
-    "books",
-    "kitchen",
-    "garden",
-    "toys",
-    "audio",
-    "bikes",
-    "crafts",
-    "pets",
-    "optics",
-    "textiles",
-    "games",
-    "lighting",
-    "ceramics",
-    "sports",
-)
-_FIRST = (
-    "Ana",
-    "Ben",
-    "Chloe",
-    "Dmitri",
-    "Elif",
-    "Femi",
-    "Greta",
-    "Hiro",
-    "Ines",
-    "Jonas",
-    "Kofi",
-    "Lena",
-    "Mateo",
-    "Nora",
-    "Omar",
-    "Priya",
-    "Quinn",
-    "Rosa",
-    "Sven",
-    "Tariq",
-    "Uma",
-    "Viktor",
-    "Wen",
-    "Yusuf",
-    "Zoe",
-)
-_LAST = (
-    "Alvarez",
-    "Brandt",
-    "Chen",
-    "Dubois",
-    "Eriksen",
-    "Fischer",
-    "Garcia",
-    "Haddad",
-    "Ivanova",
-    "Jensen",
-    "Kowalski",
-    "Lopez",
-    "Moreau",
-    "Nakamura",
-    "Okafor",
-    "Petrov",
-    "Rossi",
-    "Schmidt",
-    "Tanaka",
-    "Weber",
-)
-_PRODUCTS = (
-    "cordless drill",
-    "hiking boots",
-    "cast iron pan",
-    "garden hose",
-    "board game",
-    "bluetooth speaker",
-    "road bike helmet",
-    "ceramic vase",
-    "dog harness",
-    "desk lamp",
-)
-_LANGUAGES = ("en", "en", "en", "de", "fr", "es", "nl", "it")
-
-# (topic, subject template, opening sentences); {order} {product} {vendor} are filled in.
-_BUYER_TOPICS = (
-    (
-        "shipping",
-        "Where is my order {order}?",
-        (
-            "I ordered a {product} from {vendor} last week and the tracking page has not changed "
-            "in four days.",
-            "Can you tell me when the package will be delivered?",
-        ),
-    ),
-    (
-        "payments",
-        "Charged twice for {order}",
-        ("My card was charged twice for order {order}.", "Please refund the second payment."),
-    ),
-    (
-        "disputes",
-        "Item not received - {order}",
-        (
-            "The {product} never arrived although the order shows as delivered.",
-            "I want to open a dispute if this is not sorted out this week.",
-        ),
-    ),
-    (
-        "product",
-        "Question about the {product}",
-        (
-            "Before I order: does the {product} come with a warranty, and is it in stock?",
-            "I would need it by the end of the month.",
-        ),
-    ),
-    (
-        "returns",
-        "Return for order {order}",
-        ("The {product} is the wrong size.", "How do I send it back to {vendor}?"),
-    ),
-    (
-        "account",
-        "Cannot log in to my account",
-        (
-            "I cannot log in since yesterday; the password reset email never comes.",
-            "I also set up 2fa last month, maybe that is related.",
-        ),
-    ),
-)
-_SELLER_TOPICS = (
-    (
-        "Payout missing for last week",
-        (
-            "Our payout for last week has not reached our bank.",
-            "Can you check the settlement status for {vendor}?",
-        ),
-    ),
-    (
-        "Listing suspended",
-        (
-            "Our listing for the {product} was suspended without a reason.",
-            "We have uploaded the safety certificate again.",
-        ),
-    ),
-    (
-        "Bulk inventory upload fails",
-        (
-            "The CSV upload for our catalogue fails at row 212.",
-            "We sell about 400 items and cannot edit them one by one.",
-        ),
-    ),
-)
-_SOCIAL_POSTS = (
-    "@marketplace three weeks and still no {product}, is anyone reading this?",
-    "@marketplace great service from {vendor}, the {product} arrived early!",
-    "@marketplace your checkout keeps failing on my phone",
-)
-_FOLLOW_UPS = (
-    "Any update on this? It has been two days.",
-    "I am still waiting for an answer.",
-    "Thanks for the reply. The tracking number you sent does not work.",
-    "Please escalate this, I have asked three times now.",
-    "Adding a photo of the damaged box.",
-)
-_FILLER = (
-    "I have been a customer for years and never had a problem like this before.",
-    "The order confirmation says it was dispatched on Monday.",
-    "My neighbour did not receive anything either, I asked.",
-    "I tried the help centre articles but none of them covers this case.",
-    "You can reach me by phone in the afternoon if that is easier.",
-    "Please let me know what information you need from me.",
-    "Kind regards and thank you for your help.",
-)
 
 
 class TrafficRecord(NamedTuple):
@@ -331,7 +135,7 @@ class MarketplaceTraffic:
     # -- the cast ------------------------------------------------------------------------------
 
     def _make_vendors(self, count: int) -> list[Vendor]:
-        names = [f"{a}-{n}" for a in _ADJECTIVES for n in _NOUNS]
+        names = [f"{a}-{n}" for a in corpus.ADJECTIVES for n in corpus.NOUNS]
         self._rng.shuffle(names)
         picked = names[:count] + [f"shop-{i}" for i in range(max(0, count - len(names)))]
         return [Vendor(id=v, name=v.replace("-", " ").title()) for v in picked]
@@ -340,7 +144,7 @@ class MarketplaceTraffic:
         rng = self._rng
         buyers = []
         for i in range(count):
-            first, last = rng.choice(_FIRST), rng.choice(_LAST)
+            first, last = rng.choice(corpus.FIRST_NAMES), rng.choice(corpus.LAST_NAMES)
             address = f"{first}.{last}{i}@mail.example".lower()
             buyers.append(Buyer(id=f"buyer-{100_000 + i}", name=f"{first} {last}", address=address))
         return buyers
@@ -352,12 +156,12 @@ class MarketplaceTraffic:
         channel = rng.choices(list(CHANNEL_WEIGHTS), weights=list(CHANNEL_WEIGHTS.values()))[0]
         vendor = rng.choice(self.vendors)
         order = f"ORD-{rng.randrange(10**7, 10**8)}"
-        product = rng.choice(_PRODUCTS)
+        product = rng.choice(corpus.PRODUCTS)
         fill = {"order": order, "product": product, "vendor": vendor.name}
-        language = rng.choice(_LANGUAGES)
+        language = rng.choice(corpus.LANGUAGES)
         if channel != "social" and rng.random() < self.seller_ratio:
             self.counts["seller"] += 1
-            subject, lines = rng.choice(_SELLER_TOPICS)
+            subject, lines = rng.choice(corpus.SELLER_TOPICS)
             sender = {
                 "id": f"seller-{vendor.id}",
                 "role": "seller",
@@ -392,9 +196,9 @@ class MarketplaceTraffic:
                 None,
                 language,
             )
-            return thread, rng.choice(_SOCIAL_POSTS).format(**fill)
+            return thread, rng.choice(corpus.SOCIAL_POSTS).format(**fill)
         buyer = rng.choice(self.buyers)
-        _, subject, lines = rng.choice(_BUYER_TOPICS)
+        _, subject, lines = rng.choice(corpus.BUYER_TOPICS)
         sender = {"id": buyer.id, "role": "buyer", "name": buyer.name, "address": buyer.address}
         names_vendor = rng.random() < 0.7  # connectors enrich most messages with the order
         thread = Thread(
@@ -417,7 +221,7 @@ class MarketplaceTraffic:
         return f"social:post:{int(token, 16) % 10**18}"
 
     def _follow_up_body(self, thread: Thread) -> str:
-        line = self._rng.choice(_FOLLOW_UPS)
+        line = self._rng.choice(corpus.FOLLOW_UPS)
         if thread.channel == "email":
             return f"{line}\n\nOn an earlier date {thread.sender.get('name', 'you')} wrote:\n> ..."
         return line
@@ -475,7 +279,7 @@ class MarketplaceTraffic:
         value = orjson.dumps(doc)
         data = doc["data"]
         while len(value) < target:
-            sentence = self._rng.choice(_FILLER)
+            sentence = self._rng.choice(corpus.FILLER)
             data["body"] = f"{data['body']} {sentence}"
             value = orjson.dumps(doc)
         return value
@@ -501,7 +305,7 @@ class MarketplaceTraffic:
             None,
             "en",
         )
-        doc = self._document(thread, rng.choice(_FOLLOW_UPS), sent_at)
+        doc = self._document(thread, rng.choice(corpus.FOLLOW_UPS), sent_at)
         key = thread.thread_ref.encode()
         if kind == "invalid_json":
             value = orjson.dumps(doc)
@@ -511,7 +315,7 @@ class MarketplaceTraffic:
         elif kind == "unknown_channel":
             doc["data"]["channel"] = rng.choice(("fax", "whatsapp", "carrier-pigeon"))
         else:
-            doc["data"]["body"] = " ".join(_FILLER) * (self.oversize_bytes // 400 + 1)
+            doc["data"]["body"] = " ".join(corpus.FILLER) * (self.oversize_bytes // 400 + 1)
         return TrafficRecord(channel, key, orjson.dumps(doc), None)
 
 
