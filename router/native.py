@@ -29,6 +29,7 @@ MODULES: tuple[str, ...] = (
     "router/sla/clocks.py",
     "router/sla/escalation.py",
     "router/sla/events.py",
+    "router/sla/instants.py",
     "router/sla/lifecycle.py",
     "router/sla/outputs.py",
     "router/sla/state.py",

@@ -12,114 +12,27 @@ from __future__ import annotations
 import heapq
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import UTC, date, datetime, timedelta, tzinfo
+from datetime import date, datetime, timedelta
 from typing import Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import holidays
 
-US_PER_SECOND: Final = 1_000_000
-EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+from router.sla.instants import DAY_US, US_PER_SECOND, CalendarError, day_date, from_us, to_us
+
 _ONE_WEEK: Final = timedelta(days=7)
 _DAY_SECONDS: Final = 86_400
 # A calendar that stays closed this long is misconfigured; fail instead of scanning forever.
 MAX_SCAN_DAYS: Final = 3_660
 _FAR_FUTURE_US: Final = 2**62
-_DAY_US: Final = 86_400 * US_PER_SECOND
-_EPOCH_DATE: Final = date(1970, 1, 1)
 _CACHE_LIMIT: Final = 20_000
 _HOUR_US: Final = 3_600 * US_PER_SECOND
-_EPOCH_ORDINAL: Final = _EPOCH_DATE.toordinal()
 # Cache sentinels: offsets and week totals are far below these.
 _UNKNOWN: Final = 1 << 62
 _MIXED: Final = (1 << 62) + 1
 
 Interval = tuple[int, int]  # [start_us, end_us)
 Shift = tuple[int, int]  # [start, end) in local seconds of the day; end may be 86400
-
-
-class CalendarError(ValueError):
-    """A calendar cannot answer: never open, or given a naive datetime."""
-
-
-class _LastConversion:
-    """The last datetime `to_us` converted: a timer tick converts the same `now` for every
-    ticket it fires, a transition the same `at` for every clock (datetimes are immutable, so
-    the same object is the same instant)."""
-
-    __slots__ = ("moment", "us")
-
-    def __init__(self) -> None:
-        self.moment: datetime | None = None
-        self.us = 0
-
-
-_LAST: Final = _LastConversion()
-
-
-def to_us(moment: datetime) -> int:
-    last = _LAST
-    if moment is last.moment:
-        return last.us
-    if moment is _JOINED.moment:  # the callers of join_moment convert its result back
-        return _JOINED.us
-    try:
-        since = moment - EPOCH  # exact integer arithmetic, twice as fast as `// _ONE_US`
-    except TypeError:  # naive, or a tzinfo without an offset
-        raise CalendarError(f"naive datetime {moment.isoformat()}: give a UTC offset") from None
-    us = (since.days * 86_400 + since.seconds) * US_PER_SECOND + since.microseconds
-    last.moment, last.us = moment, us
-    return us
-
-
-def from_us(us: int) -> datetime:
-    # Exact integer arithmetic (a float timestamp would round); positional timedelta: no
-    # keyword parsing. `//` and `%` compile to native int operations (divmod() boxes), and
-    # small timedelta parts keep its constructor out of multi-digit int arithmetic.
-    days = us // _DAY_US
-    seconds = us % _DAY_US // US_PER_SECOND
-    try:
-        return EPOCH + timedelta(days, seconds, us % US_PER_SECOND)
-    except OverflowError:  # what fromtimestamp raised: outside years 1-9999
-        raise ValueError(f"epoch microseconds {us} out of the datetime range") from None
-
-
-def split_moment(moment: datetime) -> tuple[int, tzinfo | None]:
-    """(epoch us, the zone to show it in or None for UTC): `moment` without a datetime."""
-    offset = moment.utcoffset()
-    return to_us(moment), (None if offset is not None and not offset else moment.tzinfo)
-
-
-class _LastJoin:
-    """The last datetime `join_moment` built: the firings of a tick that are due at the same
-    instant (rung deadlines shared by tickets opened together) act at the same `at`."""
-
-    __slots__ = ("moment", "us", "zone")
-
-    def __init__(self) -> None:
-        self.moment: datetime | None = None
-        self.us = 0
-        self.zone: tzinfo | None = None
-
-
-_JOINED: Final = _LastJoin()
-
-
-def join_moment(us: int, zone: tzinfo | None) -> datetime:
-    """The datetime `split_moment` took apart (same instant, same offset)."""
-    last = _JOINED
-    moment = last.moment
-    if moment is None or us != last.us or zone is not last.zone:
-        moment = from_us(us)
-        if zone is not None:
-            moment = moment.astimezone(zone)
-        last.moment, last.us, last.zone = moment, us, zone
-    return moment
-
-
-def day_date(day: int) -> date:
-    """The date of day number `day` (0 is 1970-01-01)."""
-    return date.fromordinal(_EPOCH_ORDINAL + day)
 
 
 def _seconds_to_us(seconds: float) -> int:
@@ -384,7 +297,7 @@ class BusinessHours(DayIndexedCalendar):
             self._hour_offsets[hour] = offset
         if offset == _MIXED:
             offset = self._offset_us(us)
-        return (us + offset) // _DAY_US
+        return (us + offset) // DAY_US
 
     def _offset_us(self, us: int) -> int:
         offset = from_us(us).astimezone(self.zone).utcoffset()
@@ -433,11 +346,11 @@ class FollowTheSun(DayIndexedCalendar):
         self._week_jump_floor_us = max(weeks, default=0)
 
     def day_of(self, us: int) -> int:
-        return us // _DAY_US
+        return us // DAY_US
 
     def _compute_day(self, day: int) -> tuple[Interval, ...]:
-        day_start = day * _DAY_US
-        day_end = day_start + _DAY_US
+        day_start = day * DAY_US
+        day_end = day_start + DAY_US
         merged: list[Interval] = []
         streams = (member.intervals_from(day_start) for member in self.members)
         for open_us, close_us in heapq.merge(*streams):

@@ -18,7 +18,8 @@ from enum import StrEnum
 from typing import Final
 
 from router.native import slot_copier
-from router.sla.calendar import US_PER_SECOND, Calendar, from_us
+from router.sla.calendar import Calendar
+from router.sla.instants import US_PER_SECOND, from_us
 from router.sla.terms import MetricTerms
 from router.sla.values import FieldValues
 from schemas.sla import SlaMetric

@@ -6,8 +6,8 @@ from datetime import tzinfo
 from typing import Final
 
 from router.sla import clocks
-from router.sla.calendar import join_moment
 from router.sla.events import METRIC_NAMES, context_of, is_late, sla_event_id, sla_event_out
+from router.sla.instants import join_moment
 from router.sla.terms import MetricTerms
 from router.sla.transitions import Transition
 from schemas.sla import SlaMetric

@@ -18,9 +18,9 @@ from datetime import datetime
 from typing import Final
 
 from router.sla import clocks
-from router.sla.calendar import US_PER_SECOND, to_us
 from router.sla.escalation import advance
 from router.sla.events import LIFECYCLE_ACTOR
+from router.sla.instants import US_PER_SECOND, to_us
 from router.sla.state import (
     RECENT_INPUTS_KEPT,
     ActionRejectedOut,

@@ -13,7 +13,7 @@ from typing import Any, Final
 
 import orjson
 
-from router.sla.calendar import from_us, join_moment
+from router.sla.instants import from_us, join_moment
 from router.sla.snapshot import Snapshot
 from router.sla.values import FieldValues
 from router.sla.wire import iso, iso_us

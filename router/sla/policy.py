@@ -17,7 +17,8 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from router.ids import derive_id
-from router.sla.calendar import AlwaysOpen, BusinessHours, Calendar, CalendarError, FollowTheSun
+from router.sla.calendar import AlwaysOpen, BusinessHours, Calendar, FollowTheSun
+from router.sla.instants import CalendarError
 from router.sla.terms import MetricTerms as MetricTerms
 from router.sla.terms import Rung as Rung
 from router.sla.terms import SlaConfig as SlaConfig

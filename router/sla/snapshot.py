@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from router.sla.calendar import from_us
+from router.sla.instants import from_us
 from router.sla.wire import iso_us
 from schemas.ticket import Priority, RoutedTicket, SlaTerms
 

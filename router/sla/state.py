@@ -23,8 +23,8 @@ import orjson
 from pydantic import AwareDatetime, Field, StrictInt, TypeAdapter
 
 from router.native import slot_copier
-from router.sla.calendar import from_us, join_moment, split_moment, to_us
 from router.sla.clocks import ClockStatus, MetricClock, marker_level
+from router.sla.instants import from_us, join_moment, split_moment, to_us
 from router.sla.outputs import (
     ActionRejectedOut,
     Output,

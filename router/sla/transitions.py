@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Final, Protocol
 
 from router.sla import clocks
-from router.sla.calendar import US_PER_SECOND, Calendar, split_moment, to_us
+from router.sla.calendar import Calendar
 from router.sla.clocks import ClockStatus, MetricClock
 from router.sla.events import (
     METRIC_NAMES,
@@ -23,6 +23,7 @@ from router.sla.events import (
     sla_event_out,
     ticket_event_out,
 )
+from router.sla.instants import US_PER_SECOND, split_moment, to_us
 from router.sla.snapshot import TermsUpdate
 from router.sla.state import LifecycleState, Output, RerouteOut, Step
 from router.sla.state import TicketStatus as Status

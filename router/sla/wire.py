@@ -6,7 +6,7 @@ from datetime import datetime
 
 from pydantic import TypeAdapter
 
-from router.sla.calendar import from_us
+from router.sla.instants import from_us
 
 _DATETIME: TypeAdapter[datetime] = TypeAdapter(datetime)
 

@@ -11,7 +11,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from router.sla.calendar import AlwaysOpen, BusinessHours, CalendarError, FollowTheSun
+from router.sla.calendar import AlwaysOpen, BusinessHours, FollowTheSun
+from router.sla.instants import CalendarError
 
 BERLIN = ZoneInfo("Europe/Berlin")
 NEW_YORK = ZoneInfo("America/New_York")

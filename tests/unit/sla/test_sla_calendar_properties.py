@@ -8,14 +8,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from router.sla.calendar import (
-    US_PER_SECOND,
     AlwaysOpen,
     BusinessHours,
     Calendar,
     DayIndexedCalendar,
     FollowTheSun,
-    to_us,
 )
+from router.sla.instants import US_PER_SECOND, to_us
 
 H = 3600
 WEEKDAYS = 5
