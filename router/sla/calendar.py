@@ -18,7 +18,15 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import holidays
 
-from router.sla.instants import DAY_US, US_PER_SECOND, CalendarError, day_date, from_us, to_us
+from router.sla.instants import (
+    DAY_US,
+    US_PER_SECOND,
+    CalendarError,
+    day_date,
+    from_us,
+    round_even,
+    to_us,
+)
 
 _ONE_WEEK: Final = timedelta(days=7)
 _DAY_SECONDS: Final = 86_400
@@ -38,7 +46,7 @@ Shift = tuple[int, int]  # [start, end) in local seconds of the day; end may be 
 def _seconds_to_us(seconds: float) -> int:
     if seconds < 0:
         raise CalendarError(f"cannot add negative business time ({seconds} s)")
-    return round(seconds * US_PER_SECOND)
+    return round_even(seconds * US_PER_SECOND)
 
 
 class Calendar(ABC):

@@ -19,7 +19,7 @@ from typing import Final
 
 from router.native import slot_copier
 from router.sla.calendar import Calendar
-from router.sla.instants import US_PER_SECOND, from_us
+from router.sla.instants import US_PER_SECOND, from_us, round_even
 from router.sla.terms import MetricTerms
 from router.sla.values import FieldValues
 from schemas.sla import SlaMetric
@@ -143,22 +143,6 @@ if __file__.endswith(".py"):  # interpreted: see router.native.slot_copier
     MetricClock.copy_for_update = slot_copier(  # type: ignore[method-assign]  # same contract
         MetricClock, CLOCK_FIELDS
     )
-
-
-def round_even(x: float) -> int:
-    """`round(x)` (ties to even): compiled, native float and int operations instead of a
-    call to the builtin (which looks up `float.__round__`)."""
-    n = int(x)  # towards zero; `x - n` is exact (below 2**52 both share the ulp, above x == n)
-    frac = x - n
-    if frac > 0.5 or (frac == 0.5 and n & 1):
-        return n + 1
-    if frac < -0.5 or (frac == -0.5 and n & 1):
-        return n - 1
-    return n
-
-
-if __file__.endswith(".py"):  # interpreted, the builtin is the cheaper call
-    round_even = round  # type: ignore[assignment]  # same results for a float
 
 
 def _datetime(us: int | None) -> datetime | None:

@@ -23,7 +23,7 @@ from router.sla.events import (
     sla_event_out,
     ticket_event_out,
 )
-from router.sla.instants import US_PER_SECOND, split_moment, to_us
+from router.sla.instants import US_PER_SECOND, round_even, split_moment, to_us
 from router.sla.snapshot import TermsUpdate
 from router.sla.state import LifecycleState, Output, RerouteOut, Step
 from router.sla.state import TicketStatus as Status
@@ -248,7 +248,7 @@ class Transition:
         if spent > terms.target_seconds:
             return  # late, and its breach is due now: advance() already fired it
         clock.fired += (clocks.MET,)
-        left_us = clocks.round_even((terms.target_seconds - spent) * US_PER_SECOND)
+        left_us = round_even((terms.target_seconds - spent) * US_PER_SECOND)
         deadline_us = calendar.add_us(at_us, left_us)
         late = is_late(self.now_us, at_us, self.config.late_grace_seconds)
         due_us, due_tz = split_moment(at)

@@ -1,4 +1,4 @@
-"""`clocks.round_even` is the builtin `round` for every finite float.
+"""`instants.round_even` is the builtin `round` for every finite float.
 
 Compiled, it is hand-written float and int arithmetic (the builtin costs a method lookup per
 call), so it must agree with `round` on ties, negatives and values past 2**52.
@@ -12,7 +12,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from router.sla import clocks
+from router.sla import instants
 
 halves = st.integers(-(2**54), 2**54).map(lambda n: n / 2)
 
@@ -30,8 +30,8 @@ halves = st.integers(-(2**54), 2**54).map(lambda n: n / 2)
 @example(1e300)
 @example(-0.0)
 def test_round_even_is_round(x: float) -> None:
-    assert clocks.round_even(x) == round(x)
-    assert type(clocks.round_even(x)) is int
+    assert instants.round_even(x) == round(x)
+    assert type(instants.round_even(x)) is int
 
 
 @pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
@@ -39,4 +39,4 @@ def test_round_even_refuses_what_round_refuses(bad: float) -> None:
     with pytest.raises((ValueError, OverflowError)):
         round(bad)
     with pytest.raises((ValueError, OverflowError)):
-        clocks.round_even(bad)
+        instants.round_even(bad)
