@@ -4,6 +4,8 @@
 zone a moment was given in beside its instant, so a record shows the offset it came with.
 The last conversion each way is memoised: a timer tick converts the same `now` for every
 ticket it fires.
+`round_even` turns float seconds into whole microseconds for every caller (clocks and
+calendars round alike).
 """
 
 from __future__ import annotations
