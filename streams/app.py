@@ -1,4 +1,14 @@
-"""The faust application: topics, the ticket table and the inbound agent."""
+"""The engine: one faust app per worker process, with the stages its `stage` setting names.
+
+- `routing`: channel topics -> ticket table -> queues, decisions, ticket events (consumer
+  group `<app_id>`);
+- `lifecycle`: SLA clocks, desk actions, the ticket index and buyer history, on
+  `tickets.events` / `tickets.commands` / `tickets.actions` (group `<app_id>-lifecycle`);
+- `all`: both in one process and group (the default, and what the demo runs).
+
+Table changelogs are named after `<app_id>` whichever group hosts the table, so the same
+state serves a worker of either layout.
+"""
 
 from __future__ import annotations
 
@@ -9,33 +19,55 @@ from typing import Any
 import faust
 import structlog
 
+from router.clock import Clock, SystemClock
 from router.default_policy import DefaultPolicy
-from router.inbound import CHANNEL_TOPICS
 from router.routing import RoutingPolicy
+from router.stages.routing import PolicyHolder, RoutingProcessor
 from streams.buyers import install_buyers
-from streams.fast_send import KeyedSender
+from streams.emit import Emitter, KeyedSender
+from streams.faust_internals import aiokafka_producer
 from streams.kafka_client import client_kwargs
 from streams.lifecycle import LifecycleStage, install_lifecycle
-from streams.processor import InboundProcessor, PolicyHolder
 from streams.rules_reload import install_rules_reload
 from streams.settings import RouterSettings
-from streams.ticket_index import REROUTES_TOPIC, install_ticket_index
+from streams.stages.routing import TICKETS_TABLE, install_routing
+from streams.stages.runner import StageRunner
+from streams.ticket_index import install_ticket_index
 from streams.topics import TopicManager
 from streams.transport import RouterApp
 from streams.vendor_directory import install_vendor_directory
 
 log = structlog.get_logger("router.app")
 
-TICKETS_TABLE = "tickets"
+LIFECYCLE_GROUP_SUFFIX = "-lifecycle"
+
+__all__ = ["LIFECYCLE_GROUP_SUFFIX", "TICKETS_TABLE", "Engine", "create_engine", "group_id"]
 
 
 @dataclass
 class Engine:
     app: faust.App
-    processor: InboundProcessor
+    emitter: Emitter
     topics: TopicManager
     policy: PolicyHolder
+    routing: StageRunner | None = None
     lifecycle: LifecycleStage | None = None
+
+    @property
+    def processor(self) -> RoutingProcessor | None:
+        """The routing stage's processor (counts for metrics and the demo), if this worker
+        runs it."""
+        if self.routing is None:
+            return None
+        processor = self.routing.processor
+        assert isinstance(processor, RoutingProcessor)
+        return processor
+
+
+def group_id(settings: RouterSettings) -> str:
+    """The consumer group (and faust app id) of a worker with these settings."""
+    base = f"{settings.topic_prefix}{settings.app_id}"
+    return base + LIFECYCLE_GROUP_SUFFIX if settings.stage == "lifecycle" else base
 
 
 def _credentials(settings: RouterSettings) -> Any:
@@ -49,10 +81,14 @@ def _credentials(settings: RouterSettings) -> Any:
     )
 
 
-def create_engine(settings: RouterSettings, policy: RoutingPolicy | None = None) -> Engine:
+def create_engine(
+    settings: RouterSettings, policy: RoutingPolicy | None = None, clock: Clock | None = None
+) -> Engine:
+    clock = clock or SystemClock()
     compression = None if settings.producer_compression == "none" else settings.producer_compression
     app = RouterApp(
-        f"{settings.topic_prefix}{settings.app_id}",
+        group_id(settings),
+        changelog_base_id=f"{settings.topic_prefix}{settings.app_id}",
         broker=[f"kafka://{h.strip()}" for h in settings.kafka_bootstrap_servers.split(",")],
         broker_credentials=_credentials(settings),
         store="memory://",
@@ -79,54 +115,25 @@ def create_engine(settings: RouterSettings, policy: RoutingPolicy | None = None)
     )
     topics = TopicManager(settings)
     holder = PolicyHolder(policy or DefaultPolicy())
-    table = app.Table(
-        TICKETS_TABLE,
-        default=None,
-        # bytes in, bytes out: faust picks the "raw" codec for both the live table and the
-        # changelog recovery path (a faust Schema alone leaves recovery decoding JSON).
-        key_type=bytes,
-        value_type=bytes,
-        partitions=settings.partitions,
-        extra_topic_configs={"max.message.bytes": str(2 * 1024 * 1024)},
-    )
-    inbound = app.topic(
-        # lifecycle re-routes arrive keyed by thread, co-partitioned with the channel topics
-        *(settings.topic(name) for name in (*CHANNEL_TOPICS, REROUTES_TOPIC)),
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
-        partitions=settings.partitions,
-    )
-
     crashing: set[asyncio.Future[Any]] = set()  # keep a reference until the crash runs
 
     def crash(exc: BaseException) -> None:
         # A produce that failed for good: stop before faust commits past the input record.
         crashing.add(asyncio.ensure_future(app.crash(exc)))
 
-    send = KeyedSender(app)
-
-    processor = InboundProcessor(
-        settings, table, send, topics, holder, on_delivery_failure=crash
-    )
-    processor.vendors = install_vendor_directory(app, settings).get  # every worker, whole topic
-    processor.buyers = install_buyers(app, settings).history  # open / recent tickets per buyer
-    install_ticket_index(app, settings)  # feeds buyer history and lifecycle re-routes
-    install_rules_reload(app, settings, holder, topics)  # hot reload from routing.rules
-
-    @app.agent(inbound, name="route-inbound")
-    async def route_inbound(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            message = event.message
-            await processor.handle(
-                message.topic,
-                message.partition,
-                message.offset,
-                message.key,
-                message.value,
-                message.timestamp,
-            )
-
-    lifecycle = install_lifecycle(app, settings, topics, vendors=processor.vendors)
-    return Engine(app=app, processor=processor, topics=topics, policy=holder, lifecycle=lifecycle)
+    emitter = Emitter(settings, KeyedSender(lambda: aiokafka_producer(app)), topics, crash)
+    vendors = install_vendor_directory(app, settings).get  # every worker, whole topic
+    engine = Engine(app=app, emitter=emitter, topics=topics, policy=holder)
+    routing = settings.stage in ("all", "routing")
+    lifecycle = settings.stage in ("all", "lifecycle")
+    # the buyers table lives with the ticket index; the routing stage follows its changelog
+    buyers = install_buyers(app, settings, with_agent=lifecycle)
+    if routing:
+        install_rules_reload(app, settings, holder, topics)  # hot reload from routing.rules
+        engine.routing = install_routing(
+            app, settings, emitter, holder, clock, vendors=vendors, buyers=buyers.history
+        )
+    if lifecycle:
+        install_ticket_index(app, settings)  # feeds buyer history and lifecycle re-routes
+        engine.lifecycle = install_lifecycle(app, settings, emitter, vendors=vendors)
+    return engine

@@ -89,8 +89,13 @@ class BuyerDirectory:
                             offset=record.offset, error=repr(exc))  # fmt: skip
 
 
-def install_buyers(app: Any, settings: RouterSettings) -> BuyerDirectory:
-    """Add the `buyers` agent and table to `app`; return this worker's buyer directory."""
+def install_buyers(app: Any, settings: RouterSettings, with_agent: bool = True) -> BuyerDirectory:
+    """Follow buyer history on this worker (and with `with_agent`, add the `buyers` agent and
+    table that keep it); return this worker's buyer directory."""
+    directory = BuyerDirectory(settings)
+    install_follower(app, directory)
+    if not with_agent:
+        return directory
     buyers = raw_table(app, settings, BUYERS_TABLE, "open and recent tickets per buyer")
     changes = raw_topic(app, settings, CHANGES_TOPIC)
 
@@ -114,6 +119,4 @@ def install_buyers(app: Any, settings: RouterSettings) -> BuyerDirectory:
             elif updated != current:
                 buyers[key] = updated.to_bytes()
 
-    directory = BuyerDirectory(settings)
-    install_follower(app, directory)
     return directory

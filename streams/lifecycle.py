@@ -39,9 +39,8 @@ one (`vendors=`): a vendor ticket then runs on the vendor's calendar and `respon
 
 from __future__ import annotations
 
-import asyncio
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import faust
@@ -53,10 +52,12 @@ from router.sla.policy import DEFAULT_POLICY_FILE, load_sla_config
 from router.sla.render import ACTIONS_TOPIC, COMMANDS_TOPIC
 from schemas.vendor import VendorProfile
 from streams.changelog_recovery import gc_paused, install_fast_recovery
+from streams.emit import Emitter
 from streams.lifecycle_deadlines import TICK_SECONDS
 from streams.lifecycle_stage import LifecycleStage
 from streams.settings import RouterSettings
-from streams.topics import TopicManager, raw_table, raw_topic
+from streams.topics import raw_table, raw_topic
+from streams.transport import RouterTable
 
 LIFECYCLE_TABLE = "lifecycle"
 PARKED_TABLE = "lifecycle-parked"
@@ -66,7 +67,7 @@ __all__ = [
 ]
 
 
-class LifecycleTable(faust.Table):  # type: ignore[misc]  # faust is untyped
+class LifecycleTable(RouterTable):  # type: ignore[misc]  # faust is untyped
     """faust's Table, telling the stage what recovery applied and when it completed."""
 
     stage: LifecycleStage | None = None
@@ -130,7 +131,7 @@ class _Vendors:
 def install_lifecycle(
     app: faust.App,
     settings: RouterSettings,
-    topics: TopicManager,
+    emitter: Emitter,
     vendors: Callable[[str], VendorProfile | None] | None = None,
 ) -> LifecycleStage:
     """Add the stage's table, agents, timer and rebalance hook to `app`.
@@ -156,12 +157,6 @@ def install_lifecycle(
         )
     )
 
-    def send(
-        topic: str, key: bytes | None, value: bytes, partition: int | None,
-        headers: list[tuple[str, bytes]],
-    ) -> Awaitable[Any]:
-        return app.producer.send(topic, key, value, partition, None, headers)  # type: ignore[no-any-return]
-
     def committed(topic: str, partition: int) -> int | None:
         offsets = getattr(app.consumer, "_committed_offset", None)
         return offsets.get(TP(topic, partition)) if offsets is not None else None
@@ -183,17 +178,11 @@ def install_lifecycle(
                 out.append((logical, tp.partition, high, committed.get(tp)))
         return out
 
-    crashing: set[asyncio.Future[Any]] = set()
-
-    def crash(exc: BaseException) -> None:
-        # A produce that failed for good: stop before faust commits past the input record.
-        crashing.add(asyncio.ensure_future(app.crash(exc)))
-
     parked = raw_table(app, settings, PARKED_TABLE,
                        "actions read before any event of their ticket (streams.lifecycle_parking)")
     stage = LifecycleStage(
-        settings, config, table, FaustLocalData(table, settings.partitions), send, topics,
-        committed=committed, on_delivery_failure=crash,
+        settings, config, table, FaustLocalData(table, settings.partitions), emitter.emit,
+        committed=committed,
         vendors=_Vendors(vendors) if vendors is not None else None, positions=positions,
         parked=parked, parked_local=FaustLocalData(parked, settings.partitions),
     )

@@ -6,7 +6,6 @@ reader) so it runs in unit tests without Kafka.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -60,14 +59,13 @@ from streams.input_watermark import InputWatermark, Positions
 from streams.lifecycle_deadlines import Deadlines, LocalData
 from streams.lifecycle_parking import SWEEP_EVERY_SECONDS, ParkedAction, ParkingLot
 from streams.settings import RouterSettings
-from streams.topics import TopicManager
 
 log = structlog.get_logger("router.lifecycle")
 
 STATS_EVERY_S = 30.0
 
-# (physical topic, key, value, partition or None, headers) -> delivery future
-SendFn = Callable[[str, bytes | None, bytes, int | None, list[tuple[str, bytes]]], Awaitable[Any]]
+# records, partition or None (the key's): the engine's one emit path (streams.emit.Emitter)
+EmitFn = Callable[[Iterable[OutRecord], int | None], Awaitable[None]]
 Runner = Callable[[LifecycleState | None], Step]
 
 
@@ -80,10 +78,8 @@ class LifecycleStage:
         config: SlaConfig,
         table: Any,  # MutableMapping[bytes, bytes]: the faust table
         local: LocalData,
-        send: SendFn,
-        topics: TopicManager,
+        emit: EmitFn,
         committed: Callable[[str, int], int | None] = lambda topic, partition: None,
-        on_delivery_failure: Callable[[BaseException], None] | None = None,
         vendors: VendorDirectory | None = None,
         positions: Positions = lambda: (),
         parked: Any = None,  # MutableMapping[bytes, bytes]: the parked-actions table
@@ -92,10 +88,8 @@ class LifecycleStage:
         self.settings = settings
         self.config = config
         self.table = table
-        self._send = send
-        self.topics = topics
+        self._emit_records = emit
         self._committed_physical = committed
-        self._on_delivery_failure = on_delivery_failure
         self.vendors = vendors
         self._stats_at = time.monotonic()
         self._stats_logged: Counter[str] = Counter()
@@ -372,24 +366,7 @@ class LifecycleStage:
     # -- output ----------------------------------------------------------------------------------
 
     async def _emit(self, records: Iterable[OutRecord], partition: int | None = None) -> None:
-        for record in records:
-            if record.topic.startswith("queue."):
-                await self.topics.ensure([record.topic])
-            future = await self._send(
-                self.settings.topic(record.topic), record.key, record.value, partition,
-                list(record.headers),
-            )
-            if isinstance(future, asyncio.Future):
-                future.add_done_callback(self._check_delivery)
-
-    def _check_delivery(self, future: asyncio.Future[Any]) -> None:
-        if future.cancelled():
-            return
-        exc = future.exception()
-        if exc is not None:
-            log.error("delivery_failed", error=repr(exc))
-            if self._on_delivery_failure is not None:
-                self._on_delivery_failure(exc)
+        await self._emit_records(records, partition)
 
     @staticmethod
     def _dead_letter(

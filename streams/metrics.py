@@ -67,7 +67,15 @@ class EngineCollector(Collector):
         yield from self._lag()
 
     def _processor(self) -> Iterator[Metric]:
+        sent = CounterMetricFamily(
+            "router_records_sent", "Records this worker wrote, changelogs aside.", labels=["topic"]
+        )
+        for topic, n in sorted(_copy(self.engine.emitter.sent).items()):
+            sent.add_metric([topic], n)
+        yield sent
         processor = self.engine.processor
+        if processor is None:  # a lifecycle-only worker
+            return
         inbound = CounterMetricFamily(
             "router_inbound_records", "Inbound channel records by outcome.", labels=["outcome"]
         )
@@ -80,12 +88,6 @@ class EngineCollector(Collector):
         for reason, n in sorted(_copy(processor.dead_letters).items()):
             dlq.add_metric([reason], n)
         yield dlq
-        sent = CounterMetricFamily(
-            "router_records_sent", "Records the routing stage wrote.", labels=["topic"]
-        )
-        for topic, n in sorted(_copy(processor.sent).items()):
-            sent.add_metric([topic], n)
-        yield sent
 
     def _lifecycle(self) -> Iterator[Metric]:
         stage = self.engine.lifecycle

@@ -43,12 +43,12 @@ from router.engine_sla import engine_sla_policies
 from router.inbound import ENGINE_SOURCE
 from router.routing import RoutingPolicy
 from router.rules_policy import RulesetPolicy, policy_from_record
+from router.stages.routing import PolicyHolder
 from rules import Problem
 from schemas.envelope import envelope
 from schemas.rules_event import RULESET_REFUSED, RulesetProblem, RulesetRef, RulesetRefused
 from streams.compacted import CompactedReader, install_follower
 from streams.kafka_client import producer_kwargs
-from streams.processor import PolicyHolder
 from streams.settings import RouterSettings
 from streams.topics import RULES_TOPIC, TopicManager
 

@@ -53,6 +53,10 @@ class RouterSettings(BaseSettings):
     sasl_password: SecretStr | None = None
 
     app_id: str = "ticket-router"
+    # Which stages this worker runs: `routing` (channel topics -> queues), `lifecycle` (SLA
+    # clocks, actions, ticket index, buyer history; its own consumer group `<app_id>-lifecycle`)
+    # or `all` in one process and group. Split, each stage scales and lags on its own.
+    stage: Literal["all", "routing", "lifecycle"] = "all"
     topic_prefix: str = Field(default="", pattern=r"^[A-Za-z0-9._-]*$")
     partitions: int = Field(default=6, ge=1, le=1024)
     replication_factor: int = Field(default=1, ge=1, le=7)
@@ -63,6 +67,10 @@ class RouterSettings(BaseSettings):
     producer_max_batch_bytes: int = Field(default=256 * 1024, ge=16 * 1024)
     producer_compression: Literal["none", "gzip", "lz4", "zstd", "snappy"] = "lz4"
     consumer_max_poll_records: int = Field(default=1000, ge=1, le=100_000)
+    # A stage processes what arrived within this long, up to this many records, as one batch
+    # (one table write per key per batch); the wait bounds the latency it adds.
+    batch_max_records: int = Field(default=500, ge=1, le=100_000)
+    batch_max_wait_ms: float = Field(default=5.0, gt=0, le=1000)
     commit_interval_s: float = Field(default=1.0, gt=0, le=60)
     table_standby_replicas: int = Field(default=0, ge=0, le=3)
     consumer_group_instance_id: str | None = None

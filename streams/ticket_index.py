@@ -26,14 +26,13 @@ import orjson
 import structlog
 
 from router.buyers import ticket_change
-from router.reroutes import TicketIndexEntry, lifecycle_reroute
+from router.reroutes import REROUTES_TOPIC, TicketIndexEntry, lifecycle_reroute
 from streams.settings import RouterSettings
 from streams.topics import raw_table, raw_topic
 
 log = structlog.get_logger("router.ticket_index")
 
 TICKET_INDEX_TABLE = "ticket-index"
-REROUTES_TOPIC = "tickets.reroutes"
 BUYER_CHANGES_TOPIC = "buyers.changes"
 _WANTED = tuple(
     f'"support.ticket.{kind}"'.encode() for kind in ("opened", "routed", "resolved", "reopened")

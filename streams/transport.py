@@ -66,6 +66,20 @@ class RouterTransport(faust_aiokafka.Transport):  # type: ignore[misc]
     Producer = IdempotentProducer
 
 
+class RouterTable(faust.Table):  # type: ignore[misc]
+    """A table whose changelog is named after the engine's base app id, not the hosting app's:
+    a lifecycle-only worker (its own group) keeps the changelogs a single-group worker wrote."""
+
+    def _changelog_topic_name(self) -> str:
+        base = getattr(self.app, "changelog_base_id", None) or self.app.conf.id
+        return f"{base}-{self.name}-changelog"
+
+
 class RouterApp(faust.App):  # type: ignore[misc]
+    def __init__(self, id: str, *, changelog_base_id: str | None = None, **kwargs: Any) -> None:
+        self.changelog_base_id = changelog_base_id or id
+        kwargs.setdefault("Table", RouterTable)
+        super().__init__(id, **kwargs)
+
     def _new_transport(self) -> RouterTransport:
         return RouterTransport(self.conf.broker_consumer, self)

@@ -6,7 +6,7 @@ Stages, as the inbound agent runs them: build the source position, parse (pydant
 from bytes), load the ticket state (follow-ups only), thread + route, save the state, render
 the output records. Each stage is timed alone over the whole mix (least CPU time of
 `--repeat` runs), so the figures add up to the core's share of a worker's CPU per message.
-Then the whole InboundProcessor.handle on the same mix, with a dict for the table and a send
+Then the whole routing stage runner on the same mix, with a dict for the table and a send
 that completes at once: the core plus the streams glue, still without faust or Kafka.
 """
 
@@ -31,15 +31,18 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:  # run as a script: make `router`, `tests` importable
     sys.path.insert(0, str(REPO))
 
+from router.clock import SystemClock  # noqa: E402
 from router.default_policy import DefaultPolicy  # noqa: E402
 from router.inbound import CHANNEL_TOPICS, Rejected, parse_inbound  # noqa: E402
 from router.outputs import render  # noqa: E402
+from router.stages.routing import PolicyHolder, RoutingProcessor  # noqa: E402
 from router.tickets import Threaded, TicketState, state_key, thread_message  # noqa: E402
 from router.traffic import MarketplaceTraffic, TrafficRecord  # noqa: E402
 from schemas.dead_letter import SourcePosition  # noqa: E402
+from streams.emit import Emitter, KeyedSender  # noqa: E402
 from streams.logs import configure_logging  # noqa: E402
-from streams.processor import InboundProcessor, PolicyHolder  # noqa: E402
 from streams.settings import RouterSettings  # noqa: E402
+from streams.stages.runner import BatchTable, StageRunner  # noqa: E402
 
 # Records the worker writes per inbound message besides render's: the table changelog entry.
 CHANGELOG_RECORDS_PER_MESSAGE = 1
@@ -50,7 +53,7 @@ class CoreFigures:
     messages: int
     stage_us: dict[str, float]  # stage -> µs per inbound message (averaged over the whole mix)
     orjson_loads_us: float  # the baseline's decode, for comparison
-    processor_us: float  # InboundProcessor.handle: the core plus the streams glue, no Kafka
+    processor_us: float  # the routing stage runner: the core plus the streams glue, no Kafka
     records_per_message: float  # records the worker produces per inbound, changelog included
     bytes_out_per_message: float
     profile_top: list[tuple[str, float]] = field(default_factory=list)  # (function, own share)
@@ -197,31 +200,62 @@ class _TopicsExist:
         return None
 
 
-def measure_processor(records: Sequence[TrafficRecord]) -> float:
-    """CPU seconds of InboundProcessor.handle over the mix, with a dict for the ticket table
-    and a send that completes at once: what the worker adds around the core, minus Kafka."""
-    settings = RouterSettings(KAFKA_BOOTSTRAP_SERVERS="unused:9092")
-    configure_logging("ERROR")  # the worker logs each rejected record; not the point here
+class _Delivered:
+    """Stands in for aiokafka's producer: every send is delivered at once."""
 
-    async def send(topic: str, key: bytes | None, value: bytes, headers: object) -> object:
+    class client:
+        class cluster:
+            @staticmethod
+            def partitions_for_topic(topic: str) -> set[int]:
+                return {0}
+
+    async def send(self, topic: str, value: bytes | None = None, **kwargs: object) -> object:
         delivered = asyncio.get_running_loop().create_future()
         delivered.set_result(None)
         return delivered
 
+
+@dataclass
+class _Message:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp: float
+    headers: tuple[()] = ()
+
+
+@dataclass
+class _Event:
+    message: _Message
+
+
+def measure_processor(records: Sequence[TrafficRecord], batch: int = 500) -> float:
+    """CPU seconds of the routing stage's runner over the mix, in batches, with dicts for the
+    ticket table and a producer that delivers at once: the worker's glue around the core
+    (batching, coalesced table writes, the emitter), minus Kafka."""
+    settings = RouterSettings(KAFKA_BOOTSTRAP_SERVERS="unused:9092")
+    configure_logging("ERROR")  # the worker logs each rejected record; not the point here
+    events = [
+        _Event(_Message(f"channel.{r.channel}", 0, offset, r.key, r.value, 1.7e9))
+        for offset, r in enumerate(records)
+    ]
+
     async def drive() -> float:
-        processor = InboundProcessor(
-            settings,
-            {},
-            send,
-            _TopicsExist(),  # type: ignore[arg-type]
-            PolicyHolder(DefaultPolicy()),
+        producer = _Delivered()
+        emitter = Emitter(settings, KeyedSender(lambda: producer), _TopicsExist())  # type: ignore[arg-type,return-value]
+        table = BatchTable({}, {}, "tickets-changelog")
+        processor = RoutingProcessor(
+            table, PolicyHolder(DefaultPolicy()), max_record_bytes=settings.max_record_bytes
         )
+        runner = StageRunner(processor, [table], emitter, SystemClock(), settings.logical)
         gc.collect()
         gc.disable()
         try:
             started = time.process_time()
-            for offset, r in enumerate(records):
-                await processor.handle(f"channel.{r.channel}", 0, offset, r.key, r.value, 1.7e9)
+            for at in range(0, len(events), batch):
+                await runner.run(events[at : at + batch])
             return time.process_time() - started
         finally:
             gc.enable()
@@ -276,7 +310,7 @@ def core_report(figures: CoreFigures) -> list[str]:
         lines.append(f"  {stage:<24}{micros:8.1f} µs  {share:5.1f}%")
     lines.append(f"  {'total':<24}{figures.total_us:8.1f} µs")
     lines.append(
-        f"  InboundProcessor.handle, same mix, dict table, no Kafka: "
+        f"  routing stage runner, same mix, dict table, no Kafka: "
         f"{figures.processor_us:.1f} µs (core + streams glue)"
     )
     lines.append(f"  (for scale: orjson.loads of the same record {figures.orjson_loads_us:.1f} µs)")
@@ -316,7 +350,7 @@ def where_the_time_goes(
     rest_us = engine_cpu_us - figures.processor_us - baseline_cpu_us
     layers = [
         ("the pure core", figures.total_us),
-        ("streams glue around it (InboundProcessor, no Kafka)", glue_us),
+        ("streams glue around it (stage runner, no Kafka)", glue_us),
         ("Kafka client floor, 1 record in + 1 out (the baseline)", baseline_cpu_us),
         (
             "faust's event pipeline, the table changelog and "

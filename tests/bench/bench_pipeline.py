@@ -383,7 +383,7 @@ async def engine_subject(
         prefix,
         workdir / "data",
         workdir / "worker.log",
-        extra_env={"ROUTER_PARTITIONS": str(partitions), "ROUTER_COMMIT_INTERVAL_S": "1.0"},
+        extra_env={"ROUTER_PARTITIONS": str(partitions), "ROUTER_COMMIT_INTERVAL_S": "1.0", **({"ROUTER_STAGE": os.environ["BENCH_STAGE"]} if os.environ.get("BENCH_STAGE") else {})},
     )
     return await open_subject(
         stack, "engine", worker, prefix, "(queue[.].*|channel[.]dlq)", token_of

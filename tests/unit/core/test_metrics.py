@@ -39,15 +39,15 @@ def fake_engine() -> Any:
     processor = SimpleNamespace(
         counts=Counter(opened=3, followup=2, rejected=1),
         dead_letters=Counter(oversize=1),
-        sent=Counter({"queue.vendor": 5, "tickets.events": 9}),
     )
+    emitter = SimpleNamespace(sent=Counter({"queue.vendor": 5, "tickets.events": 9}))
     lifecycle = SimpleNamespace(
         counts=Counter(stored=7, sla_events=4, action_rejected=1),
         deadlines=SimpleNamespace(index=[1, 2, 3]),
     )
     policy = SimpleNamespace(policy=SimpleNamespace(name="marketplace", version="2.0.0"))
     return SimpleNamespace(
-        processor=processor, lifecycle=lifecycle, policy=policy,
+        processor=processor, emitter=emitter, lifecycle=lifecycle, policy=policy,
         app=SimpleNamespace(_consumer=FakeConsumer()),
     )  # fmt: skip
 

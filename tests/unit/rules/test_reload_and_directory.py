@@ -15,6 +15,7 @@ from router.cli import _load_policy
 from router.default_policy import DefaultPolicy
 from router.routing import BuyerHistory, RoutingPolicy
 from router.rules_policy import policy_from_file
+from router.stages.routing import PolicyHolder
 from router.tickets import Threaded, buyer_from_attributes, thread_message
 from rules import parse_ruleset_file, ruleset_record
 from schemas.dead_letter import SourcePosition
@@ -22,7 +23,6 @@ from schemas.envelope import CloudEvent
 from schemas.message import InboundEvent, InboundMessage
 from schemas.rules_event import RulesetRefused
 from schemas.vendor import VendorProfile, VendorStatus
-from streams.processor import PolicyHolder
 from streams.rules_reload import RULESET_REFUSED, RulesReload
 from streams.settings import RouterSettings
 from streams.vendor_directory import VendorDirectory, profile_value

@@ -5,6 +5,7 @@ ticket's first event waits for it (streams.lifecycle_parking)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,7 +20,7 @@ from streams.lifecycle_parking import Parked, ParkedAction, decode_parked, encod
 from streams.lifecycle_stage import LifecycleStage
 from streams.settings import RouterSettings
 from tests.unit.sla.sla_support import routed_snapshot
-from tests.unit.sla.test_lifecycle_stage import Local, Sent, Topics
+from tests.unit.sla.test_lifecycle_stage import Local, Sent
 
 # `basic`, normal priority: first response warns after 2 h and is breached after 4 h.
 OPENED = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=5)
@@ -34,16 +35,15 @@ class Stage:
         # tickets.actions partition 0: 10 records written while the engine was down
         self.actions_high: int | None = 10
 
-        async def send(topic: str, key: bytes | None, value: bytes, partition: int | None,
-                       headers: list[tuple[str, bytes]]) -> None:
-            self.sent.append((topic, OutRecord(topic, key, value, tuple(headers)), partition))
+        async def emit(records: Iterable[OutRecord], partition: int | None) -> None:
+            self.sent.extend((r.topic, r, partition) for r in records)
 
         def positions() -> list[tuple[str, int, int | None, int | None]]:
             return [(ACTIONS_TOPIC, 0, self.actions_high, None)] if watched else []
 
         self.stage = LifecycleStage(
             RouterSettings(topic_prefix=""), config, self.table,
-            Local(self.table, self.partition_of), send, Topics(),  # type: ignore[arg-type]
+            Local(self.table, self.partition_of), emit,
             positions=positions, parked=self.parked,
             parked_local=Local(self.parked, self.partition_of),
         )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -50,10 +50,6 @@ class Local:
         return out
 
 
-class Topics:
-    async def ensure(self, names: Any) -> None:
-        return None
-
 
 class Harness:
     def __init__(self, config: SlaConfig) -> None:
@@ -63,13 +59,12 @@ class Harness:
         self.committed: dict[tuple[str, int], int] = {}
         self.offsets = iter(range(100, 10_000))
 
-        async def send(topic: str, key: bytes | None, value: bytes, partition: int | None,
-                       headers: list[tuple[str, bytes]]) -> None:
-            self.sent.append((topic, OutRecord(topic, key, value, tuple(headers)), partition))
+        async def emit(records: Iterable[OutRecord], partition: int | None) -> None:
+            self.sent.extend((r.topic, r, partition) for r in records)
 
         self.stage = LifecycleStage(
             RouterSettings(topic_prefix=""), config, self.table,
-            Local(self.table, self.partition_of), send, Topics(),  # type: ignore[arg-type]
+            Local(self.table, self.partition_of), emit,
             committed=lambda topic, partition: self.committed.get((topic, partition)),
         )
 

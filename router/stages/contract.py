@@ -1,0 +1,43 @@
+"""What every stage processor takes and gives."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import MappingProxyType
+from typing import Any, NamedTuple, Protocol
+
+from router.records import OutRecord
+
+NO_HEADERS: Mapping[str, bytes] = MappingProxyType({})
+
+
+class InRecord(NamedTuple):
+    """One consumed record. `topic` is the logical name (prefix removed); `timestamp` is the
+    record's own, in seconds. (A tuple: built once per record on the hot path.)"""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp: float | None = None
+    headers: Mapping[str, bytes] = NO_HEADERS
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    """A log line as data: the edge writes it (`level` is a structlog method name)."""
+
+    level: str
+    event: str
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+class Processor(Protocol):
+    """A stage's logic. `notes` collects what the edge should log; it drains the list."""
+
+    notes: list[Note]
+
+    def process(self, record: InRecord, now: datetime) -> list[OutRecord]: ...

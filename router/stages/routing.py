@@ -1,0 +1,142 @@
+"""The routing stage: a channel record in, the ticket's records out.
+
+Reads the channel topics and `tickets.reroutes` (both keyed by thread, co-partitioned), keeps
+the ticket state per thread in its table, and returns the queue record, the decision and the
+ticket events (`router.outputs.render`), a re-keyed copy of a record whose key is not its
+thread, or a dead-letter record. Crash replay: a record read again from the same position
+re-emits its first outputs with the same ids (`router.tickets`).
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections import Counter
+from collections.abc import MutableMapping
+from datetime import datetime
+
+from router.inbound import CHANNEL_TOPICS, Rejected, dead_letter, parse_inbound, source_position
+from router.outputs import render
+from router.records import OutRecord
+from router.reroutes import REROUTES_TOPIC, RerouteNotice, apply_reroute
+from router.routing import RoutingPolicy
+from router.stages.contract import InRecord, Note
+from router.tickets import (
+    BuyerLookup,
+    Duplicate,
+    Rekey,
+    Threaded,
+    TicketState,
+    VendorLookup,
+    state_key,
+    thread_message,
+)
+from schemas.dead_letter import RejectReason
+from schemas.message import Channel
+
+MAX_ERROR_CHARS = 1000
+
+
+class PolicyHolder:
+    """The live routing policy; swapped between two records on hot reload."""
+
+    def __init__(self, policy: RoutingPolicy) -> None:
+        self.policy = policy
+
+    def swap(self, policy: RoutingPolicy) -> None:
+        self.policy = policy
+
+
+class RoutingProcessor:
+    """Threads and routes inbound messages; `counts` by outcome, `dead_letters` by reason."""
+
+    def __init__(
+        self,
+        table: MutableMapping[bytes, bytes],
+        policy: PolicyHolder,
+        *,
+        max_record_bytes: int,
+        vendors: VendorLookup | None = None,
+        buyers: BuyerLookup | None = None,
+    ) -> None:
+        self.table = table
+        self.policy = policy
+        self.max_record_bytes = max_record_bytes
+        self.vendors = vendors
+        self.buyers = buyers
+        self.counts: Counter[str] = Counter()
+        self.dead_letters: Counter[str] = Counter()
+        self.notes: list[Note] = []
+
+    def process(self, record: InRecord, now: datetime) -> list[OutRecord]:
+        if record.topic == REROUTES_TOPIC:  # the lifecycle moved a ticket: follow-ups follow it
+            self._apply_reroute(record.value)
+            return []
+        try:
+            return self._route(record, now)
+        except Exception as exc:  # a bug must not stop the stage: park the record, go on
+            self.notes.append(Note("error", "processing_failed", {
+                "topic": record.topic, "partition": record.partition, "offset": record.offset,
+                "exception": traceback.format_exc(limit=20)}))  # fmt: skip
+            self.counts["rejected"] += 1
+            self.dead_letters[RejectReason.PROCESSING_ERROR.value] += 1
+            source = source_position(record.topic, record.partition, record.offset,
+                                     record.timestamp)  # fmt: skip
+            return [
+                dead_letter(RejectReason.PROCESSING_ERROR,
+                            f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS], [], source,
+                            record.key, record.value or b"", now)
+            ]  # fmt: skip
+
+    def _route(self, record: InRecord, now: datetime) -> list[OutRecord]:
+        source = source_position(record.topic, record.partition, record.offset, record.timestamp)
+        parsed = parse_inbound(
+            record.value, record.key, source, now,
+            expected_channel=CHANNEL_TOPICS.get(record.topic),
+            max_record_bytes=self.max_record_bytes,
+        )  # fmt: skip
+        if isinstance(parsed, Rejected):
+            self.counts["rejected"] += 1
+            self.dead_letters[parsed.reason.value] += 1
+            self.notes.append(Note("warning", "record_rejected", {
+                "reason": parsed.reason.value, "error": parsed.error, "topic": record.topic,
+                "partition": record.partition, "offset": record.offset,
+            }))  # fmt: skip
+            return [parsed.record]
+        msg = parsed.data
+        skey = state_key(msg.channel, msg.thread_ref)
+        raw_state = self.table.get(skey)
+        state = TicketState.from_bytes(raw_state) if raw_state is not None else None
+        result = thread_message(
+            parsed, record.key, source, state, self.policy.policy, now, self.vendors, self.buyers
+        )
+        if isinstance(result, Rekey):
+            self.counts["rekeyed"] += 1
+            assert record.value is not None  # parse_inbound rejected empty values
+            return [OutRecord(record.topic, result.key, record.value)]
+        if isinstance(result, Duplicate):
+            self.counts["duplicate"] += 1
+            self.notes.append(Note("info", "duplicate_inbound", {
+                "inbound_id": result.inbound_id, "ticket_id": result.ticket_id}))  # fmt: skip
+            return []
+        assert isinstance(result, Threaded)
+        if result.replayed:
+            self.counts["replayed"] += 1
+        else:
+            self.table[skey] = result.state.to_bytes()
+            self.counts["opened" if result.is_new else "followup"] += 1
+        return render(result, parsed.id, now)
+
+    def _apply_reroute(self, value: bytes | None) -> None:
+        try:
+            notice = RerouteNotice.from_bytes(value or b"")
+            channel = Channel(notice.channel)
+        except (ValueError, KeyError, TypeError) as exc:  # written by the engine itself
+            self.notes.append(Note("error", "reroute_notice_invalid", {"error": repr(exc)}))
+            return
+        skey = state_key(channel, notice.thread_ref)
+        raw_state = self.table.get(skey)
+        state = TicketState.from_bytes(raw_state) if raw_state is not None else None
+        moved = apply_reroute(state, notice)
+        if moved is not None:
+            self.table[skey] = moved.to_bytes()
+            self.counts["moved"] += 1

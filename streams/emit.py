@@ -1,0 +1,155 @@
+"""The one way the engine writes records: `Emitter.emit`.
+
+Every stage hands its `OutRecord`s here. The emitter applies the topic prefix, creates a queue
+topic on first use, sends straight to the aiokafka producer that faust flushes before it
+commits input offsets (so an offset is committed only once its outputs are durable), never
+awaits a delivery one by one, and turns a delivery that failed for good into a crash of the
+worker before anything commits past it.
+
+Partitions are chosen as aiokafka's default partitioner does (murmur2 of the key, like the
+Java client), computed once per key and topic layout: a routed message writes four or five
+records with one key, and faust's `Producer.send` wrapper plus aiokafka's per-record murmur2
+cost ~40 us per record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
+
+import structlog
+from aiokafka.partitioner import murmur2
+
+from router.records import OutRecord
+from streams.metrics import topic_family
+from streams.settings import RouterSettings
+
+log = structlog.get_logger("router.emit")
+
+Headers = list[tuple[str, bytes]]
+
+
+class Producer(Protocol):
+    """What the emitter needs of aiokafka's producer (`AIOKafkaProducer`)."""
+
+    @property
+    def client(self) -> Any: ...  # aiokafka's client: cluster metadata and add_topic
+
+    async def send(
+        self,
+        topic: str,
+        value: bytes | None = None,
+        key: bytes | None = None,
+        partition: int | None = None,
+        timestamp_ms: int | None = None,
+        headers: Headers | None = None,
+    ) -> asyncio.Future[Any]: ...
+
+
+class TopicCreator(Protocol):
+    async def ensure(self, logical: Iterable[str]) -> None: ...
+
+
+async def track_topic(producer: Producer, topic: str) -> None:
+    """Before the first send to a topic the producer has no metadata for (a queue created on
+    demand): make its client track every topic it knows plus this one. aiokafka otherwise
+    narrows its metadata to the new topic alone, and a record already batched for another
+    topic can wait for a leader indefinitely, stalling flush, hence commits and shutdown."""
+    client = producer.client
+    wanted = set(client.cluster.topics()) | {topic}
+    try:
+        await asyncio.wait_for(asyncio.gather(*(client.add_topic(t) for t in wanted)), 30)
+    except Exception as exc:  # the send itself still fetches the metadata it needs
+        log.warning("producer_metadata_warmup_failed", topic=topic, error=repr(exc))
+
+
+class KeyedSender:
+    """Sends one record with the partition chosen once per (key, topic layout)."""
+
+    def __init__(self, producer: Callable[[], Producer]) -> None:
+        self._producer = producer
+        self._partitions: dict[str, tuple[int, ...]] = {}
+        self._last_key: bytes | None = None
+        self._last_hash = 0
+
+    def _partition(self, producer: Producer, topic: str, key: bytes) -> int | None:
+        parts = self._partitions.get(topic)
+        if parts is None:
+            known = producer.client.cluster.partitions_for_topic(topic)
+            if not known:
+                return None  # metadata not loaded yet: let aiokafka wait for it and choose
+            parts = self._partitions[topic] = tuple(sorted(known))
+        if key is not self._last_key and key != self._last_key:
+            self._last_key, self._last_hash = key, murmur2(key) & 0x7FFFFFFF
+        return parts[self._last_hash % len(parts)]
+
+    async def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Headers,
+        partition: int | None = None,
+    ) -> asyncio.Future[Any]:
+        producer = self._producer()
+        if topic not in self._partitions and not producer.client.cluster.partitions_for_topic(
+            topic
+        ):
+            await track_topic(producer, topic)
+        if partition is None and key is not None:
+            partition = self._partition(producer, topic, key)
+        return await producer.send(topic, value, key=key, partition=partition, headers=headers)
+
+    def forget(self, topic: str) -> None:
+        """After a partition count change (rare): recompute from fresh metadata."""
+        self._partitions.pop(topic, None)
+
+
+class Emitter:
+    """Writes records for every stage; `sent` counts them by topic family (for metrics)."""
+
+    def __init__(
+        self,
+        settings: RouterSettings,
+        sender: KeyedSender,
+        topics: TopicCreator,
+        on_delivery_failure: Callable[[BaseException], None] | None = None,
+    ) -> None:
+        self._physical = settings.topic
+        self._sender = sender
+        self._topics = topics
+        self._ensured: set[str] = set()
+        self._on_delivery_failure = on_delivery_failure
+        self.sent: Counter[str] = Counter()
+
+    async def emit(self, records: Iterable[OutRecord], partition: int | None = None) -> None:
+        """Hand records to the producer in order, without waiting for their delivery."""
+        for record in records:
+            topic = record.topic
+            if topic not in self._ensured:
+                if topic.startswith("queue."):  # vendor and desk queues appear on demand
+                    await self._topics.ensure([topic])
+                self._ensured.add(topic)
+            self.sent[topic_family(topic)] += 1
+            future = await self._sender.send(
+                self._physical(topic), record.key, record.value, list(record.headers), partition
+            )
+            future.add_done_callback(self._check_delivery)
+
+    async def send_raw(
+        self, physical_topic: str, key: bytes | None, value: bytes | None, partition: int
+    ) -> None:
+        """A record outside the logical topics (a table changelog), same delivery check."""
+        future = await self._sender.send(physical_topic, key, value, [], partition)
+        future.add_done_callback(self._check_delivery)
+
+    def _check_delivery(self, future: asyncio.Future[Any]) -> None:
+        if future.cancelled():
+            return
+        exc = future.exception()
+        if exc is not None:
+            log.error("delivery_failed", error=repr(exc))
+            if self._on_delivery_failure is not None:
+                self._on_delivery_failure(exc)

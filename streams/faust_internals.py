@@ -1,0 +1,30 @@
+"""Every private faust / aiokafka attribute the engine touches, in one place.
+
+Each accessor names what it reads and why no public API serves; `tests/unit/test_faust_internals.py`
+checks each against the installed versions, so an upgrade that moves one fails loudly there
+instead of quietly in production.
+"""
+
+from __future__ import annotations
+
+from collections.abc import MutableMapping
+from typing import Any
+
+
+def aiokafka_producer(app: Any) -> Any:
+    """The aiokafka producer inside faust's producer service: the one faust flushes before it
+    commits input offsets, so records sent to it directly keep that guarantee."""
+    return app.producer._ensure_producer()
+
+
+def memory_store(table: Any) -> tuple[MutableMapping[bytes, bytes], MutableMapping[bytes, int]]:
+    """(key -> value, key -> partition) of a table on faust's `memory://` store. Writing both
+    is what `Table.__setitem__` does locally; the partition map is what a revocation drops."""
+    store = table.data
+    return store.data, store._key_partition
+
+
+def committed_offsets(consumer: Any) -> MutableMapping[Any, int | None]:
+    """faust's own record of the offsets it committed, per TP (no public accessor)."""
+    offsets: MutableMapping[Any, int | None] = consumer._committed_offset
+    return offsets

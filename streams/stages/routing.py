@@ -1,0 +1,58 @@
+"""The routing stage on Kafka: the channel topics and `tickets.reroutes` into the `tickets`
+table (keyed by thread, co-partitioned with both), a batch at a time."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import faust
+
+from router.clock import Clock
+from router.inbound import CHANNEL_TOPICS
+from router.reroutes import REROUTES_TOPIC
+from router.stages.routing import PolicyHolder, RoutingProcessor
+from router.tickets import BuyerLookup, VendorLookup
+from streams.emit import Emitter
+from streams.settings import RouterSettings
+from streams.stages.runner import BatchTable, StageRunner
+from streams.topics import raw_topic
+
+TICKETS_TABLE = "tickets"
+TICKET_STATE_MAX_BYTES = 2 * 1024 * 1024
+
+
+def install_routing(
+    app: Any,
+    settings: RouterSettings,
+    emitter: Emitter,
+    policy: PolicyHolder,
+    clock: Clock,
+    vendors: VendorLookup | None = None,
+    buyers: BuyerLookup | None = None,
+) -> StageRunner:
+    table = app.Table(
+        TICKETS_TABLE,
+        default=None,
+        # bytes in, bytes out: faust picks the "raw" codec for both the live table and the
+        # changelog recovery path (a faust Schema alone leaves recovery decoding JSON).
+        key_type=bytes,
+        value_type=bytes,
+        partitions=settings.partitions,
+        extra_topic_configs={"max.message.bytes": str(TICKET_STATE_MAX_BYTES)},
+    )
+    tickets = BatchTable.over(table)
+    processor = RoutingProcessor(
+        tickets, policy, max_record_bytes=settings.max_record_bytes, vendors=vendors,
+        buyers=buyers,
+    )  # fmt: skip
+    runner = StageRunner(processor, [tickets], emitter, clock, settings.logical)
+    # lifecycle re-routes arrive keyed by thread, co-partitioned with the channel topics
+    inbound = raw_topic(app, settings, *CHANNEL_TOPICS, REROUTES_TOPIC)
+    max_records, within = settings.batch_max_records, settings.batch_max_wait_ms / 1000
+
+    @app.agent(inbound, name="route-inbound")
+    async def route_inbound(stream: faust.StreamT) -> None:
+        async for events in stream.take_events(max_records, within):
+            await runner.run(events)
+
+    return runner

@@ -1,0 +1,147 @@
+"""Runs a stage processor on a faust stream, a batch of records at a time.
+
+Per batch: each record goes through the processor in order (its reads see the batch's own
+writes), then every output is handed to the producer, then each table key written in the
+batch is stored and sent to the changelog once, with the last value. Nothing is awaited per
+delivery: faust flushes the producer before it commits the batch's input offsets, so a crash
+before the commit replays the batch (outputs come first, so a replay finds what it needs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, MutableMapping, Sequence
+from typing import Any
+
+import structlog
+
+from router.clock import Clock
+from router.records import OutRecord
+from router.stages.contract import NO_HEADERS, InRecord, Processor
+from streams.emit import Emitter
+from streams.faust_internals import memory_store
+
+log = structlog.get_logger("router.stage")
+
+
+
+class BatchTable(MutableMapping[bytes, bytes]):
+    """A table's local data (raw bytes, faust's `memory://` store) seen through one batch's
+    pending writes; `flush` applies them to the store and its changelog."""
+
+    def __init__(
+        self, data: MutableMapping[bytes, bytes], owner: MutableMapping[bytes, int], changelog: str
+    ) -> None:
+        self._data, self._owner, self.changelog = data, owner, changelog
+        self._pending: dict[bytes, tuple[bytes | None, int]] = {}
+        self.partition = 0  # of the record being processed: its writes go to that partition
+
+    @classmethod
+    def over(cls, table: Any) -> BatchTable:
+        """Over a faust table: its store's dicts and its changelog topic."""
+        data, owner = memory_store(table)
+        return cls(data, owner, table.changelog_topic.get_topic_name())
+
+    def get(self, key: bytes, default: Any = None) -> Any:
+        pending = self._pending.get(key)
+        if pending is not None:
+            return pending[0] if pending[0] is not None else default
+        return self._data.get(key, default)
+
+    def __getitem__(self, key: bytes) -> bytes:
+        value = self.get(key)
+        if value is None:
+            raise KeyError(key)
+        return value  # type: ignore[no-any-return]
+
+    def __setitem__(self, key: bytes, value: bytes) -> None:
+        self._pending[key] = (value, self.partition)
+
+    def __delitem__(self, key: bytes) -> None:
+        if self.get(key) is None:
+            raise KeyError(key)
+        self._pending[key] = (None, self.partition)
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, bytes) and self.get(key) is not None
+
+    def __iter__(self) -> Iterator[bytes]:
+        for key in list(self._data):
+            if key not in self._pending:
+                yield key
+        for key, (value, _) in list(self._pending.items()):
+            if value is not None:
+                yield key
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    async def flush(self, emitter: Emitter) -> int:
+        """Store and log each key written since the last flush; returns how many."""
+        pending, self._pending = self._pending, {}
+        data, owner = self._data, self._owner
+        for key, (value, partition) in pending.items():
+            if value is None:
+                data.pop(key, None)
+                owner.pop(key, None)
+            else:
+                data[key] = value
+                owner[key] = partition
+            await emitter.send_raw(self.changelog, key, value, partition)
+        return len(pending)
+
+
+class StageRunner:
+    """A processor, its tables and the one emitter: `run` processes one batch of events."""
+
+    def __init__(
+        self,
+        processor: Processor,
+        tables: Sequence[BatchTable],
+        emitter: Emitter,
+        clock: Clock,
+        logical: Any,  # physical topic name -> logical (settings.logical)
+        *,
+        with_headers: bool = False,
+    ) -> None:
+        self.processor = processor
+        self.tables = tables
+        self.emitter = emitter
+        self.clock = clock
+        self._logical = logical
+        self._with_headers = with_headers
+        self.changelog_writes = 0
+        self.records = 0
+
+    async def run(self, events: Sequence[Any]) -> None:
+        """faust events in (their `.message`), outputs and table writes out."""
+        out: list[OutRecord] = []
+        process, tables, now = self.processor.process, self.tables, self.clock.now
+        for event in events:
+            m = event.message
+            for table in tables:
+                table.partition = m.partition
+            record = InRecord(
+                self._logical(m.topic), m.partition, m.offset, m.key, m.value, m.timestamp,
+                _headers(m.headers) if self._with_headers else NO_HEADERS,
+            )  # fmt: skip
+            out.extend(process(record, now()))
+        self.records += len(events)
+        await self.emitter.emit(out)  # first: a replay finds these pending if the state is stored
+        for table in tables:
+            self.changelog_writes += await table.flush(self.emitter)
+        self.write_notes()
+
+    def write_notes(self) -> None:
+        notes = self.processor.notes
+        if not notes:
+            return
+        for note in notes:
+            getattr(log, note.level)(note.event, **note.fields)
+        notes.clear()
+
+
+def _headers(headers: Any) -> Mapping[str, bytes]:
+    if not headers:
+        return NO_HEADERS
+    items = headers.items() if isinstance(headers, dict) else headers
+    return {str(name): bytes(value) for name, value in items if value is not None}
