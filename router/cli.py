@@ -153,18 +153,22 @@ def tail(
 
 @app.command()
 def lag(settings_file: SettingsOpt = None) -> None:
-    """Consumer lag of the engine's group, per topic and partition."""
+    """Consumer lag of the engine's groups (routing, and lifecycle when it runs on its own),
+    per topic and partition."""
     from streams.settings import RouterSettings
     from streams.tools import group_lag
 
     settings = load_settings(settings_file)
     assert isinstance(settings, RouterSettings)
-    rows = asyncio.run(group_lag(settings))
     total = 0
-    for topic, partition, committed, end in rows:
-        lag_n = end - (committed if committed >= 0 else 0)
-        total += lag_n
-        typer.echo(f"{topic}\t{partition}\tcommitted={committed}\tend={end}\tlag={lag_n}")
+    for group in dict.fromkeys((settings.group_id("routing"), settings.group_id("lifecycle"))):
+        rows = asyncio.run(group_lag(settings, group))
+        for topic, partition, committed, end in rows:
+            lag_n = end - (committed if committed >= 0 else 0)
+            total += lag_n
+            typer.echo(
+                f"{group}\t{topic}\t{partition}\tcommitted={committed}\tend={end}\tlag={lag_n}"
+            )
     typer.echo(f"total lag: {total}")
 
 

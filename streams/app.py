@@ -39,9 +39,7 @@ from streams.vendor_directory import install_vendor_directory
 
 log = structlog.get_logger("router.app")
 
-LIFECYCLE_GROUP_SUFFIX = "-lifecycle"
-
-__all__ = ["LIFECYCLE_GROUP_SUFFIX", "TICKETS_TABLE", "Engine", "create_engine", "group_id"]
+__all__ = ["TICKETS_TABLE", "Engine", "create_engine"]
 
 
 @dataclass
@@ -64,12 +62,6 @@ class Engine:
         return processor
 
 
-def group_id(settings: RouterSettings) -> str:
-    """The consumer group (and faust app id) of a worker with these settings."""
-    base = f"{settings.topic_prefix}{settings.app_id}"
-    return base + LIFECYCLE_GROUP_SUFFIX if settings.stage == "lifecycle" else base
-
-
 def _credentials(settings: RouterSettings) -> Any:
     if not settings.security_protocol.startswith("SASL"):
         return None
@@ -87,8 +79,8 @@ def create_engine(
     clock = clock or SystemClock()
     compression = None if settings.producer_compression == "none" else settings.producer_compression
     app = RouterApp(
-        group_id(settings),
-        changelog_base_id=f"{settings.topic_prefix}{settings.app_id}",
+        settings.group_id(),
+        changelog_base_id=settings.group_id("routing"),
         broker=[f"kafka://{h.strip()}" for h in settings.kafka_bootstrap_servers.split(",")],
         broker_credentials=_credentials(settings),
         store="memory://",

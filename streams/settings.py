@@ -114,6 +114,12 @@ class RouterSettings(BaseSettings):
     def logical(self, physical: str) -> str:
         return physical[len(self.topic_prefix) :] if self.topic_prefix else physical
 
+    def group_id(self, stage: str | None = None) -> str:
+        """The consumer group (and faust app id) of a worker running `stage` (default: this
+        worker's). Changelog topics keep the base name whichever group hosts a table."""
+        base = f"{self.topic_prefix}{self.app_id}"
+        return f"{base}-lifecycle" if (stage or self.stage) == "lifecycle" else base
+
     def masked(self) -> dict[str, Any]:
         """For logs: secrets stay masked (SecretStr renders as '**********')."""
         return {k: str(v) if isinstance(v, SecretStr) else v for k, v in self}

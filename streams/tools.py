@@ -47,8 +47,12 @@ async def tail_topic(
     return seen
 
 
-async def group_lag(settings: RouterSettings) -> list[tuple[str, int, int, int]]:
-    group = f"{settings.topic_prefix}{settings.app_id}"
+async def group_lag(
+    settings: RouterSettings, group: str | None = None
+) -> list[tuple[str, int, int, int]]:
+    """(topic, partition, committed, end) for each partition `group` (default: the settings'
+    worker's) has committed."""
+    group = group or settings.group_id()
     admin = AIOKafkaAdminClient(**client_kwargs(settings))
     await admin.start()
     try:

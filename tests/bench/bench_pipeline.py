@@ -41,6 +41,7 @@ from router.traffic import MarketplaceTraffic, TrafficRecord  # noqa: E402
 from streams.local_kafka import kafka_for_tests  # noqa: E402
 from streams.local_kafka_setup import die_with_parent  # noqa: E402
 from streams.settings import RouterSettings  # noqa: E402
+from streams.tools import group_lag  # noqa: E402
 from streams.topics import TopicManager, ensure_core_topics  # noqa: E402
 from tests.bench import bench_core  # noqa: E402
 from tests.harness import WorkerProcess  # noqa: E402
@@ -234,7 +235,7 @@ class Subject:
     """A process under test, where its inputs go, and the watch on what it wrote."""
 
     result: Result
-    process: WorkerProcess | PassthroughProcess
+    process: EngineProcesses | PassthroughProcess
     input_prefix: str
     watch: OutputWatch
 
@@ -325,7 +326,7 @@ async def ensure_topics(
 async def open_subject(
     stack: AsyncExitStack,
     name: str,
-    process: WorkerProcess | PassthroughProcess,
+    process: EngineProcesses | PassthroughProcess,
     prefix: str,
     outputs_pattern: str,
     token_of: TokenOf,
@@ -361,6 +362,38 @@ async def baseline_subject(
     return await open_subject(stack, "baseline", process, base, "(out|dlq)", token_of)
 
 
+@dataclass
+class EngineProcesses:
+    """The engine as the bench runs it: with `layout` "split", a routing worker (the process
+    under test) and a lifecycle worker in its own consumer group; "single": one worker."""
+
+    routing: WorkerProcess
+    lifecycle: WorkerProcess | None
+
+    @property
+    def bootstrap(self) -> str:
+        return self.routing.bootstrap
+
+    @property
+    def proc(self) -> subprocess.Popen[bytes] | None:
+        return self.routing.proc
+
+    @property
+    def log_path(self) -> Path:
+        return self.routing.log_path
+
+    def start(self) -> EngineProcesses:
+        self.routing.start()
+        if self.lifecycle is not None:
+            self.lifecycle.start()
+        return self
+
+    def stop(self) -> int:
+        if self.lifecycle is not None:
+            self.lifecycle.stop()
+        return self.routing.stop()
+
+
 async def engine_subject(
     stack: AsyncExitStack,
     bootstrap: str,
@@ -368,6 +401,7 @@ async def engine_subject(
     partitions: int,
     workdir: Path,
     routes: dict[str, str],
+    layout: str = "split",
 ) -> Subject:
     # Vendor queues exist before their first ticket in production (`router vendors provision`).
     queues = sorted({queue_topic(q) for q in routes.values()})
@@ -378,16 +412,32 @@ async def engine_subject(
             return malformed_token(key)
         return str(orjson.loads(value)["data"]["messages"][-1]["inbound_id"])
 
-    worker = WorkerProcess(
-        bootstrap,
-        prefix,
-        workdir / "data",
-        workdir / "worker.log",
-        extra_env={"ROUTER_PARTITIONS": str(partitions), "ROUTER_COMMIT_INTERVAL_S": "1.0", **({"ROUTER_STAGE": os.environ["BENCH_STAGE"]} if os.environ.get("BENCH_STAGE") else {})},
-    )
+    env = {"ROUTER_PARTITIONS": str(partitions), "ROUTER_COMMIT_INTERVAL_S": "1.0"}
+
+    def worker(stage: str) -> WorkerProcess:
+        return WorkerProcess(
+            bootstrap, prefix, workdir / f"data-{stage}", workdir / f"worker-{stage}.log",
+            extra_env={**env, "ROUTER_STAGE": stage},
+        )  # fmt: skip
+
+    if layout == "split":
+        process = EngineProcesses(worker("routing"), worker("lifecycle"))
+    else:
+        process = EngineProcesses(worker("all"), None)
     return await open_subject(
-        stack, "engine", worker, prefix, "(queue[.].*|channel[.]dlq)", token_of
+        stack, "engine", process, prefix, "(queue[.].*|channel[.]dlq)", token_of
     )
+
+
+async def lifecycle_lag(bootstrap: str, prefix: str, layout: str) -> int:
+    """Records the SLA stage has not committed yet, over its input topics."""
+    settings = RouterSettings(
+        KAFKA_BOOTSTRAP_SERVERS=bootstrap, topic_prefix=prefix,
+        stage="lifecycle" if layout == "split" else "all",
+    )  # fmt: skip
+    rows = await group_lag(settings)
+    inputs = {settings.topic(t) for t in ("tickets.events", "tickets.commands", "tickets.actions")}
+    return sum(end - max(committed, 0) for topic, _, committed, end in rows if topic in inputs)
 
 
 def report(baseline: Result, engine: Result, args: argparse.Namespace) -> list[str]:
@@ -460,13 +510,17 @@ async def bench(bootstrap: str, args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
         async with AsyncExitStack() as stack:
             engine = await engine_subject(
-                stack, bootstrap, prefix, args.partitions, Path(tmp), routes
+                stack, bootstrap, prefix, args.partitions, Path(tmp), routes, args.layout
             )
             await measure_drain(engine, bootstrap, drain)
             print(f"engine drained at {engine.result.msg_per_s:,.0f} msg/s", flush=True)
             rate = min(args.rate, engine.result.msg_per_s / 2)
             paced = paced_pool[: int(rate * args.seconds)]
             await measure_latency(engine, bootstrap, paced, rate)
+            sla_lag = await lifecycle_lag(bootstrap, prefix, args.layout)
+            assert isinstance(engine.process, EngineProcesses)
+            second = engine.process.lifecycle
+            sla_cpu = process_times(second.proc.pid)[0] if second and second.proc else None
             engine.stop()
             engine.result.misrouted = sum(
                 1
@@ -481,6 +535,14 @@ async def bench(bootstrap: str, args: argparse.Namespace) -> int:
             await measure_drain(baseline, bootstrap, drain)
             await measure_latency(baseline, bootstrap, paced, rate)
     print("\n".join(report(baseline.result, engine.result, args)), flush=True)
+    inbound = len(drain) + len(paced)
+    print(
+        f"SLA stage ({'its own worker group' if args.layout == 'split' else 'same process'}): "
+        f"lag at the end of the paced phase {sla_lag} records"
+        + (f"; its worker's CPU over the whole run {sla_cpu / inbound * 1e6:.0f} µs per inbound"
+           if sla_cpu is not None else ""),
+        flush=True,
+    )
     if not args.no_core:
         # In a thread: the streams-glue figure runs an event loop of its own.
         figures = await asyncio.to_thread(bench_core.measure_core, drain[:5000])
@@ -540,7 +602,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--messages", type=int, default=20_000, help="preloaded drain size")
     parser.add_argument("--bytes", type=int, default=1024, help="mean inbound record size")
     parser.add_argument("--rate", type=float, default=500, help="paced load, msg/s")
-    parser.add_argument("--seconds", type=float, default=10, help="paced load duration")
+    parser.add_argument("--seconds", type=float, default=60, help="paced load duration")
+    parser.add_argument(
+        "--layout", choices=("split", "single"), default="split",
+        help="split: routing and SLA stages in their own worker groups (the routing worker is "
+        "measured); single: one worker runs both",
+    )  # fmt: skip
     parser.add_argument("--partitions", type=int, default=6)
     parser.add_argument("--malformed", type=float, default=0.01, help="share of bad records")
     parser.add_argument("--seed", default="bench")
