@@ -10,8 +10,8 @@ import faust
 import structlog
 
 from router.default_policy import DefaultPolicy
-from router.inbound import CHANNEL_TOPICS
 from router.routing import RoutingPolicy
+from schemas.topics import CHANNEL_TOPICS, TICKETS_CHANGELOG, TICKETS_REROUTES, TICKETS_TABLE
 from streams.buyers import install_buyers
 from streams.fast_send import KeyedSender
 from streams.kafka_client import client_kwargs
@@ -19,14 +19,13 @@ from streams.lifecycle import LifecycleStage, install_lifecycle
 from streams.processor import InboundProcessor, PolicyHolder
 from streams.rules_reload import install_rules_reload
 from streams.settings import RouterSettings
-from streams.ticket_index import REROUTES_TOPIC, install_ticket_index
+from streams.ticket_index import install_ticket_index
 from streams.topics import TopicManager
 from streams.transport import RouterApp
 from streams.vendor_directory import install_vendor_directory
 
 log = structlog.get_logger("router.app")
 
-TICKETS_TABLE = "tickets"
 
 
 @dataclass
@@ -87,11 +86,11 @@ def create_engine(settings: RouterSettings, policy: RoutingPolicy | None = None)
         key_type=bytes,
         value_type=bytes,
         partitions=settings.partitions,
-        extra_topic_configs={"max.message.bytes": str(2 * 1024 * 1024)},
+        extra_topic_configs=dict(TICKETS_CHANGELOG.configs),
     )
     inbound = app.topic(
         # lifecycle re-routes arrive keyed by thread, co-partitioned with the channel topics
-        *(settings.topic(name) for name in (*CHANNEL_TOPICS, REROUTES_TOPIC)),
+        *(settings.topic(name) for name in (*CHANNEL_TOPICS, TICKETS_REROUTES.name)),
         key_type=bytes,
         value_type=bytes,
         key_serializer="raw",

@@ -26,28 +26,22 @@ from aiokafka import ConsumerRecord
 
 from router.buyers import BuyerChange, BuyerTickets, apply_change
 from router.routing import BuyerHistory
+from schemas.topics import BUYERS_CHANGELOG, BUYERS_CHANGES, BUYERS_TABLE
 from streams.compacted import CompactedReader, install_follower
 from streams.settings import RouterSettings
 from streams.topics import raw_table, raw_topic
 
 log = structlog.get_logger("router.buyers")
 
-CHANGES_TOPIC = "buyers.changes"
-BUYERS_TABLE = "buyers"
 
 Record = ConsumerRecord[bytes, bytes]
-
-
-def buyers_changelog(settings: RouterSettings) -> str:
-    """Logical name of the `buyers` table's changelog (faust: `<app id>-<table>-changelog`)."""
-    return f"{settings.app_id}-{BUYERS_TABLE}-changelog"
 
 
 class BuyerDirectory:
     """buyer id -> open and recent tickets, from the `buyers` changelog (every worker)."""
 
     def __init__(self, settings: RouterSettings) -> None:
-        self.reader = CompactedReader(settings, buyers_changelog(settings), "buyers")
+        self.reader = CompactedReader(settings, BUYERS_CHANGELOG.of(settings.app_id), "buyers")
         self._buyers: dict[str, BuyerTickets] = {}
         self._caught_up = False
 
@@ -92,7 +86,7 @@ class BuyerDirectory:
 def install_buyers(app: Any, settings: RouterSettings) -> BuyerDirectory:
     """Add the `buyers` agent and table to `app`; return this worker's buyer directory."""
     buyers = raw_table(app, settings, BUYERS_TABLE, "open and recent tickets per buyer")
-    changes = raw_topic(app, settings, CHANGES_TOPIC)
+    changes = raw_topic(app, settings, BUYERS_CHANGES.name)
 
     @app.agent(changes, name="buyers")
     async def buyer_history(stream: faust.StreamT) -> None:

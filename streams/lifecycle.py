@@ -48,18 +48,21 @@ import faust
 from aiokafka.partitioner import murmur2
 from faust.types import TP
 
-from router.outputs import EVENTS_TOPIC
 from router.sla.policy import DEFAULT_POLICY_FILE, load_sla_config
-from router.sla.render import ACTIONS_TOPIC, COMMANDS_TOPIC
+from schemas.topics import (
+    LIFECYCLE_CHANGELOG,
+    LIFECYCLE_TABLE,
+    PARKED_TABLE,
+    TICKETS_ACTIONS,
+    TICKETS_COMMANDS,
+    TICKETS_EVENTS,
+)
 from schemas.vendor import VendorProfile
 from streams.changelog_recovery import gc_paused, install_fast_recovery
 from streams.lifecycle_deadlines import TICK_SECONDS
 from streams.lifecycle_stage import LifecycleStage
 from streams.settings import RouterSettings
 from streams.topics import TopicManager, raw_table, raw_topic
-
-LIFECYCLE_TABLE = "lifecycle"
-PARKED_TABLE = "lifecycle-parked"
 
 __all__ = [
     "LIFECYCLE_TABLE", "PARKED_TABLE", "LifecycleStage", "LifecycleTable", "install_lifecycle"
@@ -152,7 +155,7 @@ def install_lifecycle(
             value_type=bytes,
             partitions=settings.partitions,
             help="per-ticket lifecycle and SLA state (router.sla.state)",
-            extra_topic_configs={"max.message.bytes": str(4 * 1024 * 1024)},
+            extra_topic_configs=dict(LIFECYCLE_CHANGELOG.configs),
         )
     )
 
@@ -175,7 +178,7 @@ def install_lifecycle(
         out = []
         for tp in consumer.assignment():
             logical = settings.logical(tp.topic)
-            if logical in (ACTIONS_TOPIC, EVENTS_TOPIC):
+            if logical in (TICKETS_ACTIONS.name, TICKETS_EVENTS.name):
                 try:
                     high = consumer.highwater(tp)
                 except Exception:  # being revoked: unknown, i.e. not read to the end
@@ -198,8 +201,8 @@ def install_lifecycle(
         parked=parked, parked_local=FaustLocalData(parked, settings.partitions),
     )
     table.stage = stage
-    inputs = raw_topic(app, settings, EVENTS_TOPIC, COMMANDS_TOPIC)
-    actions = raw_topic(app, settings, ACTIONS_TOPIC)
+    inputs = raw_topic(app, settings, TICKETS_EVENTS.name, TICKETS_COMMANDS.name)
+    actions = raw_topic(app, settings, TICKETS_ACTIONS.name)
 
     @app.agent(inputs, name="lifecycle")
     async def lifecycle(stream: faust.StreamT) -> None:

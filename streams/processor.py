@@ -14,7 +14,7 @@ from typing import Any
 
 import structlog
 
-from router.inbound import CHANNEL_TOPICS, Rejected, dead_letter, parse_inbound, source_position
+from router.inbound import Rejected, dead_letter, parse_inbound, source_position
 from router.outputs import render
 from router.records import OutRecord
 from router.reroutes import RerouteNotice, apply_reroute
@@ -30,10 +30,10 @@ from router.tickets import (
 )
 from schemas.dead_letter import RejectReason, SourcePosition
 from schemas.message import Channel
+from schemas.topics import CHANNEL_TOPICS, QUEUE_PREFIX, TICKETS_REROUTES
 from schemas.vendor import VendorProfile
 from streams.metrics import topic_family
 from streams.settings import RouterSettings
-from streams.ticket_index import REROUTES_TOPIC
 from streams.topics import TopicManager
 
 log = structlog.get_logger("router.inbound")
@@ -86,7 +86,7 @@ class InboundProcessor:
     ) -> None:
         now = datetime.now(UTC)
         logical = self.settings.logical(topic)
-        if logical == REROUTES_TOPIC:  # the lifecycle moved a ticket: follow-ups follow it
+        if logical == TICKETS_REROUTES.name:  # the lifecycle moved a ticket: follow-ups follow it
             self._apply_reroute(value)
             return
         source = source_position(logical, partition, offset, timestamp)
@@ -177,7 +177,7 @@ class InboundProcessor:
 
     async def _emit(self, records: list[OutRecord]) -> None:
         for record in records:
-            if record.topic.startswith("queue."):
+            if record.topic.startswith(QUEUE_PREFIX):
                 await self.topics.ensure([record.topic])
             self.sent[topic_family(record.topic)] += 1
             future = await self._send(

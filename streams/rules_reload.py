@@ -46,15 +46,14 @@ from router.rules_policy import RulesetPolicy, policy_from_record
 from rules import Problem
 from schemas.envelope import envelope
 from schemas.rules_event import RULESET_REFUSED, RulesetProblem, RulesetRef, RulesetRefused
+from schemas.topics import QUEUE_DEPT, ROUTING_RULES, ROUTING_RULES_EVENTS
 from streams.compacted import CompactedReader, install_follower
 from streams.kafka_client import producer_kwargs
 from streams.processor import PolicyHolder
 from streams.settings import RouterSettings
-from streams.topics import RULES_TOPIC, TopicManager
+from streams.topics import TopicManager
 
 log = structlog.get_logger("router.rules")
-
-RULES_EVENTS_TOPIC = "routing.rules.events"
 
 Record = ConsumerRecord[bytes, bytes]
 
@@ -73,7 +72,7 @@ class RulesReload:
         self.app = app
         self.holder = holder
         self.topics = topics
-        self.reader = CompactedReader(settings, RULES_TOPIC, "rules")
+        self.reader = CompactedReader(settings, ROUTING_RULES.name, "rules")
         # A ruleset naming an SLA policy this worker lacks is refused like any bad ruleset.
         self.sla_policies = engine_sla_policies(settings.sla_policies_file)
         initial = holder.policy
@@ -86,7 +85,7 @@ class RulesReload:
         return self._caught_up
 
     async def catch_up(self) -> None:
-        await self.topics.ensure([RULES_EVENTS_TOPIC])
+        await self.topics.ensure([ROUTING_RULES_EVENTS.name])
         records = [r for r in await self.reader.read_to_end() if self._follows(r)]
         # newest first (by write time, should the topic have been given several partitions)
         records.sort(key=lambda r: (r.timestamp, r.partition, r.offset))
@@ -153,7 +152,7 @@ class RulesReload:
         return loaded
 
     async def _activate(self, record: Record, loaded: RulesetPolicy) -> None:
-        queues = [f"queue.dept.{d}" for d in loaded.departments]
+        queues = [QUEUE_DEPT.of(d) for d in loaded.departments]
         await self.topics.ensure(queues)
         await self._warm_producer(queues)
         previous = self.holder.policy
@@ -208,7 +207,7 @@ class RulesReload:
             kept=f"{active.name} {active.version}",
         )
         event = envelope(
-            event_id=f"ruleset-refused:{RULES_TOPIC}:{record.partition}:{record.offset}",
+            event_id=f"ruleset-refused:{ROUTING_RULES.name}:{record.partition}:{record.offset}",
             source=ENGINE_SOURCE,
             event_type=RULESET_REFUSED,
             time=datetime.now(UTC),
@@ -216,7 +215,7 @@ class RulesReload:
             data=RulesetRefused(
                 ruleset=name,
                 version=version,
-                topic=RULES_TOPIC,
+                topic=ROUTING_RULES.name,
                 partition=record.partition,
                 offset=record.offset,
                 published_at=datetime.fromtimestamp(record.timestamp / 1000, UTC),
@@ -236,7 +235,8 @@ class RulesReload:
         producer = AIOKafkaProducer(**producer_kwargs(self.settings))
         await producer.start()
         try:
-            await producer.send_and_wait(self.settings.topic(RULES_EVENTS_TOPIC), value, key=key)
+            topic = self.settings.topic(ROUTING_RULES_EVENTS.name)
+            await producer.send_and_wait(topic, value, key=key)
         finally:
             await producer.stop()
 

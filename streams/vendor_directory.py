@@ -26,11 +26,12 @@ from aiokafka import AIOKafkaProducer, ConsumerRecord
 from pydantic import ValidationError
 
 from schemas.envelope import CloudEvent, envelope
+from schemas.topics import DIRECTORY_VENDORS
 from schemas.vendor import VENDOR_PROFILE, VendorProfile
 from streams.compacted import CompactedReader, install_follower
 from streams.kafka_client import producer_kwargs
 from streams.settings import RouterSettings
-from streams.topics import VENDORS_TOPIC, TopicManager, core_topics
+from streams.topics import TopicManager, core_topics
 
 log = structlog.get_logger("router.vendors")
 
@@ -41,7 +42,7 @@ class VendorDirectory:
     """vendor id -> newest valid profile on `directory.vendors`."""
 
     def __init__(self, settings: RouterSettings) -> None:
-        self.reader = CompactedReader(settings, VENDORS_TOPIC, "vendors")
+        self.reader = CompactedReader(settings, DIRECTORY_VENDORS.name, "vendors")
         self._profiles: dict[str, VendorProfile] = {}
         self._caught_up = False
 
@@ -139,11 +140,11 @@ def profile_value(profile: VendorProfile, at: datetime, source: str = "router-cl
 
 
 async def _produce(settings: RouterSettings, records: list[tuple[bytes, bytes | None]]) -> int:
-    await TopicManager(settings).ensure([VENDORS_TOPIC], core_topics(settings))
+    await TopicManager(settings).ensure([DIRECTORY_VENDORS.name], core_topics(settings))
     producer = AIOKafkaProducer(**producer_kwargs(settings))
     await producer.start()
     try:
-        topic = settings.topic(VENDORS_TOPIC)
+        topic = settings.topic(DIRECTORY_VENDORS.name)
         futures = [await producer.send(topic, value, key=key) for key, value in records]
         for future in futures:
             await future
