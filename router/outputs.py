@@ -41,23 +41,24 @@ def routed_ticket_data(state: TicketState) -> dict[str, Any]:
 
 def engine_record(
     topic: str,
-    ticket_id: str,
+    subject: str,
     event_id: str,
     event_type: str,
     now: datetime,
     data: Any,
     headers: tuple[tuple[str, bytes], ...] = _CE_HEADERS,
 ) -> OutRecord:
-    """One engine-written CloudEvent keyed by ticket id (every stage builds records here)."""
+    """One engine-written CloudEvent keyed by its subject, a ticket id or a ruleset name
+    (every stage builds records here)."""
     doc = envelope(
         event_id=event_id,
         source=ENGINE_SOURCE,
         event_type=event_type,
         time=now,
-        subject=ticket_id,
+        subject=subject,
         data=data,
     )
-    return OutRecord(topic, ticket_id.encode(), orjson.dumps(doc), headers)
+    return OutRecord(topic, subject.encode(), orjson.dumps(doc), headers)
 
 
 def render(threaded: Threaded, inbound_id: str, now: datetime) -> list[OutRecord]:
