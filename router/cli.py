@@ -88,6 +88,7 @@ def vendors_provision(
     import re
 
     from schemas.message import VENDOR_ID_PATTERN
+    from schemas.topics import QUEUE_VENDOR
     from streams.acls import AclError, create_acls, vendor_acls, vendor_principal
     from streams.settings import RouterSettings
     from streams.topics import TopicManager
@@ -99,9 +100,9 @@ def vendors_provision(
         raise typer.BadParameter("--principal must contain {vendor} (one principal per vendor)")
     settings = load_settings(settings_file)
     assert isinstance(settings, RouterSettings)
-    asyncio.run(TopicManager(settings).ensure([f"queue.vendor.{v}" for v in vendor_ids]))
+    asyncio.run(TopicManager(settings).ensure([QUEUE_VENDOR.of(v) for v in vendor_ids]))
     for v in vendor_ids:
-        typer.echo(settings.topic(f"queue.vendor.{v}"))
+        typer.echo(settings.topic(QUEUE_VENDOR.of(v)))
         if not acls:
             continue
         bindings = vendor_acls(settings, v, vendor_principal(v, principal), actions=actions)

@@ -26,6 +26,7 @@ from rules.golden import format_outcome, run_cases
 from rules.inputs import Context, context_from_data, input_from_mapping
 from rules.loader import LoadError, parse_text
 from rules.simulate import Backtest, SimulationReport, report_dict
+from schemas.topics import ROUTING_RULES
 
 rules_app = typer.Typer(
     name="rules", help="Validate, test, explain and publish routing rulesets.", no_args_is_help=True
@@ -33,7 +34,6 @@ rules_app = typer.Typer(
 console = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
-DEFAULT_TOPIC = "routing.rules"
 PROGRESS_MIN_BYTES = 1 << 20  # show a progress bar for inputs of 1 MiB or more
 
 SlaOption = Annotated[
@@ -235,12 +235,12 @@ def publish(
 
     ruleset = _load(file, sla_policies, sla_config)
     servers, client, settings = _kafka(bootstrap)
-    target = topic or settings.topic(DEFAULT_TOPIC)
+    target = topic or settings.topic(ROUTING_RULES.name)
     if topic is None:  # before any worker ran: create it compacted, 1 partition
         from streams.topics import TopicManager, core_topics
 
         here = settings.model_copy(update={"kafka_bootstrap_servers": servers})
-        asyncio.run(TopicManager(here).ensure([DEFAULT_TOPIC], core_topics(here)))
+        asyncio.run(TopicManager(here).ensure([ROUTING_RULES.name], core_topics(here)))
     doc = ruleset.doc.to_document()
     done = asyncio.run(publish_ruleset(servers, target, doc, **client))
     console.print(
@@ -259,7 +259,7 @@ def history(
     from streams.rules_topic import ruleset_history
 
     servers, client, settings = _kafka(bootstrap)
-    target = topic or settings.topic(DEFAULT_TOPIC)
+    target = topic or settings.topic(ROUTING_RULES.name)
     try:
         records = asyncio.run(ruleset_history(servers, target, **client))
     except LookupError as exc:

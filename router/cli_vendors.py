@@ -72,7 +72,7 @@ def publish(
     settings_file: SettingsOpt = None,
 ) -> None:
     """Validate every profile, then write them to `directory.vendors` (workers reload live)."""
-    from streams.topics import VENDORS_TOPIC
+    from schemas.topics import DIRECTORY_VENDORS
     from streams.vendor_directory import publish_profiles
 
     profiles, problems = load_profiles(file)
@@ -83,7 +83,7 @@ def publish(
         raise typer.Exit(1)
     settings = _settings(settings_file)
     count = asyncio.run(publish_profiles(settings, profiles))
-    console.print(f"published {count} vendor profiles to {settings.topic(VENDORS_TOPIC)}")
+    console.print(f"published {count} vendor profiles to {settings.topic(DIRECTORY_VENDORS.name)}")
 
 
 def remove(

@@ -21,12 +21,10 @@ from schemas.dead_letter import (
 )
 from schemas.envelope import envelope
 from schemas.message import MESSAGE_RECEIVED, Channel, InboundEvent
+from schemas.topics import CHANNEL_DLQ
 
-DLQ_TOPIC = "channel.dlq"
 DEFAULT_MAX_RECORD_BYTES = 256 * 1024
 ENGINE_SOURCE = "urn:ticket-router:engine"
-
-CHANNEL_TOPICS: dict[str, Channel] = {f"channel.{c.value}": c for c in Channel}
 
 
 def source_position(
@@ -160,4 +158,4 @@ def dead_letter(
         ("dlq.source.offset", str(source.offset).encode()),
         ("content-type", b"application/cloudevents+json"),
     )
-    return OutRecord(topic=DLQ_TOPIC, key=key, value=orjson.dumps(doc), headers=headers)
+    return OutRecord(topic=CHANNEL_DLQ.name, key=key, value=orjson.dumps(doc), headers=headers)

@@ -13,9 +13,8 @@ from router.records import OutRecord, queue_topic
 from router.tickets import Threaded, TicketState
 from schemas.envelope import envelope
 from schemas.ticket import ROUTING_DECIDED, TICKET_ROUTED, TicketEventKind
+from schemas.topics import TICKETS_DECISIONS, TICKETS_EVENTS
 
-EVENTS_TOPIC = "tickets.events"
-DECISIONS_TOPIC = "tickets.decisions"
 CE_HEADER = ("content-type", b"application/cloudevents+json")
 _CE_HEADERS = (CE_HEADER,)
 
@@ -42,23 +41,24 @@ def routed_ticket_data(state: TicketState) -> dict[str, Any]:
 
 def engine_record(
     topic: str,
-    ticket_id: str,
+    subject: str,
     event_id: str,
     event_type: str,
     now: datetime,
     data: Any,
     headers: tuple[tuple[str, bytes], ...] = _CE_HEADERS,
 ) -> OutRecord:
-    """One engine-written CloudEvent keyed by ticket id (every stage builds records here)."""
+    """One engine-written CloudEvent keyed by its subject, a ticket id or a ruleset name
+    (every stage builds records here)."""
     doc = envelope(
         event_id=event_id,
         source=ENGINE_SOURCE,
         event_type=event_type,
         time=now,
-        subject=ticket_id,
+        subject=subject,
         data=data,
     )
-    return OutRecord(topic, ticket_id.encode(), orjson.dumps(doc), headers)
+    return OutRecord(topic, subject.encode(), orjson.dumps(doc), headers)
 
 
 def render(threaded: Threaded, inbound_id: str, now: datetime) -> list[OutRecord]:
@@ -86,7 +86,7 @@ def render(threaded: Threaded, inbound_id: str, now: datetime) -> list[OutRecord
     if decision is not None:
         out.append(
             engine_record(
-                DECISIONS_TOPIC,
+                TICKETS_DECISIONS.name,
                 tid,
                 derive_id(tid, inbound_id, "decision"),
                 ROUTING_DECIDED,
@@ -110,9 +110,8 @@ def render(threaded: Threaded, inbound_id: str, now: datetime) -> list[OutRecord
 
     def event(kind: TicketEventKind, **extra: Any) -> OutRecord:
         data = {"ticket_id": tid, "kind": kind.value, "at": now, "inbound_id": inbound_id, **extra}
-        return engine_record(
-            EVENTS_TOPIC, tid, derive_id(tid, inbound_id, kind.value), kind.event_type, now, data
-        )
+        event_id = derive_id(tid, inbound_id, kind.value)
+        return engine_record(TICKETS_EVENTS.name, tid, event_id, kind.event_type, now, data)
 
     if threaded.is_new:
         # opener and thread: the ticket index (streams.ticket_index) keeps both, for buyer

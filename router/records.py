@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from schemas.topics import QUEUE_DEPT, QUEUE_VENDOR
+
 Headers = tuple[tuple[str, bytes], ...]
 
 
@@ -20,6 +22,7 @@ class OutRecord:
 def queue_topic(queue: str) -> str:
     """`dept:payments` -> `queue.dept.payments`; `vendor:acme` -> `queue.vendor.acme`."""
     kind, _, name = queue.partition(":")
-    if kind not in ("dept", "vendor") or not name:
+    family = {"dept": QUEUE_DEPT, "vendor": QUEUE_VENDOR}.get(kind)
+    if family is None or not name:
         raise ValueError(f"queue must be 'dept:<name>' or 'vendor:<id>', got {queue!r}")
-    return f"queue.{kind}.{name}"
+    return family.of(name)

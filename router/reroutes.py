@@ -28,7 +28,6 @@ import orjson
 from router.tickets import TicketState
 from schemas.ticket import Priority
 
-REROUTES_TOPIC = "tickets.reroutes"
 LIFECYCLE_ACTOR = "lifecycle"  # router.sla.events.LIFECYCLE_ACTOR, without importing the SLA core
 
 

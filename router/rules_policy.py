@@ -19,6 +19,7 @@ from typing import Any
 
 from router.routing import Decision, RoutingContext
 from rules import CompiledRuleset, Problem, RuleResult, load_ruleset_document, load_ruleset_file
+from schemas.topics import ROUTING_RULES
 
 # `Decision` is a frozen slots dataclass: its generated __init__ sets each field through
 # object.__setattr__ and costs about as much as a whole rules decision. The decision is
@@ -119,7 +120,7 @@ def policy_from_file(
 
 
 def policy_from_record(
-    value: bytes, *, source: str = "routing.rules", sla_policies: Collection[str] | None = None
+    value: bytes, *, source: str = ROUTING_RULES.name, sla_policies: Collection[str] | None = None
 ) -> RulesetPolicy | list[Problem]:
     """Hot reload: a `routing.rules` record value -> a policy to swap in, or the problems
     (keep the current policy and report them)."""

@@ -22,7 +22,6 @@ from rules.ast import Ruleset
 from rules.compile import CompiledRuleset
 from rules.facts import BuyerInfo, InputView, RuleInput, TicketInfo
 from rules.load import (
-    RULESET_PUBLISHED,
     compile_ruleset,
     load_ruleset_document,
     load_ruleset_file,
@@ -33,6 +32,7 @@ from rules.load import (
 from rules.naive import NaiveEvaluator
 from rules.result import RuleResult
 from rules.validate import Problem
+from schemas.rules_event import RULESET_PUBLISHED
 
 __all__ = [
     "RULESET_PUBLISHED",

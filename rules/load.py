@@ -18,8 +18,8 @@ from rules.compile import CompiledRuleset
 from rules.loader import MAX_DOCUMENT_CHARS, LoadError, SourceDoc, parse_text
 from rules.validate import Problem, validate_source
 from schemas.envelope import envelope
-
-RULESET_PUBLISHED = "support.ruleset.published"
+from schemas.rules_event import RULESET_PUBLISHED
+from schemas.topics import ROUTING_RULES
 
 
 def parse_ruleset_text(
@@ -71,7 +71,7 @@ def load_ruleset_file(
 def load_ruleset_document(
     data: bytes,
     *,
-    source: str = "routing.rules",
+    source: str = ROUTING_RULES.name,
     sla_policies: Collection[str] | None = None,
 ) -> CompiledRuleset | list[Problem]:
     """Bytes of a `routing.rules` record (a CloudEvent whose `data` is the ruleset document),

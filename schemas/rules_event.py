@@ -11,6 +11,8 @@ from __future__ import annotations
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 RULESET_REFUSED = "support.routing.ruleset_refused"
+# the type of a ruleset record on `routing.rules` (the document itself: `rules.model`)
+RULESET_PUBLISHED = "support.ruleset.published"
 
 
 class RulesetProblem(BaseModel):

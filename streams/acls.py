@@ -27,6 +27,7 @@ from typing import Any
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.protocol.admin import CreateAclsRequest, DescribeAclsRequest
 
+from schemas.topics import QUEUE_VENDOR, TICKETS_ACTIONS
 from streams.kafka_client import client_kwargs
 from streams.settings import RouterSettings
 
@@ -71,7 +72,7 @@ def vendor_acls(
     settings: RouterSettings, vendor_id: str, principal: str, *, actions: bool = True
 ) -> list[AclBinding]:
     """The bindings of one vendor (see the module doc); pure."""
-    queue = settings.topic(f"queue.vendor.{vendor_id}")
+    queue = settings.topic(QUEUE_VENDOR.of(vendor_id))
     groups = settings.topic(f"vendor.{vendor_id}.")
     out = [
         AclBinding("topic", queue, "literal", principal, "read"),
@@ -79,7 +80,7 @@ def vendor_acls(
         AclBinding("group", groups, "prefixed", principal, "read"),
     ]
     if actions:
-        commands = settings.topic("tickets.actions")
+        commands = settings.topic(TICKETS_ACTIONS.name)
         out += [
             AclBinding("topic", commands, "literal", principal, "write"),
             AclBinding("topic", commands, "literal", principal, "describe"),

@@ -30,7 +30,7 @@ from streams.kafka_client import client_kwargs
 from streams.lifecycle import LifecycleStage, install_lifecycle
 from streams.rules_reload import install_rules_reload
 from streams.settings import RouterSettings
-from streams.stages.routing import TICKETS_TABLE, install_routing
+from streams.stages.routing import install_routing
 from streams.stages.runner import StageRunner
 from streams.ticket_index import install_ticket_index
 from streams.topics import TopicManager
@@ -39,7 +39,7 @@ from streams.vendor_directory import install_vendor_directory
 
 log = structlog.get_logger("router.app")
 
-__all__ = ["TICKETS_TABLE", "Engine", "create_engine"]
+__all__ = ["Engine", "create_engine"]
 
 
 @dataclass

@@ -16,6 +16,10 @@ Two phases:
   backoff from the first record not yet applied.
 
 If the worker was not started through `run_worker`, the task catches up first, then follows.
+
+`CompactedFollower` is the one way to do this: what a record does is its owner's (the rules
+reload's handlers, or a `router.views.KeyedView` fold for the vendor directory and the buyers
+changelog, see `view_follower`).
 """
 
 from __future__ import annotations
@@ -24,11 +28,12 @@ import asyncio
 import contextlib
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
+from router.views import KeyedView
 from streams.kafka_client import client_kwargs
 from streams.settings import RouterSettings
 
@@ -156,21 +161,70 @@ class CompactedReader:
                     await consumer.stop()
 
 
-class Follower(Protocol):
-    """State kept from a compacted topic on every worker (see the module docstring)."""
+class CompactedFollower:
+    """One compacted topic on every worker: `catch_up` hands `load` every record up to the
+    end offsets as of the call; `follow` then hands `update` each new batch, for ever."""
 
-    @property
-    def caught_up(self) -> bool: ...
+    def __init__(
+        self,
+        settings: RouterSettings,
+        logical: str,
+        name: str,
+        *,
+        load: BatchHandler,
+        update: BatchHandler | None = None,
+    ) -> None:
+        self.reader = CompactedReader(settings, logical, name)
+        self._load = load
+        self._update = update or load
+        self.caught_up = False
 
-    async def catch_up(self) -> None: ...
+    async def catch_up(self) -> None:
+        await self._load(await self.reader.read_to_end())
+        self.caught_up = True
 
-    async def follow(self) -> None: ...
+    async def follow(self) -> None:
+        await self.reader.follow(self._update)
 
 
-_FOLLOWERS: weakref.WeakKeyDictionary[Any, list[Follower]] = weakref.WeakKeyDictionary()
+def view_follower(
+    settings: RouterSettings,
+    logical: str,
+    view: KeyedView[Any],
+    *,
+    name: str,
+    what: str,
+    invalid: str,
+    key_field: str = "key",
+    log_updates: bool = True,
+) -> CompactedFollower:
+    """A follower folding `logical` into `view` (`router.views`), logging as `<what>_loaded`,
+    `<what>_updated` (keys changed; `log_updates`) and `invalid` (a record skipped)."""
+    logger = structlog.get_logger(f"router.{name}")
+
+    def fold(records: Sequence[ConsumerRecord[bytes, bytes]]) -> list[str]:
+        folded = view.apply(records)
+        for bad in folded.invalid:
+            logger.warning(invalid, **{key_field: bad.key}, partition=bad.partition,
+                           offset=bad.offset, error=bad.error)  # fmt: skip
+        return folded.changed
+
+    async def load(records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
+        fold(records)
+        logger.info(f"{what}_loaded", **{name: len(view)}, records=len(records))
+
+    async def update(records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
+        changed = fold(records)
+        if changed and log_updates:
+            logger.info(f"{what}_updated", **{name: len(view)}, changed=changed[:50])
+
+    return CompactedFollower(settings, logical, name, load=load, update=update)
 
 
-def install_follower(app: Any, follower: Follower) -> None:
+_FOLLOWERS: weakref.WeakKeyDictionary[Any, list[CompactedFollower]] = weakref.WeakKeyDictionary()
+
+
+def install_follower(app: Any, follower: CompactedFollower) -> None:
     """Register `follower` for `catch_up_followers(app)` and follow it in an app task."""
     _FOLLOWERS.setdefault(app, []).append(follower)
 
@@ -179,7 +233,7 @@ def install_follower(app: Any, follower: Follower) -> None:
             await follower.catch_up()
         await follower.follow()
 
-    follow_task.__name__ = f"follow_{type(follower).__name__}"
+    follow_task.__name__ = f"follow_{follower.reader.name}"
     app.task(follow_task)
 
 

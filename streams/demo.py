@@ -27,6 +27,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from router.traffic import MarketplaceTraffic
+from schemas.message import Channel
+from schemas.topics import CHANNEL_DLQ, CHANNELS, QUEUE_PREFIX, QUEUE_VENDOR
 from streams.kafka_client import client_kwargs
 from streams.local_kafka import LocalKafka
 from streams.local_kafka_setup import die_with_parent
@@ -84,12 +86,12 @@ async def _collect(settings: RouterSettings, tally: Tally, stop: asyncio.Event) 
 def _tally(tally: Tally, logical: str, doc: dict[str, object], ts: float) -> None:
     data = doc["data"]
     assert isinstance(data, dict)
-    if logical.startswith("queue."):
+    if logical.startswith(QUEUE_PREFIX):
         inbound = data["messages"][-1]["inbound_id"]
         if inbound not in tally.first_seen:
             tally.first_seen[inbound] = ts
             tally.queues[data["queue"]] += 1
-    elif logical == "channel.dlq":
+    elif logical == CHANNEL_DLQ.name:
         tally.dlq[data["reason"]] += 1
         original = data["original"]
         with contextlib.suppress(Exception):
@@ -123,7 +125,7 @@ async def _produce(
         if rec.inbound_id is not None:
             now = time.time()
             await producer.send_and_wait(
-                settings.topic(f"channel.{rec.channel}"),
+                settings.topic(CHANNELS[Channel(rec.channel)].name),
                 rec.value,
                 key=rec.key,
                 timestamp_ms=int(now * 1000),
@@ -143,7 +145,7 @@ async def _produce(
                 rec = traffic.next_record()
                 now = time.time()
                 await producer.send(
-                    settings.topic(f"channel.{rec.channel}"),
+                    settings.topic(CHANNELS[Channel(rec.channel)].name),
                     rec.value,
                     key=rec.key,
                     timestamp_ms=int(now * 1000),
@@ -191,7 +193,7 @@ async def _run(settings: RouterSettings, seconds: float, rate: int, log_path: Pa
     traffic = MarketplaceTraffic(seed=int(time.time()))
     manager = await ensure_core_topics(settings)
     # Onboarding, as `router vendors provision` does it: each vendor's queue exists up front.
-    await manager.ensure([f"queue.vendor.{v.id}" for v in traffic.vendors])
+    await manager.ensure([QUEUE_VENDOR.of(v.id) for v in traffic.vendors])
     worker = _start_worker(settings, log_path)
     tally = Tally()
     stop = asyncio.Event()

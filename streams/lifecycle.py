@@ -47,9 +47,15 @@ import faust
 from aiokafka.partitioner import murmur2
 from faust.types import TP
 
-from router.outputs import EVENTS_TOPIC
 from router.sla.policy import DEFAULT_POLICY_FILE, load_sla_config
-from router.sla.render import ACTIONS_TOPIC, COMMANDS_TOPIC
+from schemas.topics import (
+    LIFECYCLE_CHANGELOG,
+    LIFECYCLE_TABLE,
+    PARKED_TABLE,
+    TICKETS_ACTIONS,
+    TICKETS_COMMANDS,
+    TICKETS_EVENTS,
+)
 from schemas.vendor import VendorProfile
 from streams.changelog_recovery import gc_paused, install_fast_recovery
 from streams.emit import Emitter
@@ -58,9 +64,6 @@ from streams.lifecycle_stage import LifecycleStage
 from streams.settings import RouterSettings
 from streams.topics import raw_table, raw_topic
 from streams.transport import RouterTable
-
-LIFECYCLE_TABLE = "lifecycle"
-PARKED_TABLE = "lifecycle-parked"
 
 __all__ = [
     "LIFECYCLE_TABLE", "PARKED_TABLE", "LifecycleStage", "LifecycleTable", "install_lifecycle"
@@ -153,7 +156,7 @@ def install_lifecycle(
             value_type=bytes,
             partitions=settings.partitions,
             help="per-ticket lifecycle and SLA state (router.sla.state)",
-            extra_topic_configs={"max.message.bytes": str(4 * 1024 * 1024)},
+            extra_topic_configs=dict(LIFECYCLE_CHANGELOG.configs),
         )
     )
 
@@ -170,7 +173,7 @@ def install_lifecycle(
         out = []
         for tp in consumer.assignment():
             logical = settings.logical(tp.topic)
-            if logical in (ACTIONS_TOPIC, EVENTS_TOPIC):
+            if logical in (TICKETS_ACTIONS.name, TICKETS_EVENTS.name):
                 try:
                     high = consumer.highwater(tp)
                 except Exception:  # being revoked: unknown, i.e. not read to the end
@@ -187,8 +190,8 @@ def install_lifecycle(
         parked=parked, parked_local=FaustLocalData(parked, settings.partitions),
     )
     table.stage = stage
-    inputs = raw_topic(app, settings, EVENTS_TOPIC, COMMANDS_TOPIC)
-    actions = raw_topic(app, settings, ACTIONS_TOPIC)
+    inputs = raw_topic(app, settings, TICKETS_EVENTS.name, TICKETS_COMMANDS.name)
+    actions = raw_topic(app, settings, TICKETS_ACTIONS.name)
 
     @app.agent(inputs, name="lifecycle")
     async def lifecycle(stream: faust.StreamT) -> None:

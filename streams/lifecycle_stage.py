@@ -15,7 +15,6 @@ from typing import Any
 import structlog
 
 from router.inbound import Rejected, dead_letter, source_position
-from router.outputs import EVENTS_TOPIC
 from router.records import OutRecord
 from router.sla.lifecycle import on_action, on_tick, on_ticket_event
 from router.sla.outbox import (
@@ -31,7 +30,6 @@ from router.sla.render import (
     CMD_ACTION,
     CMD_DUE,
     CMD_HEADER,
-    COMMANDS_TOPIC,
     STAGE_HEADER,
     STAGE_LIFECYCLE,
     TicketEventEnvelope,
@@ -55,6 +53,7 @@ from router.sla.state import (
 from router.sla.transitions import VendorDirectory
 from schemas.action import TicketActionEvent
 from schemas.dead_letter import RejectReason, SourcePosition
+from schemas.topics import SLA_EVENTS, TICKETS_COMMANDS, TICKETS_EVENTS
 from streams.input_watermark import InputWatermark, Positions
 from streams.lifecycle_deadlines import Deadlines, LocalData
 from streams.lifecycle_parking import SWEEP_EVERY_SECONDS, ParkedAction, ParkingLot
@@ -126,7 +125,7 @@ class LifecycleStage:
             self.counts["failed"] += 1
             await self._emit([self._dead_letter(exc, logical, partition, offset, key, value, now,
                                                 timestamp)])
-        if logical == EVENTS_TOPIC:
+        if logical == TICKETS_EVENTS.name:
             self.watermark.seen(logical, partition, offset, timestamp)
 
     async def _handle(
@@ -139,14 +138,14 @@ class LifecycleStage:
         headers: dict[str, bytes],
         now: datetime,
     ) -> None:
-        if logical == COMMANDS_TOPIC and headers.get(CMD_HEADER) == CMD_ACTION:
+        if logical == TICKETS_COMMANDS.name and headers.get(CMD_HEADER) == CMD_ACTION:
             await self._action(ParkedAction(logical, partition, offset, value, headers), now)
             return
         config, vendors = self.config, self.vendors
         position = source_key(logical, partition, offset)
         render = self._renderer(headers, SourcePosition(topic=logical, partition=partition,
                                                         offset=offset), value, now)
-        if logical == EVENTS_TOPIC:
+        if logical == TICKETS_EVENTS.name:
             if headers.get(STAGE_HEADER) == STAGE_LIFECYCLE:
                 self.counts["own_event"] += 1  # written by this stage: nothing to apply
                 return
@@ -162,7 +161,7 @@ class LifecycleStage:
                               reindex=False)
             if event.ticket_id.encode() in self.parking:  # actions read before this event
                 await self._unpark(event.ticket_id, now)
-        elif logical == COMMANDS_TOPIC and headers.get(CMD_HEADER) == CMD_DUE:
+        elif logical == TICKETS_COMMANDS.name and headers.get(CMD_HEADER) == CMD_DUE:
             ticket_id = (key or b"").decode()
             until = due_until(value)
             if ticket_id.encode() in self.parking:
@@ -284,7 +283,7 @@ class LifecycleStage:
             self.counts["stored"] += 1
         if new_state is not state or reindex:
             self.deadlines.update(partition, ticket_id, index_entry(new_state))
-        self.counts["sla_events"] += sum(r.topic == "sla.events" for r in records)
+        self.counts["sla_events"] += sum(r.topic == SLA_EVENTS.name for r in records)
 
     def _committed(self, logical: str, partition: int) -> int | None:
         return self._committed_physical(self.settings.topic(logical), partition)

@@ -32,14 +32,16 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import start_http_server
 from prometheus_client.registry import Collector
 
+from schemas.topics import QUEUE_DEPT, QUEUE_VENDOR
+
 log = structlog.get_logger("router.metrics")
 
 
 def topic_family(logical: str) -> str:
     """`queue.vendor.acme` -> `queue.vendor`: one series per kind of queue, not per vendor."""
-    for family in ("queue.vendor.", "queue.dept."):
-        if logical.startswith(family):
-            return family[:-1]
+    for family in (QUEUE_VENDOR, QUEUE_DEPT):
+        if family.matches(logical):
+            return family.prefix[:-1]
     return logical
 
 

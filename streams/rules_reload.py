@@ -26,6 +26,9 @@ Refusing: the worker logs `ruleset_refused` with every problem and publishes a C
 `support.routing.ruleset_refused` on `routing.rules.events` (key: the ruleset name; id
 derived from the refused record's position, so the events of several workers, or of one
 worker restarting, dedupe on `id`).
+
+Which records count, and the refusal record, are the core's (`router.ruleset_records`); this
+module reads the topic (`streams.compacted.CompactedFollower`), swaps and publishes.
 """
 
 from __future__ import annotations
@@ -35,26 +38,30 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 import structlog
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 
 from router.engine_sla import engine_sla_policies
-from router.inbound import ENGINE_SOURCE
-from router.routing import RoutingPolicy
+from router.records import OutRecord
 from router.rules_policy import RulesetPolicy, policy_from_record
+from router.ruleset_records import (
+    ignored,
+    mismatch,
+    peek,
+    record_key,
+    refusal,
+    same_document,
+    same_version,
+)
 from router.stages.routing import PolicyHolder
 from rules import Problem
-from schemas.envelope import envelope
-from schemas.rules_event import RULESET_REFUSED, RulesetProblem, RulesetRef, RulesetRefused
-from streams.compacted import CompactedReader, install_follower
+from schemas.topics import QUEUE_DEPT, ROUTING_RULES, ROUTING_RULES_EVENTS
+from streams.compacted import CompactedFollower, install_follower
 from streams.kafka_client import producer_kwargs
 from streams.settings import RouterSettings
-from streams.topics import RULES_TOPIC, TopicManager
+from streams.topics import TopicManager
 
 log = structlog.get_logger("router.rules")
-
-RULES_EVENTS_TOPIC = "routing.rules.events"
 
 Record = ConsumerRecord[bytes, bytes]
 
@@ -73,21 +80,22 @@ class RulesReload:
         self.app = app
         self.holder = holder
         self.topics = topics
-        self.reader = CompactedReader(settings, RULES_TOPIC, "rules")
+        self.follower = CompactedFollower(
+            settings, ROUTING_RULES.name, "rules", load=self._on_catch_up, update=self._on_records
+        )
         # A ruleset naming an SLA policy this worker lacks is refused like any bad ruleset.
         self.sla_policies = engine_sla_policies(settings.sla_policies_file)
         initial = holder.policy
         # A worker started on a ruleset sticks to that ruleset's name.
         self.pinned: str | None = initial.name if isinstance(initial, RulesetPolicy) else None
-        self._caught_up = False
 
     @property
     def caught_up(self) -> bool:
-        return self._caught_up
+        return self.follower.caught_up
 
-    async def catch_up(self) -> None:
-        await self.topics.ensure([RULES_EVENTS_TOPIC])
-        records = [r for r in await self.reader.read_to_end() if self._follows(r)]
+    async def _on_catch_up(self, read: Sequence[Record]) -> None:
+        await self.topics.ensure([ROUTING_RULES_EVENTS.name])
+        records = [r for r in read if self._follows(r)]
         # newest first (by write time, should the topic have been given several partitions)
         records.sort(key=lambda r: (r.timestamp, r.partition, r.offset))
         refused: list[tuple[Record, list[Problem]]] = []
@@ -102,7 +110,6 @@ class RulesReload:
             break
         for record, problems in reversed(refused):  # reported against the policy kept
             await self._refuse(record, problems)
-        self._caught_up = True
         policy = self.holder.policy
         log.info(
             "rules_caught_up",
@@ -113,22 +120,19 @@ class RulesReload:
             follows=self.pinned or "any",
         )
 
-    async def follow(self) -> None:
-        await self.reader.follow(self._on_records)
-
     async def _on_records(self, records: Sequence[Record]) -> None:
         for record in records:
             if self._follows(record):
                 await self._consider(record)
 
     def _follows(self, record: Record) -> bool:
-        if record.value is None:
-            log.info("ruleset_tombstone_ignored", key=_key(record), offset=record.offset)
-            return False
-        if self.pinned is not None and _key(record) != self.pinned:
-            log.info("ruleset_ignored", key=_key(record), offset=record.offset, follows=self.pinned)
-            return False
-        return True
+        key = record_key(record.key)
+        why = ignored(self.pinned, key, record.value)
+        if why == "tombstone":
+            log.info("ruleset_tombstone_ignored", key=key, offset=record.offset)
+        elif why is not None:
+            log.info("ruleset_ignored", key=key, offset=record.offset, follows=self.pinned)
+        return why is None
 
     async def _consider(self, record: Record) -> bool:
         """Activate the record's ruleset, or refuse it; True when activated."""
@@ -141,23 +145,21 @@ class RulesReload:
 
     async def _load(self, record: Record) -> RulesetPolicy | list[Problem]:
         assert record.value is not None
-        where = f"{self.reader.topic}[{record.partition}]@{record.offset}"
+        where = f"{self.follower.reader.topic}[{record.partition}]@{record.offset}"
         # Compiling a large ruleset takes a while: off the event loop, so the agent goes on.
         loaded = await asyncio.to_thread(
             policy_from_record, record.value, source=where, sla_policies=self.sla_policies
         )
-        key = _key(record)
-        if not isinstance(loaded, list) and key is not None and key != loaded.name:
-            mismatch = f"record key {key!r} is not the ruleset name {loaded.name!r}"
-            loaded = [Problem(where, None, None, mismatch)]
-        return loaded
+        if isinstance(loaded, list):
+            return loaded
+        return mismatch(where, record_key(record.key), loaded) or loaded
 
     async def _activate(self, record: Record, loaded: RulesetPolicy) -> None:
-        queues = [f"queue.dept.{d}" for d in loaded.departments]
+        queues = [QUEUE_DEPT.of(d) for d in loaded.departments]
         await self.topics.ensure(queues)
         await self._warm_producer(queues)
         previous = self.holder.policy
-        if _same_version(previous, loaded) and not _same_document(previous, loaded):
+        if same_version(previous, loaded) and not same_document(previous, loaded):
             log.warning(
                 "ruleset_version_reused", ruleset=loaded.name, version=loaded.version,
                 offset=record.offset,
@@ -184,7 +186,7 @@ class RulesReload:
         hence a commit or a shutdown, hangs meanwhile). Tracking every topic it knows plus the
         new queues avoids that, and the first ticket routed to a new queue waits for nothing.
         Before faust starts (catch-up) there is nothing to warm: the producer starts later."""
-        if self.app is None or not self._caught_up:
+        if self.app is None or not self.caught_up:
             return
         try:
             client = self.app.producer._ensure_producer().client  # faust's aiokafka producer
@@ -195,8 +197,8 @@ class RulesReload:
             log.warning("producer_metadata_warmup_failed", error=repr(exc))
 
     async def _refuse(self, record: Record, problems: list[Problem]) -> None:
-        name, version = _peek(record.value or b"")
-        name = name or _key(record) or "?"
+        name, version = peek(record.value or b"")
+        name = name or record_key(record.key) or "?"
         active = self.holder.policy
         log.warning(
             "ruleset_refused",
@@ -207,67 +209,25 @@ class RulesReload:
             problems=[str(p) for p in problems],
             kept=f"{active.name} {active.version}",
         )
-        event = envelope(
-            event_id=f"ruleset-refused:{RULES_TOPIC}:{record.partition}:{record.offset}",
-            source=ENGINE_SOURCE,
-            event_type=RULESET_REFUSED,
-            time=datetime.now(UTC),
-            subject=name,
-            data=RulesetRefused(
-                ruleset=name,
-                version=version,
-                topic=RULES_TOPIC,
-                partition=record.partition,
-                offset=record.offset,
-                published_at=datetime.fromtimestamp(record.timestamp / 1000, UTC),
-                problems=[
-                    RulesetProblem(file=p.file, line=p.line, rule=p.rule_id, message=p.message)
-                    for p in problems
-                ],
-                kept=RulesetRef(ruleset=active.name, version=active.version),
-            ).model_dump(mode="json"),
-        )
+        event = refusal(
+            name, version, record.partition, record.offset, record.timestamp, problems, active,
+            datetime.now(UTC),
+        )  # fmt: skip
         try:
-            await self._publish(name.encode(), orjson.dumps(event))
+            await self._publish(event)
         except Exception as exc:  # the log line above stays the record of the refusal
             log.error("ruleset_refusal_event_failed", ruleset=name, error=repr(exc))
 
-    async def _publish(self, key: bytes, value: bytes) -> None:
+    async def _publish(self, record: OutRecord) -> None:
         producer = AIOKafkaProducer(**producer_kwargs(self.settings))
         await producer.start()
         try:
-            await producer.send_and_wait(self.settings.topic(RULES_EVENTS_TOPIC), value, key=key)
+            await producer.send_and_wait(
+                self.settings.topic(record.topic), record.value, key=record.key,
+                headers=list(record.headers),
+            )  # fmt: skip
         finally:
             await producer.stop()
-
-
-def _key(record: Record) -> str | None:
-    return record.key.decode("utf-8", "replace") if record.key is not None else None
-
-
-def _peek(value: bytes) -> tuple[str | None, str | None]:
-    """Name and version of a (possibly broken) ruleset record, when readable."""
-    try:
-        event: Any = orjson.loads(value)
-    except orjson.JSONDecodeError:
-        return None, None
-    doc = event.get("data", event) if isinstance(event, dict) else None
-    if not isinstance(doc, dict):
-        return None, None
-    name, version = doc.get("name"), doc.get("version")
-    return (
-        str(name) if isinstance(name, str | int | float) else None,
-        str(version) if isinstance(version, str | int | float) else None,
-    )
-
-
-def _same_version(a: RoutingPolicy, b: RulesetPolicy) -> bool:
-    return isinstance(a, RulesetPolicy) and (a.name, a.version) == (b.name, b.version)
-
-
-def _same_document(a: RoutingPolicy, b: RulesetPolicy) -> bool:
-    assert isinstance(a, RulesetPolicy)
-    return bool(a.compiled.ruleset.doc.to_document() == b.compiled.ruleset.doc.to_document())
 
 
 def install_rules_reload(
@@ -276,5 +236,5 @@ def install_rules_reload(
     """Follow `routing.rules` on this worker: caught up by `run_worker` before faust starts
     (`streams.compacted.catch_up_followers`), then followed by an app task."""
     reload = RulesReload(settings, holder, topics, app)
-    install_follower(app, reload)
+    install_follower(app, reload.follower)
     return reload

@@ -21,11 +21,11 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from rules.load import RULESET_PUBLISHED
 from schemas.envelope import envelope
+from schemas.rules_event import RULESET_PUBLISHED
+from schemas.topics import ROUTING_RULES
 from streams.compacted import topic_partitions
 
-DEFAULT_TOPIC = "routing.rules"
 _POLL_MS = 500
 IDLE_TIMEOUT_S = 30
 
@@ -112,7 +112,7 @@ async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicParti
 
 
 async def ruleset_history(
-    bootstrap: str, topic: str = DEFAULT_TOPIC, **client: Any
+    bootstrap: str, topic: str = ROUTING_RULES.name, **client: Any
 ) -> list[RulesetRecord]:
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest",

@@ -26,14 +26,13 @@ import orjson
 import structlog
 
 from router.buyers import ticket_change
-from router.reroutes import REROUTES_TOPIC, TicketIndexEntry, lifecycle_reroute
+from router.reroutes import TicketIndexEntry, lifecycle_reroute
+from schemas.topics import BUYERS_CHANGES, TICKET_INDEX_TABLE, TICKETS_EVENTS, TICKETS_REROUTES
 from streams.settings import RouterSettings
 from streams.topics import raw_table, raw_topic
 
 log = structlog.get_logger("router.ticket_index")
 
-TICKET_INDEX_TABLE = "ticket-index"
-BUYER_CHANGES_TOPIC = "buyers.changes"
 _WANTED = tuple(
     f'"support.ticket.{kind}"'.encode() for kind in ("opened", "routed", "resolved", "reopened")
 )
@@ -51,9 +50,9 @@ def _fields(value: bytes) -> dict[str, Any] | None:
 
 def install_ticket_index(app: Any, settings: RouterSettings) -> None:
     index = raw_table(app, settings, TICKET_INDEX_TABLE, "thread, queue and buyer of each ticket")
-    events = raw_topic(app, settings, "tickets.events")
-    buyer_changes = raw_topic(app, settings, BUYER_CHANGES_TOPIC)
-    reroutes = raw_topic(app, settings, REROUTES_TOPIC)
+    events = raw_topic(app, settings, TICKETS_EVENTS.name)
+    buyer_changes = raw_topic(app, settings, BUYERS_CHANGES.name)
+    reroutes = raw_topic(app, settings, TICKETS_REROUTES.name)
 
     @app.agent(events, name="ticket-index")
     async def ticket_index(stream: faust.StreamT) -> None:

@@ -1,4 +1,4 @@
-"""The engine's topics: names, configs, and idempotent creation through the admin API."""
+"""Creating the engine's topics through the admin API (names and configs: `schemas.topics`)."""
 
 from __future__ import annotations
 
@@ -9,44 +9,32 @@ from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from router.inbound import CHANNEL_TOPICS, DLQ_TOPIC
-from router.outputs import DECISIONS_TOPIC, EVENTS_TOPIC
+from schemas.topics import resolved, topic_of
 from streams.kafka_client import client_kwargs
 from streams.settings import RouterSettings
 
-ACTIONS_TOPIC = "tickets.actions"
-SLA_TOPIC = "sla.events"
-RULES_TOPIC = "routing.rules"
-VENDORS_TOPIC = "directory.vendors"
-
-# Big enough for an oversize inbound record kept whole (base64) inside its DLQ envelope.
-DLQ_MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 _TOPIC_ALREADY_EXISTS = 36
-_COMPACTED = {"cleanup.policy": "compact"}
-RULES_COMPACTION_LAG_MS = 30 * 24 * 3600 * 1000
 
 
 def core_topics(settings: RouterSettings) -> dict[str, dict[str, str]]:
-    """Logical name -> topic config for every topic the engine owns."""
-    topics: dict[str, dict[str, str]] = {name: {} for name in CHANNEL_TOPICS}
-    topics[DLQ_TOPIC] = {"max.message.bytes": str(DLQ_MAX_MESSAGE_BYTES)}
-    for name in (ACTIONS_TOPIC, EVENTS_TOPIC, DECISIONS_TOPIC, SLA_TOPIC):
-        topics[name] = {}
-    topics["buyers.changes"] = {}  # internal: buyer ticket changes keyed by buyer (streams.buyers)
-    topics["tickets.reroutes"] = {}  # internal: lifecycle moves keyed by thread (ticket_index)
-    # the `buyers` table's changelog, created up front: every worker follows it from start-up
-    topics[f"{settings.app_id}-buyers-changelog"] = dict(_COMPACTED)
-    topics["tickets.commands"] = {}  # internal commands of the lifecycle stage (streams.lifecycle)
-    # Compaction keeps one record per ruleset name. Without a lag, a broken version written
-    # past `router rules publish` could compact away the last good one, and a restarted
-    # worker would fall back to its startup policy; for 30 days every version stays (that
-    # is also what `router rules history` lists and a rollback republishes).
-    topics[RULES_TOPIC] = {**_COMPACTED, "min.compaction.lag.ms": str(RULES_COMPACTION_LAG_MS)}
-    topics[VENDORS_TOPIC] = dict(_COMPACTED)
+    """Logical name -> creation config of every topic the engine creates at start-up
+    (`schemas.topics`: the queue families come on demand, faust makes its own)."""
+    topics = {
+        name: topic.topic_configs()
+        for name, topic in resolved(settings.app_id).items()
+        if topic.creation == "startup"
+    }
     if settings.replication_factor > 1:
         for config in topics.values():
             config["min.insync.replicas"] = str(settings.min_insync_replicas)
     return topics
+
+
+def partitions_of(settings: RouterSettings, logical: str) -> int:
+    """How many partitions a topic is created with: the registry's count, else the setting."""
+    topic = topic_of(logical, settings.app_id)
+    count = topic.partitions if topic is not None else None
+    return count if count is not None else settings.partitions
 
 
 @dataclass
@@ -78,11 +66,10 @@ class TopicManager:
     async def _create(
         self, admin: AIOKafkaAdminClient, names: list[str], configs: dict[str, dict[str, str]]
     ) -> None:
-        single_partition = {RULES_TOPIC}
         new = [
             NewTopic(
                 name=self.settings.topic(n),
-                num_partitions=1 if n in single_partition else self.settings.partitions,
+                num_partitions=partitions_of(self.settings, n),
                 replication_factor=self.settings.replication_factor,
                 topic_configs=configs.get(n, {}),
             )

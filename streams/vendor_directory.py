@@ -6,7 +6,8 @@ value) removes the vendor. An invalid record is logged (`vendor_profile_invalid`
 skipped: the vendor keeps its previous profile.
 
 Like the rules topic, the directory is read by every worker with a groupless consumer
-(`streams.compacted`): caught up before faust starts, then followed by an app task. The
+(`streams.compacted`): caught up before faust starts, then followed by an app task; what a
+record does is `router.views` (`vendor_profile` says which records are valid). The
 inbound processor looks vendors up with `VendorDirectory.get` (a dict read, no I/O).
 
 `publish_profiles` / `remove_profiles` / `read_directory` back `router vendors
@@ -16,106 +17,38 @@ publish|remove|list`.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-import structlog
-from aiokafka import AIOKafkaProducer, ConsumerRecord
-from pydantic import ValidationError
+from aiokafka import AIOKafkaProducer
 
-from schemas.envelope import CloudEvent, envelope
+from router.views import KeyedView, vendor_profile
+from schemas.envelope import envelope
+from schemas.topics import DIRECTORY_VENDORS
 from schemas.vendor import VENDOR_PROFILE, VendorProfile
-from streams.compacted import CompactedReader, install_follower
+from streams.compacted import install_follower, view_follower
 from streams.kafka_client import producer_kwargs
 from streams.settings import RouterSettings
-from streams.topics import VENDORS_TOPIC, TopicManager, core_topics
-
-log = structlog.get_logger("router.vendors")
-
-Record = ConsumerRecord[bytes, bytes]
+from streams.topics import TopicManager, core_topics
 
 
-class VendorDirectory:
-    """vendor id -> newest valid profile on `directory.vendors`."""
+class VendorDirectory(KeyedView[VendorProfile]):
+    """vendor id -> newest valid profile on `directory.vendors` (`router.views`)."""
 
     def __init__(self, settings: RouterSettings) -> None:
-        self.reader = CompactedReader(settings, VENDORS_TOPIC, "vendors")
-        self._profiles: dict[str, VendorProfile] = {}
-        self._caught_up = False
-
-    def get(self, vendor_id: str) -> VendorProfile | None:
-        return self._profiles.get(vendor_id)
-
-    def __len__(self) -> int:
-        return len(self._profiles)
-
-    def snapshot(self) -> dict[str, VendorProfile]:
-        return dict(self._profiles)
-
-    @property
-    def caught_up(self) -> bool:
-        return self._caught_up
-
-    async def catch_up(self) -> None:
-        records = await self.reader.read_to_end()
-        self.apply(records)
-        self._caught_up = True
-        log.info("vendor_directory_loaded", vendors=len(self._profiles), records=len(records))
-
-    async def follow(self) -> None:
-        await self.reader.follow(self._on_records)
-
-    async def _on_records(self, records: Sequence[Record]) -> None:
-        changed = self.apply(records)
-        if changed:
-            log.info("vendor_directory_updated", vendors=len(self._profiles), changed=changed[:50])
-
-    def apply(self, records: Iterable[Record]) -> list[str]:
-        """Apply records in order; the vendor ids whose profile changed."""
-        changed: list[str] = []
-        for record in records:
-            key = record.key.decode("utf-8", "replace") if record.key is not None else None
-            if key is None:
-                log.warning("vendor_profile_invalid", offset=record.offset, error="no key")
-                continue
-            if record.value is None:
-                if self._profiles.pop(key, None) is not None:
-                    changed.append(key)
-                continue
-            profile = _profile(record.value, key, record.partition, record.offset)
-            if profile is not None and self._profiles.get(key) != profile:
-                self._profiles[key] = profile
-                changed.append(key)
-        return changed
-
-
-def _profile(value: bytes, key: str, partition: int, offset: int) -> VendorProfile | None:
-    error: str | None = None
-    try:
-        event = CloudEvent[VendorProfile].model_validate_json(value)
-    except ValidationError as exc:
-        error = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:10]
-        )
-    else:
-        if event.type != VENDOR_PROFILE:
-            error = f"type {event.type!r} is not {VENDOR_PROFILE!r}"
-        elif event.data.vendor_id != key:
-            error = f"data.vendor_id {event.data.vendor_id!r} is not the record key {key!r}"
-        else:
-            return event.data
-    log.warning(
-        "vendor_profile_invalid", vendor_id=key, partition=partition, offset=offset, error=error
-    )
-    return None
+        super().__init__(vendor_profile)
+        self.follower = view_follower(
+            settings, DIRECTORY_VENDORS.name, self, name="vendors", what="vendor_directory",
+            invalid="vendor_profile_invalid", key_field="vendor_id",
+        )  # fmt: skip
 
 
 def install_vendor_directory(app: Any, settings: RouterSettings) -> VendorDirectory:
     """Keep the vendor directory on this worker (caught up by `run_worker`, then followed)."""
     directory = VendorDirectory(settings)
-    install_follower(app, directory)
+    install_follower(app, directory.follower)
     return directory
 
 
@@ -139,11 +72,11 @@ def profile_value(profile: VendorProfile, at: datetime, source: str = "router-cl
 
 
 async def _produce(settings: RouterSettings, records: list[tuple[bytes, bytes | None]]) -> int:
-    await TopicManager(settings).ensure([VENDORS_TOPIC], core_topics(settings))
+    await TopicManager(settings).ensure([DIRECTORY_VENDORS.name], core_topics(settings))
     producer = AIOKafkaProducer(**producer_kwargs(settings))
     await producer.start()
     try:
-        topic = settings.topic(VENDORS_TOPIC)
+        topic = settings.topic(DIRECTORY_VENDORS.name)
         futures = [await producer.send(topic, value, key=key) for key, value in records]
         for future in futures:
             await future
@@ -168,5 +101,5 @@ async def remove_profiles(settings: RouterSettings, vendor_ids: Sequence[str]) -
 
 async def read_directory(settings: RouterSettings) -> dict[str, VendorProfile]:
     directory = VendorDirectory(settings)
-    directory.apply(await directory.reader.read_to_end())
+    directory.apply(await directory.follower.reader.read_to_end())
     return directory.snapshot()

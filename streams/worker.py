@@ -8,6 +8,7 @@ import faust
 import structlog
 
 from router.routing import RoutingPolicy
+from schemas.topics import QUEUE_DEPT
 from streams.app import create_engine
 from streams.compacted import catch_up_followers
 from streams.logs import configure_logging
@@ -22,7 +23,7 @@ async def _prepare_topics(settings: RouterSettings, policy: RoutingPolicy) -> No
     """Core topics plus every department queue the policy names: no creation on the hot path."""
     manager = await ensure_core_topics(settings)
     departments = getattr(policy, "departments", ())
-    await manager.ensure([f"queue.dept.{d}" for d in departments])
+    await manager.ensure([QUEUE_DEPT.of(d) for d in departments])
 
 
 def run_worker(settings: RouterSettings, policy: RoutingPolicy | None = None) -> None:

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from router.ids import derive_id
 from router.inbound import Rejected, dead_letter
-from router.outputs import CE_HEADER, DECISIONS_TOPIC, EVENTS_TOPIC
+from router.outputs import CE_HEADER
 from router.outputs import engine_record as _record
 from router.records import OutRecord, queue_topic
 from router.sla.state import RerouteOut, SlaEventOut, TicketEventOut
@@ -30,10 +30,13 @@ from schemas.action import TICKET_ACTION, TicketActionEvent
 from schemas.dead_letter import FieldError, RejectReason, SourcePosition
 from schemas.envelope import CloudEvent
 from schemas.ticket import ROUTING_DECIDED, TICKET_ROUTED, TicketEvent
-
-SLA_TOPIC = "sla.events"
-ACTIONS_TOPIC = "tickets.actions"
-COMMANDS_TOPIC = "tickets.commands"
+from schemas.topics import (
+    SLA_EVENTS,
+    TICKETS_ACTIONS,
+    TICKETS_COMMANDS,
+    TICKETS_DECISIONS,
+    TICKETS_EVENTS,
+)
 
 # On records this stage writes to `tickets.events`: it skips them unread on the way back.
 STAGE_HEADER = "router.stage"
@@ -61,7 +64,7 @@ def render_output(out: SlaEventOut | TicketEventOut | RerouteOut) -> list[OutRec
         record = out.record  # rendered without building the pydantic model
         return [
             _record(
-                SLA_TOPIC, record.ticket_id, out.id, out.type, record.fired_at,
+                SLA_EVENTS.name, record.ticket_id, out.id, out.type, record.fired_at,
                 orjson.Fragment(record.json_bytes()),
             )
         ]
@@ -69,7 +72,7 @@ def render_output(out: SlaEventOut | TicketEventOut | RerouteOut) -> list[OutRec
         event = out.data
         return [
             _record(
-                EVENTS_TOPIC, event.ticket_id, out.id, out.type, event.at,
+                TICKETS_EVENTS.name, event.ticket_id, out.id, out.type, event.at,
                 event.model_dump(mode="json", exclude_none=True), (CE_HEADER, _OWN),
             )
         ]
@@ -104,7 +107,9 @@ def _reroute(out: RerouteOut) -> list[OutRecord]:
     }
     decision_id = derive_id(out.ticket_id, out.id, "decision")
     records.append(
-        _record(DECISIONS_TOPIC, out.ticket_id, decision_id, ROUTING_DECIDED, out.at, decision)
+        _record(
+            TICKETS_DECISIONS.name, out.ticket_id, decision_id, ROUTING_DECIDED, out.at, decision
+        )
     )
     return records
 
@@ -149,7 +154,7 @@ def parse_action(
     if action.type != TICKET_ACTION:
         return reject(
             RejectReason.UNSUPPORTED_TYPE,
-            f"type is {action.type!r}; {ACTIONS_TOPIC} carries {TICKET_ACTION!r}",
+            f"type is {action.type!r}; {TICKETS_ACTIONS.name} carries {TICKET_ACTION!r}",
             [FieldError(field="type", error=f"expected {TICKET_ACTION!r}")],
         )
     return action
@@ -165,7 +170,7 @@ def action_command(
     ]
     if key is not None:
         headers.append((KEY_HEADER, key))
-    return OutRecord(COMMANDS_TOPIC, action.data.ticket_id.encode(), value, tuple(headers))
+    return OutRecord(TICKETS_COMMANDS.name, action.data.ticket_id.encode(), value, tuple(headers))
 
 
 def due_command(ticket_id: str, requested_at: float, until: float | None = None) -> OutRecord:
@@ -174,7 +179,7 @@ def due_command(ticket_id: str, requested_at: float, until: float | None = None)
     doc: dict[str, object] = {"ticket_id": ticket_id, "requested_at": requested_at}
     if until is not None:
         doc["until"] = until
-    return OutRecord(COMMANDS_TOPIC, ticket_id.encode(), orjson.dumps(doc),
+    return OutRecord(TICKETS_COMMANDS.name, ticket_id.encode(), orjson.dumps(doc),
                      ((CMD_HEADER, CMD_DUE),))
 
 

@@ -14,10 +14,10 @@ from collections import Counter
 from collections.abc import MutableMapping
 from datetime import datetime
 
-from router.inbound import CHANNEL_TOPICS, Rejected, dead_letter, parse_inbound, source_position
+from router.inbound import Rejected, dead_letter, parse_inbound, source_position
 from router.outputs import render
 from router.records import OutRecord
-from router.reroutes import REROUTES_TOPIC, RerouteNotice, apply_reroute
+from router.reroutes import RerouteNotice, apply_reroute
 from router.routing import RoutingPolicy
 from router.stages.contract import InRecord, Note
 from router.tickets import (
@@ -32,6 +32,7 @@ from router.tickets import (
 )
 from schemas.dead_letter import RejectReason
 from schemas.message import Channel
+from schemas.topics import CHANNEL_TOPICS, TICKETS_REROUTES
 
 MAX_ERROR_CHARS = 1000
 
@@ -68,7 +69,7 @@ class RoutingProcessor:
         self.notes: list[Note] = []
 
     def process(self, record: InRecord, now: datetime) -> list[OutRecord]:
-        if record.topic == REROUTES_TOPIC:  # the lifecycle moved a ticket: follow-ups follow it
+        if record.topic == TICKETS_REROUTES.name:  # the lifecycle moved a ticket: follow it
             self._apply_reroute(record.value)
             return []
         try:

@@ -8,17 +8,13 @@ from typing import Any
 import faust
 
 from router.clock import Clock
-from router.inbound import CHANNEL_TOPICS
-from router.reroutes import REROUTES_TOPIC
 from router.stages.routing import PolicyHolder, RoutingProcessor
 from router.tickets import BuyerLookup, VendorLookup
+from schemas.topics import CHANNEL_TOPICS, TICKETS_CHANGELOG, TICKETS_REROUTES, TICKETS_TABLE
 from streams.emit import Emitter
 from streams.settings import RouterSettings
 from streams.stages.runner import BatchTable, StageRunner
 from streams.topics import raw_topic
-
-TICKETS_TABLE = "tickets"
-TICKET_STATE_MAX_BYTES = 2 * 1024 * 1024
 
 
 def install_routing(
@@ -38,7 +34,7 @@ def install_routing(
         key_type=bytes,
         value_type=bytes,
         partitions=settings.partitions,
-        extra_topic_configs={"max.message.bytes": str(TICKET_STATE_MAX_BYTES)},
+        extra_topic_configs=dict(TICKETS_CHANGELOG.configs),
     )
     tickets = BatchTable.over(table)
     processor = RoutingProcessor(
@@ -47,7 +43,7 @@ def install_routing(
     )  # fmt: skip
     runner = StageRunner(processor, [tickets], emitter, clock, settings.logical)
     # lifecycle re-routes arrive keyed by thread, co-partitioned with the channel topics
-    inbound = raw_topic(app, settings, *CHANNEL_TOPICS, REROUTES_TOPIC)
+    inbound = raw_topic(app, settings, *CHANNEL_TOPICS, TICKETS_REROUTES.name)
     max_records, within = settings.batch_max_records, settings.batch_max_wait_ms / 1000
 
     @app.agent(inbound, name="route-inbound")

@@ -33,12 +33,13 @@ if str(REPO) not in sys.path:  # run as a script: make `router`, `tests` importa
 
 from router.clock import SystemClock  # noqa: E402
 from router.default_policy import DefaultPolicy  # noqa: E402
-from router.inbound import CHANNEL_TOPICS, Rejected, parse_inbound  # noqa: E402
+from router.inbound import Rejected, parse_inbound  # noqa: E402
 from router.outputs import render  # noqa: E402
 from router.stages.routing import PolicyHolder, RoutingProcessor  # noqa: E402
 from router.tickets import Threaded, TicketState, state_key, thread_message  # noqa: E402
 from router.traffic import MarketplaceTraffic, TrafficRecord  # noqa: E402
 from schemas.dead_letter import SourcePosition  # noqa: E402
+from schemas.topics import CHANNEL_TOPICS  # noqa: E402
 from streams.emit import Emitter, KeyedSender  # noqa: E402
 from streams.logs import configure_logging  # noqa: E402
 from streams.settings import RouterSettings  # noqa: E402

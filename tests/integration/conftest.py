@@ -6,9 +6,12 @@ from pathlib import Path
 
 import pytest
 
+from schemas.topics import CHANNEL_DLQ, QUEUE_PREFIX, TICKETS_DECISIONS, TICKETS_EVENTS
 from tests.harness import Collector, WorkerProcess, produce, topics_exist, wait_for
 
-OUTPUT_TOPICS = ("queue.*", "channel.dlq", "tickets.events", "tickets.decisions")
+OUTPUT_TOPICS = (
+    f"{QUEUE_PREFIX}*", CHANNEL_DLQ.name, TICKETS_EVENTS.name, TICKETS_DECISIONS.name
+)
 
 
 @dataclass

@@ -18,13 +18,14 @@ import pytest
 
 from schemas import CloudEvent, DeadLetter
 from schemas.sla import SlaEvent
+from schemas.topics import CHANNEL_DLQ, QUEUE_PREFIX, SLA_EVENTS, TICKETS_EVENTS
 from tests.factories import inbound_bytes
 from tests.harness import Output, produce
 from tests.integration.conftest import EngineUnderTest
 
 pytestmark = pytest.mark.integration
 
-SLA_TOPICS = ("sla.events", "tickets.events", "queue.*", "channel.dlq")
+SLA_TOPICS = (SLA_EVENTS.name, TICKETS_EVENTS.name, f"{QUEUE_PREFIX}*", CHANNEL_DLQ.name)
 # fired_at and the record timestamp may trail the deadline by at most this much
 ON_TIME_SECONDS = 2.0
 

@@ -13,6 +13,7 @@ from aiokafka import ConsumerRecord
 
 from router.cli import _load_policy
 from router.default_policy import DefaultPolicy
+from router.records import OutRecord
 from router.routing import BuyerHistory, RoutingPolicy
 from router.rules_policy import policy_from_file
 from router.stages.routing import PolicyHolder
@@ -21,9 +22,9 @@ from rules import parse_ruleset_file, ruleset_record
 from schemas.dead_letter import SourcePosition
 from schemas.envelope import CloudEvent
 from schemas.message import InboundEvent, InboundMessage
-from schemas.rules_event import RulesetRefused
+from schemas.rules_event import RULESET_REFUSED, RulesetRefused
 from schemas.vendor import VendorProfile, VendorStatus
-from streams.rules_reload import RULESET_REFUSED, RulesReload
+from streams.rules_reload import RulesReload
 from streams.settings import RouterSettings
 from streams.vendor_directory import VendorDirectory, profile_value
 from tests.factories import inbound_event
@@ -83,8 +84,9 @@ def reload_for(policy: RoutingPolicy) -> tuple[RulesReload, FakeTopics, list[dic
     reload = RulesReload(RouterSettings(), PolicyHolder(policy), topics)  # type: ignore[arg-type]
     events: list[dict[str, Any]] = []
 
-    async def publish(key: bytes, value: bytes) -> None:
-        events.append(orjson.loads(value))
+    async def publish(record: OutRecord) -> None:
+        assert record.topic == "routing.rules.events"
+        events.append(orjson.loads(record.value))
 
     reload._publish = publish  # type: ignore[method-assign]
     return reload, topics, events
@@ -92,7 +94,7 @@ def reload_for(policy: RoutingPolicy) -> tuple[RulesReload, FakeTopics, list[dic
 
 def test_catch_up_takes_the_newest_good_version_and_reports_newer_broken_ones() -> None:
     reload, topics, events = reload_for(policy_from_file(V1))
-    reload.reader = FakeReader(
+    reload.follower.reader = FakeReader(
         [  # type: ignore[assignment]
             record(0, "marketplace", ruleset_value(V1)),
             record(1, "marketplace", ruleset_value(V2)),
@@ -101,7 +103,7 @@ def test_catch_up_takes_the_newest_good_version_and_reports_newer_broken_ones() 
             record(4, "marketplace", ruleset_value(V2, version="2.1.0", rules=[])),
         ]
     )
-    asyncio.run(reload.catch_up())
+    asyncio.run(reload.follower.catch_up())
     assert (reload.holder.policy.name, reload.holder.policy.version) == ("marketplace", "2.0.0")
     assert "queue.dept.desk_it" in topics.ensured
     assert [e["type"] for e in events] == [RULESET_REFUSED]
@@ -165,7 +167,7 @@ def _vendor_record(offset: int, key: str, value: bytes | None) -> ConsumerRecord
 def test_vendor_directory_applies_profiles_tombstones_and_skips_bad_records() -> None:
     directory = VendorDirectory(RouterSettings())
     acme = VendorProfile(vendor_id="acme", tier="gold")  # type: ignore[arg-type]
-    changed = directory.apply(
+    folded = directory.apply(
         [
             _vendor_record(0, "acme", profile_value(acme, AT)),
             _vendor_record(1, "bolt", profile_value(VendorProfile(vendor_id="bolt"), AT)),
@@ -174,12 +176,16 @@ def test_vendor_directory_applies_profiles_tombstones_and_skips_bad_records() ->
             _vendor_record(4, "acme", b"not json"),  # keeps the previous profile
         ]
     )
-    assert changed == ["acme", "bolt", "bolt"]
+    assert folded.changed == ["acme", "bolt", "bolt"]
+    assert [(i.key, i.offset) for i in folded.invalid] == [("zed", 3), ("acme", 4)]
+    assert "is not the record key" in folded.invalid[0].error
     assert directory.get("acme") == acme
     assert directory.get("bolt") is None
     assert directory.get("zed") is None
     suspended = acme.model_copy(update={"status": VendorStatus.SUSPENDED})
-    assert directory.apply([_vendor_record(5, "acme", profile_value(suspended, AT))]) == ["acme"]
+    assert directory.apply([_vendor_record(5, "acme", profile_value(suspended, AT))]).changed == [
+        "acme"
+    ]
     assert directory.get("acme") == suspended
 
 

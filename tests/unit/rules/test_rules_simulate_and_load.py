@@ -9,9 +9,9 @@ import orjson
 
 from rules import CompiledRuleset, load_ruleset_document, load_ruleset_file, ruleset_record
 from rules.inputs import context_from_data
-from rules.load import RULESET_PUBLISHED
 from rules.loader import parse_text
 from rules.simulate import Backtest, report_dict, simulate
+from schemas.rules_event import RULESET_PUBLISHED
 from tests.unit.rules.rules_support import EXAMPLES, make_input
 
 MESSAGES = EXAMPLES / "messages.jsonl"

@@ -11,11 +11,11 @@ from typing import Any
 
 import orjson
 
-from router.outputs import EVENTS_TOPIC
 from router.records import OutRecord
 from router.sla.policy import SlaConfig
-from router.sla.render import ACTIONS_TOPIC, COMMANDS_TOPIC, SLA_TOPIC, due_command
+from router.sla.render import due_command
 from schemas.ticket import TicketEvent, TicketEventKind
+from schemas.topics import SLA_EVENTS, TICKETS_ACTIONS, TICKETS_COMMANDS, TICKETS_EVENTS
 from streams.lifecycle_parking import Parked, ParkedAction, decode_parked, encode_parked
 from streams.lifecycle_stage import LifecycleStage
 from streams.settings import RouterSettings
@@ -39,7 +39,7 @@ class Stage:
             self.sent.extend((r.topic, r, partition) for r in records)
 
         def positions() -> list[tuple[str, int, int | None, int | None]]:
-            return [(ACTIONS_TOPIC, 0, self.actions_high, None)] if watched else []
+            return [(TICKETS_ACTIONS.name, 0, self.actions_high, None)] if watched else []
 
         self.stage = LifecycleStage(
             RouterSettings(topic_prefix=""), config, self.table,
@@ -69,7 +69,7 @@ class Stage:
         )
         doc = {"specversion": "1.0", "id": "ev-1", "source": "test",
                "type": "support.ticket.routed", "data": data.model_dump(mode="json")}
-        self.run(self.stage.handle(EVENTS_TOPIC, 1, 0, b"T-1", orjson.dumps(doc), [],
+        self.run(self.stage.handle(TICKETS_EVENTS.name, 1, 0, b"T-1", orjson.dumps(doc), [],
                                    OPENED.timestamp()))
         if not self.stage.deadlines.firing:
             self.run(self.stage.deadlines.on_recovered({1}))
@@ -81,27 +81,27 @@ class Stage:
         doc = {"specversion": "1.0", "id": f"act-{offset}", "source": "desk",
                "type": "support.ticket.action",
                "data": {"ticket_id": ticket_id, "at": at.isoformat(), **action}}
-        before = len(self.sent.on(COMMANDS_TOPIC))
-        self.run(self.stage.forward_action(ACTIONS_TOPIC, 0, offset, b"T-1", orjson.dumps(doc),
-                                           at.timestamp()))
-        for command in self.sent.on(COMMANDS_TOPIC)[before:]:
+        before = len(self.sent.on(TICKETS_COMMANDS.name))
+        self.run(self.stage.forward_action(TICKETS_ACTIONS.name, 0, offset, b"T-1",
+                                           orjson.dumps(doc), at.timestamp()))
+        for command in self.sent.on(TICKETS_COMMANDS.name)[before:]:
             self.handle_command(command)
 
     def handle_command(self, command: OutRecord) -> None:
-        self.run(self.stage.handle(COMMANDS_TOPIC, 1, 100 + len(self.sent), command.key,
+        self.run(self.stage.handle(TICKETS_COMMANDS.name, 1, 100 + len(self.sent), command.key,
                                    command.value, list(command.headers)))
 
     def tick(self, sweep: bool = False) -> None:
         """The timer, then the lifecycle agent applying the due commands it sent."""
-        before = len(self.sent.on(COMMANDS_TOPIC))
+        before = len(self.sent.on(TICKETS_COMMANDS.name))
         self.run(self.stage.deadlines.fire_due())
         if sweep:
             self.run(self.stage.sweep_parked())
-        for command in self.sent.on(COMMANDS_TOPIC)[before:]:
+        for command in self.sent.on(TICKETS_COMMANDS.name)[before:]:
             self.handle_command(command)
 
     def sla(self) -> list[tuple[str, str]]:
-        docs = [orjson.loads(r.value) for r in self.sent.on(SLA_TOPIC)]
+        docs = [orjson.loads(r.value) for r in self.sent.on(SLA_EVENTS.name)]
         return [(d["type"].rsplit(".", 1)[1], d["data"]["metric"]) for d in docs]
 
 
@@ -195,7 +195,7 @@ def test_parked_actions_left_by_a_crash_are_applied_by_the_sweep(config: SlaConf
     stage = Stage(config)
     stage.routed()
     # As if the worker died after storing the ticket, before applying what waited for it.
-    stage.stage.parking.park(b"T-1", ParkedAction(COMMANDS_TOPIC, 1, 7, reply_command(), {
+    stage.stage.parking.park(b"T-1", ParkedAction(TICKETS_COMMANDS.name, 1, 7, reply_command(), {
         "router.cmd": b"action"}), OPENED.timestamp())
     stage.tick(sweep=True)
     assert ("met", "first_response") in stage.sla()

@@ -10,19 +10,13 @@ from typing import Any
 import orjson
 import pytest
 
-from router.outputs import EVENTS_TOPIC
 from router.records import OutRecord
 from router.sla.outbox import split_stored
 from router.sla.policy import SlaConfig
-from router.sla.render import (
-    ACTIONS_TOPIC,
-    COMMANDS_TOPIC,
-    SLA_TOPIC,
-    due_command,
-    render_output,
-)
+from router.sla.render import due_command, render_output
 from router.sla.state import TicketEventOut, decode_state, encode_state
 from schemas.ticket import TicketEvent, TicketEventKind
+from schemas.topics import SLA_EVENTS, TICKETS_ACTIONS, TICKETS_COMMANDS, TICKETS_EVENTS
 from streams.lifecycle_stage import LifecycleStage
 from streams.settings import RouterSettings
 from tests.unit.sla.sla_support import routed_snapshot
@@ -92,18 +86,18 @@ class Harness:
         doc = {"specversion": "1.0", "id": event_id, "source": "test",
                "type": "support.ticket.routed", "data": data.model_dump(mode="json")}
         offset = next(self.offsets)
-        self.run(self.stage.handle(EVENTS_TOPIC, 1, offset, b"T-1", orjson.dumps(doc), []))
+        self.run(self.stage.handle(TICKETS_EVENTS.name, 1, offset, b"T-1", orjson.dumps(doc), []))
         return offset
 
     def due(self, offset: int | None = None) -> int:
         record = due_command("T-1", 0.0)
         offset = next(self.offsets) if offset is None else offset
-        self.run(self.stage.handle(COMMANDS_TOPIC, 1, offset, record.key, record.value,
+        self.run(self.stage.handle(TICKETS_COMMANDS.name, 1, offset, record.key, record.value,
                                    list(record.headers)))
         return offset
 
     def sla_ids(self) -> list[str]:
-        return [orjson.loads(r.value)["id"] for r in self.sent.on(SLA_TOPIC)]
+        return [orjson.loads(r.value)["id"] for r in self.sent.on(SLA_EVENTS.name)]
 
 
 @pytest.fixture
@@ -117,7 +111,7 @@ def test_due_command_fires_stores_and_reindexes(harness: Harness) -> None:
     harness.run(harness.stage.deadlines.on_recovered({1}))
     assert len(harness.stage.deadlines.index) == 1
     harness.due()
-    (breach,) = [orjson.loads(r.value) for r in harness.sent.on(SLA_TOPIC)]
+    (breach,) = [orjson.loads(r.value) for r in harness.sent.on(SLA_EVENTS.name)]
     assert breach["type"] == "support.sla.breached"
     assert breach["data"]["metric"] == "first_response"
     state, pending = split_stored(harness.table[b"T-1"])
@@ -125,7 +119,7 @@ def test_due_command_fires_stores_and_reindexes(harness: Harness) -> None:
     assert [p.source for p in pending] == ["tickets.commands:1:101"]
     # a duplicate due command changes nothing
     harness.due()
-    assert len(harness.sent.on(SLA_TOPIC)) == 1
+    assert len(harness.sent.on(SLA_EVENTS.name)) == 1
 
 
 def test_replayed_input_resends_its_outputs_with_the_same_ids(harness: Harness) -> None:
@@ -145,9 +139,11 @@ def test_committed_inputs_leave_the_pending_list(harness: Harness) -> None:
     reply = {"specversion": "1.0", "id": "act-1", "source": "desk", "type": "support.ticket.action",
              "data": {"action": "resolve", "ticket_id": "T-1", "at": datetime.now(UTC).isoformat(),
                       "actor": {"id": "agent-1", "role": "agent"}}}
-    harness.run(harness.stage.forward_action(ACTIONS_TOPIC, 0, 7, b"T-1", orjson.dumps(reply)))
-    (command,) = harness.sent.on(COMMANDS_TOPIC)
-    harness.run(harness.stage.handle(COMMANDS_TOPIC, 1, 500, command.key, command.value,
+    harness.run(
+        harness.stage.forward_action(TICKETS_ACTIONS.name, 0, 7, b"T-1", orjson.dumps(reply))
+    )
+    (command,) = harness.sent.on(TICKETS_COMMANDS.name)
+    harness.run(harness.stage.handle(TICKETS_COMMANDS.name, 1, 500, command.key, command.value,
                                      list(command.headers)))
     _, pending = split_stored(harness.table[b"T-1"])
     assert [p.source for p in pending] == ["tickets.commands:1:500"]
@@ -158,7 +154,7 @@ def test_committed_inputs_leave_the_pending_list(harness: Harness) -> None:
 def test_own_events_are_skipped_unread(harness: Harness) -> None:
     event = TicketEvent(ticket_id="T-1", kind=TicketEventKind.REPLIED, at=HOURS_AGO)
     (record,) = render_output(TicketEventOut("id-1", event))
-    harness.run(harness.stage.handle(EVENTS_TOPIC, 1, 5, record.key, b"not even json",
+    harness.run(harness.stage.handle(TICKETS_EVENTS.name, 1, 5, record.key, b"not even json",
                                      list(record.headers)))
     assert harness.stage.counts["own_event"] == 1
     assert harness.sent == []
@@ -197,7 +193,7 @@ def test_timer_fires_only_while_owning(harness: Harness) -> None:
 
     assert harness.run(resume_and_fire()) == 1
     ((topic, record, partition),) = harness.sent
-    assert (topic, record.key, partition) == (COMMANDS_TOPIC, b"T-1", 1)
+    assert (topic, record.key, partition) == (TICKETS_COMMANDS.name, b"T-1", 1)
     assert dict(record.headers)["router.cmd"] == b"due"
 
 
@@ -207,19 +203,20 @@ def test_actions_are_validated_forwarded_or_dead_lettered(harness: Harness) -> N
                      "actor": {"id": "acme", "role": "vendor"}}}
     bad = {**good, "id": "a-2", "data": {**good["data"], "action": "explode"}}
     for offset, doc in enumerate((good, bad)):
-        harness.run(harness.stage.forward_action(ACTIONS_TOPIC, 3, offset, b"k", orjson.dumps(doc)))
-    (command,) = harness.sent.on(COMMANDS_TOPIC)
+        action = orjson.dumps(doc)
+        harness.run(harness.stage.forward_action(TICKETS_ACTIONS.name, 3, offset, b"k", action))
+    (command,) = harness.sent.on(TICKETS_COMMANDS.name)
     assert command.key == b"T-1"
     (rejected,) = harness.sent.on("channel.dlq")
     assert orjson.loads(rejected.value)["data"]["reason"] == "schema_violation"
     # the vendor's resolve reaches the lifecycle, which refuses it: not the vendor's queue
     harness.routed()
     stored = harness.table[b"T-1"]
-    harness.run(harness.stage.handle(COMMANDS_TOPIC, 1, 9, command.key, command.value,
+    harness.run(harness.stage.handle(TICKETS_COMMANDS.name, 1, 9, command.key, command.value,
                                      list(command.headers)))
     refused = orjson.loads(harness.sent.on("channel.dlq")[-1].value)["data"]
     assert refused["reason"] == "action_refused"
-    assert refused["source"] == {"topic": ACTIONS_TOPIC, "partition": 3, "offset": 0,
+    assert refused["source"] == {"topic": TICKETS_ACTIONS.name, "partition": 3, "offset": 0,
                                  "timestamp_ms": None}
     assert refused["original"]["key"] == "k"
     assert harness.table[b"T-1"] == stored

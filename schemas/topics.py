@@ -1,0 +1,248 @@
+"""Every topic the engine reads or writes: name, key, value, partitioning, configs, who uses it.
+
+The one registry of topics. Names are logical: `RouterSettings.topic` adds the deployment's
+prefix. A name with a `<placeholder>` describes a family: the queues (`queue.dept.<name>`,
+`queue.vendor.<id>`) and the topics faust names after the app id (table changelogs, the
+assignor's leader topic); `Topic.of` gives a member's name.
+
+It lives in `schemas/` because it is part of the records contract and every layer may import
+it (the core needs names, `streams/` the creation configs). The README's Topics table states
+the same facts; `tests/unit/core/test_topic_registry.py` holds the two together.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from schemas.action import TICKET_ACTION
+from schemas.dead_letter import MESSAGE_REJECTED
+from schemas.message import MESSAGE_RECEIVED, Channel
+from schemas.rules_event import RULESET_PUBLISHED, RULESET_REFUSED
+from schemas.sla import SLA_BREACHED, SLA_MET, SLA_WARNING
+from schemas.ticket import ROUTING_DECIDED, TICKET_ROUTED, TicketEventKind
+from schemas.vendor import VENDOR_PROFILE
+
+Cleanup = Literal["delete", "compact"]
+# Who creates a topic: the worker at start-up (`streams.topics.core_topics`, also `router rules
+# publish` / `router vendors publish`), the engine when a queue is first needed (or
+# `router vendors provision`), or faust itself (its tables' changelogs, its leader topic).
+Creation = Literal["startup", "on_demand", "faust"]
+
+_PLACEHOLDER = re.compile(r"<[a-z_]+>")
+
+
+@dataclass(frozen=True, slots=True)
+class Topic:
+    name: str  # logical name, or a pattern with one `<placeholder>` for a family
+    key: str  # what the record key is
+    value: str  # what the record value is
+    written_by: str
+    read_by: str
+    types: tuple[str, ...] = ()  # CloudEvents types of the values, when they are CloudEvents
+    cleanup: Cleanup = "delete"
+    partitions: int | None = None  # None: the engine's `partitions` setting
+    configs: tuple[tuple[str, str], ...] = ()  # topic configs besides cleanup.policy
+    public: bool = True
+    creation: Creation = "startup"
+
+    @property
+    def is_family(self) -> bool:
+        return _PLACEHOLDER.search(self.name) is not None
+
+    def of(self, part: str) -> str:
+        """The name of one member of a family: `QUEUE_DEPT.of("payments")`."""
+        if not self.is_family:
+            raise ValueError(f"{self.name!r} is a single topic, not a family")
+        return _PLACEHOLDER.sub(lambda _: part, self.name, count=1)
+
+    @property
+    def prefix(self) -> str:
+        """What every member's name starts with (the whole name for a single topic)."""
+        match = _PLACEHOLDER.search(self.name)
+        return self.name[: match.start()] if match else self.name
+
+    def matches(self, logical: str) -> bool:
+        """Whether `logical` is this topic, or a member of this family."""
+        if not self.is_family:
+            return logical == self.name
+        head, tail = _PLACEHOLDER.split(self.name, maxsplit=1)
+        return (
+            len(logical) > len(head) + len(tail)
+            and logical.startswith(head)
+            and logical.endswith(tail)
+        )
+
+    def topic_configs(self) -> dict[str, str]:
+        """The configs to create it with."""
+        configs = {"cleanup.policy": "compact"} if self.cleanup == "compact" else {}
+        configs.update(self.configs)
+        return configs
+
+
+def _channel(channel: Channel) -> Topic:
+    return Topic(
+        f"channel.{channel.value}", "thread ref", "inbound message", "connectors", "engine",
+        types=(MESSAGE_RECEIVED,),
+    )  # fmt: skip
+
+
+CHANNEL_EMAIL = _channel(Channel.EMAIL)
+CHANNEL_CHAT = _channel(Channel.CHAT)
+CHANNEL_SOCIAL = _channel(Channel.SOCIAL)
+CHANNELS: Mapping[Channel, Topic] = {
+    Channel.EMAIL: CHANNEL_EMAIL,
+    Channel.CHAT: CHANNEL_CHAT,
+    Channel.SOCIAL: CHANNEL_SOCIAL,
+}
+# logical channel topic -> the channel its records must carry
+CHANNEL_TOPICS: Mapping[str, Channel] = {t.name: c for c, t in CHANNELS.items()}
+
+# Big enough for an oversize inbound record kept whole (base64) inside its DLQ envelope.
+DLQ_MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+CHANNEL_DLQ = Topic(
+    "channel.dlq", "original key", "rejected record, reason, source topic/partition/offset",
+    "engine", "platform engineers", types=(MESSAGE_REJECTED,),
+    configs=(("max.message.bytes", str(DLQ_MAX_MESSAGE_BYTES)),),
+)  # fmt: skip
+TICKETS_ACTIONS = Topic(
+    "tickets.actions", "ticket id", "a desk's or vendor's command on a ticket",
+    "desks, vendors", "engine", types=(TICKET_ACTION,),
+)  # fmt: skip
+TICKETS_EVENTS = Topic(
+    "tickets.events", "ticket id", "ticket lifecycle events", "engine", "analytics, desks",
+    types=tuple(kind.event_type for kind in TicketEventKind),
+)  # fmt: skip
+TICKETS_DECISIONS = Topic(
+    "tickets.decisions", "ticket id", "routing decision with rule, ruleset version and trace",
+    "engine", "audit", types=(ROUTING_DECIDED,),
+)  # fmt: skip
+QUEUE_DEPT = Topic(
+    "queue.dept.<name>", "ticket id", "ticket as routed", "engine", "department desks",
+    types=(TICKET_ROUTED,), creation="on_demand",
+)  # fmt: skip
+QUEUE_VENDOR = Topic(
+    "queue.vendor.<id>", "ticket id", "ticket as routed", "engine", "that vendor only",
+    types=(TICKET_ROUTED,), creation="on_demand",
+)  # fmt: skip
+# what the names of both queue families start with (one series, one check for "a queue")
+QUEUE_PREFIX = "queue."
+SLA_EVENTS = Topic(
+    "sla.events", "ticket id", "SLA warning, breach or met", "engine", "desks, SREs",
+    types=(SLA_WARNING, SLA_BREACHED, SLA_MET),
+)  # fmt: skip
+# Compaction keeps one record per ruleset name. Without a lag, a broken version written past
+# `router rules publish` could compact away the last good one, and a restarted worker would
+# fall back to its startup policy; for 30 days every version stays (that is also what
+# `router rules history` lists and a rollback republishes).
+RULES_COMPACTION_LAG_MS = 30 * 24 * 3600 * 1000
+ROUTING_RULES = Topic(
+    "routing.rules", "ruleset name", "versioned ruleset document", "`router rules publish`",
+    "every worker (hot reload)", types=(RULESET_PUBLISHED,), cleanup="compact",
+    # one partition: every worker reads it whole, in publication order
+    partitions=1, configs=(("min.compaction.lag.ms", str(RULES_COMPACTION_LAG_MS)),),
+)  # fmt: skip
+ROUTING_RULES_EVENTS = Topic(
+    "routing.rules.events", "ruleset name", "a refused ruleset version", "engine",
+    "platform engineers", types=(RULESET_REFUSED,),
+)  # fmt: skip
+DIRECTORY_VENDORS = Topic(
+    "directory.vendors", "vendor id", "vendor profile", "`router vendors publish`",
+    "every worker", types=(VENDOR_PROFILE,), cleanup="compact",
+)  # fmt: skip
+
+# Internal: written and read by the engine only.
+TICKETS_COMMANDS = Topic(
+    "tickets.commands", "ticket id",
+    "actions re-keyed by the engine's own partitioner, and timer `due` commands",
+    "engine", "engine (lifecycle stage)", types=(TICKET_ACTION,), public=False,
+)  # fmt: skip
+TICKETS_REROUTES = Topic(
+    "tickets.reroutes", "thread ref", "a ticket the lifecycle moved (router.reroutes)",
+    "engine (ticket index)", "engine (inbound agent)", public=False,
+)  # fmt: skip
+BUYERS_CHANGES = Topic(
+    "buyers.changes", "buyer id", "a buyer's ticket opened, resolved or reopened (router.buyers)",
+    "engine (ticket index)", "engine (buyers stage)", public=False,
+)  # fmt: skip
+
+# faust's tables, and their changelogs (faust names them `<app_id>-<table>-changelog`).
+TICKETS_TABLE = "tickets"
+TICKET_INDEX_TABLE = "ticket-index"
+LIFECYCLE_TABLE = "lifecycle"
+PARKED_TABLE = "lifecycle-parked"
+BUYERS_TABLE = "buyers"
+
+
+def _changelog(
+    table: str, key: str, value: str, read_by: str = "engine (its table's partitions)", *,
+    max_message_bytes: int | None = None, creation: Creation = "faust",
+) -> Topic:  # fmt: skip
+    configs = (("max.message.bytes", str(max_message_bytes)),) if max_message_bytes else ()
+    return Topic(
+        f"<app_id>-{table}-changelog", key, value, "engine", read_by, cleanup="compact",
+        configs=configs, public=False, creation=creation,
+    )  # fmt: skip
+
+
+TICKETS_CHANGELOG = _changelog(
+    TICKETS_TABLE, "channel and thread ref", "ticket state", max_message_bytes=2 * 1024 * 1024
+)
+TICKET_INDEX_CHANGELOG = _changelog(
+    TICKET_INDEX_TABLE, "ticket id", "thread, queue and buyer of a ticket"
+)
+LIFECYCLE_CHANGELOG = _changelog(
+    LIFECYCLE_TABLE, "ticket id", "lifecycle and SLA state", max_message_bytes=4 * 1024 * 1024
+)
+PARKED_CHANGELOG = _changelog(
+    PARKED_TABLE, "ticket id", "actions read before any event of their ticket"
+)
+# created at start-up: every worker follows it whole from the start (`buyer.*` facts)
+BUYERS_CHANGELOG = _changelog(
+    BUYERS_TABLE, "buyer id", "open and recent tickets of a buyer",
+    "every worker (`buyer.*` facts)", creation="startup",
+)  # fmt: skip
+ASSIGNOR_LEADER = Topic(
+    "<app_id>-__assignor-__leader", "none", "faust's partition assignor leader election",
+    "engine", "engine", partitions=1, public=False, creation="faust",
+)  # fmt: skip
+
+TOPICS: tuple[Topic, ...] = (
+    CHANNEL_EMAIL,
+    CHANNEL_CHAT,
+    CHANNEL_SOCIAL,
+    CHANNEL_DLQ,
+    TICKETS_ACTIONS,
+    TICKETS_EVENTS,
+    TICKETS_DECISIONS,
+    QUEUE_DEPT,
+    QUEUE_VENDOR,
+    SLA_EVENTS,
+    ROUTING_RULES,
+    ROUTING_RULES_EVENTS,
+    DIRECTORY_VENDORS,
+    TICKETS_COMMANDS,
+    TICKETS_REROUTES,
+    BUYERS_CHANGES,
+    TICKETS_CHANGELOG,
+    TICKET_INDEX_CHANGELOG,
+    LIFECYCLE_CHANGELOG,
+    PARKED_CHANGELOG,
+    BUYERS_CHANGELOG,
+    ASSIGNOR_LEADER,
+)
+
+
+def resolved(app_id: str) -> dict[str, Topic]:
+    """Logical name -> topic, with `<app_id>` filled in; the queue families stay patterns."""
+    return {(t.of(app_id) if t.name.startswith("<app_id>") else t.name): t for t in TOPICS}
+
+
+def topic_of(logical: str, app_id: str) -> Topic | None:
+    """The registry entry a concrete logical name belongs to (None: not ours)."""
+    for name, topic in resolved(app_id).items():
+        if name == logical or (topic.is_family and topic.matches(logical)):
+            return topic
+    return None
