@@ -4,14 +4,14 @@
         BOOTSTRAP TOPIC_PREFIX CONSUMER_GROUP STATE_DIR
 
 Runs in its own venv (`tests/bench/peer_venv.py`; quixstreams cannot share the engine's).
-The same job as the engine's route-inbound agent, on the same pure core: each channel topic
-(raw bytes, one dataframe per topic) is decoded and validated by `router.inbound`, threaded
-into a ticket table keyed by thread (quixstreams State: RocksDB with a changelog topic,
-at-least-once) by `router.tickets`, routed by the policy the engine worker runs without
-`--rules` (`DefaultPolicy`), and rendered by `router.outputs` into the queue, decision and
-event records the engine writes; bad records go to the dead-letter topic. Not here: the SLA
-stage, lifecycle re-routes, the vendor directory and buyer history (the built-in policy
-decides the bench's mix the same without the last two).
+The same job as the engine's route-inbound agent, on the same pure core (the per-record step
+is `peer_routing.py`): each channel topic (raw bytes, one dataframe per topic) is decoded and
+validated by `router.inbound`, threaded into a ticket table keyed by thread (quixstreams
+State: RocksDB with a changelog topic, at-least-once) by `router.tickets`, routed by the
+policy the engine worker runs without `--rules` (`DefaultPolicy`), and rendered by
+`router.outputs` into the queue, decision and event records the engine writes; bad records go
+to the dead-letter topic. Not here: the SLA stage, lifecycle re-routes, the vendor directory
+and buyer history (the built-in policy decides the bench's mix the same without the last two).
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ import argparse
 import sys
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,6 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:  # run as a script: make `router`, `rules`, `schemas` importable
     sys.path.insert(0, str(REPO))
 
-import orjson  # noqa: E402
 from confluent_kafka.admin import AdminClient  # noqa: E402
 from quixstreams import Application, State, message_context  # noqa: E402
 from quixstreams.models import Topic, TopicConfig  # noqa: E402
@@ -36,19 +34,10 @@ from quixstreams.models.serializers import SerializationContext, Serializer  # n
 from quixstreams.state.rocksdb import RocksDBOptions  # noqa: E402
 
 from router import native  # noqa: E402
-from router.default_policy import DefaultPolicy  # noqa: E402
-from router.inbound import (  # noqa: E402
-    CHANNEL_TOPICS,
-    DLQ_TOPIC,
-    Rejected,
-    dead_letter,
-    parse_inbound,
-    source_position,
-)
-from router.outputs import DECISIONS_TOPIC, EVENTS_TOPIC, render  # noqa: E402
+from router.inbound import CHANNEL_TOPICS, DLQ_TOPIC  # noqa: E402
+from router.outputs import DECISIONS_TOPIC, EVENTS_TOPIC  # noqa: E402
 from router.records import OutRecord  # noqa: E402
-from router.tickets import Duplicate, Rekey, TicketState, state_key, thread_message  # noqa: E402
-from schemas.dead_letter import RejectReason  # noqa: E402
+from tests.bench.peer_routing import route_record, state_dumps, state_loads  # noqa: E402
 
 # What the engine's producer and consumer use (streams/settings.py defaults, the bench's
 # PRODUCER_SETTINGS): acks=all and idempotence (quixstreams' default), linger 5 ms, lz4.
@@ -61,18 +50,6 @@ PRODUCER_CONFIG = {
 }
 CONSUMER_CONFIG = {"max.partition.fetch.bytes": 8 * 1024 * 1024}
 COMMIT_INTERVAL_S = 1.0  # the engine's checkpoint period in the bench (ROUTER_COMMIT_INTERVAL_S)
-POLICY = DefaultPolicy()  # what `python -m router worker` decides with, given no ruleset
-
-
-def state_dumps(value: Any) -> bytes:
-    """Ticket states are stored as the bytes `TicketState.to_bytes` gives, as the engine's
-    table does; quixstreams would JSON-encode them (and refuses bytes). Keys that are not
-    bytes (a record without a key: quixstreams prefixes state by the message key) as JSON."""
-    return value if isinstance(value, bytes) else orjson.dumps(value)
-
-
-def state_loads(raw: bytes) -> bytes:
-    return raw
 
 
 class RecordValue(Serializer):
@@ -83,45 +60,18 @@ class RecordValue(Serializer):
 
 
 def route(prefix: str) -> Callable[[bytes | None, bytes | None, int, Any, State], list[OutRecord]]:
-    """The stateful step: one inbound record -> the records it produces (logical topics)."""
+    """The stateful step (`peer_routing.route_record`) with the record's position."""
 
     def records_of(
         value: bytes | None, key: bytes | None, timestamp: int, headers: Any, state: State
     ) -> list[OutRecord]:
         context = message_context()
         logical = context.topic.removeprefix(prefix)
-        now = datetime.now(UTC)
-        source = source_position(logical, context.partition, context.offset, timestamp / 1000)
-        try:
-            return thread(logical, source, key, value, now, state)
-        except Exception as exc:  # as the engine: a bug dead-letters the record, keeps going
-            error = f"{type(exc).__name__}: {exc}"[:1000]
-            reason = RejectReason.PROCESSING_ERROR
-            return [dead_letter(reason, error, [], source, key, value or b"", now)]
+        return route_record(
+            logical, context.partition, context.offset, key, value, timestamp, state
+        )
 
     return records_of
-
-
-def thread(
-    logical: str, source: Any, key: bytes | None, value: bytes | None, now: datetime, state: State
-) -> list[OutRecord]:
-    """`streams.processor.InboundProcessor._handle`, with quixstreams State as the table."""
-    parsed = parse_inbound(value, key, source, now, expected_channel=CHANNEL_TOPICS.get(logical))
-    if isinstance(parsed, Rejected):
-        return [parsed.record]
-    msg = parsed.data
-    skey = state_key(msg.channel, msg.thread_ref)
-    raw_state = state.get(skey)
-    ticket = TicketState.from_bytes(raw_state) if raw_state is not None else None
-    result = thread_message(parsed, key, source, ticket, POLICY, now)
-    if isinstance(result, Rekey):  # republished keyed by thread, routed when it comes back
-        assert value is not None  # parse_inbound rejected empty values
-        return [OutRecord(logical, result.key, value)]
-    if isinstance(result, Duplicate):
-        return []
-    if not result.replayed:
-        state.set(skey, result.state.to_bytes())
-    return render(result, parsed.id, now)
 
 
 def existing_queues(bootstrap: str, prefix: str) -> list[str]:

@@ -20,8 +20,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 VENV = REPO / ".cache" / "peer-venv"
-# quixstreams chooses pydantic (< 2.14) and orjson; the rest is what `router.inbound`,
-# `router.tickets`, `router.outputs` and `router.default_policy` import.
+# quixstreams chooses pydantic (< 2.14) and orjson; the rest is what the core's routing path
+# (`tests/bench/peer_routing.py`: router.inbound, tickets, outputs, default_policy) imports.
 REQUIREMENTS = (
     "quixstreams>=3.28,<3.29",
     "pydantic>=2.7,<3",
@@ -32,9 +32,8 @@ REQUIREMENTS = (
 )
 # Run in the peer venv: fails unless quixstreams and the core's routing path import.
 CHECK = (
-    "import quixstreams, pydantic, router.inbound, router.tickets, router.outputs, "
-    "router.default_policy; print(f'quixstreams {quixstreams.__version__}, "
-    "pydantic {pydantic.VERSION}')"
+    "import quixstreams, pydantic, tests.bench.peer_routing; "
+    "print(f'quixstreams {quixstreams.__version__}, pydantic {pydantic.VERSION}')"
 )
 PIP_TIMEOUT_S = 900
 
