@@ -60,8 +60,9 @@ def _run(command: list[str], timeout: float, env: dict[str, str] | None = None) 
         took = f"{Path(command[0]).name} {' '.join(command[1:3])} took over {timeout:.0f} s"
         raise RuntimeError(took) from None
     if done.returncode != 0:
-        tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
-        raise RuntimeError(" | ".join(tail) or f"exit status {done.returncode}")
+        lines = (done.stderr or done.stdout).strip().splitlines()
+        said = [line for line in lines if line.startswith("ERROR")][-1:] or lines[-1:]
+        raise RuntimeError(said[0] if said else f"exit status {done.returncode}")
     return done.stdout.strip()
 
 
