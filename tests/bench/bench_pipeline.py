@@ -30,12 +30,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
+import pydantic
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:  # run as a script: make `router`, `streams`, `tests` importable
     sys.path.insert(0, str(REPO))
 
+from router.default_policy import DefaultPolicy  # noqa: E402
 from router.records import queue_topic  # noqa: E402
 from router.traffic import MarketplaceTraffic, TrafficRecord  # noqa: E402
 from streams.local_kafka import kafka_for_tests  # noqa: E402
@@ -44,6 +46,8 @@ from streams.settings import RouterSettings  # noqa: E402
 from streams.tools import group_lag  # noqa: E402
 from streams.topics import TopicManager, ensure_core_topics  # noqa: E402
 from tests.bench import bench_core  # noqa: E402
+from tests.bench.peer_venv import VENV as PEER_VENV  # noqa: E402
+from tests.bench.peer_venv import PeerEnv, ensure_peer_venv  # noqa: E402
 from tests.harness import WorkerProcess  # noqa: E402
 
 CHANNELS = ("email", "chat", "social")
@@ -231,11 +235,62 @@ class PassthroughProcess:
 
 
 @dataclass
+class PeerProcess:
+    """The quixstreams peer (`peer_quixstreams.py`) as a process of its own venv's Python."""
+
+    python: Path
+    bootstrap: str
+    prefix: str
+    partitions: int
+    state_dir: Path
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> PeerProcess:
+        command = [
+            str(self.python),
+            str(Path(__file__).with_name("peer_quixstreams.py")),
+            self.bootstrap,
+            self.prefix,
+            f"{self.prefix}group",
+            str(self.state_dir),
+            f"--partitions={self.partitions}",
+        ]
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                command,
+                cwd=REPO,
+                env={**os.environ, "PYTHONPATH": str(REPO)},  # the core from this checkout
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=die_with_parent(os.getpid()),
+            )
+        return self
+
+    def stop(self) -> int:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else 0
+        self.proc.terminate()  # quixstreams stops on SIGTERM after a last checkpoint
+        try:
+            return self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait(timeout=10)
+
+    def core_build(self) -> str:
+        """Which build of the core the peer ran (its `peer-core:` log line)."""
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            if line.startswith("peer-core: "):
+                return line.removeprefix("peer-core: ")
+        return "unknown (no peer-core line in its log)"
+
+
+@dataclass
 class Subject:
     """A process under test, where its inputs go, and the watch on what it wrote."""
 
     result: Result
-    process: EngineProcesses | PassthroughProcess
+    process: EngineProcesses | PassthroughProcess | PeerProcess
     input_prefix: str
     watch: OutputWatch
 
@@ -326,7 +381,7 @@ async def ensure_topics(
 async def open_subject(
     stack: AsyncExitStack,
     name: str,
-    process: EngineProcesses | PassthroughProcess,
+    process: EngineProcesses | PassthroughProcess | PeerProcess,
     prefix: str,
     outputs_pattern: str,
     token_of: TokenOf,
@@ -440,59 +495,160 @@ async def lifecycle_lag(bootstrap: str, prefix: str, layout: str) -> int:
     return sum(end - max(committed, 0) for topic, _, committed, end in rows if topic in inputs)
 
 
-def report(baseline: Result, engine: Result, args: argparse.Namespace) -> list[str]:
-    def row(label: str, base: str, eng: str, ratio: str = "") -> str:
-        return f"{label:30}{base:>12}{eng:>12}{ratio:>13}"
+async def peer_subject(
+    stack: AsyncExitStack,
+    bootstrap: str,
+    prefix: str,
+    partitions: int,
+    workdir: Path,
+    routes: dict[str, str],
+    python: Path,
+) -> Subject:
+    """The routing stage as a quixstreams application (`peer_quixstreams.py`), on topics of its
+    own: the engine's core topics and queues (its departments and the mix's vendors, which the
+    engine worker creates at startup or finds provisioned) under `<prefix>peer.`."""
+    base = f"{prefix}peer."
+    queues = {queue_topic(q) for q in routes.values()}
+    queues |= {queue_topic(f"dept:{d}") for d in DefaultPolicy.departments}
+    await ensure_topics(bootstrap, base, partitions, sorted(queues), core=True)
+
+    def token_of(topic: str, key: bytes | None, value: bytes) -> str:
+        if topic == f"{base}channel.dlq":
+            return malformed_token(key)
+        return str(orjson.loads(value)["data"]["messages"][-1]["inbound_id"])
+
+    process = PeerProcess(
+        python, bootstrap, base, partitions, workdir / "peer-state", workdir / "peer.log"
+    )
+    return await open_subject(stack, "peer", process, base, "(queue[.].*|channel[.]dlq)", token_of)
+
+
+def misrouted(subject: Subject, routes: dict[str, str]) -> int:
+    """Valid inputs whose first output is not on the queue the built-in policy names."""
+    return sum(
+        1
+        for inbound_id, out in subject.watch.first.items()
+        if inbound_id in routes
+        and out.topic != subject.input_prefix + queue_topic(routes[inbound_id])
+    )
+
+
+def report(
+    baseline: Result,
+    engine: Result,
+    args: argparse.Namespace,
+    peer: Result | None = None,
+    peer_notes: Sequence[str] = (),
+) -> list[str]:
+    """The table: baseline and engine, and the quixstreams peer when it ran."""
+    subjects = [baseline, engine, *([peer] if peer else [])]
+
+    def row(label: str, cells: Sequence[str], ratios: Sequence[str] = ()) -> str:
+        ratios = [*ratios, *[""] * (1 + (peer is not None) - len(ratios))]
+        return (
+            f"{label:30}" + "".join(f"{c:>12}" for c in cells) + "".join(f"{r:>13}" for r in ratios)
+        )
+
+    def each(value: Callable[[Result], str]) -> list[str]:
+        return [value(r) for r in subjects]
+
+    def ratios(value: Callable[[Result], float], digits: int) -> list[str]:
+        of_engine = value(engine)
+        return [f"{of_engine / value(r):.{digits}f}" for r in (baseline, peer) if r is not None]
 
     lines = [
-        row("", "baseline", "engine", "engine/base"),
+        row("", each(lambda r: r.name), ["engine/base", *(["engine/peer"] if peer else [])]),
         row(
             "throughput, drain (msg/s)",
-            f"{baseline.msg_per_s:,.0f}",
-            f"{engine.msg_per_s:,.0f}",
-            f"{engine.msg_per_s / baseline.msg_per_s:.3f}",
+            each(lambda r: f"{r.msg_per_s:,.0f}"),
+            ratios(lambda r: r.msg_per_s, 3),
         ),
         row(
             "CPU per message (µs)",
-            f"{baseline.cpu_us_per_msg:.0f}",
-            f"{engine.cpu_us_per_msg:.0f}",
-            f"{engine.cpu_us_per_msg / baseline.cpu_us_per_msg:.1f}",
+            each(lambda r: f"{r.cpu_us_per_msg:.0f}"),
+            ratios(lambda r: r.cpu_us_per_msg, 1 if peer is None else 2),
         ),
-        row("busy, share of one core", f"{baseline.busy_share:.2f}", f"{engine.busy_share:.2f}"),
-        row(
-            "waiting for a CPU, share",
-            f"{baseline.runqueue_share:.2f}",
-            f"{engine.runqueue_share:.2f}",
-        ),
+        row("busy, share of one core", each(lambda r: f"{r.busy_share:.2f}")),
+        row("waiting for a CPU, share", each(lambda r: f"{r.runqueue_share:.2f}")),
     ]
     for label, attr in (("record ts", "latency_ms"), ("consumer", "seen_latency_ms")):
         for q in (0.5, 0.99):
             lines.append(
                 row(
                     f"latency p{q * 100:.0f} {label} (ms)",
-                    f"{percentile(getattr(baseline, attr), q):.1f}",
-                    f"{percentile(getattr(engine, attr), q):.1f}",
+                    each(lambda r, a=attr, q=q: f"{percentile(getattr(r, a), q):.1f}"),
                 )
             )
+    names = " / ".join(r.name for r in subjects)
     return [
         *lines,
-        row(
-            "lost / duplicate outputs",
-            f"{len(baseline.lost)} / {baseline.duplicates}",
-            f"{len(engine.lost)} / {engine.duplicates}",
-        ),
-        f"drain: {args.messages} preloaded messages; baseline {baseline.drain_seconds:.2f} s, "
-        f"engine {engine.drain_seconds:.2f} s (first to last output timestamp)",
+        row("lost / duplicate outputs", each(lambda r: f"{len(r.lost)} / {r.duplicates}")),
+        f"drain: {args.messages} preloaded messages; "
+        + ", ".join(f"{r.name} {r.drain_seconds:.2f} s" for r in subjects)
+        + " (first to last output timestamp)",
         f"latency: {engine.paced_rate:.0f} msg/s for {args.seconds:.0f} s (--rate {args.rate:.0f}, "
         "capped at half the engine's drain rate so the load does not saturate it); 'record ts' = "
         "output minus input CreateTime, 'consumer' = when a consumer got it minus input CreateTime",
-        f"CPU: utime+stime of the process under test over the drain ({baseline.cpu_messages} / "
-        f"{engine.cpu_messages} messages); this {os.cpu_count()}-core machine also runs the broker "
-        f"and the measuring consumer; load average now {os.getloadavg()[0]:.1f}",
+        f"CPU: utime+stime of the process under test over the drain "
+        f"({' / '.join(str(r.cpu_messages) for r in subjects)} messages, {names}); this "
+        f"{os.cpu_count()}-core machine also runs the broker and the measuring consumer; load "
+        f"average now {os.getloadavg()[0]:.1f}",
+        *peer_notes,
         f"engine outputs on an unexpected queue: {engine.misrouted}",
+        *([f"peer outputs on an unexpected queue: {peer.misrouted}"] if peer else []),
         f"baseline lost: {len(baseline.lost)}",
+        *(
+            [f"peer lost: {len(peer.lost)}" + (f" (e.g. {peer.lost[:3]})" if peer.lost else "")]
+            if peer
+            else []
+        ),
         f"lost: {len(engine.lost)}" + (f" (e.g. {engine.lost[:3]})" if engine.lost else ""),
     ]
+
+
+async def measure_peer(
+    bootstrap: str,
+    args: argparse.Namespace,
+    prefix: str,
+    workdir: Path,
+    routes: dict[str, str],
+    drain: list[TrafficRecord],
+    paced: list[TrafficRecord],
+    rate: float,
+    env: PeerEnv,
+) -> tuple[Result | None, list[str]]:
+    """The peer through the same drain and paced load; its result (None when it could not
+    run: the lines say why) and the report's lines about it."""
+    if env.python is None:
+        return None, [f"peer: skipped, {env.reason}"]
+    async with AsyncExitStack() as stack:
+        peer = await peer_subject(
+            stack, bootstrap, prefix, args.partitions, workdir, routes, env.python
+        )
+        assert isinstance(peer.process, PeerProcess)
+        try:
+            await measure_drain(peer, bootstrap, drain)
+        except RuntimeError as exc:  # wrote nothing: report it, keep the other figures
+            return None, [f"peer: FAILED, {exc}"]
+        print(f"peer drained at {peer.result.msg_per_s:,.0f} msg/s", flush=True)
+        await measure_latency(peer, bootstrap, paced, rate)
+        peer.stop()
+        peer.result.misrouted = misrouted(peer, routes)
+        core = peer.process.core_build()
+    notes = [
+        f"peer: the routing stage as a quixstreams app (tests/bench/peer_quixstreams.py; "
+        f"{env.versions}, engine's pydantic {pydantic.VERSION}; {PEER_VENV.relative_to(REPO)}), "
+        f"core {core}; RocksDB state with changelogs. Not in the peer: the SLA stage, ticket "
+        "index and buyer table the engine's process also runs on its own events, and the "
+        "vendor directory. Its checkpoints wait for every delivery (one produce request per "
+        "partition): trust its CPU per message more than its drain rate"
+    ]
+    if peer.result.msg_per_s < 2 * rate:
+        notes.append(
+            f"peer: the paced load ({rate:.0f} msg/s) is over half its drain rate; its latency "
+            "includes queueing"
+        )
+    return peer.result, notes
 
 
 async def bench(bootstrap: str, args: argparse.Namespace) -> int:
@@ -506,6 +662,10 @@ async def bench(bootstrap: str, args: argparse.Namespace) -> int:
         flush=True,
     )
     routes = bench_core.expected_queues(drain + paced_pool)
+    # Before any measurement: creating the peer's venv the first time takes a while.
+    peer_env = PeerEnv(None, "--no-peer") if args.no_peer else ensure_peer_venv()
+    if peer_env.python is None:
+        print(f"peer: skipped, {peer_env.reason}", flush=True)
     prefix = f"bench{uuid.uuid4().hex[:8]}."
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
         async with AsyncExitStack() as stack:
@@ -534,7 +694,10 @@ async def bench(bootstrap: str, args: argparse.Namespace) -> int:
             )
             await measure_drain(baseline, bootstrap, drain)
             await measure_latency(baseline, bootstrap, paced, rate)
-    print("\n".join(report(baseline.result, engine.result, args)), flush=True)
+        peer, peer_notes = await measure_peer(
+            bootstrap, args, prefix, Path(tmp), routes, drain, paced, rate, peer_env
+        )
+    print("\n".join(report(baseline.result, engine.result, args, peer, peer_notes)), flush=True)
     inbound = len(drain) + len(paced)
     print(
         f"SLA stage ({'its own worker group' if args.layout == 'split' else 'same process'}): "
@@ -556,7 +719,8 @@ async def bench(bootstrap: str, args: argparse.Namespace) -> int:
                 ]
             )
         )
-    return 1 if engine.result.lost or baseline.result.lost else 0
+    peer_failed = peer_env.python is not None and (peer is None or bool(peer.lost))
+    return 1 if engine.result.lost or baseline.result.lost or peer_failed else 0
 
 
 async def passthrough(bootstrap: str, group: str, out: str, dlq: str, inputs: list[str]) -> None:
@@ -612,6 +776,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--malformed", type=float, default=0.01, help="share of bad records")
     parser.add_argument("--seed", default="bench")
     parser.add_argument("--no-core", action="store_true", help="skip the pure-core breakdown")
+    parser.add_argument(
+        "--no-peer", action="store_true", help="skip the quixstreams peer (and its venv)"
+    )
     args = parser.parse_args(argv)
     # Fresh partitions answer NOT_LEADER for a moment; aiokafka retries but logs each one.
     # The benchmark checks delivery itself (`lost:`), so keep the output to the figures.
