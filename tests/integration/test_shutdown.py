@@ -14,7 +14,13 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from router.traffic import MarketplaceTraffic
 from streams.transport import AllTopicsProducer
-from tests.harness import STOP_DEADLINE_S, Output, accounted_inbound_ids
+from tests.harness import (
+    STOP_DEADLINE_S,
+    Output,
+    WorkerProcess,
+    accounted_inbound_ids,
+    wait_for,
+)
 from tests.integration.conftest import EngineUnderTest
 from tests.integration.test_sla import SLA_TOPICS, open_tickets, sla, sla_env, write_policy
 
@@ -189,3 +195,18 @@ def test_first_send_to_a_new_topic_strands_no_batch(
             await admin.close()
 
     asyncio.run(run())
+
+
+@pytest.mark.parametrize("when", ["worker_starting", "rules_caught_up", "Worker ready"])
+def test_sigterm_during_startup_exits_0_in_time(
+    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path, when: str
+) -> None:
+    # before faust's worker runs (topics, catch-up), while it starts, and once it is up
+    worker = WorkerProcess(kafka_bootstrap, topic_prefix, tmp_path / "data",
+                           tmp_path / "worker.log").start()
+    try:
+        wait_for(lambda: when in worker.log_path.read_text(errors="replace"), 60,
+                 f"the worker to log {when!r}")
+    finally:
+        rc = worker.stop()
+    assert rc == 0, worker.log_text()
