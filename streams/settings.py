@@ -79,6 +79,8 @@ class RouterSettings(BaseSettings):
     # An action read before any event of its ticket waits this long for one, then it is
     # refused to the dead-letter topic as for an unknown ticket (streams/lifecycle_parking.py).
     action_park_s: float = Field(default=900.0, ge=1, le=7 * 86400)
+    # SIGTERM to exit; past it the worker logs where it waits and exits 70 (streams/shutdown.py)
+    shutdown_timeout_s: float = Field(default=8.0, gt=0, le=600)
 
     data_dir: Path = Path(".cache/faust-data")
     # Prometheus `/metrics` (streams/metrics.py); 0 picks a free port, -1 turns it off.

@@ -7,6 +7,13 @@
   consumer flushes before it commits input offsets, so under load a commit could pass a record
   whose table write was still buffered; a crash then lost that write while its outputs and its
   offset were durable (seen as a ticket missing a message after SIGKILL).
+- Metadata that never narrows: aiokafka's client tracks no topics at first, which means metadata
+  for every topic; the first send to a topic it has no metadata for (a queue created on demand)
+  makes it track that one topic alone, and the next refresh drops every other topic. A batch
+  already waiting for one of those has no leader any more and is not sent until something
+  else is sent to its topic: flush, hence every commit and a graceful shutdown, waited for it
+  (up to producer_request_timeout, 20 min). Seen as a worker stuck at "Wait for streams..."
+  after an SLA escalation opened `queue.dept.escalations`.
 """
 
 from __future__ import annotations
@@ -17,6 +24,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import faust
+from aiokafka import AIOKafkaProducer
+from aiokafka.client import AIOKafkaClient
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.transport.producer import ProducerBuffer
 
@@ -49,6 +58,21 @@ class DrainingBuffer(ProducerBuffer):  # type: ignore[misc]  # faust is untyped
                 await asyncio.wait_for(self.message_sent.wait(), timeout=0.1)
 
 
+class _AllTopicsClient(AIOKafkaClient):  # type: ignore[misc]
+    def add_topic(self, topic: str) -> Any:
+        if not self._topics:  # tracking nothing = every topic: keep what is known, add one
+            self._topics = set(self.cluster.topics())
+        return super().add_topic(topic)
+
+
+class AllTopicsProducer(AIOKafkaProducer):  # type: ignore[misc]
+    """aiokafka's producer, with metadata that never narrows to the topic first sent to."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.client.__class__ = _AllTopicsClient  # aiokafka builds its own client
+
+
 class IdempotentProducer(faust_aiokafka.Producer):  # type: ignore[misc]
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -60,6 +84,10 @@ class IdempotentProducer(faust_aiokafka.Producer):  # type: ignore[misc]
 
     def _settings_extra(self) -> Mapping[str, Any]:
         return {**super()._settings_extra(), "acks": "all", "enable_idempotence": True}
+
+    @property
+    def _producer_type(self) -> type[AIOKafkaProducer]:
+        return AllTopicsProducer
 
 
 class RouterTransport(faust_aiokafka.Transport):  # type: ignore[misc]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-import faust
 import structlog
 
 from router.routing import RoutingPolicy
@@ -14,6 +13,7 @@ from streams.compacted import catch_up_followers
 from streams.logs import configure_logging
 from streams.metrics import engine_registry, serve_metrics
 from streams.settings import RouterSettings
+from streams.shutdown import BoundedWorker, EarlySignals
 from streams.topics import ensure_core_topics
 
 log = structlog.get_logger("router.worker")
@@ -27,24 +27,30 @@ async def _prepare_topics(settings: RouterSettings, policy: RoutingPolicy) -> No
 
 
 def run_worker(settings: RouterSettings, policy: RoutingPolicy | None = None) -> None:
-    """Create topics, then hand the loop to faust's worker (SIGTERM/SIGINT stop it cleanly)."""
+    """Create topics, then hand the loop to faust's worker (SIGTERM/SIGINT stop it cleanly,
+    within `shutdown_timeout_s`: streams/shutdown.py)."""
     configure_logging(settings.log_level)
-    log.info("worker_starting", settings=settings.masked())
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
+    early = EarlySignals(loop)  # SIGTERM before faust's worker runs: stop, exit 0
+    log.info("worker_starting", settings=settings.masked())
     engine = create_engine(settings, policy)
     serve_metrics(
         engine_registry(engine, settings.logical), settings.metrics_host, settings.metrics_port
     )
-    loop.run_until_complete(_prepare_topics(settings, engine.policy.policy))
+    if not early.run(_prepare_topics(settings, engine.policy.policy)):
+        return
     # Latest good ruleset and the vendor directory in place before any record is processed.
-    loop.run_until_complete(catch_up_followers(engine.app))
-    worker = faust.Worker(
+    if not early.run(catch_up_followers(engine.app)):
+        return
+    worker = BoundedWorker(
         engine.app,
         loop=loop,
         loglevel=settings.log_level,
         quiet=True,
         redirect_stdouts=False,
         override_logging=False,
+        shutdown_timeout_s=settings.shutdown_timeout_s,
+        early=early,
     )
     worker.execute_from_commandline()

@@ -7,6 +7,7 @@ PR_SET_PDEATHSIG so none outlives the test run.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -25,6 +26,12 @@ from aiokafka.admin import AIOKafkaAdminClient
 from streams.local_kafka_setup import die_with_parent
 
 REPO = Path(__file__).resolve().parent.parent
+# SIGTERM to exit: a worker finishes its in-flight records, flushes and commits within this.
+STOP_DEADLINE_S = 10.0
+
+
+class WorkerHung(AssertionError):
+    """A worker did not exit within the deadline after SIGTERM."""
 
 
 @dataclass
@@ -77,8 +84,10 @@ class WorkerProcess:
         self.proc.wait(timeout=30)
         self.log.close()
 
-    def stop(self, timeout: float = 30) -> int:
-        """SIGTERM and wait (SIGKILL after the deadline); always closes the log file."""
+    def stop(self, timeout: float = STOP_DEADLINE_S) -> int:
+        """SIGTERM and wait; always closes the log file. A worker still running at the deadline
+        is a failure: its asyncio tasks are dumped to its log (mode's SIGUSR1 handler), then it
+        is killed and WorkerHung carries the tail of the log."""
         try:
             if self.proc is None:
                 return 0
@@ -88,14 +97,32 @@ class WorkerProcess:
             try:
                 return self.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
+                self._dump_tasks()
                 self.proc.kill()
-                return self.proc.wait(timeout=10)
+                self.proc.wait(timeout=10)
+                raise WorkerHung(
+                    f"worker pid {self.proc.pid} still running {timeout:.0f}s after SIGTERM "
+                    f"(killed); log tail:\n{self.log_text(20000)}"
+                ) from None
         finally:
             if not self.log.closed:
                 self.log.close()
 
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace")[-6000:]
+    def _dump_tasks(self) -> None:
+        """Ask the hung worker for its threads' and tasks' stacks, for the failure message."""
+        assert self.proc is not None
+        before = self.log_path.stat().st_size
+        self.proc.send_signal(signal.SIGUSR1)
+        with contextlib.suppress(AssertionError):  # a blocked loop cannot answer: kill anyway
+            wait_for(lambda: b"TASKS" in self._log_bytes_from(before), 5, "a task dump", 0.1)
+
+    def _log_bytes_from(self, offset: int) -> bytes:
+        with self.log_path.open("rb") as f:
+            f.seek(offset)
+            return f.read()
+
+    def log_text(self, tail: int = 6000) -> str:
+        return self.log_path.read_text(errors="replace")[-tail:]
 
     def metrics_url(self) -> str | None:
         """Where the worker serves /metrics (its `metrics_serving` log line), once it does."""

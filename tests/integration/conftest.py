@@ -7,7 +7,14 @@ from pathlib import Path
 import pytest
 
 from schemas.topics import CHANNEL_DLQ, QUEUE_PREFIX, TICKETS_DECISIONS, TICKETS_EVENTS
-from tests.harness import Collector, WorkerProcess, produce, topics_exist, wait_for
+from tests.harness import (
+    Collector,
+    WorkerHung,
+    WorkerProcess,
+    produce,
+    topics_exist,
+    wait_for,
+)
 
 OUTPUT_TOPICS = (
     f"{QUEUE_PREFIX}*", CHANNEL_DLQ.name, TICKETS_EVENTS.name, TICKETS_DECISIONS.name
@@ -41,6 +48,23 @@ class EngineUnderTest:
     def collector(self, *topics: str) -> Collector:
         return Collector(self.bootstrap, self.prefix, topics or OUTPUT_TOPICS)
 
+    def stop_all(self) -> None:
+        """SIGTERM every worker still running; each must exit 0 within the deadline."""
+        failures: list[str] = []
+        for n, worker in enumerate(self.workers):
+            if worker.proc is None or worker.proc.poll() is not None:
+                worker.stop()  # exited or killed by the test: only closes its log
+                continue
+            try:
+                rc = worker.stop()
+            except WorkerHung as exc:
+                failures.append(f"worker-{n}: {exc}")
+                continue
+            if rc != 0:
+                failures.append(f"worker-{n} exited {rc} after SIGTERM:\n{worker.log_text()}")
+        if failures:
+            raise AssertionError("\n\n".join(failures))
+
     def logs(self) -> str:
         return "\n".join(w.log_text() for w in self.workers)
 
@@ -51,6 +75,7 @@ def engine(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path) -> Iterator[
     try:
         yield under_test
     finally:
-        for worker in under_test.workers:
-            worker.stop()
-        print(under_test.logs())  # shown by pytest only when the test failed
+        try:
+            under_test.stop_all()
+        finally:
+            print(under_test.logs())  # shown by pytest only when the test failed

@@ -59,4 +59,4 @@ def test_metrics_count_outcomes_dead_letters_and_lag(engine: EngineUnderTest) ->
     lag_topics = {dict(ls)["topic"] for name, ls in samples if name == "router_consumer_lag"}
     assert "channel.email" in lag_topics
     assert (value(samples, "process_cpu_seconds_total") or 0) > 0
-    assert worker.stop(timeout=20) == 0
+    assert worker.stop() == 0

@@ -383,7 +383,7 @@ def test_broken_ruleset_is_refused_and_last_good_version_kept(engine: EngineUnde
     post = decisions_by_inbound(outputs)["post-1"][0]["data"]
     assert (post["ruleset_version"], post["queue"]) == ("2.0.0", "dept:desk_it")
     # nothing left hanging by the switch (e.g. a producer batch waiting for metadata)
-    assert worker.stop(timeout=20) == 0
+    assert worker.stop() == 0
 
 
 def test_worker_starts_on_latest_good_topic_version_before_processing(

@@ -7,12 +7,12 @@ import asyncio
 from typing import Any
 
 import orjson
+from streams.processor import InboundProcessor, PolicyHolder
 
 from router.default_policy import DefaultPolicy
 from router.records import OutRecord
 from router.tickets import TicketState
 from router.traffic import MarketplaceTraffic, TrafficRecord
-from streams.processor import InboundProcessor, PolicyHolder
 from streams.settings import RouterSettings
 from tests.bench.peer_routing import route_record, state_dumps, state_loads
 
