@@ -638,9 +638,10 @@ async def measure_peer(
     notes = [
         f"peer: the routing stage as a quixstreams app (tests/bench/peer_quixstreams.py; "
         f"{env.versions}, engine's pydantic {pydantic.VERSION}; {PEER_VENV.relative_to(REPO)}), "
-        f"core {core}; RocksDB state with changelogs. Not in the peer: the SLA stage, ticket "
-        "index and buyer table the engine's process also runs on its own events, and the "
-        "vendor directory. Its checkpoints wait for every delivery (one produce request per "
+        f"core {core}; RocksDB state with changelogs; the engine's own routing processor "
+        "(router.stages.routing). Not in the peer: the re-route topic, the vendor directory and "
+        "buyer history the engine's routing worker also follows (and with --layout single, the "
+        "SLA stage). Its checkpoints wait for every delivery (one produce request per "
         "partition): trust its CPU per message more than its drain rate"
     ]
     if peer.result.msg_per_s < 2 * rate:

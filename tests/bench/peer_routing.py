@@ -1,25 +1,25 @@
 """The quixstreams peer's per-record step, kept free of quixstreams so that a unit test in the
-engine's venv can hold it to what the engine writes (`tests/unit/test_bench_peer.py`).
+engine's venv can check it (`tests/unit/test_bench_peer.py`).
 
-What `streams.processor.InboundProcessor.handle` does for a channel record, on the same pure
-core (`router.inbound`, `router.tickets`, `router.outputs`) and the policy the engine worker
-runs without `--rules`, with the peer's state (quixstreams `State`, keyed by thread) as the
-ticket table. Not here: lifecycle re-routes, the vendor directory and buyer history.
+It is the engine's own routing processor (`router.stages.routing.RoutingProcessor`, the pure
+core the engine's routing stage runs), with the peer's state (quixstreams `State`, keyed by
+thread) as its ticket table and the policy the engine worker runs without `--rules`. Not
+here: lifecycle re-routes, the vendor directory and buyer history.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, MutableMapping
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import orjson
 
 from router.default_policy import DefaultPolicy
-from router.inbound import CHANNEL_TOPICS, Rejected, dead_letter, parse_inbound, source_position
-from router.outputs import render
+from router.inbound import DEFAULT_MAX_RECORD_BYTES
 from router.records import OutRecord
-from router.tickets import Duplicate, Rekey, TicketState, state_key, thread_message
-from schemas.dead_letter import RejectReason, SourcePosition
+from router.stages.contract import InRecord
+from router.stages.routing import PolicyHolder, RoutingProcessor
 
 POLICY = DefaultPolicy()  # what `python -m router worker` decides with, given no ruleset
 
@@ -30,6 +30,31 @@ class TicketTable(Protocol):
     def get(self, key: bytes, default: Any = None) -> Any: ...
 
     def set(self, key: bytes, value: Any) -> None: ...
+
+
+class StateTable(MutableMapping[bytes, bytes]):
+    """A quixstreams `State` as the processor's table (it only gets and sets)."""
+
+    def __init__(self, state: TicketTable) -> None:
+        self.state = state
+
+    def __getitem__(self, key: bytes) -> bytes:
+        value = self.state.get(key)
+        if value is None:
+            raise KeyError(key)
+        return value  # type: ignore[no-any-return]
+
+    def __setitem__(self, key: bytes, value: bytes) -> None:
+        self.state.set(key, value)
+
+    def __delitem__(self, key: bytes) -> None:
+        raise NotImplementedError("the routing stage never deletes a ticket")
+
+    def __iter__(self) -> Iterator[bytes]:
+        raise NotImplementedError("quixstreams' State is not iterable")
+
+    def __len__(self) -> int:
+        raise NotImplementedError("quixstreams' State is not sized")
 
 
 def state_dumps(value: Any) -> bytes:
@@ -53,42 +78,10 @@ def route_record(
     timestamp_ms: int | None,
     state: TicketTable,
 ) -> list[OutRecord]:
-    """One channel record -> the records it produces, on logical topics (a bug dead-letters
-    the record and processing goes on, as in the engine)."""
-    now = datetime.now(UTC)
+    """One channel record -> the records it produces, on logical topics."""
+    processor = RoutingProcessor(
+        StateTable(state), PolicyHolder(POLICY), max_record_bytes=DEFAULT_MAX_RECORD_BYTES
+    )
     timestamp = timestamp_ms / 1000 if timestamp_ms else None
-    source = source_position(logical, partition, offset, timestamp)
-    try:
-        return thread(logical, source, key, value, now, state)
-    except Exception as exc:
-        error = f"{type(exc).__name__}: {exc}"[:1000]
-        return [
-            dead_letter(RejectReason.PROCESSING_ERROR, error, [], source, key, value or b"", now)
-        ]
-
-
-def thread(
-    logical: str,
-    source: SourcePosition,
-    key: bytes | None,
-    value: bytes | None,
-    now: datetime,
-    state: TicketTable,
-) -> list[OutRecord]:
-    """Decode, thread into the ticket, route a new one, render (`InboundProcessor._handle`)."""
-    parsed = parse_inbound(value, key, source, now, expected_channel=CHANNEL_TOPICS.get(logical))
-    if isinstance(parsed, Rejected):
-        return [parsed.record]
-    msg = parsed.data
-    skey = state_key(msg.channel, msg.thread_ref)
-    raw_state = state.get(skey)
-    ticket = TicketState.from_bytes(raw_state) if raw_state is not None else None
-    result = thread_message(parsed, key, source, ticket, POLICY, now)
-    if isinstance(result, Rekey):  # republished keyed by thread, routed when it comes back
-        assert value is not None  # parse_inbound rejected empty values
-        return [OutRecord(logical, result.key, value)]
-    if isinstance(result, Duplicate):  # a connector sent the same id again: nothing to add
-        return []
-    if not result.replayed:
-        state.set(skey, result.state.to_bytes())
-    return render(result, parsed.id, now)
+    record = InRecord(logical, partition, offset, key, value, timestamp)
+    return processor.process(record, datetime.now(UTC))

@@ -1,19 +1,21 @@
 """The benchmark's quixstreams peer does the engine's job: record for record, its per-record step
-(`tests/bench/peer_routing.py`, no quixstreams needed) writes what `InboundProcessor` writes."""
+(`tests/bench/peer_routing.py`, no quixstreams needed) over a quixstreams-like State writes
+what the engine's routing stage writes over its table."""
 
 from __future__ import annotations
 
-import asyncio
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from streams.processor import InboundProcessor, PolicyHolder
 
 from router.default_policy import DefaultPolicy
+from router.inbound import DEFAULT_MAX_RECORD_BYTES
 from router.records import OutRecord
+from router.stages.contract import InRecord
+from router.stages.routing import PolicyHolder, RoutingProcessor
 from router.tickets import TicketState
 from router.traffic import MarketplaceTraffic, TrafficRecord
-from streams.settings import RouterSettings
 from tests.bench.peer_routing import route_record, state_dumps, state_loads
 
 
@@ -31,11 +33,6 @@ class StoreLikeState:
         self.stored[state_dumps(key)] = state_dumps(value)
 
 
-class _TopicsExist:
-    async def ensure(self, logical: object, configs: object = None) -> None:
-        return None
-
-
 def _mix() -> list[TrafficRecord]:
     records = MarketplaceTraffic("peer-vs-engine", malformed_ratio=0.05).take(300)
     valid = next(r for r in records if r.inbound_id)
@@ -49,25 +46,20 @@ def _mix() -> list[TrafficRecord]:
 
 
 def _engine_outputs(records: list[TrafficRecord]) -> list[list[tuple[Any, ...]]]:
-    per_record: list[list[tuple[Any, ...]]] = []
-
-    async def send(topic: str, key: bytes | None, value: bytes, headers: Any) -> None:
-        per_record[-1].append(_summary(OutRecord(topic, key, value, tuple(headers))))
-
-    async def drive() -> None:
-        processor = InboundProcessor(
-            RouterSettings(KAFKA_BOOTSTRAP_SERVERS="unused:9092"),
-            {},
-            send,
-            _TopicsExist(),  # type: ignore[arg-type]
-            PolicyHolder(DefaultPolicy()),
-        )
-        for offset, r in enumerate(records):
-            per_record.append([])
-            await processor.handle(f"channel.{r.channel}", 0, offset, r.key, r.value, 1.7e9)
-
-    asyncio.run(drive())
-    return per_record
+    """What the engine's routing stage writes for each record, its table a dict."""
+    processor = RoutingProcessor(
+        {}, PolicyHolder(DefaultPolicy()), max_record_bytes=DEFAULT_MAX_RECORD_BYTES
+    )
+    return [
+        [
+            _summary(out)
+            for out in processor.process(
+                InRecord(f"channel.{r.channel}", 0, offset, r.key, r.value, 1.7e9),
+                datetime.now(UTC),
+            )
+        ]
+        for offset, r in enumerate(records)
+    ]
 
 
 def _summary(record: OutRecord) -> tuple[Any, ...]:
