@@ -475,8 +475,10 @@ async def engine_subject(
             extra_env={**env, "ROUTER_STAGE": stage},
         )  # fmt: skip
 
-    if layout == "split":
-        process = EngineProcesses(worker("routing"), worker("lifecycle"))
+    if layout in ("split", "routing"):
+        process = EngineProcesses(
+            worker("routing"), worker("lifecycle") if layout == "split" else None
+        )
     else:
         process = EngineProcesses(worker("all"), None)
     return await open_subject(
@@ -678,7 +680,11 @@ async def bench(bootstrap: str, args: argparse.Namespace) -> int:
             rate = min(args.rate, engine.result.msg_per_s / 2)
             paced = paced_pool[: int(rate * args.seconds)]
             await measure_latency(engine, bootstrap, paced, rate)
-            sla_lag = await lifecycle_lag(bootstrap, prefix, args.layout)
+            sla_lag = (
+                await lifecycle_lag(bootstrap, prefix, args.layout)
+                if args.layout != "routing"
+                else None
+            )
             assert isinstance(engine.process, EngineProcesses)
             second = engine.process.lifecycle
             sla_cpu = process_times(second.proc.pid)[0] if second and second.proc else None
@@ -703,8 +709,11 @@ async def bench(bootstrap: str, args: argparse.Namespace) -> int:
     print(
         f"SLA stage ({'its own worker group' if args.layout == 'split' else 'same process'}): "
         f"lag at the end of the paced phase {sla_lag} records"
-        + (f"; its worker's CPU over the whole run {sla_cpu / inbound * 1e6:.0f} µs per inbound"
-           if sla_cpu is not None else ""),
+        + (
+            f"; its worker's CPU over the whole run {sla_cpu / inbound * 1e6:.0f} µs per inbound"
+            if sla_cpu is not None
+            else ""
+        ),
         flush=True,
     )
     if not args.no_core:
@@ -769,9 +778,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=500, help="paced load, msg/s")
     parser.add_argument("--seconds", type=float, default=60, help="paced load duration")
     parser.add_argument(
-        "--layout", choices=("split", "single"), default="split",
+        "--layout", choices=("split", "single", "routing"), default="split",
         help="split: routing and SLA stages in their own worker groups (the routing worker is "
-        "measured); single: one worker runs both",
+        "measured); single: one worker runs both; routing: the routing worker alone",
     )  # fmt: skip
     parser.add_argument("--partitions", type=int, default=6)
     parser.add_argument("--malformed", type=float, default=0.01, help="share of bad records")
