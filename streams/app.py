@@ -126,6 +126,6 @@ def create_engine(
             app, settings, emitter, holder, clock, vendors=vendors, buyers=buyers.history
         )
     if lifecycle:
-        install_ticket_index(app, settings)  # feeds buyer history and lifecycle re-routes
-        engine.lifecycle = install_lifecycle(app, settings, emitter, vendors=vendors)
+        install_ticket_index(app, settings, emitter, clock)  # buyer history, re-routes
+        engine.lifecycle = install_lifecycle(app, settings, emitter, vendors=vendors, clock=clock)
     return engine

@@ -17,7 +17,7 @@
   When the next due time falls before the next tick, a one-shot wake-up fires it on time.
 - An action read before any event of its ticket (the two topics are read independently) waits
   in the `lifecycle-parked` table until that event, and is refused as for an unknown ticket
-  after `action_park_s` (`streams/lifecycle_parking.py`): no clocks start for a ticket the
+  after `action_park_s` (`router/stages/parking.py`): no clocks start for a ticket the
   stage has not seen.
 - Table recovery reads the changelog with a plain consumer straight into the store
   (`streams/changelog_recovery.py`; faust's own path manages ~4k records/s), and the stage
@@ -47,6 +47,7 @@ import faust
 from aiokafka.partitioner import murmur2
 from faust.types import TP
 
+from router.clock import Clock
 from router.sla.policy import DEFAULT_POLICY_FILE, load_sla_config
 from schemas.topics import (
     LIFECYCLE_CHANGELOG,
@@ -59,9 +60,11 @@ from schemas.topics import (
 from schemas.vendor import VendorProfile
 from streams.changelog_recovery import gc_paused, install_fast_recovery
 from streams.emit import Emitter
+from streams.faust_internals import committed_offsets
 from streams.lifecycle_deadlines import TICK_SECONDS
 from streams.lifecycle_stage import LifecycleStage
 from streams.settings import RouterSettings
+from streams.stages.runner import BatchTable, StageRunner
 from streams.topics import raw_table, raw_topic
 from streams.transport import RouterTable
 
@@ -136,6 +139,7 @@ def install_lifecycle(
     settings: RouterSettings,
     emitter: Emitter,
     vendors: Callable[[str], VendorProfile | None] | None = None,
+    clock: Clock | None = None,
 ) -> LifecycleStage:
     """Add the stage's table, agents, timer and rebalance hook to `app`.
 
@@ -161,15 +165,14 @@ def install_lifecycle(
     )
 
     def committed(topic: str, partition: int) -> int | None:
-        offsets = getattr(app.consumer, "_committed_offset", None)
-        return offsets.get(TP(topic, partition)) if offsets is not None else None
+        return committed_offsets(app.consumer).get(TP(topic, partition))
 
     def positions() -> Iterable[tuple[str, int, int | None, int | None]]:
         # The inputs that can stop a clock, as far as this worker reads them (the horizon).
         consumer = getattr(app, "_consumer", None)  # not created before the app starts
         if consumer is None:
             return []
-        committed = getattr(consumer, "_committed_offset", {})  # faust's own bookkeeping
+        committed = committed_offsets(consumer)
         out = []
         for tp in consumer.assignment():
             logical = settings.logical(tp.topic)
@@ -182,29 +185,34 @@ def install_lifecycle(
         return out
 
     parked = raw_table(app, settings, PARKED_TABLE,
-                       "actions read before any event of their ticket (streams.lifecycle_parking)")
+                       "actions read before any event of their ticket (router.stages.parking)")
+    states, parked_actions = BatchTable.over(table), BatchTable.over(parked)
     stage = LifecycleStage(
-        settings, config, table, FaustLocalData(table, settings.partitions), emitter.emit,
+        settings, config, states, FaustLocalData(table, settings.partitions), emitter.emit,
         committed=committed,
         vendors=_Vendors(vendors) if vendors is not None else None, positions=positions,
-        parked=parked, parked_local=FaustLocalData(parked, settings.partitions),
-    )
+        parked=parked_actions, parked_local=FaustLocalData(parked, settings.partitions),
+        clock=clock,
+    )  # fmt: skip
     table.stage = stage
     inputs = raw_topic(app, settings, TICKETS_EVENTS.name, TICKETS_COMMANDS.name)
     actions = raw_topic(app, settings, TICKETS_ACTIONS.name)
+    # Both runners share the processor; only the first writes tables (forwarding an action
+    # touches none), so one runner's flush never carries the other's writes.
+    apply = StageRunner(stage.processor, [states, parked_actions], emitter, stage.clock,
+                        settings.logical, with_headers=True)  # fmt: skip
+    forward = StageRunner(stage.processor, [], emitter, stage.clock, settings.logical)
+    max_records, within = settings.batch_max_records, settings.batch_max_wait_ms / 1000
 
     @app.agent(inputs, name="lifecycle")
     async def lifecycle(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            m = event.message
-            await stage.handle(m.topic, m.partition, m.offset, m.key, m.value, m.headers,
-                               m.timestamp)
+        async for events in stream.take_events(max_records, within):
+            await apply.run(events)
 
     @app.agent(actions, name="actions")
     async def forward_actions(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            m = event.message
-            await stage.forward_action(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp)
+        async for events in stream.take_events(max_records, within):
+            await forward.run(events)
 
     @app.timer(TICK_SECONDS, name="sla-deadlines")
     async def deadlines() -> None:

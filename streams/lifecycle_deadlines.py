@@ -13,14 +13,15 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
 
 import structlog
 
 from router.sla.index import PartitionedDeadlineIndex
 from router.sla.outbox import state_part
 from router.sla.state import index_entry_from_json
+from router.stages.contract import LocalData
 
 log = structlog.get_logger("router.lifecycle")
 
@@ -32,14 +33,6 @@ _REBUILD_YIELD_EVERY = 10_000
 # partition of tickets.commands
 SendDue = Callable[[int, str, float, float | None], Awaitable[None]]
 Horizon = Callable[[float], float]  # now -> fire what is due by then (streams.input_watermark)
-
-
-class LocalData(Protocol):
-    """The table's local data, read without an event context (recovery, rebuild)."""
-
-    def get(self, key: bytes) -> bytes | None: ...
-
-    def keys_by_partition(self, partitions: set[int]) -> Mapping[int, Sequence[bytes]]: ...
 
 
 class Deadlines:

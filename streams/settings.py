@@ -77,7 +77,7 @@ class RouterSettings(BaseSettings):
     # A crashed worker's partitions move after this long; shorter means faster failover.
     session_timeout_s: float = Field(default=10.0, ge=6, le=300)
     # An action read before any event of its ticket waits this long for one, then it is
-    # refused to the dead-letter topic as for an unknown ticket (streams/lifecycle_parking.py).
+    # refused to the dead-letter topic as for an unknown ticket (router/stages/parking.py).
     action_park_s: float = Field(default=900.0, ge=1, le=7 * 86400)
     # SIGTERM to exit; past it the worker logs where it waits and exits 70 (streams/shutdown.py)
     shutdown_timeout_s: float = Field(default=8.0, gt=0, le=600)

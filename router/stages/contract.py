@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
@@ -41,3 +41,11 @@ class Processor(Protocol):
     notes: list[Note]
 
     def process(self, record: InRecord, now: datetime) -> list[OutRecord]: ...
+
+
+class LocalData(Protocol):
+    """A table's local data, read outside any record (recovery, index rebuild, sweeps)."""
+
+    def get(self, key: bytes) -> bytes | None: ...
+
+    def keys_by_partition(self, partitions: set[int]) -> Mapping[int, Sequence[bytes]]: ...

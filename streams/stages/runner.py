@@ -16,7 +16,7 @@ import structlog
 
 from router.clock import Clock
 from router.records import OutRecord
-from router.stages.contract import NO_HEADERS, InRecord, Processor
+from router.stages.contract import NO_HEADERS, InRecord, Note, Processor
 from streams.emit import Emitter
 from streams.faust_internals import memory_store
 
@@ -122,26 +122,28 @@ class StageRunner:
                 table.partition = m.partition
             record = InRecord(
                 self._logical(m.topic), m.partition, m.offset, m.key, m.value, m.timestamp,
-                _headers(m.headers) if self._with_headers else NO_HEADERS,
+                headers_of(m.headers) if self._with_headers else NO_HEADERS,
             )  # fmt: skip
             out.extend(process(record, now()))
         self.records += len(events)
         await self.emitter.emit(out)  # first: a replay finds these pending if the state is stored
         for table in tables:
             self.changelog_writes += await table.flush(self.emitter)
-        self.write_notes()
-
-    def write_notes(self) -> None:
-        notes = self.processor.notes
-        if not notes:
-            return
-        for note in notes:
-            getattr(log, note.level)(note.event, **note.fields)
-        notes.clear()
+        write_notes(self.processor.notes)
 
 
-def _headers(headers: Any) -> Mapping[str, bytes]:
+def write_notes(notes: list[Note]) -> None:
+    """Log what a processor noted, and forget it."""
+    if not notes:
+        return
+    for note in notes:
+        getattr(log, note.level)(note.event, **note.fields)
+    notes.clear()
+
+
+def headers_of(headers: Any) -> Mapping[str, bytes]:
+    """faust's message headers (a list of pairs, or a mapping) as a mapping."""
     if not headers:
         return NO_HEADERS
-    items = headers.items() if isinstance(headers, dict) else headers
+    items = headers.items() if isinstance(headers, Mapping) else headers
     return {str(name): bytes(value) for name, value in items if value is not None}

@@ -1,6 +1,6 @@
 """Backlogs after an outage: a reply waiting in `tickets.actions` stops its clock before the
 timer fires the breach it prevents (streams.input_watermark), and an action read before its
-ticket's first event waits for it (streams.lifecycle_parking)."""
+ticket's first event waits for it (router.stages.parking)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from router.sla.policy import SlaConfig
 from router.sla.render import due_command
 from schemas.ticket import TicketEvent, TicketEventKind
 from schemas.topics import SLA_EVENTS, TICKETS_ACTIONS, TICKETS_COMMANDS, TICKETS_EVENTS
-from streams.lifecycle_parking import Parked, ParkedAction, decode_parked, encode_parked
+from router.stages.parking import Parked, ParkedAction, decode_parked, encode_parked
 from streams.lifecycle_stage import LifecycleStage
 from streams.settings import RouterSettings
 from tests.unit.sla.sla_support import routed_snapshot

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 
 import orjson
 
+from router.stages.contract import LocalData
 from schemas.dead_letter import SourcePosition
-from streams.lifecycle_deadlines import LocalData
 
 PARK_TTL_SECONDS = 900.0
 MAX_PARKED_PER_TICKET = 100

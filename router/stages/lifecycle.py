@@ -1,0 +1,301 @@
+"""The lifecycle (SLA) stage: ticket events, desk actions and timer commands in, SLA events,
+re-routes and ticket events out.
+
+Inputs, by logical topic:
+- `tickets.actions` (external, any partitioner): validated and forwarded to the internal
+  `tickets.commands` keyed by ticket id, or dead-lettered;
+- `tickets.events` and `tickets.commands` (both written by the engine's own producer, so a
+  ticket's records share a partition number with its `lifecycle` table entry): applied to the
+  ticket's state through the SLA core (`router.sla.lifecycle`).
+
+Crash replay: a record read again after a crash whose state change is already stored re-emits
+the outputs it produced, with the same ids (`router.sla.outbox`). An action read before any
+event of its ticket waits in the parked table (`router.stages.parking`).
+
+The deadline index and the firing horizon live at the edge (they are in-memory views the
+timer reads); the processor tells them what changed through two callables.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections import Counter
+from collections.abc import Callable, Mapping, MutableMapping
+from datetime import datetime
+
+from router.inbound import Rejected, dead_letter, source_position
+from router.records import OutRecord
+from router.sla.lifecycle import on_action, on_tick, on_ticket_event
+from router.sla.outbox import Pending, find_pending, join_stored, prune, source_key, split_stored
+from router.sla.policy import SlaConfig
+from router.sla.render import (
+    CMD_ACTION,
+    CMD_DUE,
+    CMD_HEADER,
+    STAGE_HEADER,
+    STAGE_LIFECYCLE,
+    TicketEventEnvelope,
+    action_command,
+    due_until,
+    parse_action,
+    refused_action,
+    render_output,
+)
+from router.sla.state import (
+    ActionRejectedOut,
+    LifecycleState,
+    Output,
+    Step,
+    decode_state,
+    encode_state,
+    index_entry,
+    index_entry_from_json,
+)
+from router.sla.transitions import VendorDirectory
+from router.stages.contract import InRecord, Note
+from router.stages.parking import ParkedAction, ParkingLot
+from schemas.action import TicketActionEvent
+from schemas.dead_letter import RejectReason, SourcePosition
+from schemas.topics import SLA_EVENTS, TICKETS_ACTIONS, TICKETS_COMMANDS, TICKETS_EVENTS
+
+MAX_ERROR_CHARS = 1000
+
+# (partition, ticket id, index entry or None): the deadline index of the partitions owned here
+IndexUpdate = Callable[[int, str, tuple[float, str] | None], None]
+# (logical topic, partition, offset, record timestamp): an input that can stop a clock was read
+InputSeen = Callable[[str, int, int, float | None], None]
+# (logical topic, partition) -> the offset committed there, if known
+Committed = Callable[[str, int], int | None]
+Runner = Callable[[LifecycleState | None], Step]
+Render = Callable[[list[Output]], list[OutRecord]]
+
+
+class LifecycleProcessor:
+    """The SLA stage's logic over its two tables; `counts` by outcome."""
+
+    def __init__(
+        self,
+        config: SlaConfig,
+        table: MutableMapping[bytes, bytes],
+        parking: ParkingLot,
+        *,
+        max_record_bytes: int,
+        vendors: VendorDirectory | None = None,
+        index: IndexUpdate = lambda partition, ticket_id, entry: None,
+        seen: InputSeen = lambda topic, partition, offset, timestamp: None,
+        committed: Committed = lambda topic, partition: None,
+    ) -> None:
+        self.config = config
+        self.table = table
+        self.parking = parking
+        self.max_record_bytes = max_record_bytes
+        self.vendors = vendors
+        self._index = index
+        self._seen = seen
+        self._committed = committed
+        self.counts: Counter[str] = Counter()
+        self.notes: list[Note] = []
+
+    def process(self, record: InRecord, now: datetime) -> list[OutRecord]:
+        """One record of `tickets.actions`, `tickets.events` or `tickets.commands`."""
+        out: list[OutRecord] = []
+        try:
+            if record.topic == TICKETS_ACTIONS.name:
+                self._forward_action(record, now, out)
+            else:
+                self._handle(record, now, out)
+        except Exception as exc:  # a bug must not stop the stage: park the record, go on
+            event = "action_failed" if record.topic == TICKETS_ACTIONS.name else "lifecycle_failed"
+            self.notes.append(Note("error", event, {
+                "topic": record.topic, "partition": record.partition, "offset": record.offset,
+                "exception": traceback.format_exc(limit=20)}))  # fmt: skip
+            self.counts["failed"] += 1
+            out.append(_dead_letter(exc, record, now))
+        if record.topic in (TICKETS_EVENTS.name, TICKETS_ACTIONS.name):
+            self._seen(record.topic, record.partition, record.offset, record.timestamp)
+        return out
+
+    # -- tickets.actions -------------------------------------------------------------------------
+
+    def _forward_action(self, record: InRecord, now: datetime, out: list[OutRecord]) -> None:
+        """Validate an action; forward it keyed by ticket id, or dead-letter it."""
+        source = source_position(record.topic, record.partition, record.offset, record.timestamp)
+        parsed = parse_action(
+            record.value, record.key, source, now, max_record_bytes=self.max_record_bytes
+        )
+        if isinstance(parsed, Rejected):
+            self.counts["action_rejected"] += 1
+            self.notes.append(Note("warning", "action_rejected", {
+                "reason": parsed.reason.value, "error": parsed.error,
+                "partition": record.partition, "offset": record.offset}))  # fmt: skip
+            out.append(parsed.record)
+            return
+        assert record.value is not None  # parse_action rejects empty values
+        out.append(action_command(parsed, record.value, record.key, source))
+        self.counts["action_forwarded"] += 1
+
+    # -- tickets.events and tickets.commands ------------------------------------------------------
+
+    def _handle(self, record: InRecord, now: datetime, out: list[OutRecord]) -> None:
+        logical, partition, offset = record.topic, record.partition, record.offset
+        value, headers = record.value or b"", record.headers
+        command = headers.get(CMD_HEADER)
+        if logical == TICKETS_COMMANDS.name and command == CMD_ACTION:
+            self._action(ParkedAction(logical, partition, offset, value, dict(headers)), now, out)
+            return
+        config, vendors = self.config, self.vendors
+        position = source_key(logical, partition, offset)
+        render = self._renderer(
+            headers, SourcePosition(topic=logical, partition=partition, offset=offset), value, now
+        )
+        if logical == TICKETS_EVENTS.name:
+            if headers.get(STAGE_HEADER) == STAGE_LIFECYCLE:
+                self.counts["own_event"] += 1  # written by this stage: nothing to apply
+                return
+            envelope = TicketEventEnvelope.model_validate_json(value)
+            event, event_id = envelope.data, envelope.id
+
+            def apply_event(state: LifecycleState | None) -> Step:
+                return on_ticket_event(
+                    state, event, event_id=event_id, now=now, config=config, vendors=vendors
+                )
+
+            self._apply(event.ticket_id, partition, position, apply_event, render, out,
+                        reindex=False)  # fmt: skip
+            if event.ticket_id.encode() in self.parking:  # actions read before this event
+                self._unpark(event.ticket_id, now, out)
+        elif logical == TICKETS_COMMANDS.name and command == CMD_DUE:
+            ticket_id = (record.key or b"").decode()
+            until = due_until(value)
+            if ticket_id.encode() in self.parking:
+                self._settle_parked(ticket_id, now, out)
+
+            def tick(state: LifecycleState | None) -> Step:
+                if state is None:
+                    return Step(state, [])
+                return on_tick(state, now, config=config, vendors=vendors, until=until)
+
+            self._apply(ticket_id, partition, position, tick, render, out, reindex=True)
+        else:
+            raise ValueError(f"not a lifecycle input: {logical}, command {command!r}")
+
+    def _renderer(
+        self, headers: Mapping[str, bytes], source: SourcePosition, value: bytes, now: datetime
+    ) -> Render:
+        def render(outputs: list[Output]) -> list[OutRecord]:
+            records: list[OutRecord] = []
+            for output in outputs:
+                if isinstance(output, ActionRejectedOut):
+                    self.counts["action_refused"] += 1
+                    records.append(refused_action(output.reason, dict(headers), source, value,
+                                                  now))  # fmt: skip
+                else:
+                    records.extend(render_output(output))
+            return records
+
+        return render
+
+    def _action(
+        self, read: ParkedAction, now: datetime, out: list[OutRecord], *, unparking: bool = False
+    ) -> None:
+        """A forwarded action: applied to its ticket, or parked while the ticket is unknown."""
+        action = TicketActionEvent.model_validate_json(read.value)
+        ticket_id = action.data.ticket_id
+        key = ticket_id.encode()
+        source = read.source
+        if self.table.get(key) is None:
+            if self.parking.park(key, read, now.timestamp()):
+                self.counts["action_parked"] += 1
+                return
+            self.counts["action_refused"] += 1
+            reason = (f"ticket {ticket_id!r} is unknown and {self.parking.max_per_ticket} "
+                      "actions already wait for it")  # fmt: skip
+            out.append(refused_action(reason, read.headers, source, read.value, now))
+            return
+        if not unparking and key in self.parking:  # a crash left some: the older ones first
+            self._unpark(ticket_id, now, out)
+        config, vendors = self.config, self.vendors
+
+        def apply_action(state: LifecycleState | None) -> Step:
+            return on_action(state, action.data, action_id=action.id, now=now, config=config,
+                             vendors=vendors)  # fmt: skip
+
+        self._apply(
+            ticket_id, read.partition, source_key(read.topic, read.partition, read.offset),
+            apply_action, self._renderer(read.headers, source, read.value, now), out,
+            reindex=False,
+        )  # fmt: skip
+
+    def _unpark(self, ticket_id: str, now: datetime, out: list[OutRecord]) -> None:
+        """Apply the actions that waited for this ticket, in arrival order, then drop them
+        (a crash in between applies them again: each is deduplicated by its id)."""
+        key = ticket_id.encode()
+        for read in self.parking.peek(key):
+            self.counts["action_unparked"] += 1
+            self._action(read, now, out, unparking=True)
+        self.parking.drop(key)
+
+    def _settle_parked(self, ticket_id: str, now: datetime, out: list[OutRecord]) -> None:
+        """A sweep's `due`: apply parked actions whose ticket exists, refuse expired ones."""
+        key = ticket_id.encode()
+        if self.table.get(key) is not None:
+            self._unpark(ticket_id, now, out)
+            return
+        if not self.parking.expired(key, now.timestamp()):
+            return
+        reason = (f"unknown ticket {ticket_id!r}: no event of it within "
+                  f"{self.parking.ttl_seconds:g} s of the action")  # fmt: skip
+        refused = [refused_action(reason, read.headers, read.source, read.value, now)
+                   for read in self.parking.peek(key)]  # fmt: skip
+        self.counts["action_expired"] += len(refused)
+        self.notes.append(Note("warning", "actions_expired",
+                               {"ticket_id": ticket_id, "actions": len(refused)}))  # fmt: skip
+        out.extend(refused)
+        self.parking.drop(key)
+
+    def _apply(
+        self,
+        ticket_id: str,
+        partition: int,
+        position: str,
+        run: Runner,
+        render: Render,
+        out: list[OutRecord],
+        *,
+        reindex: bool,
+    ) -> None:
+        key = ticket_id.encode()
+        raw = self.table.get(key)
+        stored, pending = split_stored(raw) if raw is not None else (None, [])
+        replay = find_pending(pending, position) if pending else None
+        if replay is not None and stored is not None:
+            # Read again after a crash, already applied: re-send what it produced, same ids.
+            self.counts["replayed"] += 1
+            out.extend(replay.records)
+            if reindex:
+                self._index(partition, ticket_id, index_entry_from_json(stored))
+            return
+        state = decode_state(stored) if stored is not None else None
+        step = run(state)
+        records = render(step.outputs)
+        out.extend(records)  # sent before the state is stored: a replay finds them pending
+        new_state = step.state
+        if new_state is None:
+            return
+        if new_state is not state:
+            kept = prune(pending, self._committed)
+            if records:
+                kept.append(Pending(position, tuple(records)))
+            self.table[key] = join_stored(encode_state(new_state), kept)
+            self.counts["stored"] += 1
+        if new_state is not state or reindex:
+            self._index(partition, ticket_id, index_entry(new_state))
+        self.counts["sla_events"] += sum(r.topic == SLA_EVENTS.name for r in records)
+
+
+def _dead_letter(exc: Exception, record: InRecord, now: datetime) -> OutRecord:
+    source = source_position(record.topic, record.partition, record.offset, record.timestamp)
+    error = f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
+    return dead_letter(
+        RejectReason.PROCESSING_ERROR, error, [], source, record.key, record.value or b"", now
+    )
