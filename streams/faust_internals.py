@@ -28,3 +28,26 @@ def committed_offsets(consumer: Any) -> MutableMapping[Any, int | None]:
     """faust's own record of the offsets it committed, per TP (no public accessor)."""
     offsets: MutableMapping[Any, int | None] = consumer._committed_offset
     return offsets
+
+
+def started_consumer(app: Any) -> Any | None:
+    """The app's consumer if faust has created it; `app.consumer` would create one (and a
+    scrape or a timer must not)."""
+    return getattr(app, "_consumer", None)
+
+
+def private_names() -> dict[str, tuple[Any, str]]:
+    """Every (class, attribute) the accessors above and `streams.transport` rely on, for the
+    test that fails when an upgrade moves one."""
+    from faust.tables.base import Collection
+    from faust.transport.consumer import Consumer
+    from faust.transport.drivers import aiokafka as faust_aiokafka
+    from faust.transport.producer import ProducerBuffer
+
+    return {
+        "producer": (faust_aiokafka.Producer, "_ensure_producer"),
+        "producer settings": (faust_aiokafka.Producer, "_settings_extra"),
+        "changelog buffer": (ProducerBuffer, "_send_pending"),
+        "changelog name": (Collection, "_changelog_topic_name"),
+        "committed offsets": (Consumer, "_committed_offset"),
+    }

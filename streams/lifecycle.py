@@ -60,7 +60,7 @@ from schemas.topics import (
 from schemas.vendor import VendorProfile
 from streams.changelog_recovery import gc_paused, install_fast_recovery
 from streams.emit import Emitter
-from streams.faust_internals import committed_offsets
+from streams.faust_internals import committed_offsets, started_consumer
 from streams.lifecycle_deadlines import TICK_SECONDS
 from streams.lifecycle_stage import LifecycleStage
 from streams.settings import RouterSettings
@@ -169,7 +169,7 @@ def install_lifecycle(
 
     def positions() -> Iterable[tuple[str, int, int | None, int | None]]:
         # The inputs that can stop a clock, as far as this worker reads them (the horizon).
-        consumer = getattr(app, "_consumer", None)  # not created before the app starts
+        consumer = started_consumer(app)
         if consumer is None:
             return []
         committed = committed_offsets(consumer)

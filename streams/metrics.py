@@ -33,6 +33,7 @@ from prometheus_client.exposition import start_http_server
 from prometheus_client.registry import Collector
 
 from schemas.topics import QUEUE_DEPT, QUEUE_VENDOR
+from streams.faust_internals import committed_offsets, started_consumer
 
 log = structlog.get_logger("router.metrics")
 
@@ -153,12 +154,12 @@ def _pending_deadlines(stage: Any) -> int | None:
 
 def consumer_lag(app: Any) -> list[tuple[str, int, int]]:
     """(topic, partition, lag) for the partitions assigned to this worker's consumer."""
-    consumer = getattr(app, "_consumer", None)  # do not create one at scrape time
+    consumer = started_consumer(app)  # do not create one at scrape time
     if consumer is None:
         return []
     try:
         assigned = list(consumer.assignment())
-        committed = _copy(consumer._committed_offset)  # faust's own bookkeeping
+        committed = _copy(committed_offsets(consumer))
     except Exception:  # not started, or being rebalanced: no figures this scrape
         return []
     out = []

@@ -14,9 +14,9 @@ import orjson
 from router.records import OutRecord
 from router.sla.policy import SlaConfig
 from router.sla.render import due_command
+from router.stages.parking import Parked, ParkedAction, decode_parked, encode_parked
 from schemas.ticket import TicketEvent, TicketEventKind
 from schemas.topics import SLA_EVENTS, TICKETS_ACTIONS, TICKETS_COMMANDS, TICKETS_EVENTS
-from router.stages.parking import Parked, ParkedAction, decode_parked, encode_parked
 from streams.lifecycle_stage import LifecycleStage
 from streams.settings import RouterSettings
 from tests.unit.sla.sla_support import routed_snapshot
