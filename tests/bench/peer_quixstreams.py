@@ -34,9 +34,13 @@ from quixstreams.models.serializers import SerializationContext, Serializer  # n
 from quixstreams.state.rocksdb import RocksDBOptions  # noqa: E402
 
 from router import native  # noqa: E402
-from router.inbound import CHANNEL_TOPICS, DLQ_TOPIC  # noqa: E402
-from router.outputs import DECISIONS_TOPIC, EVENTS_TOPIC  # noqa: E402
 from router.records import OutRecord  # noqa: E402
+from schemas.topics import (  # noqa: E402
+    CHANNEL_DLQ,
+    CHANNEL_TOPICS,
+    TICKETS_DECISIONS,
+    TICKETS_EVENTS,
+)
 from tests.bench.peer_routing import route_record, state_dumps, state_loads  # noqa: E402
 
 # What the engine's producer and consumer use (streams/settings.py defaults, the bench's
@@ -96,9 +100,9 @@ def build(app: Application, bootstrap: str, prefix: str, partitions: int) -> Non
         name: declare(name)
         for name in (
             *CHANNEL_TOPICS,  # a record keyed by something else is republished keyed by thread
-            DLQ_TOPIC,
-            EVENTS_TOPIC,
-            DECISIONS_TOPIC,
+            CHANNEL_DLQ.name,
+            TICKETS_EVENTS.name,
+            TICKETS_DECISIONS.name,
             *existing_queues(bootstrap, prefix),
         )
     }
