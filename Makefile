@@ -58,18 +58,18 @@ lint: $(STAMP) ## ruff on everything, mypy (strict) on the core
 typecheck: lint ## alias of lint
 
 kafka: $(STAMP) ## start a background Kafka; prints KAFKA_BOOTSTRAP_SERVERS=host:port
-	@$(PY) -m streams.local_kafka start --state-file $(KAFKA_STATE)
+	@$(PY) -m streams.local.broker start --state-file $(KAFKA_STATE)
 
 kafka-stop: $(STAMP) ## stop the background Kafka started by `make kafka`
-	@$(PY) -m streams.local_kafka stop --state-file $(KAFKA_STATE)
+	@$(PY) -m streams.local.broker stop --state-file $(KAFKA_STATE)
 
 kafka-status: $(STAMP) ## is the background Kafka up?
-	@$(PY) -m streams.local_kafka status --state-file $(KAFKA_STATE)
+	@$(PY) -m streams.local.broker status --state-file $(KAFKA_STATE)
 
 schemas: $(STAMP) ## export JSON Schema files to schemas/json/
 	$(PY) -m router schemas export schemas/json
 
 clean: ## remove caches and the venv (keeps the Maven jar cache in ~/.m2)
-	-$(PY) -m streams.local_kafka stop --state-file $(KAFKA_STATE) 2>/dev/null
+	-$(PY) -m streams.local.broker stop --state-file $(KAFKA_STATE) 2>/dev/null
 	-$(PY) -m router.native_build clean 2>/dev/null
 	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache

@@ -1,6 +1,6 @@
 """Buyer history the engine keeps itself: open tickets and tickets opened recently, per buyer.
 
-Two keyed steps, both pure here (the Kafka side is `streams/buyers.py`):
+Two keyed steps, both pure here (the Kafka side is `streams/stages/buyers.py`):
 
 1. Per ticket (`tickets.events`, key ticket id): `ticket_change` turns an `opened` event of a
    buyer's ticket, and later `resolved` / `reopened` events of that ticket, into a

@@ -84,14 +84,14 @@ def vendors_provision(
     ] = True,
 ) -> None:
     """Create `queue.vendor.<id>` topics ahead of the first ticket (and, with --acls, the
-    Kafka ACLs that keep each vendor to its own queue: see streams/acls.py)."""
+    Kafka ACLs that keep each vendor to its own queue: see streams/kafka/acls.py)."""
     import re
 
     from schemas.message import VENDOR_ID_PATTERN
     from schemas.topics import QUEUE_VENDOR
-    from streams.acls import AclError, create_acls, vendor_acls, vendor_principal
+    from streams.kafka.acls import AclError, create_acls, vendor_acls, vendor_principal
+    from streams.kafka.topics import TopicManager
     from streams.settings import RouterSettings
-    from streams.topics import TopicManager
 
     bad = [v for v in vendor_ids if not re.fullmatch(VENDOR_ID_PATTERN, v)]
     if bad:
@@ -122,7 +122,7 @@ def vendors_acls(
     principal: Annotated[str, typer.Option(help="As for provision.")] = "User:{vendor}",
 ) -> None:
     """List the ACLs the broker holds for a vendor's principal."""
-    from streams.acls import AclError, describe_acls, vendor_principal
+    from streams.kafka.acls import AclError, describe_acls, vendor_principal
     from streams.settings import RouterSettings
 
     settings = load_settings(settings_file)

@@ -213,7 +213,7 @@ def _time(value: str) -> datetime:
 
 def _kafka(bootstrap: str | None) -> tuple[str, dict[str, Any], Any]:
     """Bootstrap servers, other client settings (security) and the engine settings."""
-    from streams.kafka_client import client_kwargs
+    from streams.kafka.client import client_kwargs
     from streams.settings import RouterSettings
 
     settings = RouterSettings()
@@ -231,13 +231,13 @@ def publish(
     sla_config: SlaFileOption = None,
 ) -> None:
     """Validate, then write the ruleset to the compacted rules topic (workers hot-reload)."""
-    from streams.rules_topic import publish_ruleset
+    from streams.kafka.rules_topic import publish_ruleset
 
     ruleset = _load(file, sla_policies, sla_config)
     servers, client, settings = _kafka(bootstrap)
     target = topic or settings.topic(ROUTING_RULES.name)
     if topic is None:  # before any worker ran: create it compacted, 1 partition
-        from streams.topics import TopicManager, core_topics
+        from streams.kafka.topics import TopicManager, core_topics
 
         here = settings.model_copy(update={"kafka_bootstrap_servers": servers})
         asyncio.run(TopicManager(here).ensure([ROUTING_RULES.name], core_topics(here)))
@@ -256,7 +256,7 @@ def history(
     name: Annotated[str | None, typer.Option(help="Only this ruleset.")] = None,
 ) -> None:
     """List the ruleset versions still on the rules topic, oldest first."""
-    from streams.rules_topic import ruleset_history
+    from streams.kafka.rules_topic import ruleset_history
 
     servers, client, settings = _kafka(bootstrap)
     target = topic or settings.topic(ROUTING_RULES.name)
@@ -351,7 +351,7 @@ async def _replay_topic(
     start: datetime,
     progress: bool,
 ) -> None:
-    from streams.rules_topic import message_backlog, read_messages
+    from streams.kafka.rules_topic import message_backlog, read_messages
 
     total = await message_backlog(bootstrap, topic, start, **client)
     records: AsyncIterator[bytes] = read_messages(bootstrap, topic, start, **client)

@@ -1,7 +1,7 @@
 """`router vendors publish|remove|list`: vendor profiles on the compacted `directory.vendors`.
 
 Mounted on the main CLI's `vendors` group (next to `vendors provision`). Workers keep the
-directory in memory (`streams/vendor_directory.py`) and pick changes up live.
+directory in memory (`streams/stages/vendor_directory.py`) and pick changes up live.
 Exit codes: 0 ok, 1 invalid profiles (nothing is published then), 2 usage errors.
 """
 
@@ -73,7 +73,7 @@ def publish(
 ) -> None:
     """Validate every profile, then write them to `directory.vendors` (workers reload live)."""
     from schemas.topics import DIRECTORY_VENDORS
-    from streams.vendor_directory import publish_profiles
+    from streams.stages.vendor_directory import publish_profiles
 
     profiles, problems = load_profiles(file)
     if problems:
@@ -91,7 +91,7 @@ def remove(
     settings_file: SettingsOpt = None,
 ) -> None:
     """Write tombstones: workers forget these vendors (their tickets use rule fallbacks)."""
-    from streams.vendor_directory import remove_profiles
+    from streams.stages.vendor_directory import remove_profiles
 
     settings = _settings(settings_file)
     count = asyncio.run(remove_profiles(settings, vendor_ids))
@@ -103,7 +103,7 @@ def list_vendors(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON profile per line.")] = False,
 ) -> None:
     """The vendor directory as workers see it (newest valid profile per vendor)."""
-    from streams.vendor_directory import read_directory
+    from streams.stages.vendor_directory import read_directory
 
     settings = _settings(settings_file)
     try:

@@ -1,5 +1,5 @@
 """What a worker makes of `routing.rules` records (hot reload): pure; the I/O is
-`streams/rules_reload.py`.
+`streams/stages/rules_reload.py`.
 
 - `ignored`: why a record is not considered (a tombstone, or another ruleset than the one
   the worker was started on), or None;

@@ -1,6 +1,6 @@
 """What a compacted topic's records do to the in-memory view every worker keeps of it.
 
-Pure: `streams.compacted` reads the topic and hands each batch to `KeyedView.apply`.
+Pure: `streams.kafka.compacted` reads the topic and hands each batch to `KeyedView.apply`.
 
 A view maps each key to the newest valid value: a record replaces its key's value, a
 tombstone (null value) removes the key, and an invalid value is reported and skipped, so the

@@ -26,8 +26,8 @@ from schemas.ticket import ROUTING_DECIDED, TICKET_ROUTED, TicketEventKind
 from schemas.vendor import VENDOR_PROFILE
 
 Cleanup = Literal["delete", "compact"]
-# Who creates a topic: the worker at start-up (`streams.topics.core_topics`, also `router rules
-# publish` / `router vendors publish`), the engine when a queue is first needed (or
+# Who creates a topic: the worker at start-up (`streams.kafka.topics.core_topics`, also
+# `router rules publish` / `router vendors publish`), the engine when a queue is first needed (or
 # `router vendors provision`), or faust itself (its tables' changelogs, its leader topic).
 Creation = Literal["startup", "on_demand", "faust"]
 

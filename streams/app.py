@@ -23,19 +23,19 @@ from router.clock import Clock, SystemClock
 from router.default_policy import DefaultPolicy
 from router.routing import RoutingPolicy
 from router.stages.routing import PolicyHolder, RoutingProcessor
-from streams.buyers import install_buyers
-from streams.emit import Emitter, KeyedSender
-from streams.faust_internals import aiokafka_producer
-from streams.kafka_client import client_kwargs
-from streams.lifecycle import LifecycleStage, install_lifecycle
-from streams.rules_reload import install_rules_reload
+from streams.kafka.client import client_kwargs
+from streams.kafka.emit import Emitter, KeyedSender
+from streams.kafka.faust_internals import aiokafka_producer
+from streams.kafka.topics import TopicManager
+from streams.kafka.transport import RouterApp
 from streams.settings import RouterSettings
+from streams.stages.buyers import install_buyers
+from streams.stages.lifecycle import LifecycleStage, install_lifecycle
 from streams.stages.routing import install_routing
+from streams.stages.rules_reload import install_rules_reload
 from streams.stages.runner import StageRunner
-from streams.ticket_index import install_ticket_index
-from streams.topics import TopicManager
-from streams.transport import RouterApp
-from streams.vendor_directory import install_vendor_directory
+from streams.stages.ticket_index import install_ticket_index
+from streams.stages.vendor_directory import install_vendor_directory
 
 log = structlog.get_logger("router.app")
 

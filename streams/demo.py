@@ -29,11 +29,11 @@ from rich.table import Table
 from router.traffic import MarketplaceTraffic
 from schemas.message import Channel
 from schemas.topics import CHANNEL_DLQ, CHANNELS, QUEUE_PREFIX, QUEUE_VENDOR
-from streams.kafka_client import client_kwargs
-from streams.local_kafka import LocalKafka
-from streams.local_kafka_setup import die_with_parent
+from streams.kafka.client import client_kwargs
+from streams.kafka.topics import ensure_core_topics
+from streams.local.broker import LocalKafka
+from streams.local.install import die_with_parent
 from streams.settings import RouterSettings
-from streams.topics import ensure_core_topics
 
 REPO = Path(__file__).resolve().parent.parent
 console = Console(stderr=False)

@@ -12,7 +12,7 @@ Series (README "Metrics" has the table for operators):
   vendor and department queues folded into `queue.vendor` / `queue.dept`);
 - `router_lifecycle_records_total{outcome}`, `router_sla_events_total`,
   `router_sla_deadlines_pending` (this worker's index: active partitions only),
-  `router_sla_firing_held_seconds` (streams/input_watermark.py; 0 unless a backlog holds it);
+  `router_sla_firing_held_seconds` (streams/stages/horizon.py; 0 unless a backlog holds it);
 - `router_ruleset_info{ruleset,version}` (1 for the live policy);
 - `router_consumer_lag{topic,partition}`: high watermark minus committed offset;
 - `process_*`: CPU, memory, open files of the worker.
@@ -33,7 +33,7 @@ from prometheus_client.exposition import start_http_server
 from prometheus_client.registry import Collector
 
 from schemas.topics import QUEUE_DEPT, QUEUE_VENDOR
-from streams.faust_internals import committed_offsets, started_consumer
+from streams.kafka.faust_internals import committed_offsets, started_consumer
 
 log = structlog.get_logger("router.metrics")
 

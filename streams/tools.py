@@ -8,7 +8,7 @@ import sys
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from streams.kafka_client import client_kwargs
+from streams.kafka.client import client_kwargs
 from streams.settings import RouterSettings
 
 

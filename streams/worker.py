@@ -9,12 +9,12 @@ import structlog
 from router.routing import RoutingPolicy
 from schemas.topics import QUEUE_DEPT
 from streams.app import create_engine
-from streams.compacted import catch_up_followers
+from streams.kafka.compacted import catch_up_followers
+from streams.kafka.topics import ensure_core_topics
 from streams.logs import configure_logging
 from streams.metrics import engine_registry, serve_metrics
 from streams.settings import RouterSettings
 from streams.shutdown import BoundedWorker, EarlySignals
-from streams.topics import ensure_core_topics
 
 log = structlog.get_logger("router.worker")
 

@@ -2,7 +2,7 @@
 
 The broker comes from ``KAFKA_BOOTSTRAP_SERVERS`` when set, else a local broker built
 from the Apache Kafka jars (Java 17+ and Maven), else testcontainers with Docker; see
-``streams.local_kafka.kafka_for_tests``. It is started once per session, on first use.
+``streams.local.broker.kafka_for_tests``. It is started once per session, on first use.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from streams.local_kafka import kafka_for_tests
+from streams.local.broker import kafka_for_tests
 
 
 @pytest.fixture(scope="session")

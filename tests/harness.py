@@ -23,7 +23,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
-from streams.local_kafka_setup import die_with_parent
+from streams.local.install import die_with_parent
 
 REPO = Path(__file__).resolve().parent.parent
 # SIGTERM to exit: a worker finishes its in-flight records, flushes and commits within this.

@@ -5,7 +5,7 @@ clock per ticket and metric), `state` (the stored per-ticket state and the outpu
 `lifecycle` (the entry points), `transitions` / `escalation` / `events` (their internals),
 `index` (in-memory due times), `render` (outputs as CloudEvents records, action parsing, the
 internal `tickets.commands` records), `outbox` (the stored value: state plus outputs not yet
-safe). `streams/lifecycle.py` drives it on Kafka.
+safe). `streams/stages/lifecycle.py` drives it on Kafka.
 
 Driving it from a stream stage keyed by ticket id (table value: `encode_state(state)` bytes):
 

@@ -1,6 +1,6 @@
 """The lifecycle stage's records: outputs rendered as CloudEvents, actions parsed, commands.
 
-Pure: the stream layer (`streams/lifecycle.py`) reads and writes what these functions build.
+Pure: the stream layer (`streams/stages/lifecycle.py`) reads and writes what these functions build.
 
 `tickets.commands` is the stage's internal topic (key: ticket id, written only by the engine,
 so it is co-partitioned with `tickets.events`). Its records carry their kind in the

@@ -11,10 +11,10 @@ from router.clock import Clock
 from router.stages.routing import PolicyHolder, RoutingProcessor
 from router.tickets import BuyerLookup, VendorLookup
 from schemas.topics import CHANNEL_TOPICS, TICKETS_CHANGELOG, TICKETS_REROUTES, TICKETS_TABLE
-from streams.emit import Emitter
+from streams.kafka.emit import Emitter
+from streams.kafka.topics import raw_topic
 from streams.settings import RouterSettings
 from streams.stages.runner import BatchTable, StageRunner
-from streams.topics import raw_topic
 
 
 def install_routing(

@@ -17,8 +17,8 @@ import structlog
 from router.clock import Clock
 from router.records import OutRecord
 from router.stages.contract import NO_HEADERS, InRecord, Note, Processor
-from streams.emit import Emitter
-from streams.faust_internals import memory_store
+from streams.kafka.emit import Emitter
+from streams.kafka.faust_internals import memory_store
 
 log = structlog.get_logger("router.stage")
 

@@ -40,7 +40,7 @@ from router.tickets import Threaded, TicketState, state_key, thread_message  # n
 from router.traffic import MarketplaceTraffic, TrafficRecord  # noqa: E402
 from schemas.dead_letter import SourcePosition  # noqa: E402
 from schemas.topics import CHANNEL_TOPICS  # noqa: E402
-from streams.emit import Emitter, KeyedSender  # noqa: E402
+from streams.kafka.emit import Emitter, KeyedSender  # noqa: E402
 from streams.logs import configure_logging  # noqa: E402
 from streams.settings import RouterSettings  # noqa: E402
 from streams.stages.runner import BatchTable, StageRunner  # noqa: E402

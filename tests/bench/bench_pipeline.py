@@ -40,11 +40,11 @@ if str(REPO) not in sys.path:  # run as a script: make `router`, `streams`, `tes
 from router.default_policy import DefaultPolicy  # noqa: E402
 from router.records import queue_topic  # noqa: E402
 from router.traffic import MarketplaceTraffic, TrafficRecord  # noqa: E402
-from streams.local_kafka import kafka_for_tests  # noqa: E402
-from streams.local_kafka_setup import die_with_parent  # noqa: E402
+from streams.kafka.topics import TopicManager, ensure_core_topics  # noqa: E402
+from streams.local.broker import kafka_for_tests  # noqa: E402
+from streams.local.install import die_with_parent  # noqa: E402
 from streams.settings import RouterSettings  # noqa: E402
 from streams.tools import group_lag  # noqa: E402
-from streams.topics import TopicManager, ensure_core_topics  # noqa: E402
 from tests.bench import bench_core  # noqa: E402
 from tests.bench.peer_venv import VENV as PEER_VENV  # noqa: E402
 from tests.bench.peer_venv import PeerEnv, ensure_peer_venv  # noqa: E402

@@ -276,14 +276,14 @@ def broker_recovery(count: int, partitions: int) -> None:
     """A fresh worker recovers `count` stored states from the changelog and rebuilds its index.
 
     Beside it, as a baseline on the same broker and data: a plain aiokafka consumer reading the
-    whole changelog into a dict (what the worker's loader, `streams.changelog_recovery`, does
+    whole changelog into a dict (what the worker's loader, `streams.kafka.changelog_recovery`, does
     before it takes the index entries)."""
     import os
     import tempfile
     import uuid
     from pathlib import Path
 
-    from streams.local_kafka import kafka_for_tests
+    from streams.local.broker import kafka_for_tests
     from tests.harness import WorkerProcess
 
     config = load_sla_config()
@@ -317,7 +317,7 @@ def broker_recovery(count: int, partitions: int) -> None:
     lifecycle_loads = [e for e in loaded
                        if any("lifecycle-changelog" in tp for tp in e["partitions"])]
     fast = bool(lifecycle_loads)
-    # plain-consumer load (streams.changelog_recovery), else faust's own path (first batch on)
+    # plain-consumer load (streams.kafka.changelog_recovery), else faust's own path (first batch on)
     changelog_s = (sum(float(e["seconds"]) for e in lifecycle_loads) if fast
                    else float(rebuilt["changelog_seconds"]))
     fixed_s = wall - rebuild_s - changelog_s  # does not grow with the number of states
@@ -360,7 +360,7 @@ async def _raw_read(bootstrap: str, topic: str) -> tuple[int, float, float]:
     """Every record of `topic` into a dict with a plain consumer: (records, wall s, CPU s)."""
     from aiokafka import AIOKafkaConsumer
 
-    from streams.compacted import topic_partitions
+    from streams.kafka.compacted import topic_partitions
 
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,

@@ -3,7 +3,7 @@
 The worker is SIGKILLed right after routing; while it is down, desks write a backlog of
 internal notes and then, before the deadline, a reply per ticket. The restarted worker finds
 every deadline passed, and the replies behind thousands of notes: the timer must hold the
-breaches until the backlog it would pre-empt is applied (streams/input_watermark.py).
+breaches until the backlog it would pre-empt is applied (streams/stages/horizon.py).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Table recovery through `streams.changelog_recovery` on a real broker, with real workers.
+"""Table recovery through `streams.kafka.changelog_recovery` on a real broker, with real workers.
 
 States are written straight to the `lifecycle` changelog (superseded versions, tombstones and
 all), as a crashed worker would have left them; a fresh worker must load every one through the

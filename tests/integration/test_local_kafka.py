@@ -18,7 +18,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from streams.local_kafka import (
+from streams.local.broker import (
     MESSAGE_MAX_BYTES,
     KafkaLauncherError,
     LocalKafka,
@@ -109,7 +109,7 @@ def test_produce_consume_round_trip(kafka_bootstrap: str, topic_prefix: str) -> 
 
 OWNER_SCRIPT = """
 import json, time
-from streams.local_kafka import LocalKafka
+from streams.local.broker import LocalKafka
 kafka = LocalKafka()
 kafka.start()
 print(json.dumps({"bootstrap": kafka.bootstrap, "pid": kafka.pid,
@@ -153,7 +153,7 @@ def test_kill_9_of_the_owner_leaves_no_jvm() -> None:
 
 def cli(*args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "streams.local_kafka", *args],
+        [sys.executable, "-m", "streams.local.broker", *args],
         capture_output=True,
         text=True,
         env=child_env(),
@@ -209,7 +209,7 @@ def test_background_start_status_stop(tmp_path: Path) -> None:
 def test_interrupted_background_start_leaves_nothing(tmp_path: Path) -> None:
     state_file = tmp_path / "kafka-state.json"
     starter = subprocess.Popen(
-        [sys.executable, "-m", "streams.local_kafka", "start", "--state-file", str(state_file)],
+        [sys.executable, "-m", "streams.local.broker", "start", "--state-file", str(state_file)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=child_env(),

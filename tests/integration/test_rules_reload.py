@@ -24,9 +24,9 @@ from aiokafka import AIOKafkaProducer
 
 from rules import parse_ruleset_file
 from schemas.envelope import envelope
-from streams.rules_topic import publish_ruleset
+from streams.kafka.rules_topic import publish_ruleset
+from streams.kafka.topics import ensure_core_topics
 from streams.settings import RouterSettings
-from streams.topics import ensure_core_topics
 from tests.factories import inbound_bytes
 from tests.harness import REPO, Output, WorkerProcess, produce, topics_exist, wait_for
 from tests.integration.conftest import EngineUnderTest

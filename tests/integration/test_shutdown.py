@@ -13,7 +13,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from router.traffic import MarketplaceTraffic
-from streams.transport import AllTopicsProducer
+from streams.kafka.transport import AllTopicsProducer
 from tests.harness import (
     STOP_DEADLINE_S,
     Output,

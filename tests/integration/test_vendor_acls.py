@@ -15,10 +15,10 @@ from aiokafka.errors import GroupAuthorizationFailedError, TopicAuthorizationFai
 from typer.testing import CliRunner
 
 from router.cli import app
-from streams.local_kafka import LocalKafka, local_kafka_available
-from streams.local_kafka_setup import sasl_acl_overrides
+from streams.kafka.topics import ensure_core_topics
+from streams.local.broker import LocalKafka, local_kafka_available
+from streams.local.install import sasl_acl_overrides
 from streams.settings import RouterSettings
-from streams.topics import ensure_core_topics
 from tests.harness import wait_for
 
 pytestmark = pytest.mark.integration

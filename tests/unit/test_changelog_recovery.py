@@ -1,4 +1,4 @@
-"""streams.changelog_recovery without a broker: the store writes, the loader's offset
+"""streams.kafka.changelog_recovery without a broker: the store writes, the loader's offset
 bookkeeping, the faust internals it hooks into, and the index entries taken while loading."""
 
 from __future__ import annotations
@@ -18,16 +18,16 @@ from faust.tables.recovery import Recovery
 from faust.types import TP
 
 from router.sla.state import LifecycleState, encode_state, index_entry_from_json
-from streams import lifecycle_deadlines
-from streams.changelog_recovery import (
+from streams.stages import deadlines as lifecycle_deadlines
+from streams.kafka.changelog_recovery import (
     ChangelogLoader,
     FastRecovery,
     apply_records,
     install_fast_recovery,
     loadable,
 )
-from streams.lifecycle_deadlines import Deadlines
 from streams.settings import RouterSettings
+from streams.stages.deadlines import Deadlines
 
 TOPIC = "app-t-changelog"
 

@@ -1,14 +1,14 @@
-"""The private faust / aiokafka attributes the engine relies on (`streams.faust_internals`,
-`streams.transport`) still exist in the installed versions, and do what we use them for.
+"""The private faust / aiokafka attributes the engine relies on (`streams.kafka.faust_internals`,
+`streams.kafka.transport`) still exist in the installed versions, and do what we use them for.
 An upgrade that moves one fails here, loudly, instead of in production."""
 
 from __future__ import annotations
 
 import pytest
 
-from streams.faust_internals import memory_store, private_names
+from streams.kafka.faust_internals import memory_store, private_names
+from streams.kafka.transport import RouterApp
 from streams.stages.runner import BatchTable
-from streams.transport import RouterApp
 
 
 @pytest.mark.parametrize("name", sorted(private_names()))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from streams.input_watermark import InputWatermark
+from streams.stages.horizon import InputWatermark
 
 ACTIONS, EVENTS = "tickets.actions", "tickets.events"
 NOW = 1_000_000.0

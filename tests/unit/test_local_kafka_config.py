@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-import streams.local_kafka as lk
-import streams.local_kafka_setup as setup
-from streams.local_kafka import (
+import streams.local.broker as lk
+import streams.local.install as setup
+from streams.local.broker import (
     KafkaLauncherError,
     Listener,
     broker_config,
@@ -132,7 +132,7 @@ def test_default_cache_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
     monkeypatch.setenv("ROUTER_CACHE_DIR", str(tmp_path))
     assert lk.default_cache_dir() == tmp_path
     monkeypatch.delenv("ROUTER_CACHE_DIR")
-    assert lk.default_cache_dir() == Path(lk.__file__).resolve().parent.parent / ".cache"
+    assert lk.default_cache_dir() == Path(lk.__file__).resolve().parents[2] / ".cache"
 
 
 @pytest.fixture

@@ -8,9 +8,9 @@ import structlog
 from pydantic import ValidationError
 
 from router.schema_export import export_schemas
+from streams.kafka.topics import core_topics
 from streams.logs import redact_secrets
 from streams.settings import RouterSettings
-from streams.topics import core_topics
 
 
 def test_environment_and_file_with_environment_winning(
@@ -72,7 +72,7 @@ def test_rules_topic_keeps_every_version_long_enough_to_recover_from_a_bad_one()
 
 
 def test_vendor_acls_are_literal_for_topics_and_delimited_for_groups() -> None:
-    from streams.acls import vendor_acls
+    from streams.kafka.acls import vendor_acls
 
     settings = RouterSettings(topic_prefix="prod.")
     bindings = vendor_acls(settings, "acme", "User:acme")

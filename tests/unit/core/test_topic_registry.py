@@ -20,8 +20,8 @@ from schemas.topics import (
     resolved,
     topic_of,
 )
+from streams.kafka.topics import core_topics, partitions_of
 from streams.settings import RouterSettings
-from streams.topics import core_topics, partitions_of
 
 README = Path(__file__).resolve().parents[3] / "README.md"
 _TICKED = re.compile(r"`([^`]+)`")

@@ -24,9 +24,9 @@ from schemas.envelope import CloudEvent
 from schemas.message import InboundEvent, InboundMessage
 from schemas.rules_event import RULESET_REFUSED, RulesetRefused
 from schemas.vendor import VendorProfile, VendorStatus
-from streams.rules_reload import RulesReload
 from streams.settings import RouterSettings
-from streams.vendor_directory import VendorDirectory, profile_value
+from streams.stages.rules_reload import RulesReload
+from streams.stages.vendor_directory import VendorDirectory, profile_value
 from tests.factories import inbound_event
 from tests.unit.rules.rules_support import EXAMPLES
 

@@ -1,5 +1,5 @@
 """Backlogs after an outage: a reply waiting in `tickets.actions` stops its clock before the
-timer fires the breach it prevents (streams.input_watermark), and an action read before its
+timer fires the breach it prevents (streams.stages.horizon), and an action read before its
 ticket's first event waits for it (router.stages.parking)."""
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from router.sla.render import due_command
 from router.stages.parking import Parked, ParkedAction, decode_parked, encode_parked
 from schemas.ticket import TicketEvent, TicketEventKind
 from schemas.topics import SLA_EVENTS, TICKETS_ACTIONS, TICKETS_COMMANDS, TICKETS_EVENTS
-from streams.lifecycle_stage import LifecycleStage
 from streams.settings import RouterSettings
+from streams.stages.sla import LifecycleStage
 from tests.unit.sla.sla_support import routed_snapshot
 from tests.unit.sla.test_lifecycle_stage import Local, Sent
 

@@ -17,8 +17,8 @@ from router.sla.render import due_command, render_output
 from router.sla.state import TicketEventOut, decode_state, encode_state
 from schemas.ticket import TicketEvent, TicketEventKind
 from schemas.topics import SLA_EVENTS, TICKETS_ACTIONS, TICKETS_COMMANDS, TICKETS_EVENTS
-from streams.lifecycle_stage import LifecycleStage
 from streams.settings import RouterSettings
+from streams.stages.sla import LifecycleStage
 from tests.unit.sla.sla_support import routed_snapshot
 
 HOURS_AGO = datetime.now(UTC) - timedelta(hours=5)  # `basic`: first response due after 4 h

@@ -11,7 +11,7 @@ import pytest
 from router.clock import FakeClock
 from router.default_policy import DefaultPolicy
 from router.stages.routing import PolicyHolder, RoutingProcessor
-from streams.emit import Emitter, KeyedSender
+from streams.kafka.emit import Emitter, KeyedSender
 from streams.settings import RouterSettings
 from streams.stages.runner import BatchTable, StageRunner
 from tests.factories import inbound_bytes

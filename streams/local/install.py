@@ -1,6 +1,6 @@
 """Install-side helpers of the local Kafka: jar resolution, broker config, processes.
 
-Pure stdlib. ``streams.local_kafka`` re-exports the public names; import them from there.
+Pure stdlib. ``streams.local.broker`` re-exports the public names; import them from there.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 DEPLOY_DIR = REPO_ROOT / "deploy" / "kafka"
 DEFAULT_VERSION = "4.1.1"
 DEFAULT_HEAP = ("-Xmx512m", "-Xms256m")

@@ -34,7 +34,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from router.views import KeyedView
-from streams.kafka_client import client_kwargs
+from streams.kafka.client import client_kwargs
 from streams.settings import RouterSettings
 
 log = structlog.get_logger("router.follower")

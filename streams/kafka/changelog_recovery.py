@@ -45,7 +45,7 @@ from faust.stores.memory import Store as MemoryStore
 from faust.tables.recovery import Recovery
 from faust.types import TP
 
-from streams.kafka_client import client_kwargs
+from streams.kafka.client import client_kwargs
 from streams.settings import RouterSettings
 
 log = structlog.get_logger("router.recovery")

@@ -4,7 +4,7 @@ Official Apache Kafka jars, resolved by Maven (``deploy/kafka/pom.xml``) into a 
 run as a plain JVM. A foreground ``LocalKafka`` dies with the Python process that started
 it, even on ``kill -9`` (Linux ``PR_SET_PDEATHSIG``). ``kafka_for_tests`` picks the Kafka:
 ``KAFKA_BOOTSTRAP_SERVERS``, this local broker, or testcontainers. Background mode
-(``make kafka``): ``streams.local_kafka_cli``.
+(``make kafka``): ``streams.local.background``.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from streams.local_kafka_setup import (
+from streams.local.install import (
     BROKER_JVM_FLAGS,
     DEFAULT_HEAP,
     DEFAULT_VERSION,
@@ -401,6 +401,6 @@ def kafka_for_tests(*, version: str = DEFAULT_VERSION) -> Iterator[str]:
 
 
 if __name__ == "__main__":
-    from streams.local_kafka_cli import main
+    from streams.local.background import main
 
     sys.exit(main())

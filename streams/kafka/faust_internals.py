@@ -37,7 +37,7 @@ def started_consumer(app: Any) -> Any | None:
 
 
 def private_names() -> dict[str, tuple[Any, str]]:
-    """Every (class, attribute) the accessors above and `streams.transport` rely on, for the
+    """Every (class, attribute) the accessors above and `streams.kafka.transport` rely on, for the
     test that fails when an upgrade moves one."""
     from faust.tables.base import Collection
     from faust.transport.consumer import Consumer

@@ -10,10 +10,10 @@ import faust
 from router.clock import Clock
 from router.stages.ticket_index import TicketIndexProcessor
 from schemas.topics import TICKET_INDEX_TABLE, TICKETS_EVENTS
-from streams.emit import Emitter
+from streams.kafka.emit import Emitter
+from streams.kafka.topics import raw_table, raw_topic
 from streams.settings import RouterSettings
 from streams.stages.runner import BatchTable, StageRunner
-from streams.topics import raw_table, raw_topic
 
 
 def install_ticket_index(

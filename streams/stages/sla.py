@@ -23,16 +23,16 @@ from router.sla.transitions import VendorDirectory
 from router.stages.contract import InRecord, LocalData
 from router.stages.lifecycle import LifecycleProcessor
 from router.stages.parking import SWEEP_EVERY_SECONDS, ParkingLot
-from streams.input_watermark import InputWatermark, Positions
-from streams.lifecycle_deadlines import Deadlines
 from streams.settings import RouterSettings
+from streams.stages.deadlines import Deadlines
+from streams.stages.horizon import InputWatermark, Positions
 from streams.stages.runner import headers_of, write_notes
 
 log = structlog.get_logger("router.lifecycle")
 
 STATS_EVERY_S = 30.0
 
-# records, partition or None (the key's): the engine's one emit path (streams.emit.Emitter)
+# records, partition or None (the key's): the engine's one emit path (streams.kafka.emit.Emitter)
 EmitFn = Callable[[Iterable[OutRecord], int | None], Awaitable[None]]
 
 

@@ -1,12 +1,12 @@
 """Buyer history on Kafka: the `buyers` agent and table, and a copy on every worker.
 
-- The ticket index (`streams.ticket_index`, on `tickets.events`) sends each change of a
+- The ticket index (`streams.stages.ticket_index`, on `tickets.events`) sends each change of a
   buyer's ticket (`opened`, `resolved`, `reopened`) to the internal `buyers.changes` topic,
   keyed by buyer id.
 - `buyers` (on `buyers.changes`; table `buyers`): folds the changes into the buyer's open
   and recent tickets (`router.buyers`). An empty record is deleted (a tombstone).
 - `BuyerDirectory`: every worker reads the `buyers` table's changelog whole with a groupless
-  follower (`streams.compacted`, folded by `router.views` like the vendor directory), caught
+  follower (`streams.kafka.compacted`, folded by `router.views` like the vendor directory), caught
   up before faust starts, then followed; the routing stage looks buyers up in memory, no I/O
   per message.
 
@@ -27,9 +27,9 @@ from router.buyers import BuyerChange, BuyerTickets, apply_change
 from router.routing import BuyerHistory
 from router.views import KeyedView, buyer_tickets
 from schemas.topics import BUYERS_CHANGELOG, BUYERS_CHANGES, BUYERS_TABLE
-from streams.compacted import install_follower, view_follower
+from streams.kafka.compacted import install_follower, view_follower
+from streams.kafka.topics import raw_table, raw_topic
 from streams.settings import RouterSettings
-from streams.topics import raw_table, raw_topic
 
 log = structlog.get_logger("router.buyers")
 

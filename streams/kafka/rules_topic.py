@@ -8,7 +8,7 @@
 
 Plain async functions over aiokafka: no faust app, no consumer group, nothing committed.
 `**client` passes extra aiokafka settings (security protocol, SASL: see
-`streams.kafka_client.client_kwargs`).
+`streams.kafka.client.client_kwargs`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from schemas.envelope import envelope
 from schemas.rules_event import RULESET_PUBLISHED
 from schemas.topics import ROUTING_RULES
-from streams.compacted import topic_partitions
+from streams.kafka.compacted import topic_partitions
 
 _POLL_MS = 500
 IDLE_TIMEOUT_S = 30

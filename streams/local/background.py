@@ -1,6 +1,6 @@
 """Background mode of the local Kafka, for ``make kafka``.
 
-``python -m streams.local_kafka start`` starts a detached broker (it outlives this
+``python -m streams.local.broker start`` starts a detached broker (it outlives this
 process), records it in a state file and prints exactly one line,
 ``KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:PORT``; when the recorded broker still answers it
 only prints that line again. ``stop`` stops it and removes its work dir and the state
@@ -22,7 +22,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from streams.local_kafka import (
+from streams.local.broker import (
     DEFAULT_VERSION,
     KafkaLauncherError,
     LocalKafka,
@@ -134,7 +134,7 @@ def status(state_file: Path) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m streams.local_kafka", description=__doc__.splitlines()[0]
+        prog="python -m streams.local.broker", description=__doc__.splitlines()[0]
     )
     parser.add_argument("command", choices=["start", "stop", "status"])
     parser.add_argument(

@@ -10,7 +10,7 @@ from typing import Any
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from schemas.topics import resolved, topic_of
-from streams.kafka_client import client_kwargs
+from streams.kafka.client import client_kwargs
 from streams.settings import RouterSettings
 
 _TOPIC_ALREADY_EXISTS = 36
@@ -120,7 +120,7 @@ def raw_topic(app: Any, settings: RouterSettings, *logical: str) -> Any:
 
 def raw_table(app: Any, settings: RouterSettings, name: str, help: str) -> Any:
     """A bytes -> bytes table co-partitioned with the engine's topics (faust's raw codec on
-    the live table and on changelog recovery; loadable by streams.changelog_recovery)."""
+    the live table and on changelog recovery; loadable by streams.kafka.changelog_recovery)."""
     return app.Table(
         name, default=None, key_type=bytes, value_type=bytes, partitions=settings.partitions,
         help=help,

@@ -28,7 +28,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.protocol.admin import CreateAclsRequest, DescribeAclsRequest
 
 from schemas.topics import QUEUE_VENDOR, TICKETS_ACTIONS
-from streams.kafka_client import client_kwargs
+from streams.kafka.client import client_kwargs
 from streams.settings import RouterSettings
 
 # Kafka's wire codes (org.apache.kafka.common.acl / resource)

@@ -32,7 +32,7 @@ _REBUILD_YIELD_EVERY = 10_000
 # (partition, ticket id, now, horizon when short of now) -> a `due` command sent to that
 # partition of tickets.commands
 SendDue = Callable[[int, str, float, float | None], Awaitable[None]]
-Horizon = Callable[[float], float]  # now -> fire what is due by then (streams.input_watermark)
+Horizon = Callable[[float], float]  # now -> fire what is due by then (streams.stages.horizon)
 
 
 class Deadlines:
@@ -133,7 +133,7 @@ class Deadlines:
     def changelog_loaded(
         self, partition: int, records: Iterable[tuple[bytes, bytes | None]]
     ) -> None:
-        """Records `streams.changelog_recovery` read straight into the store (key, value).
+        """Records `streams.kafka.changelog_recovery` read straight into the store (key, value).
 
         Their index entries are taken now, while the bytes are at hand: re-reading ~2 KB per
         state from a store of a million at the end of recovery costs more than decoding them.

@@ -6,7 +6,7 @@ value) removes the vendor. An invalid record is logged (`vendor_profile_invalid`
 skipped: the vendor keeps its previous profile.
 
 Like the rules topic, the directory is read by every worker with a groupless consumer
-(`streams.compacted`): caught up before faust starts, then followed by an app task; what a
+(`streams.kafka.compacted`): caught up before faust starts, then followed by an app task; what a
 record does is `router.views` (`vendor_profile` says which records are valid). The
 inbound processor looks vendors up with `VendorDirectory.get` (a dict read, no I/O).
 
@@ -28,10 +28,10 @@ from router.views import KeyedView, vendor_profile
 from schemas.envelope import envelope
 from schemas.topics import DIRECTORY_VENDORS
 from schemas.vendor import VENDOR_PROFILE, VendorProfile
-from streams.compacted import install_follower, view_follower
-from streams.kafka_client import producer_kwargs
+from streams.kafka.client import producer_kwargs
+from streams.kafka.compacted import install_follower, view_follower
+from streams.kafka.topics import TopicManager, core_topics
 from streams.settings import RouterSettings
-from streams.topics import TopicManager, core_topics
 
 
 class VendorDirectory(KeyedView[VendorProfile]):

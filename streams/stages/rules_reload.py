@@ -1,7 +1,7 @@
 """Hot reload of routing rulesets from the compacted `routing.rules` topic, on every worker.
 
 Every worker reads `routing.rules` itself, from the beginning, with a groupless consumer
-(`streams.compacted`): a faust agent on that 1-partition topic would run on one worker of
+(`streams.kafka.compacted`): a faust agent on that 1-partition topic would run on one worker of
 the group only.
 
 - Startup (`catch_up`, awaited by `run_worker` before faust starts): the records up to the
@@ -28,7 +28,7 @@ derived from the refused record's position, so the events of several workers, or
 worker restarting, dedupe on `id`).
 
 Which records count, and the refusal record, are the core's (`router.ruleset_records`); this
-module reads the topic (`streams.compacted.CompactedFollower`), swaps and publishes.
+module reads the topic (`streams.kafka.compacted.CompactedFollower`), swaps and publishes.
 """
 
 from __future__ import annotations
@@ -56,10 +56,10 @@ from router.ruleset_records import (
 from router.stages.routing import PolicyHolder
 from rules import Problem
 from schemas.topics import QUEUE_DEPT, ROUTING_RULES, ROUTING_RULES_EVENTS
-from streams.compacted import CompactedFollower, install_follower
-from streams.kafka_client import producer_kwargs
+from streams.kafka.client import producer_kwargs
+from streams.kafka.compacted import CompactedFollower, install_follower
+from streams.kafka.topics import TopicManager
 from streams.settings import RouterSettings
-from streams.topics import TopicManager
 
 log = structlog.get_logger("router.rules")
 
@@ -234,7 +234,7 @@ def install_rules_reload(
     app: Any, settings: RouterSettings, holder: PolicyHolder, topics: TopicManager
 ) -> RulesReload:
     """Follow `routing.rules` on this worker: caught up by `run_worker` before faust starts
-    (`streams.compacted.catch_up_followers`), then followed by an app task."""
+    (`streams.kafka.compacted.catch_up_followers`), then followed by an app task."""
     reload = RulesReload(settings, holder, topics, app)
     install_follower(app, reload.follower)
     return reload

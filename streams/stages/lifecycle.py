@@ -12,7 +12,7 @@
   index of the partitions this worker actively owns and produces a `due` command for each to
   `tickets.commands` (same partition). While `tickets.actions` or `tickets.events` have a
   backlog here (after an outage), it fires only what was due before the last record applied
-  (`streams/input_watermark.py`): a reply waiting in the backlog stops its clock first. The
+  (`streams/stages/horizon.py`): a reply waiting in the backlog stops its clock first. The
   agent re-checks the stored state (lazy cancellation); a duplicate `due` changes nothing.
   When the next due time falls before the next tick, a one-shot wake-up fires it on time.
 - An action read before any event of its ticket (the two topics are read independently) waits
@@ -20,7 +20,7 @@
   after `action_park_s` (`router/stages/parking.py`): no clocks start for a ticket the
   stage has not seen.
 - Table recovery reads the changelog with a plain consumer straight into the store
-  (`streams/changelog_recovery.py`; faust's own path manages ~4k records/s), and the stage
+  (`streams/kafka/changelog_recovery.py`; faust's own path manages ~4k records/s), and the stage
   takes each loaded state's index entry as it arrives (`LifecycleTable.changelog_loaded`).
 - After table recovery (`LifecycleTable.on_recovery_completed`) the index is rebuilt from the
   local table data of newly assigned active partitions, refreshed for changelog records
@@ -29,8 +29,8 @@
 - Crash safety: outputs are sent before the table write, neither awaited; faust commits input
   offsets only after flushing both. What a replayed input needs is in `router/sla/outbox.py`.
 
-The stage's logic lives in `streams/lifecycle_stage.py` and the index and timer in
-`streams/lifecycle_deadlines.py` (both unit-tested with fakes); this module is the faust
+The stage's logic lives in `streams/stages/sla.py` and the index and timer in
+`streams/stages/deadlines.py` (both unit-tested with fakes); this module is the faust
 plumbing.
 
 Vendor profiles come from the engine's `directory.vendors` view when `create_engine` passes
@@ -58,15 +58,15 @@ from schemas.topics import (
     TICKETS_EVENTS,
 )
 from schemas.vendor import VendorProfile
-from streams.changelog_recovery import gc_paused, install_fast_recovery
-from streams.emit import Emitter
-from streams.faust_internals import committed_offsets, started_consumer
-from streams.lifecycle_deadlines import TICK_SECONDS
-from streams.lifecycle_stage import LifecycleStage
+from streams.kafka.changelog_recovery import gc_paused, install_fast_recovery
+from streams.kafka.emit import Emitter
+from streams.kafka.faust_internals import committed_offsets, started_consumer
+from streams.kafka.topics import raw_table, raw_topic
+from streams.kafka.transport import RouterTable
 from streams.settings import RouterSettings
+from streams.stages.deadlines import TICK_SECONDS
 from streams.stages.runner import BatchTable, StageRunner
-from streams.topics import raw_table, raw_topic
-from streams.transport import RouterTable
+from streams.stages.sla import LifecycleStage
 
 __all__ = [
     "LIFECYCLE_TABLE", "PARKED_TABLE", "LifecycleStage", "LifecycleTable", "install_lifecycle"
@@ -87,7 +87,7 @@ class LifecycleTable(RouterTable):  # type: ignore[misc]  # faust is untyped
             )
 
     def changelog_loaded(self, partition: int, records: list[tuple[bytes, bytes | None]]) -> None:
-        """(key, value) records `streams.changelog_recovery` read straight into the store."""
+        """(key, value) records `streams.kafka.changelog_recovery` read straight into the store."""
         if self.stage is not None:
             self.stage.deadlines.changelog_loaded(partition, records)
 
