@@ -65,7 +65,7 @@ from streams.kafka.topics import raw_table, raw_topic
 from streams.kafka.transport import RouterTable
 from streams.settings import RouterSettings
 from streams.stages.deadlines import TICK_SECONDS
-from streams.stages.runner import BatchTable, StageRunner
+from streams.stages.runner import BatchTable, StageRunner, install_stage
 from streams.stages.sla import LifecycleStage
 
 __all__ = [
@@ -202,17 +202,9 @@ def install_lifecycle(
     apply = StageRunner(stage.processor, [states, parked_actions], emitter, stage.clock,
                         settings.logical, with_headers=True)  # fmt: skip
     forward = StageRunner(stage.processor, [], emitter, stage.clock, settings.logical)
-    max_records, within = settings.batch_max_records, settings.batch_max_wait_ms / 1000
-
-    @app.agent(inputs, name="lifecycle")
-    async def lifecycle(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(max_records, within):
-            await apply.run(events)
-
-    @app.agent(actions, name="actions")
-    async def forward_actions(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(max_records, within):
-            await forward.run(events)
+    wait_s = settings.batch_max_wait_ms / 1000
+    install_stage(app, inputs, "lifecycle", apply, settings.batch_max_records, wait_s)
+    install_stage(app, actions, "actions", forward, settings.batch_max_records, wait_s)
 
     @app.timer(TICK_SECONDS, name="sla-deadlines")
     async def deadlines() -> None:

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import faust
-
 from router.clock import Clock
 from router.stages.routing import PolicyHolder, RoutingProcessor
 from router.tickets import BuyerLookup, VendorLookup
@@ -14,7 +12,7 @@ from schemas.topics import CHANNEL_TOPICS, TICKETS_CHANGELOG, TICKETS_REROUTES, 
 from streams.kafka.emit import Emitter
 from streams.kafka.topics import raw_topic
 from streams.settings import RouterSettings
-from streams.stages.runner import BatchTable, StageRunner
+from streams.stages.runner import BatchTable, StageRunner, install_stage
 
 
 def install_routing(
@@ -44,11 +42,6 @@ def install_routing(
     runner = StageRunner(processor, [tickets], emitter, clock, settings.logical)
     # lifecycle re-routes arrive keyed by thread, co-partitioned with the channel topics
     inbound = raw_topic(app, settings, *CHANNEL_TOPICS, TICKETS_REROUTES.name)
-    max_records, within = settings.batch_max_records, settings.batch_max_wait_ms / 1000
-
-    @app.agent(inbound, name="route-inbound")
-    async def route_inbound(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(max_records, within):
-            await runner.run(events)
-
+    install_stage(app, inbound, "route-inbound", runner, settings.batch_max_records,
+                  settings.batch_max_wait_ms / 1000)  # fmt: skip
     return runner

@@ -132,6 +132,18 @@ class StageRunner:
         write_notes(self.processor.notes)
 
 
+def install_stage(
+    app: Any, topic: Any, name: str, runner: StageRunner, max_records: int, max_wait_s: float
+) -> None:
+    """Run `runner` as the faust agent `name` on `topic`, a batch of events at a time."""
+
+    async def stage(stream: Any) -> None:
+        async for events in stream.take_events(max_records, max_wait_s):
+            await runner.run(events)
+
+    app.agent(topic, name=name)(stage)
+
+
 def write_notes(notes: list[Note]) -> None:
     """Log what a processor noted, and forget it."""
     if not notes:

@@ -99,18 +99,6 @@ class LifecycleStage:
         await self._emit(records)
         write_notes(self.processor.notes)
 
-    async def forward_action(
-        self,
-        topic: str,
-        partition: int,
-        offset: int,
-        key: bytes | None,
-        value: bytes | None,
-        timestamp: float | None = None,
-    ) -> None:
-        """A `tickets.actions` record: forwarded by ticket id or dead-lettered."""
-        await self.handle(topic, partition, offset, key, value, None, timestamp)
-
     # -- timer -----------------------------------------------------------------------------------
 
     async def tick(self) -> int:

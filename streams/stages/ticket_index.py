@@ -5,15 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import faust
-
 from router.clock import Clock
 from router.stages.ticket_index import TicketIndexProcessor
 from schemas.topics import TICKET_INDEX_TABLE, TICKETS_EVENTS
 from streams.kafka.emit import Emitter
 from streams.kafka.topics import raw_table, raw_topic
 from streams.settings import RouterSettings
-from streams.stages.runner import BatchTable, StageRunner
+from streams.stages.runner import BatchTable, StageRunner, install_stage
 
 
 def install_ticket_index(
@@ -23,11 +21,6 @@ def install_ticket_index(
     index = BatchTable.over(table)
     runner = StageRunner(TicketIndexProcessor(index), [index], emitter, clock, settings.logical)
     events = raw_topic(app, settings, TICKETS_EVENTS.name)
-    max_records, within = settings.batch_max_records, settings.batch_max_wait_ms / 1000
-
-    @app.agent(events, name="ticket-index")
-    async def ticket_index(stream: faust.StreamT) -> None:
-        async for batch in stream.take_events(max_records, within):
-            await runner.run(batch)
-
+    install_stage(app, events, "ticket-index", runner, settings.batch_max_records,
+                  settings.batch_max_wait_ms / 1000)  # fmt: skip
     return runner

@@ -18,7 +18,6 @@ from faust.tables.recovery import Recovery
 from faust.types import TP
 
 from router.sla.state import LifecycleState, encode_state, index_entry_from_json
-from streams.stages import deadlines as lifecycle_deadlines
 from streams.kafka.changelog_recovery import (
     ChangelogLoader,
     FastRecovery,
@@ -27,6 +26,7 @@ from streams.kafka.changelog_recovery import (
     loadable,
 )
 from streams.settings import RouterSettings
+from streams.stages import deadlines as lifecycle_deadlines
 from streams.stages.deadlines import Deadlines
 
 TOPIC = "app-t-changelog"

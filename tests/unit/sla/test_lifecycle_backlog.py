@@ -82,8 +82,8 @@ class Stage:
                "type": "support.ticket.action",
                "data": {"ticket_id": ticket_id, "at": at.isoformat(), **action}}
         before = len(self.sent.on(TICKETS_COMMANDS.name))
-        self.run(self.stage.forward_action(TICKETS_ACTIONS.name, 0, offset, b"T-1",
-                                           orjson.dumps(doc), at.timestamp()))
+        self.run(self.stage.handle(TICKETS_ACTIONS.name, 0, offset, b"T-1", orjson.dumps(doc),
+                                   None, at.timestamp()))
         for command in self.sent.on(TICKETS_COMMANDS.name)[before:]:
             self.handle_command(command)
 

@@ -140,7 +140,7 @@ def test_committed_inputs_leave_the_pending_list(harness: Harness) -> None:
              "data": {"action": "resolve", "ticket_id": "T-1", "at": datetime.now(UTC).isoformat(),
                       "actor": {"id": "agent-1", "role": "agent"}}}
     harness.run(
-        harness.stage.forward_action(TICKETS_ACTIONS.name, 0, 7, b"T-1", orjson.dumps(reply))
+        harness.stage.handle(TICKETS_ACTIONS.name, 0, 7, b"T-1", orjson.dumps(reply))
     )
     (command,) = harness.sent.on(TICKETS_COMMANDS.name)
     harness.run(harness.stage.handle(TICKETS_COMMANDS.name, 1, 500, command.key, command.value,
@@ -204,7 +204,7 @@ def test_actions_are_validated_forwarded_or_dead_lettered(harness: Harness) -> N
     bad = {**good, "id": "a-2", "data": {**good["data"], "action": "explode"}}
     for offset, doc in enumerate((good, bad)):
         action = orjson.dumps(doc)
-        harness.run(harness.stage.forward_action(TICKETS_ACTIONS.name, 3, offset, b"k", action))
+        harness.run(harness.stage.handle(TICKETS_ACTIONS.name, 3, offset, b"k", action))
     (command,) = harness.sent.on(TICKETS_COMMANDS.name)
     assert command.key == b"T-1"
     (rejected,) = harness.sent.on("channel.dlq")
