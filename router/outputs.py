@@ -114,7 +114,7 @@ def render(threaded: Threaded, inbound_id: str, now: datetime) -> list[OutRecord
         return engine_record(TICKETS_EVENTS.name, tid, event_id, kind.event_type, now, data)
 
     if threaded.is_new:
-        # opener and thread: the ticket index (streams.stages.ticket_index) keeps both, for buyer
+        # opener and thread: the ticket index (router.stages.ticket_index) keeps both, for buyer
         # history and to tell the routing stage when the lifecycle moves the ticket
         opener = message.sender
         out.append(

@@ -6,7 +6,7 @@ the queue in its ticket state. The lifecycle stage may later move the ticket (a 
 silent -> the platform's disputes desk; an agent's `reassign`; a breach raising priority)
 and says so with a `routed` event (actor `lifecycle`) on `tickets.events`, keyed by ticket
 id. The routing state is keyed by thread on the channel topics' partitions, so the news
-travels in two pure steps (Kafka side: `streams/stages/ticket_index.py`):
+travels in two pure steps (`router/stages/ticket_index.py`, run on the lifecycle stage's stream):
 
 1. Per ticket: `TicketIndexEntry` remembers what the routing stage announced when the
    ticket opened (thread, channel, queue, buyer); `lifecycle_reroute` turns a lifecycle

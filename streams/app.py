@@ -34,7 +34,6 @@ from streams.stages.lifecycle import LifecycleStage, install_lifecycle
 from streams.stages.routing import install_routing
 from streams.stages.rules_reload import install_rules_reload
 from streams.stages.runner import StageRunner
-from streams.stages.ticket_index import install_ticket_index
 from streams.stages.vendor_directory import install_vendor_directory
 
 log = structlog.get_logger("router.app")
@@ -119,13 +118,12 @@ def create_engine(
     routing = settings.stage in ("all", "routing")
     lifecycle = settings.stage in ("all", "lifecycle")
     # the buyers table lives with the ticket index; the routing stage follows its changelog
-    buyers = install_buyers(app, settings, with_agent=lifecycle)
+    buyers = install_buyers(app, settings, emitter if lifecycle else None, clock)
     if routing:
         install_rules_reload(app, settings, holder, topics)  # hot reload from routing.rules
         engine.routing = install_routing(
             app, settings, emitter, holder, clock, vendors=vendors, buyers=buyers.history
         )
     if lifecycle:
-        install_ticket_index(app, settings, emitter, clock)  # buyer history, re-routes
         engine.lifecycle = install_lifecycle(app, settings, emitter, vendors=vendors, clock=clock)
     return engine

@@ -49,3 +49,22 @@ class LocalData(Protocol):
     def get(self, key: bytes) -> bytes | None: ...
 
     def keys_by_partition(self, partitions: set[int]) -> Mapping[int, Sequence[bytes]]: ...
+
+
+class Combined:
+    """Processors that share one input stream, each given the records of its own topics
+    (None: every record), in order; their outputs are concatenated."""
+
+    def __init__(self, *parts: tuple[Processor, frozenset[str] | None]) -> None:
+        self.parts = parts
+        self.notes: list[Note] = []
+
+    def process(self, record: InRecord, now: datetime) -> list[OutRecord]:
+        out: list[OutRecord] = []
+        for processor, topics in self.parts:
+            if topics is None or record.topic in topics:
+                out.extend(processor.process(record, now))
+                if processor.notes:
+                    self.notes.extend(processor.notes)
+                    processor.notes.clear()
+        return out

@@ -25,7 +25,7 @@ from typing import Any
 
 import orjson
 
-from router.buyers import ticket_change
+from router.buyers import BuyerChange, BuyerTickets, apply_change, ticket_change
 from router.records import OutRecord
 from router.reroutes import TicketIndexEntry, lifecycle_reroute
 from router.stages.contract import InRecord, Note
@@ -101,3 +101,32 @@ class TicketIndexProcessor:
         if updated is not None and (stored is None or updated != entry):
             self.table[key] = updated.to_bytes()
         return out
+
+
+class BuyerHistoryProcessor:
+    """`buyers.changes` (key buyer id) into the `buyers` table: open and recent tickets per
+    buyer, folded idempotently (`router.buyers.apply_change`). Writes no records."""
+
+    def __init__(self, table: MutableMapping[bytes, bytes]) -> None:
+        self.table = table
+        self.counts: Counter[str] = Counter()
+        self.notes: list[Note] = []
+
+    def process(self, record: InRecord, now: datetime) -> list[OutRecord]:
+        key, value = record.key, record.value
+        if key is None or not value:
+            return []
+        try:
+            change = BuyerChange.from_bytes(value)
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            self.notes.append(Note("warning", "buyer_change_invalid", {"error": repr(exc)}))
+            return []
+        stored = self.table.get(key)
+        current = BuyerTickets.from_bytes(stored) if stored is not None else None
+        updated = apply_change(current, change)
+        if updated.empty:
+            if stored is not None:
+                del self.table[key]
+        elif updated != current:
+            self.table[key] = updated.to_bytes()
+        return []

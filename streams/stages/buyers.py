@@ -1,6 +1,6 @@
 """Buyer history on Kafka: the `buyers` agent and table, and a copy on every worker.
 
-- The ticket index (`streams.stages.ticket_index`, on `tickets.events`) sends each change of a
+- The ticket index (`router.stages.ticket_index`, on `tickets.events`) sends each change of a
   buyer's ticket (`opened`, `resolved`, `reopened`) to the internal `buyers.changes` topic,
   keyed by buyer id.
 - `buyers` (on `buyers.changes`; table `buyers`): folds the changes into the buyer's open
@@ -19,19 +19,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-import faust
-import orjson
-import structlog
-
-from router.buyers import BuyerChange, BuyerTickets, apply_change
+from router.buyers import BuyerTickets
+from router.clock import Clock
 from router.routing import BuyerHistory
+from router.stages.ticket_index import BuyerHistoryProcessor
 from router.views import KeyedView, buyer_tickets
 from schemas.topics import BUYERS_CHANGELOG, BUYERS_CHANGES, BUYERS_TABLE
 from streams.kafka.compacted import install_follower, view_follower
+from streams.kafka.emit import Emitter
 from streams.kafka.topics import raw_table, raw_topic
 from streams.settings import RouterSettings
-
-log = structlog.get_logger("router.buyers")
+from streams.stages.runner import BatchTable, StageRunner, install_stage
 
 
 class BuyerDirectory(KeyedView[BuyerTickets]):
@@ -50,34 +48,23 @@ class BuyerDirectory(KeyedView[BuyerTickets]):
         return tickets.history(now.timestamp()) if tickets is not None else None
 
 
-def install_buyers(app: Any, settings: RouterSettings, with_agent: bool = True) -> BuyerDirectory:
-    """Follow buyer history on this worker (and with `with_agent`, add the `buyers` agent and
-    table that keep it); return this worker's buyer directory."""
+def install_buyers(
+    app: Any,
+    settings: RouterSettings,
+    emitter: Emitter | None = None,
+    clock: Clock | None = None,
+) -> BuyerDirectory:
+    """Follow buyer history on this worker; with an emitter and a clock, also run the
+    `buyers` stage and table that keep it. Returns this worker's buyer directory."""
     directory = BuyerDirectory(settings)
     install_follower(app, directory.follower)
-    if not with_agent:
+    if emitter is None or clock is None:
         return directory
-    buyers = raw_table(app, settings, BUYERS_TABLE, "open and recent tickets per buyer")
+    table = BatchTable.over(
+        raw_table(app, settings, BUYERS_TABLE, "open and recent tickets per buyer")
+    )
+    runner = StageRunner(BuyerHistoryProcessor(table), [table], emitter, clock, settings.logical)
     changes = raw_topic(app, settings, BUYERS_CHANGES.name)
-
-    @app.agent(changes, name="buyers")
-    async def buyer_history(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            key, value = event.message.key, event.message.value
-            if key is None or not value:
-                continue
-            try:
-                change = BuyerChange.from_bytes(value)
-            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-                log.warning("buyer_change_invalid", error=repr(exc))
-                continue
-            stored = buyers.get(key)
-            current = BuyerTickets.from_bytes(stored) if stored is not None else None
-            updated = apply_change(current, change)
-            if updated.empty:
-                if stored is not None:
-                    del buyers[key]
-            elif updated != current:
-                buyers[key] = updated.to_bytes()
-
+    install_stage(app, changes, "buyers", runner, settings.batch_max_records,
+                  settings.batch_max_wait_ms / 1000)  # fmt: skip
     return directory

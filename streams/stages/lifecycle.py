@@ -49,10 +49,13 @@ from faust.types import TP
 
 from router.clock import Clock
 from router.sla.policy import DEFAULT_POLICY_FILE, load_sla_config
+from router.stages.contract import Combined
+from router.stages.ticket_index import TicketIndexProcessor
 from schemas.topics import (
     LIFECYCLE_CHANGELOG,
     LIFECYCLE_TABLE,
     PARKED_TABLE,
+    TICKET_INDEX_TABLE,
     TICKETS_ACTIONS,
     TICKETS_COMMANDS,
     TICKETS_EVENTS,
@@ -199,7 +202,14 @@ def install_lifecycle(
     actions = raw_topic(app, settings, TICKETS_ACTIONS.name)
     # Both runners share the processor; only the first writes tables (forwarding an action
     # touches none), so one runner's flush never carries the other's writes.
-    apply = StageRunner(stage.processor, [states, parked_actions], emitter, stage.clock,
+    # The ticket index reads the same events, keyed and partitioned alike: it runs on this
+    # stream rather than consuming the topic a second time.
+    index = BatchTable.over(
+        raw_table(app, settings, TICKET_INDEX_TABLE, "thread, queue and buyer of each ticket")
+    )
+    both = Combined((stage.processor, None),
+                    (TicketIndexProcessor(index), frozenset({TICKETS_EVENTS.name})))  # fmt: skip
+    apply = StageRunner(both, [states, parked_actions, index], emitter, stage.clock,
                         settings.logical, with_headers=True)  # fmt: skip
     forward = StageRunner(stage.processor, [], emitter, stage.clock, settings.logical)
     wait_s = settings.batch_max_wait_ms / 1000

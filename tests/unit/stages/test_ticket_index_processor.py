@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import orjson
 
+from router.buyers import BuyerTickets
 from router.clock import FakeClock
+from router.records import OutRecord
 from router.reroutes import RerouteNotice
-from router.stages.contract import InRecord
-from router.stages.ticket_index import TicketIndexProcessor
+from router.stages.contract import Combined, InRecord, Note
+from router.stages.ticket_index import BuyerHistoryProcessor, TicketIndexProcessor
 from schemas.topics import BUYERS_CHANGES, TICKETS_EVENTS, TICKETS_REROUTES
 
 NOW = FakeClock().now()
@@ -44,3 +46,41 @@ def test_events_of_unknown_tickets_and_foreign_bytes_change_nothing() -> None:
     junk = InRecord(TICKETS_EVENTS.name, 0, 1, b"T-1", b'"support.ticket.opened" but not json')
     assert stage.process(junk, NOW) == []
     assert table == {}
+
+
+def test_combined_gives_each_processor_its_topics_and_collects_their_notes() -> None:
+    index = TicketIndexProcessor({})
+    seen: list[str] = []
+
+    class Everything:
+        notes: list[Note] = []
+
+        def process(self, record: InRecord, now: object) -> list[OutRecord]:
+            seen.append(record.topic)
+            self.notes.append(Note("info", "seen", {}))
+            return []
+
+    both = Combined((Everything(), None), (index, frozenset({TICKETS_EVENTS.name})))
+    opened = event("opened", 0, channel="email", thread_ref="th-1", queue="vendor:acme",
+                   actor="b-1", sender_role="buyer")  # fmt: skip
+    assert [r.topic for r in both.process(opened, NOW)] == [BUYERS_CHANGES.name]
+    other = InRecord("tickets.commands", 0, 0, b"T-1", b"{}")
+    assert both.process(other, NOW) == []
+    assert seen == [TICKETS_EVENTS.name, "tickets.commands"]
+    assert [n.event for n in both.notes] == ["seen", "seen"]
+
+
+def test_buyer_history_folds_changes_and_forgets_a_buyer_with_nothing_left() -> None:
+    table: dict[bytes, bytes] = {}
+    index = TicketIndexProcessor({})
+    history = BuyerHistoryProcessor(table)
+    (change,) = index.process(event("opened", 0, channel="email", thread_ref="th-1",
+                                    queue="vendor:acme", actor="b-1", sender_role="buyer"), NOW)
+    as_record = InRecord(BUYERS_CHANGES.name, 0, 0, change.key, change.value)
+    assert history.process(as_record, NOW) == []
+    assert BuyerTickets.from_bytes(table[b"b-1"]).open
+    history.process(as_record, NOW)  # a replay changes nothing
+    assert len(table) == 1
+    junk = InRecord(BUYERS_CHANGES.name, 0, 1, b"b-2", b"[not a change")
+    assert history.process(junk, NOW) == []
+    assert [n.event for n in history.notes] == ["buyer_change_invalid"]
