@@ -51,7 +51,7 @@ bench: $(STAMP) $(NATIVE) ## benchmarks: figures and ratios against in-run basel
 	@if [ -f tests/bench/bench_rules.py ]; then $(PY) tests/bench/bench_rules.py; fi
 	@if [ -f tests/bench/bench_sla.py ]; then $(PY) tests/bench/bench_sla.py; fi
 
-lint: $(STAMP) ## ruff on everything, mypy (strict) on the core
+lint: $(STAMP) ## ruff on everything, mypy (strict) on schemas, rules, router and streams
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
@@ -34,6 +34,9 @@ from prometheus_client.registry import Collector
 
 from schemas.topics import QUEUE_DEPT, QUEUE_VENDOR
 from streams.kafka.faust_internals import committed_offsets, started_consumer
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 log = structlog.get_logger("router.metrics")
 
@@ -46,7 +49,7 @@ def topic_family(logical: str) -> str:
     return logical
 
 
-def _copy(counts: Mapping[str, int]) -> dict[str, int]:
+def _copy(counts: Mapping[K, V]) -> dict[K, V]:
     """A snapshot of a dict another thread may be growing (retry, then give up quietly)."""
     for _ in range(3):
         try:

@@ -130,7 +130,7 @@ def _short(path: str) -> str:
     return rest.partition("/")[2] if stdlib else path
 
 
-class BoundedWorker(faust.Worker):  # type: ignore[misc]  # faust is untyped
+class BoundedWorker(faust.Worker):
     """faust's worker with a deadline on its stop, whatever started the stop."""
 
     def __init__(

@@ -116,7 +116,7 @@ async def describe_acls(settings: RouterSettings, principal: str) -> list[AclBin
     admin = await _admin(settings)
     try:
         request = DescribeAclsRequest(
-            _RESOURCE["any"], None, _PATTERN["any"], principal, None,  # type: ignore[arg-type]  # nullable on the wire
+            _RESOURCE["any"], None, _PATTERN["any"], principal, None,  # nullable on the wire
             _OPERATION["any"], _PERMISSION["any"],
         )  # fmt: skip
         response: Any = await admin._send_request(request)

@@ -95,7 +95,7 @@ def apply_records(table: Any, partition: int, records: Sequence[Any]) -> None:
     """What faust's memory store does with a changelog batch, then the table's hook, if any.
 
     `records` are aiokafka ConsumerRecords of one partition, in offset order."""
-    store: MemoryStore = table.data
+    store: MemoryStore[bytes, bytes] = table.data
     data: MutableMapping[bytes, bytes] = store.data
     owner: MutableMapping[bytes, int] = store._key_partition
     for record in records:
@@ -215,7 +215,7 @@ class ChangelogLoader:
                     del pending[ktp]
 
 
-class FastRecovery(Recovery):  # type: ignore[misc]  # faust is untyped
+class FastRecovery(Recovery):
     """faust's Recovery; active changelog partitions of loadable tables are read by `loader`."""
 
     loader: ChangelogLoader

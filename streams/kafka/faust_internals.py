@@ -1,4 +1,5 @@
-"""Every private faust / aiokafka attribute the engine touches, in one place.
+"""The private faust / aiokafka attributes the engine touches: read here, or overridden in
+`streams.kafka.transport` (listed in `private_names`).
 
 Each accessor names what it reads and why no public API serves; `tests/unit/test_faust_internals.py`
 checks each against the installed versions, so an upgrade that moves one fails loudly there
@@ -39,6 +40,7 @@ def started_consumer(app: Any) -> Any | None:
 def private_names() -> dict[str, tuple[Any, str]]:
     """Every (class, attribute) the accessors above and `streams.kafka.transport` rely on, for the
     test that fails when an upgrade moves one."""
+    from aiokafka.client import AIOKafkaClient
     from faust.tables.base import Collection
     from faust.transport.consumer import Consumer
     from faust.transport.drivers import aiokafka as faust_aiokafka
@@ -50,4 +52,6 @@ def private_names() -> dict[str, tuple[Any, str]]:
         "changelog buffer": (ProducerBuffer, "_send_pending"),
         "changelog name": (Collection, "_changelog_topic_name"),
         "committed offsets": (Consumer, "_committed_offset"),
+        "producer class": (faust_aiokafka.Producer, "_producer_type"),
+        "client topic set": (AIOKafkaClient, "_topics"),
     }

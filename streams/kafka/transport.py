@@ -32,7 +32,7 @@ from faust.transport.producer import ProducerBuffer
 FLUSH_DEADLINE_S = 120.0
 
 
-class DrainingBuffer(ProducerBuffer):  # type: ignore[misc]  # faust is untyped
+class DrainingBuffer(ProducerBuffer):
     """Flush returns only when nothing is queued and nothing is being handed over."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -58,14 +58,15 @@ class DrainingBuffer(ProducerBuffer):  # type: ignore[misc]  # faust is untyped
                 await asyncio.wait_for(self.message_sent.wait(), timeout=0.1)
 
 
-class _AllTopicsClient(AIOKafkaClient):  # type: ignore[misc]
+class _AllTopicsClient(AIOKafkaClient):  # type: ignore[misc]  # aiokafka ships no types
     def add_topic(self, topic: str) -> Any:
-        if not self._topics:  # tracking nothing = every topic: keep what is known, add one
+        # tracking nothing = every topic: keep what is known, add one
+        if not self._topics:  # type: ignore[has-type]  # unannotated in aiokafka
             self._topics = set(self.cluster.topics())
         return super().add_topic(topic)
 
 
-class AllTopicsProducer(AIOKafkaProducer):  # type: ignore[misc]
+class AllTopicsProducer(AIOKafkaProducer):  # type: ignore[misc]  # aiokafka ships no types
     """aiokafka's producer, with metadata that never narrows to the topic first sent to."""
 
     def __init__(self, **kwargs: Any) -> None:
@@ -73,13 +74,14 @@ class AllTopicsProducer(AIOKafkaProducer):  # type: ignore[misc]
         self.client.__class__ = _AllTopicsClient  # aiokafka builds its own client
 
 
-class IdempotentProducer(faust_aiokafka.Producer):  # type: ignore[misc]
+class IdempotentProducer(faust_aiokafka.Producer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         replacement = DrainingBuffer(loop=self.loop, beacon=self.beacon)
-        replacement.app = self.buffer.app
-        if getattr(self.buffer, "threaded_producer", None) is not None:
-            replacement.threaded_producer = self.buffer.threaded_producer
+        previous: Any = self.buffer  # faust types it as ProducerBufferT, without these two
+        replacement.app = previous.app
+        if getattr(previous, "threaded_producer", None) is not None:
+            replacement.threaded_producer = previous.threaded_producer
         self.buffer = replacement
 
     def _settings_extra(self) -> Mapping[str, Any]:
@@ -90,11 +92,11 @@ class IdempotentProducer(faust_aiokafka.Producer):  # type: ignore[misc]
         return AllTopicsProducer
 
 
-class RouterTransport(faust_aiokafka.Transport):  # type: ignore[misc]
+class RouterTransport(faust_aiokafka.Transport):
     Producer = IdempotentProducer
 
 
-class RouterTable(faust.Table):  # type: ignore[misc]
+class RouterTable(faust.Table[bytes, bytes]):
     """A table whose changelog is named after the engine's base app id, not the hosting app's:
     a lifecycle-only worker (its own group) keeps the changelogs a single-group worker wrote."""
 
@@ -103,7 +105,7 @@ class RouterTable(faust.Table):  # type: ignore[misc]
         return f"{base}-{self.name}-changelog"
 
 
-class RouterApp(faust.App):  # type: ignore[misc]
+class RouterApp(faust.App):
     def __init__(self, id: str, *, changelog_base_id: str | None = None, **kwargs: Any) -> None:
         self.changelog_base_id = changelog_base_id or id
         kwargs.setdefault("Table", RouterTable)

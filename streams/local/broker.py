@@ -352,7 +352,7 @@ def docker_available() -> bool:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ResourceWarning)
         try:
-            import docker
+            import docker  # type: ignore[import-untyped]  # optional: the docker SDK, no stubs
 
             client = docker.from_env(timeout=3)
         except Exception:

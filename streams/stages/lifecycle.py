@@ -76,7 +76,7 @@ __all__ = [
 ]
 
 
-class LifecycleTable(RouterTable):  # type: ignore[misc]  # faust is untyped
+class LifecycleTable(RouterTable):
     """faust's Table, telling the stage what recovery applied and when it completed."""
 
     stage: LifecycleStage | None = None
@@ -197,7 +197,7 @@ def install_lifecycle(
         parked=parked_actions, parked_local=FaustLocalData(parked, settings.partitions),
         clock=clock,
     )  # fmt: skip
-    table.stage = stage
+    table.stage = stage  # type: ignore[attr-defined]  # app.tables.add returns the base type
     inputs = raw_topic(app, settings, TICKETS_EVENTS.name, TICKETS_COMMANDS.name)
     actions = raw_topic(app, settings, TICKETS_ACTIONS.name)
     # Both runners share the processor; only the first writes tables (forwarding an action
@@ -216,11 +216,11 @@ def install_lifecycle(
     install_stage(app, inputs, "lifecycle", apply, settings.batch_max_records, wait_s)
     install_stage(app, actions, "actions", forward, settings.batch_max_records, wait_s)
 
-    @app.timer(TICK_SECONDS, name="sla-deadlines")
+    @app.timer(TICK_SECONDS, name="sla-deadlines")  # type: ignore[untyped-decorator]  # faust
     async def deadlines() -> None:
         await stage.tick()
 
-    @app.on_partitions_revoked.connect  # type: ignore[misc]
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # faust types the callback as sync
     async def on_revoked(sender: Any, revoked: set[TP], **kwargs: Any) -> None:
         stage.deadlines.suspend()
         for tp in revoked:

@@ -36,7 +36,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeAlias
 
 import structlog
 from aiokafka import AIOKafkaProducer, ConsumerRecord
@@ -63,7 +63,7 @@ from streams.settings import RouterSettings
 
 log = structlog.get_logger("router.rules")
 
-Record = ConsumerRecord[bytes, bytes]
+Record: TypeAlias = ConsumerRecord[bytes, bytes]
 
 
 class RulesReload:
