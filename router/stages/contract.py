@@ -8,9 +8,12 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Any, NamedTuple, Protocol
 
+from router.inbound import dead_letter, source_position
 from router.records import OutRecord
+from schemas.dead_letter import RejectReason
 
 NO_HEADERS: Mapping[str, bytes] = MappingProxyType({})
+MAX_ERROR_CHARS = 1000
 
 
 class InRecord(NamedTuple):
@@ -68,3 +71,13 @@ class Combined:
                     self.notes.extend(processor.notes)
                     processor.notes.clear()
         return out
+
+
+def processing_failed(exc: Exception, record: InRecord, now: datetime) -> OutRecord:
+    """The dead-letter record of a record a processor failed on (a bug, not bad input): the
+    stage parks it with the error and goes on."""
+    source = source_position(record.topic, record.partition, record.offset, record.timestamp)
+    error = f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
+    return dead_letter(
+        RejectReason.PROCESSING_ERROR, error, [], source, record.key, record.value or b"", now
+    )

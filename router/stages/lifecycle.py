@@ -23,7 +23,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, MutableMapping
 from datetime import datetime
 
-from router.inbound import Rejected, dead_letter, source_position
+from router.inbound import Rejected, source_position
 from router.records import OutRecord
 from router.sla.lifecycle import on_action, on_tick, on_ticket_event
 from router.sla.outbox import Pending, find_pending, join_stored, prune, source_key, split_stored
@@ -52,13 +52,11 @@ from router.sla.state import (
     index_entry_from_json,
 )
 from router.sla.transitions import VendorDirectory
-from router.stages.contract import InRecord, Note
+from router.stages.contract import InRecord, Note, processing_failed
 from router.stages.parking import ParkedAction, ParkingLot
 from schemas.action import TicketActionEvent
-from schemas.dead_letter import RejectReason, SourcePosition
+from schemas.dead_letter import SourcePosition
 from schemas.topics import SLA_EVENTS, TICKETS_ACTIONS, TICKETS_COMMANDS, TICKETS_EVENTS
-
-MAX_ERROR_CHARS = 1000
 
 # (partition, ticket id, index entry or None): the deadline index of the partitions owned here
 IndexUpdate = Callable[[int, str, tuple[float, str] | None], None]
@@ -110,7 +108,7 @@ class LifecycleProcessor:
                 "topic": record.topic, "partition": record.partition, "offset": record.offset,
                 "exception": traceback.format_exc(limit=20)}))  # fmt: skip
             self.counts["failed"] += 1
-            out.append(_dead_letter(exc, record, now))
+            out.append(processing_failed(exc, record, now))
         if record.topic in (TICKETS_EVENTS.name, TICKETS_ACTIONS.name):
             self._seen(record.topic, record.partition, record.offset, record.timestamp)
         return out
@@ -292,10 +290,3 @@ class LifecycleProcessor:
             self._index(partition, ticket_id, index_entry(new_state))
         self.counts["sla_events"] += sum(r.topic == SLA_EVENTS.name for r in records)
 
-
-def _dead_letter(exc: Exception, record: InRecord, now: datetime) -> OutRecord:
-    source = source_position(record.topic, record.partition, record.offset, record.timestamp)
-    error = f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
-    return dead_letter(
-        RejectReason.PROCESSING_ERROR, error, [], source, record.key, record.value or b"", now
-    )

@@ -14,12 +14,12 @@ from collections import Counter
 from collections.abc import MutableMapping
 from datetime import datetime
 
-from router.inbound import Rejected, dead_letter, parse_inbound, source_position
+from router.inbound import Rejected, parse_inbound, source_position
 from router.outputs import render
 from router.records import OutRecord
 from router.reroutes import RerouteNotice, apply_reroute
 from router.routing import RoutingPolicy
-from router.stages.contract import InRecord, Note
+from router.stages.contract import InRecord, Note, processing_failed
 from router.tickets import (
     BuyerLookup,
     Duplicate,
@@ -33,8 +33,6 @@ from router.tickets import (
 from schemas.dead_letter import RejectReason
 from schemas.message import Channel
 from schemas.topics import CHANNEL_TOPICS, TICKETS_REROUTES
-
-MAX_ERROR_CHARS = 1000
 
 
 class PolicyHolder:
@@ -80,13 +78,7 @@ class RoutingProcessor:
                 "exception": traceback.format_exc(limit=20)}))  # fmt: skip
             self.counts["rejected"] += 1
             self.dead_letters[RejectReason.PROCESSING_ERROR.value] += 1
-            source = source_position(record.topic, record.partition, record.offset,
-                                     record.timestamp)  # fmt: skip
-            return [
-                dead_letter(RejectReason.PROCESSING_ERROR,
-                            f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS], [], source,
-                            record.key, record.value or b"", now)
-            ]  # fmt: skip
+            return [processing_failed(exc, record, now)]
 
     def _route(self, record: InRecord, now: datetime) -> list[OutRecord]:
         source = source_position(record.topic, record.partition, record.offset, record.timestamp)

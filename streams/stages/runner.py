@@ -75,8 +75,8 @@ class BatchTable(MutableMapping[bytes, bytes]):
     def __len__(self) -> int:
         return sum(1 for _ in self)
 
-    async def flush(self, emitter: Emitter) -> int:
-        """Store and log each key written since the last flush; returns how many."""
+    async def flush(self, emitter: Emitter) -> None:
+        """Store and log each key written since the last flush."""
         pending, self._pending = self._pending, {}
         data, owner = self._data, self._owner
         for key, (value, partition) in pending.items():
@@ -87,7 +87,6 @@ class BatchTable(MutableMapping[bytes, bytes]):
                 data[key] = value
                 owner[key] = partition
             await emitter.send_raw(self.changelog, key, value, partition)
-        return len(pending)
 
 
 class StageRunner:
@@ -109,8 +108,6 @@ class StageRunner:
         self.clock = clock
         self._logical = logical
         self._with_headers = with_headers
-        self.changelog_writes = 0
-        self.records = 0
 
     async def run(self, events: Sequence[Any]) -> None:
         """faust events in (their `.message`), outputs and table writes out."""
@@ -125,10 +122,9 @@ class StageRunner:
                 headers_of(m.headers) if self._with_headers else NO_HEADERS,
             )  # fmt: skip
             out.extend(process(record, now()))
-        self.records += len(events)
         await self.emitter.emit(out)  # first: a replay finds these pending if the state is stored
         for table in tables:
-            self.changelog_writes += await table.flush(self.emitter)
+            await table.flush(self.emitter)
         write_notes(self.processor.notes)
 
 
