@@ -52,17 +52,18 @@ class TopicCreator(Protocol):
     async def ensure(self, logical: Iterable[str]) -> None: ...
 
 
-async def track_topic(producer: Producer, topic: str) -> None:
-    """Before the first send to a topic the producer has no metadata for (a queue created on
-    demand): make its client track every topic it knows plus this one. aiokafka otherwise
-    narrows its metadata to the new topic alone, and a record already batched for another
-    topic can wait for a leader indefinitely, stalling flush, hence commits and shutdown."""
+async def track_topics(producer: Producer, topics: Iterable[str]) -> None:
+    """Before the first send to topics the producer has no metadata for (queues created on
+    demand): make its client track every topic it knows plus these, in one refresh. aiokafka
+    otherwise narrows its metadata to the new topic alone, and a record already batched for
+    another topic can wait for a leader indefinitely, stalling flush, hence commits and
+    shutdown."""
     client = producer.client
-    wanted = set(client.cluster.topics()) | {topic}
+    wanted = set(client.cluster.topics()) | set(topics)
     try:
         await asyncio.wait_for(asyncio.gather(*(client.add_topic(t) for t in wanted)), 30)
     except Exception as exc:  # the send itself still fetches the metadata it needs
-        log.warning("producer_metadata_warmup_failed", topic=topic, error=repr(exc))
+        log.warning("producer_metadata_warmup_failed", topics=sorted(topics), error=repr(exc))
 
 
 class KeyedSender:
@@ -71,6 +72,7 @@ class KeyedSender:
     def __init__(self, producer: Callable[[], Producer]) -> None:
         self._producer = producer
         self._partitions: dict[str, tuple[int, ...]] = {}
+        self._tracked: set[str] = set()  # topics the producer has metadata for
         self._last_key: bytes | None = None
         self._last_hash = 0
 
@@ -85,6 +87,15 @@ class KeyedSender:
             self._last_key, self._last_hash = key, murmur2(key) & 0x7FFFFFFF
         return parts[self._last_hash % len(parts)]
 
+    async def prepare(self, topics: Iterable[str]) -> None:
+        """Metadata for every topic about to be sent to, fetched once for all the new ones."""
+        producer = self._producer()
+        cluster = producer.client.cluster
+        new = {t for t in topics if t not in self._tracked and not cluster.partitions_for_topic(t)}
+        if new:
+            await track_topics(producer, new)
+        self._tracked.update(t for t in topics if cluster.partitions_for_topic(t))
+
     async def send(
         self,
         topic: str,
@@ -94,10 +105,8 @@ class KeyedSender:
         partition: int | None = None,
     ) -> asyncio.Future[Any]:
         producer = self._producer()
-        if topic not in self._partitions and not producer.client.cluster.partitions_for_topic(
-            topic
-        ):
-            await track_topic(producer, topic)
+        if topic not in self._tracked:
+            await self.prepare((topic,))
         if partition is None and key is not None:
             partition = self._partition(producer, topic, key)
         return await producer.send(topic, value, key=key, partition=partition, headers=headers)
@@ -105,6 +114,7 @@ class KeyedSender:
     def forget(self, topic: str) -> None:
         """After a partition count change (rare): recompute from fresh metadata."""
         self._partitions.pop(topic, None)
+        self._tracked.discard(topic)
 
 
 class Emitter:
@@ -125,18 +135,28 @@ class Emitter:
         self.sent: Counter[str] = Counter()
 
     async def emit(self, records: Iterable[OutRecord], partition: int | None = None) -> None:
-        """Hand records to the producer in order, without waiting for their delivery."""
+        """Hand records to the producer in order, without waiting for their delivery. Topics
+        first seen in this call are created (queues) and looked up together, in one round
+        trip each rather than one per topic."""
+        records = records if isinstance(records, (list, tuple)) else list(records)
+        new = {r.topic for r in records} - self._ensured
+        if new:
+            await self._prepare(new)
+        sent, send, physical = self.sent, self._sender.send, self._physical
         for record in records:
             topic = record.topic
-            if topic not in self._ensured:
-                if topic.startswith("queue."):  # vendor and desk queues appear on demand
-                    await self._topics.ensure([topic])
-                self._ensured.add(topic)
-            self.sent[topic_family(topic)] += 1
-            future = await self._sender.send(
-                self._physical(topic), record.key, record.value, list(record.headers), partition
+            sent[topic_family(topic)] += 1
+            future = await send(
+                physical(topic), record.key, record.value, list(record.headers), partition
             )
             future.add_done_callback(self._check_delivery)
+
+    async def _prepare(self, topics: set[str]) -> None:
+        queues = sorted(t for t in topics if t.startswith("queue."))  # appear on demand
+        if queues:
+            await self._topics.ensure(queues)
+        await self._sender.prepare([self._physical(t) for t in sorted(topics)])
+        self._ensured |= topics
 
     async def send_raw(
         self, physical_topic: str, key: bytes | None, value: bytes | None, partition: int

@@ -135,6 +135,19 @@ def test_default_cache_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
     assert lk.default_cache_dir() == Path(lk.__file__).resolve().parents[2] / ".cache"
 
 
+def test_broker_logs_go_to_memory_when_it_has_room(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("LOCAL_KAFKA_DIR", raising=False)
+    name = f"local-kafka-{os.getuid()}"
+    assert setup.workdirs_base(tmp_path) == tmp_path / name  # writable, room to spare
+    monkeypatch.setattr(setup, "MEMORY_DIR_MIN_FREE", 2**62)  # more than any disk has
+    assert setup.workdirs_base(tmp_path).parent != tmp_path
+    assert setup.workdirs_base(tmp_path / "missing").parent != tmp_path / "missing"
+    monkeypatch.setenv("LOCAL_KAFKA_DIR", str(tmp_path / "mine"))
+    assert setup.workdirs_base(tmp_path) == tmp_path / "mine"
+
+
 @pytest.fixture
 def no_tools(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     setup.java_major_version.cache_clear()
