@@ -29,6 +29,7 @@ from aiokafka.protocol.admin import CreateAclsRequest, DescribeAclsRequest
 
 from schemas.topics import QUEUE_VENDOR, TICKETS_ACTIONS
 from streams.kafka.client import client_kwargs
+from streams.kafka.faust_internals import admin_request
 from streams.settings import RouterSettings
 
 # Kafka's wire codes (org.apache.kafka.common.acl / resource)
@@ -103,7 +104,7 @@ async def create_acls(settings: RouterSettings, bindings: list[AclBinding]) -> N
                 _RESOURCE[b.resource], b.name, _PATTERN[b.pattern], b.principal, b.host,
                 _OPERATION[b.operation], _PERMISSION[b.permission],
             )  # fmt: skip
-            response = await admin._send_request(request)  # no public ACL API in aiokafka
+            response = await admin_request(admin, request)
             for code, message in response.creation_responses:
                 if code != 0:
                     raise AclError(f"{b}: error {code}: {message or 'refused by the broker'}")
@@ -119,7 +120,7 @@ async def describe_acls(settings: RouterSettings, principal: str) -> list[AclBin
             _RESOURCE["any"], None, _PATTERN["any"], principal, None,  # nullable on the wire
             _OPERATION["any"], _PERMISSION["any"],
         )  # fmt: skip
-        response: Any = await admin._send_request(request)
+        response: Any = await admin_request(admin, request)
     finally:
         await admin.close()
     if response.error_code != 0:

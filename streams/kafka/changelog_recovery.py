@@ -46,6 +46,13 @@ from faust.tables.recovery import Recovery
 from faust.types import TP
 
 from streams.kafka.client import client_kwargs
+from streams.kafka.faust_internals import (
+    changelog_callback,
+    mark_recovery_progress,
+    memory_store,
+    replace_table_recovery,
+    table_recovery,
+)
 from streams.settings import RouterSettings
 
 log = structlog.get_logger("router.recovery")
@@ -80,7 +87,7 @@ def loadable(table: Any) -> bool:
     `apply_changelog_batch`, an `on_changelog_event` callback) qualifies only with a
     `changelog_loaded(partition, [(key, value), ...])` method for this path."""
     bypassed = (type(table).apply_changelog_batch is not faust.Table.apply_changelog_batch
-                or table._on_changelog_event is not None)
+                or changelog_callback(table) is not None)
     return (
         isinstance(table.data, MemoryStore)
         and table.key_type is bytes
@@ -95,9 +102,7 @@ def apply_records(table: Any, partition: int, records: Sequence[Any]) -> None:
     """What faust's memory store does with a changelog batch, then the table's hook, if any.
 
     `records` are aiokafka ConsumerRecords of one partition, in offset order."""
-    store: MemoryStore[bytes, bytes] = table.data
-    data: MutableMapping[bytes, bytes] = store.data
-    owner: MutableMapping[bytes, int] = store._key_partition
+    data, owner = memory_store(table)
     for record in records:
         key, value = record.key, record.value
         if key is None:
@@ -236,9 +241,7 @@ class FastRecovery(Recovery):
 
     def loaded(self, tp: TP) -> None:
         """Progress as faust's stats task reads it (else: "No event received for active tp")."""
-        now = time.monotonic()
-        self._active_events_received_at[tp] = now
-        self._last_flush_at = now
+        mark_recovery_progress(self, tp, time.monotonic())
 
 
 def install_fast_recovery(app: Any, settings: RouterSettings) -> FastRecovery:
@@ -248,7 +251,7 @@ def install_fast_recovery(app: Any, settings: RouterSettings) -> FastRecovery:
     manager starts); setting it first is the only hook short of replacing the table manager,
     which `create_engine` has already built by the time tables are declared."""
     manager = app.tables
-    existing = getattr(manager, "_recovery", None)
+    existing = table_recovery(manager)
     if isinstance(existing, FastRecovery):
         return existing
     if existing is not None:
@@ -259,5 +262,5 @@ def install_fast_recovery(app: Any, settings: RouterSettings) -> FastRecovery:
         settings, "read_committed" if "exactly_once" in guarantee else "read_uncommitted",
         progress=recovery.loaded,
     )
-    manager._recovery = recovery
+    replace_table_recovery(manager, recovery)
     return recovery

@@ -35,6 +35,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from router.views import KeyedView
 from streams.kafka.client import client_kwargs
+from streams.kafka.faust_internals import cluster_metadata
 from streams.settings import RouterSettings
 
 log = structlog.get_logger("router.follower")
@@ -57,8 +58,7 @@ async def topic_partitions(
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
-        # aiokafka has no public call for another topic's partitions before assignment
-        cluster = await consumer._client.fetch_all_metadata()
+        cluster = await cluster_metadata(consumer)
         partitions = cluster.partitions_for_topic(topic)
         if partitions:
             return [TopicPartition(topic, p) for p in sorted(partitions)]

@@ -58,6 +58,7 @@ from rules import Problem
 from schemas.topics import QUEUE_DEPT, ROUTING_RULES, ROUTING_RULES_EVENTS
 from streams.kafka.client import producer_kwargs
 from streams.kafka.compacted import CompactedFollower, install_follower
+from streams.kafka.faust_internals import aiokafka_producer
 from streams.kafka.topics import TopicManager
 from streams.settings import RouterSettings
 
@@ -189,7 +190,7 @@ class RulesReload:
         if self.app is None or not self.caught_up:
             return
         try:
-            client = self.app.producer._ensure_producer().client  # faust's aiokafka producer
+            client = aiokafka_producer(self.app).client
             wanted = set(client.cluster.topics()) | {self.settings.topic(q) for q in queues}
             pending = [client.add_topic(topic) for topic in sorted(wanted)]
             await asyncio.wait_for(asyncio.gather(*pending), timeout=30)

@@ -5,6 +5,7 @@ An upgrade that moves one fails here, loudly, instead of in production."""
 from __future__ import annotations
 
 import inspect
+import re
 
 import pytest
 
@@ -19,7 +20,7 @@ def test_each_private_attribute_is_still_there(name: str) -> None:
     present = (
         hasattr(owner, attribute)
         or attribute in getattr(owner, "__annotations__", {})
-        or f"self.{attribute} =" in inspect.getsource(owner.__init__)  # set per instance
+        or re.search(rf"self\.{attribute}\s*(:[^=\n]*)?=", inspect.getsource(owner))  # per instance
     )
     assert present, f"{owner.__module__}.{owner.__qualname__}.{attribute} is gone ({name})"
 
