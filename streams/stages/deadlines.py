@@ -18,6 +18,7 @@ from typing import Any
 
 import structlog
 
+from router.clock import Clock, SystemClock
 from router.sla.index import PartitionedDeadlineIndex
 from router.sla.outbox import state_part
 from router.sla.state import index_entry_from_json
@@ -39,9 +40,14 @@ class Deadlines:
     """Owned by the lifecycle stage; the faust plumbing drives the rebalance hooks."""
 
     def __init__(
-        self, local: LocalData, send_due: SendDue, horizon: Horizon = lambda now: now
+        self,
+        local: LocalData,
+        send_due: SendDue,
+        horizon: Horizon = lambda now: now,
+        clock: Clock | None = None,
     ) -> None:
         self.local = local
+        self.clock = clock or SystemClock()
         self._send_due = send_due
         self._horizon = horizon
         self.index = PartitionedDeadlineIndex()
@@ -70,7 +76,7 @@ class Deadlines:
         while the inputs that can stop a clock still have a backlog to apply first."""
         if not self.firing:
             return 0
-        now = time.time()
+        now = self.clock.now().timestamp()
         horizon = self._horizon(now)
         # -inf: a lagging input has not been read at all yet
         due = self.index.pop_due(horizon, DUE_PER_BATCH) if horizon > 0 else []
@@ -205,4 +211,4 @@ class Deadlines:
         }
         self._recovering_since, self._recovered_records = None, 0
         log.info("lifecycle_index_rebuilt", **self.last_rebuild)
-        self._schedule_wakeup(time.time())  # overdue deadlines fire right away
+        self._schedule_wakeup(self.clock.now().timestamp())  # overdue ones fire right away

@@ -61,7 +61,7 @@ class LifecycleStage:
         # `positions`: the assigned tickets.actions / tickets.events partitions (none: no
         # backlog is ever seen, deadlines fire up to now)
         self.watermark = InputWatermark(positions)
-        self.deadlines = Deadlines(local, self._send_due, self.watermark.horizon)
+        self.deadlines = Deadlines(local, self._send_due, self.watermark.horizon, self.clock)
         self.parking = ParkingLot(parked if parked is not None else {}, parked_local,
                                   ttl_seconds=settings.action_park_s)  # fmt: skip
         physical = settings.topic
@@ -116,7 +116,7 @@ class LifecycleStage:
         self._swept_at = time.monotonic()
         if not self.deadlines.firing:
             return 0
-        now = time.time()
+        now = self.clock.now().timestamp()
         active = set(self.deadlines.index.partitions)
         ready = list(self.parking.to_settle(active, now, self.deadlines.local))
         for partition, ticket_id in ready:

@@ -17,6 +17,7 @@ from faust.stores.memory import Store as MemoryStore
 from faust.tables.recovery import Recovery
 from faust.types import TP
 
+from router.clock import FakeClock
 from router.sla.state import LifecycleState, encode_state, index_entry_from_json
 from streams.kafka.changelog_recovery import (
     ChangelogLoader,
@@ -254,3 +255,24 @@ def test_index_entries_taken_while_loading_unless_the_store_changed_since(
         "T-1": 100.0, "T-2": 250.0, "T-3": None, "T-4": None}
     assert deadlines.last_rebuild["changelog_records"] == len(loaded)
     assert deadlines.firing
+
+
+def test_deadlines_fire_by_the_stage_clock_not_the_wall_clock() -> None:
+    clock = FakeClock(datetime.fromtimestamp(1_000.0, UTC))
+    sent: list[tuple[int, str, float]] = []
+
+    async def send(partition: int, ticket_id: str, now: float, until: float | None) -> None:
+        sent.append((partition, ticket_id, now))
+
+    async def scenario() -> None:
+        local = Local()
+        deadlines = Deadlines(local, send, clock=clock)
+        await deadlines.on_recovered({0})
+        deadlines.update(0, "T-early", (900.0, "T-early"))
+        deadlines.update(0, "T-later", (1_500.0, "T-later"))
+        assert await deadlines.fire_due() == 1  # the wall clock is decades past both
+        clock.advance(600)
+        assert await deadlines.fire_due() == 1
+
+    asyncio.run(scenario())
+    assert sent == [(0, "T-early", 1_000.0), (0, "T-later", 1_600.0)]
