@@ -2,7 +2,7 @@
 
 Built on the tick path, so they hold plain values; the pydantic models (`SlaEvent`,
 `TicketEvent`, `RoutedTicket`) are built on first access to `.data` / `.ticket`, and an SLA
-event renders to its wire JSON without one (`SlaRecord.json_data`).
+event renders to its wire JSON without one (`SlaRecord.json_bytes`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import orjson
 from router.sla.instants import from_us, join_moment
 from router.sla.snapshot import Snapshot
 from router.sla.values import FieldValues
-from router.sla.wire import iso, iso_us
 from schemas.sla import SlaEvent, SlaEventKind, SlaMetric
 from schemas.ticket import Priority, RoutedTicket, TicketEvent, TicketEventKind
 
@@ -77,31 +76,11 @@ class SlaRecord(FieldValues):
         self.elapsed_business_seconds = elapsed_business_seconds
 
 
-    def event(self) -> SlaEvent:
-        return SlaEvent(
-            ticket_id=self.ticket_id,
-            kind=self.kind,
-            policy=self.policy,
-            metric=self.metric,
-            level=self.level,
-            cycle=self.cycle,
-            deadline=from_us(self.deadline_us),
-            due_at=join_moment(self.due_us, self.due_tz),
-            fired_at=self.fired_at,
-            late=self.late,
-            queue=self.queue,
-            priority=self.priority,
-            action_taken=self.action_taken,
-            new_priority=self.new_priority,
-            new_queue=self.new_queue,
-            target_seconds=self.target_seconds,
-            elapsed_business_seconds=self.elapsed_business_seconds,
-        )
-
-    def json_bytes(self) -> bytes:
-        """`json_data()` serialised; orjson writes the datetimes as pydantic does (a unit
-        test holds them equal), several times faster than formatting them in Python."""
-        document = {  # enums as themselves: orjson writes their values
+    def wire_document(self) -> dict[str, Any]:
+        """The `SlaEvent` as a dict of its fields in the schema's order, enums and datetimes
+        as themselves (the one place the record's values map onto the wire fields; a unit test
+        holds it to `SlaEvent.model_fields`)."""
+        return {
             "ticket_id": self.ticket_id,
             "kind": self.kind,
             "policy": self.policy,
@@ -120,32 +99,19 @@ class SlaRecord(FieldValues):
             "target_seconds": float(self.target_seconds),
             "elapsed_business_seconds": float(self.elapsed_business_seconds),
         }
-        return orjson.dumps(document, option=orjson.OPT_UTC_Z)
+
+    def event(self) -> SlaEvent:
+        return SlaEvent.model_validate(self.wire_document())
+
+    def json_bytes(self) -> bytes:
+        """The event's wire JSON without the model: orjson writes enums, datetimes and floats
+        as pydantic does (a unit test holds them equal), several times faster."""
+        return orjson.dumps(self.wire_document(), option=orjson.OPT_UTC_Z)
 
     def json_data(self) -> dict[str, Any]:
-        """What `self.event().model_dump(mode="json")` gives (a unit test holds them equal)."""
-        new_priority = self.new_priority
-        return {
-            "ticket_id": self.ticket_id,
-            "kind": self.kind.value,
-            "policy": self.policy,
-            "metric": self.metric.value,
-            "level": self.level,
-            "cycle": self.cycle,
-            "deadline": iso_us(self.deadline_us),
-            "due_at": iso_us(self.due_us)
-            if self.due_tz is None
-            else iso(join_moment(self.due_us, self.due_tz)),
-            "fired_at": iso(self.fired_at),
-            "late": self.late,
-            "queue": self.queue,
-            "priority": self.priority.value,
-            "action_taken": self.action_taken,
-            "new_priority": None if new_priority is None else new_priority.value,
-            "new_queue": self.new_queue,
-            "target_seconds": float(self.target_seconds),
-            "elapsed_business_seconds": float(self.elapsed_business_seconds),
-        }
+        """What `self.event().model_dump(mode="json")` gives."""
+        data: dict[str, Any] = orjson.loads(self.json_bytes())
+        return data
 
 
 _EVENT_TYPES = {kind: kind.event_type for kind in SlaEventKind}

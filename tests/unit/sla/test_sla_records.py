@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from router.native import native_build_of
 from router.sla.clocks import CLOCK_FIELDS, ClockStatus, MetricClock
+from router.sla.outputs import SlaRecord
 from router.sla.snapshot import Snapshot
 from router.sla.state import (
     STATE_FIELDS,
@@ -245,3 +246,16 @@ def test_input_offsets_survive_storage(desk: Desk) -> None:
     again = decode_state(encode_state(state))
     assert again == state
     assert again.clock_at.isoformat() == "2025-03-03T11:00:00+01:00"
+
+
+def test_the_fast_sla_record_holds_every_schema_field_in_order(desk: Desk) -> None:
+    # the record keeps `deadline` and `due_at` as epoch microseconds (and the zone to show)
+    stored_as = {"deadline": ("deadline_us",), "due_at": ("due_us", "due_tz")}
+    schema = list(SlaEvent.model_fields)
+    assert list(SlaRecord.FIELDS) == [f for name in schema for f in stored_as.get(name, (name,))]
+    desk.open(policy="escalating")
+    outs = _sla_outs(desk.tick(march(3, 13)))
+    assert outs
+    for out in outs:
+        assert list(out.record.wire_document()) == schema
+        assert list(orjson.loads(out.record.json_bytes())) == schema
