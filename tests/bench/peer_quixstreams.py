@@ -44,11 +44,11 @@ from schemas.topics import (  # noqa: E402
 from tests.bench.peer_routing import route_record, state_dumps, state_loads  # noqa: E402
 
 # What the engine's producer and consumer use (streams/settings.py defaults, the bench's
-# PRODUCER_SETTINGS): acks=all and idempotence (quixstreams' default), linger 5 ms, lz4.
+# PRODUCER_SETTINGS): acks=all and idempotence (quixstreams' default), linger 5 ms, and the
+# engine's compression (`--compression`).
 PRODUCER_CONFIG = {
     "acks": "all",
     "linger.ms": 5,
-    "compression.type": "lz4",
     "batch.size": 256 * 1024,
     "message.max.bytes": 8 * 1024 * 1024,
 }
@@ -129,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("group", help="consumer group; also names the changelog topics")
     parser.add_argument("state_dir", type=Path)
     parser.add_argument("--partitions", type=int, default=6)
+    parser.add_argument("--compression", default="zstd", help="the engine's (bench_pipeline)")
     args = parser.parse_args(argv)
     compiled = native.compiled_modules()
     # bench_pipeline.py reads this line from the log: which build of the core ran here
@@ -146,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         use_changelog_topics=True,
         state_dir=args.state_dir,
         rocksdb_options=RocksDBOptions(dumps=state_dumps, loads=state_loads),
-        producer_extra_config=PRODUCER_CONFIG,
+        producer_extra_config={**PRODUCER_CONFIG, "compression.type": args.compression},
         consumer_extra_config=CONSUMER_CONFIG,
         loglevel="WARNING",
     )
