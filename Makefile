@@ -5,6 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 KAFKA_STATE := .cache/kafka-state.json
+BROKERS ?= 1
 
 .DEFAULT_GOAL := help
 NATIVE := router/native-manifest.json
@@ -57,8 +58,8 @@ lint: $(STAMP) ## ruff on everything, mypy (strict) on schemas, rules, router an
 
 typecheck: lint ## alias of lint
 
-kafka: $(STAMP) ## start a background Kafka; prints KAFKA_BOOTSTRAP_SERVERS=host:port
-	@$(PY) -m streams.local.broker start --state-file $(KAFKA_STATE)
+kafka: $(STAMP) ## start a background Kafka (BROKERS=3: a cluster); prints KAFKA_BOOTSTRAP_SERVERS=...
+	@$(PY) -m streams.local.broker start --state-file $(KAFKA_STATE) --brokers $(BROKERS)
 
 kafka-stop: $(STAMP) ## stop the background Kafka started by `make kafka`
 	@$(PY) -m streams.local.broker stop --state-file $(KAFKA_STATE)

@@ -3,8 +3,9 @@
 ``python -m streams.local.broker start`` starts a detached broker (it outlives this
 process), records it in a state file and prints exactly one line,
 ``KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:PORT``; when the recorded broker still answers it
-only prints that line again. ``stop`` stops it and removes its work dir and the state
-file; ``status`` prints the state as JSON (exit 0 only when the broker answers).
+only prints that line again. ``--brokers 3`` starts a cluster instead
+(``streams.local.cluster``; the line lists every node). ``stop`` stops it and removes its work
+dirs and the state file; ``status`` prints the state as JSON (exit 0 only when it answers).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from streams.local.broker import (
     pid_alive,
     terminate_pid,
 )
+from streams.local.cluster import LocalKafkaCluster
 
 
 def default_state_file() -> Path:
@@ -45,8 +47,18 @@ def read_state(state_file: Path) -> dict[str, Any] | None:
     return state if isinstance(state, dict) and "pid" in state else None
 
 
+def recorded_nodes(state: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """Each recorded JVM ({pid, workdir, ...}): one for a broker, one per cluster node."""
+    nodes = state.get("nodes")
+    return list(nodes) if isinstance(nodes, list) else [state]
+
+
 def is_our_broker(state: Mapping[str, Any]) -> bool:
-    """The recorded pid runs, and (where /proc exists) it is the JVM of that work dir."""
+    """Every recorded pid runs, and (where /proc exists) is the JVM of its work dir."""
+    return all(_is_our_jvm(node) for node in recorded_nodes(state))
+
+
+def _is_our_jvm(state: Mapping[str, Any]) -> bool:
     pid = int(state["pid"])
     if not pid_alive(pid):
         return False
@@ -68,12 +80,12 @@ def _locked(state_file: Path) -> Iterator[None]:
 def _discard(state_file: Path, state: Mapping[str, Any] | None, timeout: float) -> bool:
     """Stop the recorded broker if it is still ours; remove its work dir and state."""
     stopped = False
-    if state is not None:
-        if is_our_broker(state):
-            terminate_pid(int(state["pid"]), timeout)
+    for node in recorded_nodes(state) if state is not None else []:
+        if _is_our_jvm(node):
+            terminate_pid(int(node["pid"]), timeout)
             stopped = True
-        if state.get("workdir"):
-            shutil.rmtree(state["workdir"], ignore_errors=True)
+        if node.get("workdir"):
+            shutil.rmtree(node["workdir"], ignore_errors=True)
     state_file.unlink(missing_ok=True)
     return stopped
 
@@ -84,11 +96,19 @@ def start_background(
     version: str = DEFAULT_VERSION,
     heap: Sequence[str] | None = None,
     timeout: float = 90.0,
+    brokers: int = 1,
 ) -> str:
-    """Return the bootstrap of the recorded live broker, or start a detached one."""
+    """Return the bootstrap of the recorded live broker (or cluster), or start a detached
+    one with `brokers` nodes."""
     with _locked(state_file):
         state = read_state(state_file)
         if state and is_our_broker(state) and broker_answers(str(state["bootstrap"])):
+            running = len(recorded_nodes(state))
+            if running != brokers:
+                raise KafkaLauncherError(
+                    f"a background Kafka of {running} broker(s) runs at {state['bootstrap']}; "
+                    "stop it first (make kafka-stop)"
+                )
             return str(state["bootstrap"])
         _discard(state_file, state, timeout=5.0)
 
@@ -98,23 +118,33 @@ def start_background(
             tmp.write_text(json.dumps(data, indent=2) + "\n")
             os.replace(tmp, state_file)
 
-        # Recorded as soon as the JVM exists, so `stop` finds it even if we die while
-        # it starts; a failed or interrupted start() kills it and we drop the record.
-        spawned: dict[str, Any] = {}
+        # Recorded as soon as a JVM exists, so `stop` finds it even if we die while it
+        # starts; a failed or interrupted start() kills it and we drop the record.
+        spawned: list[dict[str, Any]] = []
 
         def on_spawn(info: dict[str, Any]) -> None:
-            spawned.update(info)
-            record(info, "starting")
+            spawned[:] = [n for n in spawned if n["workdir"] != info["workdir"]] + [info]
+            nodes = {"nodes": spawned} if brokers > 1 else {}
+            record({**spawned[0], **nodes}, "starting")
 
-        kafka = LocalKafka(
-            version=version, heap=heap, start_timeout=timeout, detached=True, on_spawn=on_spawn
-        )
+        kafka: LocalKafka | LocalKafkaCluster
+        if brokers > 1:
+            kafka = LocalKafkaCluster(
+                brokers, version=version, heap=heap, start_timeout=timeout, detached=True,
+                on_spawn=on_spawn,
+            )  # fmt: skip
+        else:
+            kafka = LocalKafka(
+                version=version, heap=heap, start_timeout=timeout, detached=True,
+                on_spawn=on_spawn,
+            )  # fmt: skip
         try:
             bootstrap = kafka.start()
         except BaseException:
             state_file.unlink(missing_ok=True)
             raise
-        record(spawned, "running")
+        nodes = {"nodes": spawned} if brokers > 1 else {}
+        record({**spawned[0], **nodes, "bootstrap": bootstrap}, "running")
         kafka.detach()
         return bootstrap
 
@@ -148,6 +178,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--heap", default=None, help='JVM heap flags, e.g. --heap="-Xmx1g -Xms512m"'
     )
     parser.add_argument("--timeout", type=float, default=90.0, help="start/stop deadline, s")
+    parser.add_argument(
+        "--brokers", type=int, default=1, help="1: one broker; 3 or more: a KRaft cluster"
+    )
     args = parser.parse_args(argv)
     state_file: Path = args.state_file or default_state_file()
     for sig in (signal.SIGTERM, signal.SIGHUP):  # unwind (and clean up) like Ctrl-C
@@ -155,9 +188,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "start":
             heap = args.heap.split() if args.heap else None
+            if args.brokers == 2 or args.brokers < 1:
+                parser.error("--brokers: 1, or 3 and more (a quorum that survives one loss)")
             bootstrap = start_background(
-                state_file, version=args.kafka_version, heap=heap, timeout=args.timeout
-            )
+                state_file, version=args.kafka_version, heap=heap, timeout=args.timeout,
+                brokers=args.brokers,
+            )  # fmt: skip
             print(f"KAFKA_BOOTSTRAP_SERVERS={bootstrap}", flush=True)
             return 0
         if args.command == "stop":

@@ -1,4 +1,4 @@
-"""A throwaway single-node Apache Kafka (KRaft) for tests, the CLI, `make kafka`, `make demo`.
+"""A throwaway Apache Kafka (KRaft) node for tests, the CLI, `make kafka`, `make demo`.
 
 Official Apache Kafka jars, resolved by Maven (``deploy/kafka/pom.xml``) into a cache and
 run as a plain JVM. A foreground ``LocalKafka`` dies with the Python process that started
@@ -15,6 +15,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -22,6 +23,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -59,6 +61,7 @@ __all__ = [
     "KafkaLauncherError",
     "Listener",
     "LocalKafka",
+    "NodeSpec",
     "State",
     "broker_answers",
     "broker_config",
@@ -78,9 +81,24 @@ class State(Enum):
     NEW = "new"
     STARTING = "starting"
     RUNNING = "running"
+    PAUSED = "paused"  # SIGSTOPped: holds its ports and connections, answers nothing
+    DOWN = "down"  # a cluster node killed or shut down, its data kept for a restart
     STOPPING = "stopping"
     STOPPED = "stopped"
     FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One node of a multi-node KRaft cluster: fixed ports (clients and the quorum find it
+    again after a restart), its id among the static `voters`, and the cluster's id."""
+
+    node_id: int
+    client_port: int
+    controller_port: int
+    voters: Mapping[int, str]
+    cluster_id: str
+    replication: int
 
 
 def _run_sync(make: Callable[[], Coroutine[Any, Any, bool]]) -> bool:
@@ -97,7 +115,7 @@ def _run_sync(make: Callable[[], Coroutine[Any, Any, bool]]) -> bool:
 
 
 async def _describe_cluster(
-    bootstrap: str, timeout: float, client: Mapping[str, Any] | None = None
+    bootstrap: str, timeout: float, client: Mapping[str, Any] | None = None, brokers: int = 1
 ) -> bool:
     from aiokafka.admin import AIOKafkaAdminClient
 
@@ -110,7 +128,7 @@ async def _describe_cluster(
     try:
         await asyncio.wait_for(admin.start(), timeout)
         info = await asyncio.wait_for(admin.describe_cluster(), timeout)
-        return bool(info.get("brokers"))
+        return len(info.get("brokers") or ()) >= brokers
     except Exception:
         return False
     finally:
@@ -118,17 +136,26 @@ async def _describe_cluster(
             await admin.close()
 
 
-def broker_answers(
-    bootstrap: str, timeout: float = 5.0, client: Mapping[str, Any] | None = None
-) -> bool:
-    """True when a broker at ``bootstrap`` answers a metadata request with >= 1 broker
-    (``client``: extra aiokafka settings, e.g. SASL credentials)."""
-    host, _, port = bootstrap.split(",")[0].strip().rpartition(":")
+def _port_open(address: str, timeout: float) -> bool:
+    host, _, port = address.strip().rpartition(":")
     try:
-        socket.create_connection((host, int(port)), timeout=min(timeout, 1.0)).close()
+        socket.create_connection((host, int(port)), timeout=timeout).close()
     except (OSError, ValueError):
+        return False
+    return True
+
+
+def broker_answers(
+    bootstrap: str,
+    timeout: float = 5.0,
+    client: Mapping[str, Any] | None = None,
+    brokers: int = 1,
+) -> bool:
+    """True when a broker at ``bootstrap`` answers a metadata request naming >= ``brokers``
+    brokers (``client``: extra aiokafka settings, e.g. SASL credentials)."""
+    if not any(_port_open(a, min(timeout, 1.0)) for a in bootstrap.split(",")):
         return False  # cheap pre-check: spares aiokafka's connection-error logging
-    return _run_sync(lambda: _describe_cluster(bootstrap, timeout, client))
+    return _run_sync(lambda: _describe_cluster(bootstrap, timeout, client, brokers))
 
 
 # ------------------------------------------------------------------------- broker
@@ -150,7 +177,9 @@ class LocalKafka:
 
     ``with LocalKafka() as kafka: kafka.bootstrap``. ``detached=True`` (``make kafka``)
     lets the broker outlive this process once ``detach()`` is called; until then a
-    failed or interrupted ``start()`` still kills it.
+    failed or interrupted ``start()`` still kills it. With a ``node`` spec it is one node of
+    a cluster (``streams.local.cluster``): fixed ports, and ``kill``/``shutdown`` keep its
+    data for ``restart``.
     """
 
     def __init__(
@@ -166,8 +195,10 @@ class LocalKafka:
         stop_timeout: float = 20.0,
         detached: bool = False,
         on_spawn: Callable[[dict[str, Any]], None] | None = None,
+        node: NodeSpec | None = None,
     ) -> None:
         self.version = version
+        self.node = node
         env_heap = os.environ.get("KAFKA_HEAP_OPTS", "").split()
         self.heap = tuple(heap if heap is not None else env_heap or DEFAULT_HEAP)
         self.jvm_opts = tuple(jvm_opts)
@@ -184,6 +215,8 @@ class LocalKafka:
         self._bootstrap: str | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._pid: int | None = None
+        self._address = ""
+        self._libs = self._checkpoint = Path()
         self._lock = threading.Lock()
 
     def __enter__(self) -> LocalKafka:
@@ -222,6 +255,12 @@ class LocalKafka:
 
     def start(self) -> str:
         """Format storage, launch the JVM, wait until it answers; return the bootstrap."""
+        self.spawn()
+        return self.wait_ready()
+
+    def spawn(self) -> None:
+        """Format storage and launch the JVM without waiting for it (a cluster starts every
+        node first: none answers before the quorum has a majority)."""
         with self._lock:
             if self.state is not State.NEW:
                 raise KafkaLauncherError(f"start() on a {self.state.name} broker")
@@ -230,19 +269,28 @@ class LocalKafka:
         try:
             check_prerequisites(need_mvn=False)
             checkpoint = bootstrap_checkpoint(self.version, self.cache_dir)
-            libs = checkpoint.parent / "libs"
+            self._libs, self._checkpoint = checkpoint.parent / "libs", checkpoint
             self.workdir = new_workdir()
-            for attempt in range(3):  # a free port can be taken before the JVM binds it
+            self._spawn()
+        except BaseException:
+            self._fail()
+            raise
+
+    def wait_ready(self) -> str:
+        """Until the spawned node answers (a single node: relaunched on fresh ports when
+        another process took one first); RUNNING, and the bootstrap."""
+        try:
+            for attempt in range(3):
                 try:
-                    self._launch(libs, checkpoint)
+                    self._wait_answering()
                     break
                 except KafkaLauncherError as e:
-                    if attempt == 2 or "Address already in use" not in str(e):
+                    retry = self.node is None and "Address already in use" in str(e)
+                    if attempt == 2 or not retry:
                         raise
+                    self._spawn()
         except BaseException:
-            self.state = State.FAILED
-            self._kill(0.0)
-            self._remove_workdir()
+            self._fail()
             raise
         self.state = State.RUNNING
         if not self.detached:
@@ -250,25 +298,41 @@ class LocalKafka:
         assert self._bootstrap is not None
         return self._bootstrap
 
-    def _launch(self, libs: Path, checkpoint: Path) -> None:
+    def _fail(self) -> None:
+        self.state = State.FAILED
+        self._kill(0.0)
+        self._remove_workdir()
+
+    def _spawn(self) -> None:
         assert self.workdir is not None
         self._kill(0.0)  # a previous attempt's JVM
         data, logs = self.workdir / "data", self.workdir / "logs"
-        shutil.rmtree(data, ignore_errors=True)
         logs.mkdir(exist_ok=True)
-        client = Listener("PLAINTEXT", free_port())
-        ctrl = Listener("CONTROLLER", free_port(), controller=True)
+        node = self.node
+        if node is None:  # fresh ports and storage on every attempt
+            shutil.rmtree(data, ignore_errors=True)
+            client = Listener("PLAINTEXT", free_port())
+            ctrl = Listener("CONTROLLER", free_port(), controller=True)
+            node_id, cluster_id, replication = 1, new_kafka_uuid(), 1
+            voters: Mapping[int, str] = {1: ctrl.address}
+        else:
+            client = Listener("PLAINTEXT", node.client_port)
+            ctrl = Listener("CONTROLLER", node.controller_port, controller=True)
+            node_id, voters = node.node_id, node.voters
+            cluster_id, replication = node.cluster_id, node.replication
         cfg = broker_config(
-            1, [client, ctrl], log_dir=data, voters={1: ctrl.address}, overrides=self.overrides
-        )
+            node_id, [client, ctrl], log_dir=data, voters=voters, replication=replication,
+            overrides=self.overrides,
+        )  # fmt: skip
         props = self.workdir / "server.properties"
         props.write_text(render_properties(cfg))
-        write_storage(data, checkpoint, node_id=1, cluster_id=new_kafka_uuid())
-        java = java_command(libs, logs)
+        if not (data / "meta.properties").is_file():  # a restarted node keeps its log
+            write_storage(data, self._checkpoint, node_id=node_id, cluster_id=cluster_id)
+        java = java_command(self._libs, logs)
         # PR_SET_PDEATHSIG fires when the *thread* that forked exits: main thread only.
         on_main = threading.current_thread() is threading.main_thread()
         preexec = die_with_parent(os.getpid()) if on_main and not self.detached else None
-        with open(logs / "console.log", "wb") as console:
+        with open(logs / "console.log", "ab") as console:
             self._proc = subprocess.Popen(
                 [*java, *self.heap, *BROKER_JVM_FLAGS, *self.jvm_opts, "kafka.Kafka", str(props)],
                 stdin=subprocess.DEVNULL,
@@ -281,10 +345,13 @@ class LocalKafka:
         self._pid = self._proc.pid
         owners = [self._pid] if self.detached else [os.getpid(), self._pid]
         (self.workdir / "owner.json").write_text(json.dumps({"pids": owners}))
-        bootstrap = client.address
+        self._address = client.address
         if self.on_spawn is not None:
-            info = {"pid": self._pid, "bootstrap": bootstrap, "workdir": str(self.workdir)}
+            info = {"pid": self._pid, "bootstrap": client.address, "workdir": str(self.workdir)}
             self.on_spawn({**info, "log": str(self.log_file)})
+
+    def _wait_answering(self) -> None:
+        assert self._proc is not None
         deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
@@ -292,14 +359,62 @@ class LocalKafka:
                     f"Kafka exited with code {self._proc.returncode} during startup\n"
                     + self.log_tail()
                 )
-            if broker_answers(bootstrap, timeout=2.0, client=self.client_config):
-                self._bootstrap = bootstrap
+            if broker_answers(self._address, timeout=2.0, client=self.client_config):
+                self._bootstrap = self._address
                 return
             time.sleep(0.1)
         raise KafkaLauncherError(
-            f"Kafka did not answer on {bootstrap} within {self.start_timeout:.0f}s\n"
+            f"Kafka did not answer on {self._address} within {self.start_timeout:.0f}s\n"
             + self.log_tail()
         )
+
+    # ---------------------------------------------------------- faults (cluster nodes)
+
+    def kill(self) -> None:
+        """SIGKILL: no controlled shutdown; the data stays for `restart`."""
+        self._require(State.RUNNING, State.PAUSED)
+        assert self._proc is not None
+        self._proc.kill()
+        self._proc.wait()
+        self._proc = None
+        self.state = State.DOWN
+
+    def shutdown(self) -> None:
+        """SIGTERM (controlled shutdown: leadership moves first); the data stays."""
+        self._require(State.RUNNING)
+        self._kill(self.stop_timeout)
+        self.state = State.DOWN
+
+    def pause(self) -> None:
+        """SIGSTOP the JVM: its sockets stay open and nothing answers (a hung broker)."""
+        self._require(State.RUNNING)
+        assert self._pid is not None
+        os.kill(self._pid, signal.SIGSTOP)
+        self.state = State.PAUSED
+
+    def resume(self) -> None:
+        self._require(State.PAUSED)
+        assert self._pid is not None
+        os.kill(self._pid, signal.SIGCONT)
+        self.state = State.RUNNING
+
+    def restart(self) -> str:
+        """Launch a killed or shut-down node again on its ports and data; wait until it
+        answers."""
+        self.respawn()
+        return self.wait_ready()
+
+    def respawn(self) -> None:
+        """`restart` without the wait (a whole cluster relaunches every node first)."""
+        self._require(State.DOWN)
+        self.state = State.STARTING
+        self._spawn()
+
+    def _require(self, *states: State) -> None:
+        if self.node is None:
+            raise KafkaLauncherError("faults apply to cluster nodes (streams.local.cluster)")
+        if self.state not in states:
+            raise KafkaLauncherError(f"node {self.node.node_id} is {self.state.name}")
 
     def _kill(self, timeout: float) -> None:
         proc, self._proc = self._proc, None
@@ -320,8 +435,12 @@ class LocalKafka:
             if self.state in (State.NEW, State.STOPPED, State.FAILED):
                 self.state = State.STOPPED if self.state is State.NEW else self.state
                 return
+            paused = self.state is State.PAUSED
             self.state = State.STOPPING
         try:
+            if paused and self._pid is not None:  # a stopped JVM cannot act on SIGTERM
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self._pid, signal.SIGCONT)
             self._kill(self.stop_timeout)
             self._remove_workdir()
         finally:

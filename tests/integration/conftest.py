@@ -27,12 +27,13 @@ class EngineUnderTest:
     prefix: str
     tmp: Path
     workers: list[WorkerProcess] = field(default_factory=list)
+    worker_env: dict[str, str] = field(default_factory=dict)  # every worker's, under `env`
 
     def start_worker(self, *args: str, **env: str) -> WorkerProcess:
         n = len(self.workers)
         worker = WorkerProcess(
             self.bootstrap, self.prefix, self.tmp / f"data-{n}", self.tmp / f"worker-{n}.log",
-            extra_env=env, args=args,
+            extra_env={**self.worker_env, **env}, args=args,
         ).start()
         self.workers.append(worker)
         wait_for(
