@@ -83,7 +83,7 @@ async def publish_ruleset(
     return Published(topic, md.partition, md.offset, name)
 
 
-async def _bounded_records(
+async def bounded_records(
     consumer: AIOKafkaConsumer, ends: Mapping[TopicPartition, int]
 ) -> AsyncIterator[Any]:
     """Records from the consumer's current positions up to `ends` (exclusive).
@@ -125,7 +125,7 @@ async def ruleset_history(
         consumer.assign(tps)
         ends = await consumer.end_offsets(tps)
         await consumer.seek_to_beginning(*tps)
-        async for record in _bounded_records(consumer, ends):
+        async for record in bounded_records(consumer, ends):
             out.append(_ruleset_record(record))
     finally:
         await consumer.stop()
@@ -192,7 +192,7 @@ async def read_messages(
         ends = await consumer.end_offsets(tps)
         for tp in tps:
             consumer.seek(tp, starts[tp])
-        async for record in _bounded_records(consumer, ends):
+        async for record in bounded_records(consumer, ends):
             if record.value is not None:
                 yield record.value
     finally:
