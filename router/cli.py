@@ -141,7 +141,15 @@ def tail(
     topic: Annotated[str, typer.Argument(help="Logical topic, e.g. channel.dlq")],
     settings_file: SettingsOpt = None,
     from_beginning: Annotated[bool, typer.Option("--from-beginning")] = False,
-    limit: Annotated[int, typer.Option(help="Stop after N records (0: follow).")] = 0,
+    limit: Annotated[int, typer.Option(help="Stop after N records (0: no limit).")] = 0,
+    until_end: Annotated[
+        bool,
+        typer.Option(
+            "--until-end",
+            help="Stop at the end offsets the topic had when tail started (also when fewer "
+            "than --limit records are there). Without it, tail follows the topic.",
+        ),
+    ] = False,
 ) -> None:
     """Print records of a topic as JSON lines."""
     from streams.settings import RouterSettings
@@ -149,7 +157,15 @@ def tail(
 
     settings = load_settings(settings_file)
     assert isinstance(settings, RouterSettings)
-    asyncio.run(tail_topic(settings, topic, from_beginning=from_beginning, limit=limit))
+    try:
+        asyncio.run(
+            tail_topic(
+                settings, topic, from_beginning=from_beginning, limit=limit, until_end=until_end
+            )
+        )
+    except LookupError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
 
 
 @app.command()

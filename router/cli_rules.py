@@ -8,7 +8,8 @@ refused publish, 2 usage errors (typer's).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+import contextlib
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -19,13 +20,14 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from router.backtest import Backtest, Outcome, SimulationReport, outcome_dict, report_dict
+from router.stages.contract import InRecord
 from rules import Problem, Ruleset, compile_ruleset, parse_ruleset_file
 from rules.explain import explain as explain_input
 from rules.explain import render_explanation
 from rules.golden import format_outcome, run_cases
 from rules.inputs import Context, context_from_data, input_from_mapping
 from rules.loader import LoadError, parse_text
-from rules.simulate import Backtest, SimulationReport, report_dict
 from schemas.topics import ROUTING_RULES
 
 rules_app = typer.Typer(
@@ -302,40 +304,63 @@ def simulate(
         Path | None, typer.Option("--input", help="Inbound CloudEvents, one JSON per line.")
     ] = None,
     topic: Annotated[
-        str | None, typer.Option(help="Replay this topic (physical name) instead.")
+        list[str] | None,
+        typer.Option(help="Replay this channel topic (physical name) instead; repeatable."),
     ] = None,
     from_time: Annotated[
         str | None, typer.Option("--from-time", help="With --topic: ISO-8601 start time.")
     ] = None,
     bootstrap: Bootstrap = None,
     context: ContextOption = None,
-    limit: Annotated[int, typer.Option(help="Changed tickets to list (0: none).")] = 50,
+    limit: Annotated[int, typer.Option(help="Changed messages to list (0: none).")] = 50,
     as_json: Annotated[bool, typer.Option("--json", help="Report as JSON.")] = False,
+    outcomes: Annotated[
+        Path | None,
+        typer.Option(help="Write what the engine does with each record here, as JSON lines."),
+    ] = None,
     progress: Annotated[bool, typer.Option(help="Progress bar on long runs.")] = True,
 ) -> None:
-    """Replay traffic: queue/priority distributions; with --baseline, what would change."""
-    if (input_file is None) == (topic is None):
+    """Replay traffic through the engine's routing stage: queue/priority distributions and
+    dead letters; with --baseline, what would change. Tickets are decided once, when they
+    open; follow-ups stay on their ticket's queue, as in the engine."""
+    from streams.settings import RouterSettings
+
+    if (input_file is None) == (not topic):
         raise typer.BadParameter("give exactly one of --input FILE or --topic TOPIC")
-    if topic is not None and from_time is None:
+    if topic and from_time is None:
         raise typer.BadParameter("--topic needs --from-time")
     candidate = compile_ruleset(_load(rules))
     old = compile_ruleset(_load(baseline)) if baseline is not None else None
-    bt = Backtest(candidate, old, _context(context))
-    if input_file is not None:
-        size = input_file.stat().st_size
-        with _progress(progress and size >= PROGRESS_MIN_BYTES) as bar:
-            task = bar.add_task("replay", total=size)
-            for n, line in enumerate(_file_lines(input_file), start=1):
-                bt.add_line(line, f"{input_file}:{n}")
-                bar.advance(task, len(line))
-    else:
-        servers, client, _ = _kafka(bootstrap)
-        start = _time(from_time or "")
-        try:
-            asyncio.run(_replay_topic(bt, servers, client, topic or "", start, progress))
-        except LookupError as exc:
-            err.print(f"[red]{exc}[/red]")
-            raise typer.Exit(1) from None
+    ctx = _context(context)
+    if ctx is not None and ctx.orders:
+        err.print("note: the context's orders are not used: the engine takes order facts "
+                  "from the message", style="yellow", markup=False)  # fmt: skip
+    settings = RouterSettings()  # the engine's max_record_bytes and topic prefix
+    with contextlib.ExitStack() as stack:
+        sink = stack.enter_context(outcomes.open("wb")) if outcomes is not None else None
+
+        def write(where: str, record: InRecord, new: Outcome, previous: Outcome | None) -> None:
+            assert sink is not None
+            sink.write(orjson.dumps(outcome_dict(where, record, new, previous)) + b"\n")
+
+        bt = Backtest(candidate, old, ctx, max_record_bytes=settings.max_record_bytes,
+                      on_outcome=write if sink is not None else None)  # fmt: skip
+        if input_file is not None:
+            size = input_file.stat().st_size
+            with _progress(progress and size >= PROGRESS_MIN_BYTES) as bar:
+                task = bar.add_task("replay", total=size)
+                for n, line in enumerate(_file_lines(input_file), start=1):
+                    bt.add_line(line, f"{input_file}:{n}")
+                    bar.advance(task, len(line))
+        else:
+            servers, client, _ = _kafka(bootstrap)
+            start = _time(from_time or "")
+            try:
+                asyncio.run(_replay_topics(bt, servers, client, topic or [], start, progress,
+                                           settings.logical))  # fmt: skip
+            except LookupError as exc:
+                err.print(f"[red]{exc}[/red]")
+                raise typer.Exit(1) from None
     report = bt.report
     if as_json:
         typer.echo(orjson.dumps(report_dict(report, limit), option=orjson.OPT_INDENT_2).decode())
@@ -343,25 +368,28 @@ def simulate(
         _print_report(report, limit)
 
 
-async def _replay_topic(
+async def _replay_topics(
     bt: Backtest,
     bootstrap: str,
     client: dict[str, Any],
-    topic: str,
+    topics: list[str],
     start: datetime,
     progress: bool,
+    logical: Callable[[str], str],
 ) -> None:
     from streams.kafka.rules_topic import message_backlog, read_messages
 
-    total = await message_backlog(bootstrap, topic, start, **client)
-    records: AsyncIterator[bytes] = read_messages(bootstrap, topic, start, **client)
+    total = 0
+    for topic in topics:
+        total += await message_backlog(bootstrap, topic, start, **client)
     with _progress(progress and total > 0) as bar:
         task = bar.add_task("replay", total=total)
-        n = 0
-        async for value in records:
-            n += 1
-            bt.add_line(value, f"{topic}#{n}")
-            bar.advance(task, 1)
+        for topic in topics:
+            async for r in read_messages(bootstrap, topic, start, **client):
+                record = InRecord(logical(r.topic), r.partition, r.offset, r.key, r.value,
+                                  r.timestamp_ms / 1000)  # fmt: skip
+                bt.add(record, f"{r.topic}/{r.partition}@{r.offset}")
+                bar.advance(task, 1)
 
 
 def _share(count: int, total: int) -> str:
@@ -369,11 +397,17 @@ def _share(count: int, total: int) -> str:
 
 
 def _print_report(rep: SimulationReport, limit: int) -> None:
-    head = f"{rep.total} messages replayed through {rep.ruleset}"
+    head = f"{rep.total} records replayed through {rep.ruleset}"
     console.print(head + (f" (baseline {rep.baseline})" if rep.baseline else ""))
-    if rep.skipped:
-        console.print(f"[yellow]{rep.skipped} lines skipped[/yellow]")
-        for where, reason in rep.skipped_samples[:10]:
+    cand = rep.candidate
+    console.print("outcomes: " + ", ".join(
+        f"{k} {n}" for k, n in sorted(cand.outcomes.items(), key=lambda kv: (-kv[1], kv[0]))
+    ), markup=False)  # fmt: skip
+    if cand.dead_letters:
+        reasons = ", ".join(f"{k} {n}" for k, n in cand.dead_letters.most_common())
+        console.print(f"[yellow]{sum(cand.dead_letters.values())} dead-lettered[/yellow] "
+                      f"({reasons}) as the engine would:")  # fmt: skip
+        for where, reason in rep.dead_letter_samples[:10]:
             console.print(f"  {where}: {reason}", markup=False)
     prev = rep.previous
     for title, new, old in (
@@ -384,7 +418,7 @@ def _print_report(rep: SimulationReport, limit: int) -> None:
             title, "messages", "share", *(("baseline", "delta") if old is not None else ())
         )
         for key in sorted(set(new) | set(old or {}), key=lambda k: (-new.get(k, 0), k)):
-            row = [key, str(new.get(key, 0)), _share(new.get(key, 0), rep.total)]
+            row = [key, str(new.get(key, 0)), _share(new.get(key, 0), rep.routed)]
             if old is not None:
                 row += [str(old.get(key, 0)), f"{new.get(key, 0) - old.get(key, 0):+d}"]
             table.add_row(*row)
@@ -392,7 +426,10 @@ def _print_report(rep: SimulationReport, limit: int) -> None:
     console.print(f"vendor fallbacks: {rep.candidate.fallbacks}")
     if prev is None:
         return
-    console.print(f"{len(rep.changes)} messages would change destination")
+    console.print(
+        f"{len(rep.changes)} messages would change destination "
+        f"({len(rep.changed_tickets)} tickets routed differently when they opened)"
+    )
     if rep.priority_pairs:
         moves = sorted(rep.priority_pairs.items(), key=lambda kv: (-kv[1], kv[0]))
         console.print("priority changes: " + ", ".join(f"{a} -> {b}: {n}" for (a, b), n in moves))

@@ -1,4 +1,4 @@
-"""The routing-rule language: load, validate, compile, evaluate, explain, test, backtest.
+"""The routing-rule language: load, validate, compile, evaluate, explain, test.
 
 Public API (what the worker and the CLI use):
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 import structlog
+from aiokafka.errors import KafkaError
 
 _SECRET_KEYS = frozenset({"password", "sasl_password", "secret", "token", "api_key"})
 
@@ -17,6 +18,44 @@ def redact_secrets(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
     for key in event.keys() & _SECRET_KEYS:
         event[key] = "**********"
     return event
+
+
+# aiokafka messages about a condition it retries itself that carry no error object.
+_TRANSIENT_MESSAGES = frozenset({"Topic %s not found in cluster metadata"})
+
+
+def _retriable(arg: object) -> bool:
+    if isinstance(arg, KafkaError):
+        return bool(arg.retriable)
+    # some messages pass the error class, not an instance
+    return isinstance(arg, type) and issubclass(arg, KafkaError) and bool(
+        getattr(arg, "retriable", False)
+    )
+
+
+class TransientKafkaErrors(logging.Filter):
+    """aiokafka logs at error level conditions it retries by itself: no group coordinator yet
+    on a fresh cluster, a leader moving while topics are created, a topic not yet in the
+    metadata. They are warnings: an `error` line must mean something an operator acts on."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if (
+            record.levelno == logging.ERROR
+            and record.name.startswith("aiokafka")
+            and (
+                record.msg in _TRANSIENT_MESSAGES
+                or any(_retriable(a) for a in _args(record))
+            )
+        ):
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+def _args(record: logging.LogRecord) -> tuple[object, ...]:
+    args = record.args
+    if isinstance(args, tuple):
+        return args
+    return () if args is None else (args,)
 
 
 def _dumps(obj: Any, default: Any = None) -> str:
@@ -51,8 +90,10 @@ def configure_logging(level: str = "INFO") -> None:
             ],
         )
     )
+    handler.addFilter(TransientKafkaErrors())
     root = logging.getLogger()
     root.handlers[:] = [handler]
+    logging.captureWarnings(True)  # warnings.warn lines as JSON too, not bare stderr text
     root.setLevel(level)
     # faust and aiokafka are chatty at INFO about every rebalance step.
     for noisy in ("aiokafka", "faust", "mode"):

@@ -138,6 +138,9 @@ class BoundedWorker(faust.Worker):
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
+        # faust's terminal spinner writes cursor escapes to stdout even when it is not a tty;
+        # without it faust logs "Ready" instead, as JSON like every other line.
+        self.spinner = None
         self.watchdog = ShutdownWatchdog(shutdown_timeout_s)
         self.early = early
 

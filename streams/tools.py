@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import AsyncIterator
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from streams.kafka.client import client_kwargs
+from streams.kafka.compacted import topic_partitions
+from streams.kafka.rules_topic import bounded_records
 from streams.settings import RouterSettings
 
 
@@ -24,10 +28,20 @@ async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
 
 
 async def tail_topic(
-    settings: RouterSettings, logical: str, *, from_beginning: bool, limit: int
+    settings: RouterSettings,
+    logical: str,
+    *,
+    from_beginning: bool,
+    limit: int,
+    until_end: bool = False,
 ) -> int:
+    """Write a topic's record values to stdout, one per line; returns how many.
+
+    Stops after `limit` records (0: no limit). With `until_end`, also stops at the end offsets
+    the partitions had when the tail started (at once when they are empty, or when starting
+    at the end); without it, it follows the topic until interrupted.
+    LookupError when `until_end` is given and the topic does not exist."""
     consumer = AIOKafkaConsumer(
-        settings.topic(logical),
         **client_kwargs(settings),
         auto_offset_reset="earliest" if from_beginning else "latest",
         enable_auto_commit=False,
@@ -35,7 +49,19 @@ async def tail_topic(
     await consumer.start()
     seen = 0
     try:
-        async for record in consumer:
+        if until_end:
+            tps = await topic_partitions(consumer, settings.topic(logical), timeout=5.0)
+            consumer.assign(tps)
+            ends = await consumer.end_offsets(tps)
+            if from_beginning:
+                await consumer.seek_to_beginning(*tps)
+            else:
+                await consumer.seek_to_end(*tps)
+            records: AsyncIterator[Any] = bounded_records(consumer, ends)
+        else:
+            consumer.subscribe([settings.topic(logical)])
+            records = aiter(consumer)
+        async for record in records:
             value = record.value.decode("utf-8", "replace") if record.value else ""
             sys.stdout.write(value + "\n")
             sys.stdout.flush()
@@ -43,7 +69,7 @@ async def tail_topic(
             if limit and seen >= limit:
                 break
     finally:
-        await consumer.stop()
+        await stop_consumer(consumer)
     return seen
 
 

@@ -3,8 +3,9 @@
 - `publish_ruleset`: one CloudEvent (`support.ruleset.published`, key = ruleset name) on
   the compacted `routing.rules` topic; workers validate and switch on their side.
 - `ruleset_history`: every ruleset record still on the topic, oldest first.
-- `read_messages`: raw inbound records of a channel topic from a point in time up to the
-  end offsets at call time (a bounded replay for `router simulate --topic`).
+- `read_messages`: raw inbound records (with key and position) of a channel topic from a
+  point in time up to the end offsets at call time (a bounded replay for `router simulate
+  --topic`).
 
 Plain async functions over aiokafka: no faust app, no consumer group, nothing committed.
 `**client` passes extra aiokafka settings (security protocol, SASL: see
@@ -83,7 +84,7 @@ async def publish_ruleset(
     return Published(topic, md.partition, md.offset, name)
 
 
-async def _bounded_records(
+async def bounded_records(
     consumer: AIOKafkaConsumer, ends: Mapping[TopicPartition, int]
 ) -> AsyncIterator[Any]:
     """Records from the consumer's current positions up to `ends` (exclusive).
@@ -125,7 +126,7 @@ async def ruleset_history(
         consumer.assign(tps)
         ends = await consumer.end_offsets(tps)
         await consumer.seek_to_beginning(*tps)
-        async for record in _bounded_records(consumer, ends):
+        async for record in bounded_records(consumer, ends):
             out.append(_ruleset_record(record))
     finally:
         await consumer.stop()
@@ -179,10 +180,20 @@ async def _start_offsets(
     return {tp: (found[tp].offset if found.get(tp) is not None else ends[tp]) for tp in tps}
 
 
+@dataclass(frozen=True, slots=True)
+class TopicRecord:
+    topic: str  # physical
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp_ms: int
+
+
 async def read_messages(
     bootstrap: str, topic: str, from_time: datetime, **client: Any
-) -> AsyncIterator[bytes]:
-    """Values of `topic` written at or after `from_time`, up to the end offsets at start."""
+) -> AsyncIterator[TopicRecord]:
+    """Records of `topic` written at or after `from_time`, up to the end offsets at start."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, **client)
     await consumer.start()
     try:
@@ -192,8 +203,8 @@ async def read_messages(
         ends = await consumer.end_offsets(tps)
         for tp in tps:
             consumer.seek(tp, starts[tp])
-        async for record in _bounded_records(consumer, ends):
-            if record.value is not None:
-                yield record.value
+        async for record in bounded_records(consumer, ends):
+            yield TopicRecord(topic, record.partition, record.offset, record.key, record.value,
+                              record.timestamp)  # fmt: skip
     finally:
         await consumer.stop()

@@ -32,7 +32,7 @@ from streams.local.install import (
     BROKER_JVM_FLAGS,
     DEFAULT_HEAP,
     DEFAULT_VERSION,
-    DOCKER_IMAGE,
+    DOCKER_CLIENT_PORT,
     INSTALL_HINT,
     MESSAGE_MAX_BYTES,
     KafkaLauncherError,
@@ -42,6 +42,8 @@ from streams.local.install import (
     check_prerequisites,
     default_cache_dir,
     die_with_parent,
+    docker_image,
+    docker_kafka_env,
     free_port,
     jars_cached,
     java_command,
@@ -496,20 +498,42 @@ def resolve_bootstrap(stack: contextlib.ExitStack, *, version: str = DEFAULT_VER
     if local_kafka_available(version):
         return stack.enter_context(LocalKafka(version=version)).bootstrap
     if docker_available():
-        from testcontainers.community.kafka import KafkaContainer
-
-        container = (
-            KafkaContainer(os.environ.get("ROUTER_KAFKA_IMAGE", DOCKER_IMAGE))
-            .with_kraft()
-            .with_env("KAFKA_AUTO_CREATE_TOPICS_ENABLE", "false")
-            .with_env("KAFKA_MESSAGE_MAX_BYTES", str(MESSAGE_MAX_BYTES))
-        )
-        return str(stack.enter_context(container).get_bootstrap_server())
+        return _start_container(stack, version)
     raise KafkaLauncherError(
         "no Kafka available; choose one of: (1) set KAFKA_BOOTSTRAP_SERVERS=host:port of a "
         f"running broker; (2) {INSTALL_HINT} for a local broker from the Apache Kafka jars; "
         "(3) start a Docker engine so testcontainers can run Kafka"
     )
+
+
+# testcontainers' KafkaContainer scripts Confluent images (cp-kafka paths, a "7.0.0" minimum
+# tag for KRaft); the official apache/kafka image runs as a plain container configured by env.
+CONTAINER_MODULE = "testcontainers.core.container"
+CONTAINER_START_TIMEOUT_S = 90.0
+
+
+def _start_container(stack: contextlib.ExitStack, version: str) -> str:
+    """A throwaway ``apache/kafka:<version>`` container (``ROUTER_KAFKA_IMAGE`` overrides),
+    stopped when ``stack`` closes. Not exercised on machines without a Docker engine."""
+    import importlib
+
+    container_cls = importlib.import_module(CONTAINER_MODULE).DockerContainer
+    port = free_port()
+    container = container_cls(os.environ.get("ROUTER_KAFKA_IMAGE", docker_image(version)))
+    for key, value in docker_kafka_env(port, cluster_id=new_kafka_uuid()).items():
+        container = container.with_env(key, value)
+    container = container.with_bind_ports(DOCKER_CLIENT_PORT, port)
+    stack.enter_context(container)
+    bootstrap = f"127.0.0.1:{port}"
+    deadline = time.monotonic() + CONTAINER_START_TIMEOUT_S
+    while not broker_answers(bootstrap, timeout=2.0):
+        if time.monotonic() > deadline:
+            raise KafkaLauncherError(
+                f"Kafka container {container.image} did not answer on {bootstrap} "
+                f"within {CONTAINER_START_TIMEOUT_S:.0f}s"
+            )
+        time.sleep(0.5)  # poll interval of a deadline-bounded wait
+    return bootstrap
 
 
 @contextlib.contextmanager

@@ -32,7 +32,10 @@ DEFAULT_VERSION = "4.1.1"
 DEFAULT_HEAP = ("-Xmx512m", "-Xms256m")
 BROKER_JVM_FLAGS = ("-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-XX:+ExitOnOutOfMemoryError")
 MESSAGE_MAX_BYTES = 8 * 1024 * 1024
-DOCKER_IMAGE = "confluentinc/cp-kafka:7.6.0"
+# The Docker fallback runs the official image of the same release as the jars.
+DOCKER_IMAGE_REPO = "apache/kafka"
+DOCKER_CLIENT_PORT = 9092
+DOCKER_CONTROLLER_PORT = 9093
 INSTALL_HINT = (
     "install a Java 17+ runtime and Maven (Debian/Ubuntu: apt-get install "
     "openjdk-17-jre-headless maven; macOS: brew install openjdk@17 maven)"
@@ -215,6 +218,26 @@ def broker_config(
         cfg["inter.broker.listener.name"] = inter_broker_listener or clients[0].name
     cfg.update(overrides or {})
     return cfg
+
+
+def docker_image(version: str = DEFAULT_VERSION) -> str:
+    return f"{DOCKER_IMAGE_REPO}:{version}"
+
+
+def docker_kafka_env(host_port: int, *, cluster_id: str) -> dict[str, str]:
+    """Environment of a single-node KRaft ``apache/kafka`` container whose client port is
+    published on ``host_port`` of 127.0.0.1: the same ``broker_config`` as the local broker,
+    as the image's ``KAFKA_*`` variables (dots become underscores)."""
+    client = Listener("PLAINTEXT", DOCKER_CLIENT_PORT, host="0.0.0.0")
+    ctrl = Listener("CONTROLLER", DOCKER_CONTROLLER_PORT, host="localhost", controller=True)
+    cfg = broker_config(
+        1, [client, ctrl], log_dir="/tmp/kraft-combined-logs", voters={1: ctrl.address},
+        # clients reach the broker through the published port, not the container's own
+        overrides={"advertised.listeners": f"PLAINTEXT://127.0.0.1:{host_port}"},
+    )  # fmt: skip
+    env = {"KAFKA_" + key.upper().replace(".", "_"): value for key, value in cfg.items()}
+    env["CLUSTER_ID"] = cluster_id
+    return env
 
 
 def sasl_acl_overrides(users: Mapping[str, str], admin: str = "admin") -> dict[str, str]:

@@ -124,7 +124,8 @@ def test_simulate_with_baseline() -> None:
                               str(EXAMPLES / "context.yaml"), "--limit", "5"])  # fmt: skip
     assert res.exit_code == 0, res.output
     out = res.stdout
-    assert "200 messages replayed through marketplace@2.0.0 (baseline marketplace@1.0.0)" in out
+    assert "200 records replayed through marketplace@2.0.0 (baseline marketplace@1.0.0)" in out
+    assert "outcomes: opened 172, followup 28" in out
     assert "would change destination" in out
     assert "dept:general [catch-all] -> dept:desk_it [desk-it]" in out
     assert "more (--limit)" in out
