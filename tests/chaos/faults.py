@@ -60,6 +60,15 @@ class Outcome:
 
 
 OUTCOMES: list[Outcome] = []
+# Each scenario's line in the table (and in the README's copy of it)
+SCENARIOS = {
+    "broker_killed": "a broker killed (SIGKILL), then restarted",
+    "broker_paused": f"a broker paused (SIGSTOP) {2 * SESSION_TIMEOUT_S:.0f} s, then resumed",
+    "cluster_restarted": "the whole cluster stopped and started again",
+    "workers_scaled": "workers scaled 1 -> 3 -> 1, then a rolling restart",
+    "reload_in_rebalance": "a hot rules reload while a worker joins (rebalance)",
+    "sla_in_failover": "SLA breaches falling due while a broker is down (breaches as inbound)",
+}
 
 
 def write_table(path: Path = TABLE) -> Path | None:

@@ -5,12 +5,24 @@ poison record on the DLQ once. The outcomes make the README's fault table."""
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import pytest
 
 from streams.local.cluster import LocalKafkaCluster
-from tests.chaos.faults import SESSION_TIMEOUT_S, Load, drive
+from tests.chaos.faults import OUTCOMES, SCENARIOS, SESSION_TIMEOUT_S, Load, Outcome, drive
+from tests.harness import Output, wait_for
 from tests.integration.conftest import EngineUnderTest
+from tests.integration.test_rules_reload import V1, V2, activated, publish
+from tests.integration.test_sla import (
+    SLA_TOPICS,
+    ids_per_firing,
+    open_tickets,
+    routed_ticket_ids,
+    sla,
+    sla_env,
+    write_policy,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 
@@ -41,7 +53,7 @@ def test_a_broker_killed_and_restarted(cluster_engine: ClusterEngine) -> None:
         cluster.wait_complete()
         _then(load, 300)
 
-    outcome = drive(engine, "a broker killed (SIGKILL), then restarted", fault)
+    outcome = drive(engine, SCENARIOS["broker_killed"], fault)
     assert outcome.clean, outcome
 
 
@@ -58,8 +70,7 @@ def test_a_broker_paused_past_the_session_timeout(cluster_engine: ClusterEngine)
         cluster.wait_complete()
         _then(load, 300)
 
-    scenario = f"a broker paused (SIGSTOP) {2 * SESSION_TIMEOUT_S:.0f} s, then resumed"
-    outcome = drive(engine, scenario, fault)
+    outcome = drive(engine, SCENARIOS["broker_paused"], fault)
     assert outcome.clean, outcome
 
 
@@ -75,7 +86,7 @@ def test_the_whole_cluster_restarted_under_a_running_engine(
         cluster.start_all()
         _then(load, 500, timeout=180)
 
-    outcome = drive(engine, "the whole cluster stopped and started again", fault)
+    outcome = drive(engine, SCENARIOS["cluster_restarted"], fault)
     assert outcome.clean, outcome
     assert worker.proc is not None
     assert worker.proc.poll() is None, "the worker gave up"
@@ -101,5 +112,63 @@ def test_workers_scaled_up_and_down_then_a_rolling_restart(
         assert replacement.proc is not None
         assert replacement.proc.poll() is None
 
-    outcome = drive(engine, "workers scaled 1 -> 3 -> 1, then a rolling restart", fault)
+    outcome = drive(engine, SCENARIOS["workers_scaled"], fault)
+    assert outcome.clean, outcome
+
+
+def test_sla_deadlines_falling_due_during_a_broker_failover(
+    cluster_engine: ClusterEngine, tmp_path: Path
+) -> None:
+    engine, cluster = cluster_engine
+    tickets = 150
+    # warnings at 4 s, breaches at 8 s, rungs 2 and 3 at 10 s and 12 s after opening
+    policy = write_policy(tmp_path, first_response="8s",
+                          escalation="[{}, {after: 2s}, {after: 2s}]")  # fmt: skip
+    engine.start_worker(**sla_env(policy))
+    open_tickets(engine, tickets, "failover")
+    collector = engine.collector(*SLA_TOPICS)
+    collector.poll_until(lambda outs: len(sla(outs, "warning")) >= 10, 90, "warnings firing")
+    victim = cluster.nodes[2]
+    victim.kill()  # the leaders it held move while warnings and breaches fall due
+
+    def complete(outs: list[Output]) -> bool:
+        return len({e.ticket_id for _, e in sla(outs, "breached") if e.level == 3}) >= tickets
+
+    collector.poll_until(complete, 180, "the third rung for every ticket, one broker down",
+                         describe=lambda outs: f"{len(ids_per_firing(outs))} distinct firings")
+    victim.restart()
+    cluster.wait_complete()
+    outputs = collector.poll_until(complete, 60, "every firing, the broker back")
+    tids = routed_ticket_ids(outputs)
+    ids = ids_per_firing(outputs)
+    breaches = {(t, "first_response", "breached", level) for t in tids for level in (1, 2, 3)}
+    # A warning held back past its breach is dropped by design (the breach supersedes it)
+    warnings = {(t, "first_response", "warning", 0) for t in tids}
+    outcome = Outcome(
+        scenario=SCENARIOS["sla_in_failover"],
+        inbound=len(breaches), poison=0,
+        lost=len(breaches - set(ids)),
+        duplicates=sum(1 for v in ids.values() if len(v) > 1),
+        split_tickets=0, poison_missing=0, poison_repeated=0,
+    )  # fmt: skip
+    OUTCOMES.append(outcome)
+    assert len(tids) == tickets
+    assert set(ids) - breaches <= warnings, sorted(set(ids) - breaches - warnings)[:10]
+    assert outcome.clean, outcome
+    print(f"{len(set(ids) & warnings)} of {tickets} warnings published before their breach")
+
+
+def test_a_hot_rules_reload_during_a_rebalance(cluster_engine: ClusterEngine) -> None:
+    engine, _ = cluster_engine
+    first = engine.start_worker("--rules", str(V1))
+
+    def fault(load: Load) -> None:
+        _then(load, 300)
+        second = engine.start_worker("--rules", str(V1))  # joins: partitions move
+        publish(engine, V2)  # while they do
+        wait_for(lambda: all(activated(w, "2.0.0") for w in (first, second)), 90,
+                 "both workers to activate ruleset 2.0.0")  # fmt: skip
+        _then(load, 300)
+
+    outcome = drive(engine, SCENARIOS["reload_in_rebalance"], fault)
     assert outcome.clean, outcome
