@@ -24,8 +24,8 @@ from rules.explain import explain as explain_input
 from rules.explain import render_explanation
 from rules.golden import format_outcome, run_cases
 from rules.inputs import Context, context_from_data, input_from_mapping
-from rules.loader import LoadError, parse_text
 from rules.simulate import Backtest, SimulationReport, report_dict
+from rules.source import LoadError, parse_text
 from schemas.topics import ROUTING_RULES
 
 rules_app = typer.Typer(

@@ -33,7 +33,7 @@ def _settings(path: Path | None) -> Any:
 def load_profiles(path: Path) -> tuple[list[VendorProfile], list[str]]:
     """Profiles from a YAML/JSON list (or a mapping with a `vendors` list, like the
     `--context` files of `router simulate`), and every problem found."""
-    from rules.loader import LoadError, parse_text
+    from rules.source import LoadError, parse_text
 
     try:
         data = parse_text(path.read_text(encoding="utf-8"), str(path)).data

@@ -15,7 +15,7 @@ import orjson
 
 from rules.ast import Ruleset
 from rules.compile import CompiledRuleset
-from rules.loader import MAX_DOCUMENT_CHARS, LoadError, SourceDoc, parse_text
+from rules.source import MAX_DOCUMENT_CHARS, LoadError, SourceDoc, parse_text
 from rules.validate import Problem, validate_source
 from schemas.envelope import envelope
 from schemas.rules_event import RULESET_PUBLISHED

@@ -53,7 +53,7 @@ from router.routing import RoutingContext, TicketFacts  # noqa: E402
 from router.rules_policy import RulesetPolicy  # noqa: E402
 from rules import CompiledRuleset, NaiveEvaluator, RuleInput, Ruleset  # noqa: E402
 from rules.facts import Facts, TicketInfo  # noqa: E402
-from rules.loader import SourceDoc  # noqa: E402
+from rules.source import SourceDoc  # noqa: E402
 from rules.validate import validate_source  # noqa: E402
 from schemas.message import InboundMessage  # noqa: E402
 from schemas.vendor import VendorProfile, VendorStatus, VendorTier  # noqa: E402

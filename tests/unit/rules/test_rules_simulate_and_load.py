@@ -9,8 +9,8 @@ import orjson
 
 from rules import CompiledRuleset, load_ruleset_document, load_ruleset_file, ruleset_record
 from rules.inputs import context_from_data
-from rules.loader import parse_text
 from rules.simulate import Backtest, report_dict, simulate
+from rules.source import parse_text
 from schemas.rules_event import RULESET_PUBLISHED
 from tests.unit.rules.rules_support import EXAMPLES, make_input
 
