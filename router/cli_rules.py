@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from router.cli_settings import load_settings
 from rules import Problem, Ruleset, compile_ruleset, parse_ruleset_file
 from rules.explain import explain as explain_input
 from rules.explain import render_explanation
@@ -72,9 +73,7 @@ def _sla(value: str | None, config: Path | None = None) -> list[str]:
     from router.engine_sla import SlaConfigError, engine_sla_policies
 
     if config is None:
-        from streams.settings import RouterSettings
-
-        config = RouterSettings().sla_policies_file
+        config = load_settings(None).sla_policies_file
     try:
         return list(engine_sla_policies(config))
     except SlaConfigError as exc:
@@ -214,9 +213,8 @@ def _time(value: str) -> datetime:
 def _kafka(bootstrap: str | None) -> tuple[str, dict[str, Any], Any]:
     """Bootstrap servers, other client settings (security) and the engine settings."""
     from streams.kafka.client import client_kwargs
-    from streams.settings import RouterSettings
 
-    settings = RouterSettings()
+    settings = load_settings(None)
     client = client_kwargs(settings)
     servers = str(client.pop("bootstrap_servers"))
     return bootstrap or servers, client, settings

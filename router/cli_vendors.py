@@ -36,33 +36,42 @@ def load_profiles(path: Path) -> tuple[list[VendorProfile], list[str]]:
     from rules.source import LoadError, parse_text
 
     try:
-        data = parse_text(path.read_text(encoding="utf-8"), str(path)).data
+        src = parse_text(path.read_text(encoding="utf-8"), str(path))
     except (OSError, UnicodeDecodeError) as exc:
-        return [], [f"{path}: cannot read: {exc}"]
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        return [], [f"{path}: cannot read: {reason}"]
     except LoadError as exc:
         return [], [str(exc)]
+    data = src.data
+    base: tuple[str, ...] = ()
     if isinstance(data, dict) and "vendors" in data:
-        data = data["vendors"]
+        data, base = data["vendors"], ("vendors",)
     if not isinstance(data, list):
         return [], [f"{path}: expected a list of vendor profiles (or a `vendors:` list)"]
     profiles: list[VendorProfile] = []
     problems: list[str] = []
     seen: set[str] = set()
+    first_line: dict[str, int | None] = {}
     for i, item in enumerate(data):
-        label = f"{path}: vendors[{i}]"
-        if isinstance(item, dict) and "vendor_id" in item:
-            label += f" ({item['vendor_id']})"
+        label = f"vendors[{i}]"
+        vendor_id = item.get("vendor_id") if isinstance(item, dict) else None
+        if isinstance(vendor_id, str):
+            label += f" ({vendor_id[:64]})"
         try:
             profile = VendorProfile.model_validate(item)
         except ValidationError as exc:
             for e in exc.errors():
                 where = ".".join(str(p) for p in e["loc"]) or "profile"
-                problems.append(f"{label}: {where}: {e['msg']}")
+                at = src.line((*base, i, *e["loc"])) or "?"
+                problems.append(f"{path}:{at}: {label}: {where}: {e['msg']}")
             continue
+        line = src.line((*base, i))
         if profile.vendor_id in seen:
-            problems.append(f"{label}: vendor {profile.vendor_id!r} listed twice")
+            problems.append(f"{path}:{line or '?'}: {label}: vendor {profile.vendor_id!r} "
+                            f"listed twice (first at line {first_line[profile.vendor_id]})")
             continue
         seen.add(profile.vendor_id)
+        first_line[profile.vendor_id] = line
         profiles.append(profile)
     return profiles, problems
 

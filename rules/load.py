@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Collection
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import orjson
 
@@ -82,26 +81,15 @@ def load_ruleset_document(
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         return [Problem(source, None, None, f"not UTF-8: {exc}")]
-    doc = _unwrap(text)
-    if doc is not None:
-        src = SourceDoc(source, doc)
-        parsed = parse_source(src, sla_policies=sla_policies)
-    else:
-        parsed = parse_ruleset_text(text, source, sla_policies=sla_policies)
-    return parsed if isinstance(parsed, list) else CompiledRuleset(parsed)
-
-
-def _unwrap(text: str) -> Any | None:
-    """The `data` of a CloudEvents envelope, or None when `text` is not one."""
-    if not text.lstrip().startswith("{"):
-        return None
     try:
-        value = orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return None
-    if isinstance(value, dict) and "specversion" in value and "data" in value:
-        return value["data"]
-    return None
+        src = parse_text(text, source)
+    except LoadError as exc:
+        return [Problem(exc.file, exc.line, None, exc.message)]
+    doc = src.data
+    if isinstance(doc, dict) and "specversion" in doc and "data" in doc:
+        src = src.child("data")  # a CloudEvent: the ruleset is its data
+    parsed = parse_source(src, sla_policies=sla_policies)
+    return parsed if isinstance(parsed, list) else CompiledRuleset(parsed)
 
 
 def ruleset_record(ruleset: Ruleset, *, at: datetime, source: str = "router-cli") -> bytes:

@@ -8,12 +8,10 @@ the environment overrides.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import (
     BaseSettings,
@@ -21,23 +19,46 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from rules.source import LoadError, parse_text
+
+
+class SettingsFileError(ValueError):
+    """The settings file cannot be read or parsed (one line: `file:line: field: message`)."""
+
 
 class _FileSource(PydanticBaseSettingsSource):
     def __init__(self, settings_cls: type[BaseSettings], path: Path | None) -> None:
         super().__init__(settings_cls)
         self._data: dict[str, Any] = {}
         if path is not None:
-            text = path.read_text()
-            loaded = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-            if not isinstance(loaded, dict):
-                raise ValueError(f"{path}: settings file must hold a mapping")
-            self._data = loaded
+            self._data = read_settings_file(path)
 
     def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
         return self._data.get(field_name), field_name, False
 
     def __call__(self) -> dict[str, Any]:
         return {k: v for k, v in self._data.items() if k in self.settings_cls.model_fields}
+
+
+def read_settings_file(path: Path) -> dict[str, Any]:
+    """The mapping of a YAML or JSON settings file; SettingsFileError says what is wrong."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise SettingsFileError(f"{path}: cannot read: {reason}") from None
+    try:
+        src = parse_text(text, str(path), "json" if path.suffix == ".json" else "yaml",
+                         aliases=True)  # fmt: skip
+    except LoadError as exc:
+        raise SettingsFileError(str(exc)) from None
+    if not isinstance(src.data, dict):
+        raise SettingsFileError(f"{path}:{src.line(()) or 1}: a settings file holds a mapping")
+    unknown = [k for k in src.data if k not in RouterSettings.model_fields]
+    if unknown:  # a misspelt setting would otherwise be ignored without a word
+        key = unknown[0]
+        raise SettingsFileError(f"{path}:{src.line((key,))}: {key}: unknown setting")
+    return src.data
 
 
 class RouterSettings(BaseSettings):

@@ -13,8 +13,14 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
 
-import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from router.ids import derive_id
 from router.sla.calendar import AlwaysOpen, BusinessHours, Calendar, FollowTheSun
@@ -23,6 +29,7 @@ from router.sla.terms import MetricTerms as MetricTerms
 from router.sla.terms import Rung as Rung
 from router.sla.terms import SlaConfig as SlaConfig
 from router.sla.terms import SlaPolicy as SlaPolicy
+from rules.source import LoadError, parse_text, validation_errors
 from schemas.sla import SlaMetric
 from schemas.ticket import QUEUE_PATTERN, Priority
 
@@ -249,14 +256,35 @@ def _build_calendar(name: str, spec: AlwaysSpec | BusinessHoursSpec) -> Calendar
     )
 
 
-def parse_sla_config(text: str) -> SlaConfig:
-    """Validate YAML text and build it; ValueError (pydantic's or ours) names what is wrong."""
-    spec = SlaPolicyFile.model_validate(yaml.safe_load(text))
+class SlaPolicyError(ValueError):
+    """An SLA policy file that cannot be used: one line, `file:line: field: message` for each
+    problem (at most the first few), separated by `; `."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+def parse_sla_config(text: str, file: str = "<sla policies>") -> SlaConfig:
+    """Validate YAML (or JSON) text and build it; SlaPolicyError names what is wrong."""
+    try:
+        src = parse_text(text, file, "json" if file.endswith(".json") else "yaml", aliases=True)
+    except LoadError as exc:
+        raise SlaPolicyError([str(exc)]) from None
+    try:
+        spec = SlaPolicyFile.model_validate(src.data)
+    except ValidationError as exc:
+        raise SlaPolicyError(validation_errors(src, exc, limit=5)) from None
     try:
         return build_config(spec)
     except CalendarError as exc:
-        raise ValueError(str(exc)) from exc
+        raise SlaPolicyError([f"{file}: {exc}"]) from exc
 
 
 def load_sla_config(path: Path = DEFAULT_POLICY_FILE) -> SlaConfig:
-    return parse_sla_config(path.read_text(encoding="utf-8"))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise SlaPolicyError([f"{path}: cannot read: {reason}"]) from None
+    return parse_sla_config(text, str(path))
