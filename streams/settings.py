@@ -62,7 +62,9 @@ def read_settings_file(path: Path) -> dict[str, Any]:
 
 
 class RouterSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="ROUTER_", frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="ROUTER_", frozen=True, extra="ignore", allow_inf_nan=False
+    )
 
     kafka_bootstrap_servers: str = Field(
         default="127.0.0.1:9092",
@@ -85,7 +87,7 @@ class RouterSettings(BaseSettings):
 
     max_record_bytes: int = Field(default=256 * 1024, ge=1024, le=8 * 1024 * 1024)
     producer_linger_ms: int = Field(default=5, ge=0, le=1000)
-    producer_max_batch_bytes: int = Field(default=256 * 1024, ge=16 * 1024)
+    producer_max_batch_bytes: int = Field(default=256 * 1024, ge=16 * 1024, le=64 << 20)
     producer_compression: Literal["none", "gzip", "lz4", "zstd", "snappy"] = "lz4"
     consumer_max_poll_records: int = Field(default=1000, ge=1, le=100_000)
     # A stage processes what arrived within this long, up to this many records, as one batch

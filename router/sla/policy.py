@@ -1,12 +1,14 @@
 """SLA policy files (YAML): calendars, policies with per-priority targets, escalation ladders.
 
-Durations are business time, written as `90s`, `45m`, `8h`, `1h30m` or a number of seconds.
-There is deliberately no `d` unit: "a day" of business time is ambiguous. See
+Durations are business time, written as `90s`, `45m`, `8h`, `1h30m` or a number of seconds,
+finite and at most a year. There is deliberately no `d` unit: "a day" of business time is
+ambiguous. See
 `policies/default.yaml` for a commented example.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import date
 from enum import StrEnum
@@ -36,23 +38,31 @@ from schemas.ticket import QUEUE_PATTERN, Priority
 DEFAULT_POLICY_FILE = Path(__file__).parent / "policies" / "default.yaml"
 
 _DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+# Longer targets or escalation delays are typos (`8000h` for `8h`), and deadlines computed
+# from them would leave the range of datetime.
+MAX_DURATION_SECONDS = 366 * 86_400
 _SHIFT = re.compile(r"^(\d{2}):(\d{2})-(\d{2}):(\d{2})$")
 
 
 def parse_duration(value: object) -> float:
-    """Seconds from `8h`, `1h30m`, `90s` or a bare number."""
+    """Seconds from `8h`, `1h30m`, `90s` or a bare number: finite, at most a year."""
     if isinstance(value, bool):
         raise ValueError("a duration cannot be a boolean")
+    seconds: int | float
     if isinstance(value, int | float):
-        seconds = float(value)
+        seconds = value
     elif isinstance(value, str) and (match := _DURATION.match(value.strip())) and value.strip():
         hours, minutes, secs = (int(part or 0) for part in match.groups())
-        seconds = float(hours * 3600 + minutes * 60 + secs)
+        seconds = hours * 3600 + minutes * 60 + secs
     else:
         raise ValueError(f"bad duration {value!r}: use e.g. 90s, 45m, 8h, 1h30m")
+    if isinstance(seconds, float) and not math.isfinite(seconds):
+        raise ValueError(f"duration {value!r} is not a finite number")
     if seconds < 0:
         raise ValueError(f"duration {value!r} is negative")
-    return seconds
+    if seconds > MAX_DURATION_SECONDS:  # compared as given: a huge int must not reach float()
+        raise ValueError(f"duration {value!r} is longer than a year ({MAX_DURATION_SECONDS} s)")
+    return float(seconds)
 
 
 def _parse_shift(text: object) -> tuple[int, int]:
@@ -83,7 +93,7 @@ class Weekday(StrEnum):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class HolidaySource(_Strict):
@@ -159,7 +169,7 @@ class SlaPolicyFile(_Strict):
     version: Literal[1]
     default_policy: str
     # A firing later than this after its due time is marked late (the engine was down).
-    late_grace_seconds: Annotated[float, Field(ge=0)] = 60.0
+    late_grace_seconds: Annotated[float, Field(ge=0, le=86_400)] = 60.0
     calendars: Annotated[dict[str, CalendarSpec], Field(min_length=1)]
     policies: Annotated[dict[str, PolicySpec], Field(min_length=1)]
     queue_policies: list[QueuePolicy] = []
