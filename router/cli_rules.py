@@ -8,14 +8,16 @@ refused publish, 2 usage errors (typer's).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+import os
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, BinaryIO
 
 import orjson
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -81,6 +83,15 @@ def _sla(value: str | None, config: Path | None = None) -> list[str]:
         raise typer.Exit(1) from None
 
 
+def _error(text: str) -> None:
+    """User text on stderr, in red, never read as markup (`[a-z]` would vanish)."""
+    err.print(text, style="red", markup=False)
+
+
+def _reason(exc: OSError | UnicodeDecodeError) -> str:
+    return exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+
+
 def _print_problems(problems: list[Problem]) -> None:
     for p in problems:
         err.print(str(p), style="red", markup=False)
@@ -99,10 +110,10 @@ def _read_data(path: Path) -> Any:
     try:
         return parse_text(path.read_text(encoding="utf-8"), str(path))
     except (OSError, UnicodeDecodeError) as exc:
-        err.print(f"[red]{path}: cannot read: {exc}[/red]")
+        _error(f"{path}: cannot read: {_reason(exc)}")
         raise typer.Exit(1) from None
     except LoadError as exc:
-        err.print(f"[red]{exc}[/red]")
+        _error(str(exc))
         raise typer.Exit(1) from None
 
 
@@ -112,7 +123,7 @@ def _context(path: Path | None) -> Context | None:
     try:
         return context_from_data(_read_data(path).data)
     except ValueError as exc:
-        err.print(f"[red]{path}: {exc}[/red]")
+        _error(f"{path}: {exc}")
         raise typer.Exit(1) from None
 
 
@@ -140,7 +151,8 @@ def validate(
         compiled = compile_ruleset(parsed)
         if not as_json:
             console.print(
-                f"[green]ok[/green] {path}: {parsed.name} {parsed.version}, "
+                f"[green]ok[/green] {escape(str(path))}: {escape(parsed.name)} "
+                f"{escape(parsed.version)}, "
                 f"{len(parsed.rules)} rules ({compiled.indexed_rules} indexed on "
                 f"{', '.join(compiled.index_fields) or 'nothing'})"
             )
@@ -164,7 +176,7 @@ def golden_test(
         try:
             outcomes = run_cases(compiled, src)
         except ValueError as exc:
-            err.print(f"[red]{exc}[/red]")
+            _error(str(exc))
             raise typer.Exit(1) from None
         for outcome in outcomes:
             total += 1
@@ -173,7 +185,7 @@ def golden_test(
                 continue
             style = "green" if outcome.passed else "red"
             for i, line in enumerate(format_outcome(outcome, str(path))):
-                console.print(f"[{style}]{line}[/{style}]" if i == 0 else line, markup=i == 0)
+                console.print(line, style=style if i == 0 else None, markup=False)
     summary = f"{total - failed} passed, {failed} failed"
     console.print(f"[{'red' if failed else 'green'}]{summary}[/]")
     if failed:
@@ -196,7 +208,7 @@ def explain(
     try:
         inp = input_from_mapping(_read_data(message).data, "input", clock, _context(context))
     except ValueError as exc:
-        err.print(f"[red]{message}: {exc}[/red]")
+        _error(f"{message}: {exc}")
         raise typer.Exit(1) from None
     for line in render_explanation(explain_input(ruleset, inp), verbose=verbose):
         console.print(line, markup=False)
@@ -243,7 +255,8 @@ def publish(
     done = asyncio.run(publish_ruleset(servers, target, doc, **client))
     console.print(
         f"published {ruleset.name} {ruleset.version} to {done.topic} "
-        f"(partition {done.partition}, offset {done.offset})"
+        f"(partition {done.partition}, offset {done.offset})",
+        markup=False,
     )
 
 
@@ -261,20 +274,15 @@ def history(
     try:
         records = asyncio.run(ruleset_history(servers, target, **client))
     except LookupError as exc:
-        err.print(f"[red]{exc}[/red]")
+        _error(str(exc))
         raise typer.Exit(1) from None
     table = Table("ruleset", "version", "rules", "written", "partition", "offset", "source")
     for r in records:
         if name is None or r.name == name:
             table.add_row(
-                r.name,
-                r.version,
-                str(r.rules or "?"),
-                r.timestamp.isoformat(),
-                str(r.partition),
-                str(r.offset),
-                r.source or "",
-            )
+                *map(escape, (r.name, r.version, str(r.rules or "?"), r.timestamp.isoformat(),
+                              str(r.partition), str(r.offset), r.source or ""))
+            )  # fmt: skip
     console.print(table)
 
 
@@ -288,9 +296,8 @@ def _progress(enabled: bool) -> Progress:
     )  # fmt: skip
 
 
-def _file_lines(path: Path) -> Iterator[bytes]:
-    with path.open("rb") as fh:
-        yield from fh
+def _size(fh: BinaryIO) -> int:
+    return os.fstat(fh.fileno()).st_size
 
 
 def simulate(
@@ -320,10 +327,14 @@ def simulate(
     old = compile_ruleset(_load(baseline)) if baseline is not None else None
     bt = Backtest(candidate, old, _context(context))
     if input_file is not None:
-        size = input_file.stat().st_size
-        with _progress(progress and size >= PROGRESS_MIN_BYTES) as bar:
-            task = bar.add_task("replay", total=size)
-            for n, line in enumerate(_file_lines(input_file), start=1):
+        try:
+            fh = input_file.open("rb")  # a missing file or a directory fails here
+        except OSError as exc:
+            _error(f"{input_file}: cannot read: {_reason(exc)}")
+            raise typer.Exit(1) from None
+        with fh, _progress(progress and _size(fh) >= PROGRESS_MIN_BYTES) as bar:
+            task = bar.add_task("replay", total=_size(fh))
+            for n, line in enumerate(fh, start=1):
                 bt.add_line(line, f"{input_file}:{n}")
                 bar.advance(task, len(line))
     else:
@@ -332,7 +343,7 @@ def simulate(
         try:
             asyncio.run(_replay_topic(bt, servers, client, topic or "", start, progress))
         except LookupError as exc:
-            err.print(f"[red]{exc}[/red]")
+            _error(str(exc))
             raise typer.Exit(1) from None
     report = bt.report
     if as_json:
@@ -368,7 +379,7 @@ def _share(count: int, total: int) -> str:
 
 def _print_report(rep: SimulationReport, limit: int) -> None:
     head = f"{rep.total} messages replayed through {rep.ruleset}"
-    console.print(head + (f" (baseline {rep.baseline})" if rep.baseline else ""))
+    console.print(head + (f" (baseline {rep.baseline})" if rep.baseline else ""), markup=False)
     if rep.skipped:
         console.print(f"[yellow]{rep.skipped} lines skipped[/yellow]")
         for where, reason in rep.skipped_samples[:10]:
@@ -382,7 +393,7 @@ def _print_report(rep: SimulationReport, limit: int) -> None:
             title, "messages", "share", *(("baseline", "delta") if old is not None else ())
         )
         for key in sorted(set(new) | set(old or {}), key=lambda k: (-new.get(k, 0), k)):
-            row = [key, str(new.get(key, 0)), _share(new.get(key, 0), rep.total)]
+            row = [escape(key), str(new.get(key, 0)), _share(new.get(key, 0), rep.total)]
             if old is not None:
                 row += [str(old.get(key, 0)), f"{new.get(key, 0) - old.get(key, 0):+d}"]
             table.add_row(*row)
@@ -397,7 +408,7 @@ def _print_report(rep: SimulationReport, limit: int) -> None:
     if rep.pairs:
         pairs = Table("from (baseline)", "to (new)", "messages")
         for (a, b), count in sorted(rep.pairs.items(), key=lambda kv: (-kv[1], kv[0])):
-            pairs.add_row(a, b, str(count))
+            pairs.add_row(escape(a), escape(b), str(count))
         console.print(pairs)
     if rep.changes and limit > 0:
         console.print(

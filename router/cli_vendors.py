@@ -15,6 +15,7 @@ import orjson
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from router.cli_settings import SettingsOpt, load_settings
@@ -92,7 +93,10 @@ def publish(
         raise typer.Exit(1)
     settings = _settings(settings_file)
     count = asyncio.run(publish_profiles(settings, profiles))
-    console.print(f"published {count} vendor profiles to {settings.topic(DIRECTORY_VENDORS.name)}")
+    console.print(
+        f"published {count} vendor profiles to {settings.topic(DIRECTORY_VENDORS.name)}",
+        markup=False,
+    )
 
 
 def remove(
@@ -118,7 +122,7 @@ def list_vendors(
     try:
         profiles = asyncio.run(read_directory(settings))
     except LookupError as exc:
-        err.print(f"[red]{exc}[/red]")
+        err.print(str(exc), style="red", markup=False)
         raise typer.Exit(1) from None
     if as_json:
         for vendor_id in sorted(profiles):
@@ -127,10 +131,10 @@ def list_vendors(
     table = Table("vendor", "name", "status", "tier", "timezone", "calendar", "response h")
     for vendor_id in sorted(profiles):
         p = profiles[vendor_id]
-        table.add_row(
+        table.add_row(*map(escape, (
             vendor_id, p.name or "", p.status.value, p.tier.value, p.timezone, p.calendar or "",
             "" if p.response_hours is None else f"{p.response_hours:g}",
-        )  # fmt: skip
+        )))  # fmt: skip
     console.print(table)
 
 
