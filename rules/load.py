@@ -14,7 +14,7 @@ import orjson
 
 from rules.ast import Ruleset
 from rules.compile import CompiledRuleset
-from rules.source import MAX_DOCUMENT_CHARS, LoadError, SourceDoc, parse_text
+from rules.source import MAX_DOCUMENT_CHARS, LoadError, SourceDoc, gc_paused, parse_text
 from rules.validate import Problem, validate_source
 from schemas.envelope import envelope
 from schemas.rules_event import RULESET_PUBLISHED
@@ -39,7 +39,8 @@ def parse_ruleset_text(
 def parse_source(
     src: SourceDoc, *, sla_policies: Collection[str] | None = None
 ) -> Ruleset | list[Problem]:
-    ruleset, problems = validate_source(src, sla_policies=sla_policies)
+    with gc_paused():
+        ruleset, problems = validate_source(src, sla_policies=sla_policies)
     if ruleset is None:
         return problems
     return ruleset
@@ -57,14 +58,15 @@ def parse_ruleset_file(
 
 
 def compile_ruleset(ruleset: Ruleset) -> CompiledRuleset:
-    return CompiledRuleset(ruleset)
+    with gc_paused():
+        return CompiledRuleset(ruleset)
 
 
 def load_ruleset_file(
     path: str | Path, *, sla_policies: Collection[str] | None = None
 ) -> CompiledRuleset | list[Problem]:
     parsed = parse_ruleset_file(path, sla_policies=sla_policies)
-    return parsed if isinstance(parsed, list) else CompiledRuleset(parsed)
+    return parsed if isinstance(parsed, list) else compile_ruleset(parsed)
 
 
 def load_ruleset_document(
@@ -89,7 +91,7 @@ def load_ruleset_document(
     if isinstance(doc, dict) and "specversion" in doc and "data" in doc:
         src = src.child("data")  # a CloudEvent: the ruleset is its data
     parsed = parse_source(src, sla_policies=sla_policies)
-    return parsed if isinstance(parsed, list) else CompiledRuleset(parsed)
+    return parsed if isinstance(parsed, list) else compile_ruleset(parsed)
 
 
 def ruleset_record(ruleset: Ruleset, *, at: datetime, source: str = "router-cli") -> bytes:

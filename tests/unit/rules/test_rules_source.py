@@ -3,6 +3,7 @@ given twice is an error naming the field and both lines, never a silent last-cop
 
 from __future__ import annotations
 
+import gc
 import json
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from router.cli_settings import load_settings
 from router.cli_vendors import load_profiles
 from router.sla.policy import DEFAULT_POLICY_FILE, SlaPolicyError, load_sla_config
 from rules import load_ruleset_document, parse_ruleset_text
-from rules.source import MAX_DEPTH, LoadError, parse_text
+from rules.source import MAX_DEPTH, LoadError, gc_paused, parse_text
 from streams.settings import SettingsFileError, read_settings_file
 from tests.unit.rules.rules_support import EXAMPLES, ruleset_text
 from tests.unit.sla.sla_support import POLICY_YAML
@@ -241,3 +242,22 @@ def test_vendor_file_with_a_duplicate_key(tmp_path: Path) -> None:
     assert load_profiles(path)[1] == [
         f"{path}:2: [0].vendor_id: duplicate key at lines 1 and 2 (only one copy may be given)"
     ]
+
+
+def test_loading_pauses_the_collector_and_always_restores_it() -> None:
+    assert gc.isenabled()
+    with gc_paused():
+        assert not gc.isenabled()
+        with gc_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # the inner pause leaves the outer one alone
+    assert gc.isenabled()
+    with pytest.raises(LoadError):
+        parse_text("a: 1\na: 2\n", "f.yaml")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        parse_text("a: 1\n", "f.yaml")
+        assert not gc.isenabled()  # not switched on behind the caller's back
+    finally:
+        gc.enable()
