@@ -34,7 +34,7 @@ def _settings(path: Path | None) -> Any:
 def load_profiles(path: Path) -> tuple[list[VendorProfile], list[str]]:
     """Profiles from a YAML/JSON list (or a mapping with a `vendors` list, like the
     `--context` files of `router simulate`), and every problem found."""
-    from rules.source import LoadError, parse_text
+    from rules.source import LoadError, parse_text, printable
 
     try:
         src = parse_text(path.read_text(encoding="utf-8"), str(path))
@@ -57,14 +57,14 @@ def load_profiles(path: Path) -> tuple[list[VendorProfile], list[str]]:
         label = f"vendors[{i}]"
         vendor_id = item.get("vendor_id") if isinstance(item, dict) else None
         if isinstance(vendor_id, str):
-            label += f" ({vendor_id[:64]})"
+            label += f" ({printable(vendor_id[:64])})"
         try:
             profile = VendorProfile.model_validate(item)
         except ValidationError as exc:
             for e in exc.errors():
-                where = ".".join(str(p) for p in e["loc"]) or "profile"
+                where = printable(".".join(str(p) for p in e["loc"])) or "profile"
                 at = src.line((*base, i, *e["loc"])) or "?"
-                problems.append(f"{path}:{at}: {label}: {where}: {e['msg']}")
+                problems.append(f"{path}:{at}: {label}: {where}: {printable(e['msg'])}")
             continue
         line = src.line((*base, i))
         if profile.vendor_id in seen:

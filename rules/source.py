@@ -69,6 +69,13 @@ def _has(node: Any, part: object) -> bool:
     return isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
 
 
+def printable(text: str) -> str:
+    """`text` with control characters escaped (`\\n`): user text inside a one-line message."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def dotted(path: Sequence[object]) -> str:
     """`rules[3].when.all[1]` for a path into the data."""
     out = ""
@@ -76,7 +83,8 @@ def dotted(path: Sequence[object]) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += f".{part}" if out else str(part)
+            text = printable(str(part))
+            out += f".{text}" if out else text
     return out
 
 
@@ -100,7 +108,7 @@ def validation_errors(
     out = []
     for err in exc.errors(include_url=False, include_input=False)[:limit]:
         loc = (*base, *err["loc"])
-        msg = str(err["msg"]).removeprefix("Value error, ")
+        msg = printable(str(err["msg"]).removeprefix("Value error, "))
         out.append(f"{src.file}:{src.line(loc) or '?'}: {_loc_path(src, loc)}: {msg}")
     return out
 
@@ -218,12 +226,20 @@ def _parse_yaml(text: str, file: str, aliases: bool) -> SourceDoc:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
-        raise LoadError(file, line, f"invalid YAML: {exc.problem or exc}") from None
+        raise LoadError(file, line, f"invalid YAML: {_one_line(exc.problem or exc)}") from None
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow
+        line = text.count("\n", 0, exc.position) + 1
+        raise LoadError(file, line, f"invalid YAML: {_one_line(exc.reason)} "
+                                    f"(character {exc.character!r})") from None  # fmt: skip
     except yaml.YAMLError as exc:
-        raise LoadError(file, None, f"invalid YAML: {exc}") from None
+        raise LoadError(file, None, f"invalid YAML: {_one_line(exc)}") from None
     finally:
         loader.dispose()
     return SourceDoc(file, data, lines)
+
+
+def _one_line(message: object) -> str:
+    return " ".join(str(message).split())
 
 
 class _YamlBuilder:

@@ -12,14 +12,14 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
 
-from rules.source import LoadError, parse_text
+from rules.source import LoadError, dotted, parse_text
 
 
 class SettingsFileError(ValueError):
@@ -57,7 +57,7 @@ def read_settings_file(path: Path) -> dict[str, Any]:
     unknown = [k for k in src.data if k not in RouterSettings.model_fields]
     if unknown:  # a misspelt setting would otherwise be ignored without a word
         key = unknown[0]
-        raise SettingsFileError(f"{path}:{src.line((key,))}: {key}: unknown setting")
+        raise SettingsFileError(f"{path}:{src.line((key,))}: {dotted((key,))}: unknown setting")
     return src.data
 
 
@@ -131,6 +131,13 @@ class RouterSettings(BaseSettings):
             env_settings,
             _FileSource(settings_cls, Path(file) if file else None),
         )
+
+    @field_validator("data_dir", "rules_file", "sla_policies_file", mode="before")
+    @classmethod
+    def _path_not_empty(cls, raw: Any) -> Any:
+        if isinstance(raw, str) and not raw.strip():  # Path("") would be the working directory
+            raise ValueError("an empty path: leave the setting out instead")
+        return raw
 
     def topic(self, logical: str) -> str:
         """The physical name of a logical topic (`tickets.events` -> `<prefix>tickets.events`)."""
