@@ -58,8 +58,7 @@ class SourceDoc:
 
     def child(self, key: str | int) -> SourceDoc:
         """The document under `key` (e.g. the `data` of a CloudEvent), lines kept."""
-        n = 1
-        lines = {path[n:]: line for path, line in self.lines.items() if path[:n] == (key,)}
+        lines = {path[1:]: line for path, line in self.lines.items() if path[:1] == (key,)}
         return SourceDoc(self.file, self.data[key], lines)
 
 
