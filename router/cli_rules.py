@@ -9,25 +9,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Iterator
+import os
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, BinaryIO
 
 import orjson
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from router.backtest import Backtest, Outcome, SimulationReport, outcome_dict, report_dict
+from router.cli_settings import load_settings
 from router.stages.contract import InRecord
 from rules import Problem, Ruleset, compile_ruleset, parse_ruleset_file
 from rules.explain import explain as explain_input
 from rules.explain import render_explanation
 from rules.golden import format_outcome, run_cases
 from rules.inputs import Context, context_from_data, input_from_mapping
-from rules.loader import LoadError, parse_text
+from rules.source import LoadError, parse_text
 from schemas.topics import ROUTING_RULES
 
 rules_app = typer.Typer(
@@ -74,14 +77,21 @@ def _sla(value: str | None, config: Path | None = None) -> list[str]:
     from router.engine_sla import SlaConfigError, engine_sla_policies
 
     if config is None:
-        from streams.settings import RouterSettings
-
-        config = RouterSettings().sla_policies_file
+        config = load_settings(None).sla_policies_file
     try:
         return list(engine_sla_policies(config))
     except SlaConfigError as exc:
         err.print(str(exc), style="red", markup=False)
         raise typer.Exit(1) from None
+
+
+def _error(text: str) -> None:
+    """User text on stderr, in red, never read as markup (`[a-z]` would vanish)."""
+    err.print(text, style="red", markup=False)
+
+
+def _reason(exc: OSError | UnicodeDecodeError) -> str:
+    return exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
 
 
 def _print_problems(problems: list[Problem]) -> None:
@@ -102,10 +112,10 @@ def _read_data(path: Path) -> Any:
     try:
         return parse_text(path.read_text(encoding="utf-8"), str(path))
     except (OSError, UnicodeDecodeError) as exc:
-        err.print(f"[red]{path}: cannot read: {exc}[/red]")
+        _error(f"{path}: cannot read: {_reason(exc)}")
         raise typer.Exit(1) from None
     except LoadError as exc:
-        err.print(f"[red]{exc}[/red]")
+        _error(str(exc))
         raise typer.Exit(1) from None
 
 
@@ -115,7 +125,7 @@ def _context(path: Path | None) -> Context | None:
     try:
         return context_from_data(_read_data(path).data)
     except ValueError as exc:
-        err.print(f"[red]{path}: {exc}[/red]")
+        _error(f"{path}: {exc}")
         raise typer.Exit(1) from None
 
 
@@ -143,7 +153,8 @@ def validate(
         compiled = compile_ruleset(parsed)
         if not as_json:
             console.print(
-                f"[green]ok[/green] {path}: {parsed.name} {parsed.version}, "
+                f"[green]ok[/green] {escape(str(path))}: {escape(parsed.name)} "
+                f"{escape(parsed.version)}, "
                 f"{len(parsed.rules)} rules ({compiled.indexed_rules} indexed on "
                 f"{', '.join(compiled.index_fields) or 'nothing'})"
             )
@@ -167,7 +178,7 @@ def golden_test(
         try:
             outcomes = run_cases(compiled, src)
         except ValueError as exc:
-            err.print(f"[red]{exc}[/red]")
+            _error(str(exc))
             raise typer.Exit(1) from None
         for outcome in outcomes:
             total += 1
@@ -176,7 +187,7 @@ def golden_test(
                 continue
             style = "green" if outcome.passed else "red"
             for i, line in enumerate(format_outcome(outcome, str(path))):
-                console.print(f"[{style}]{line}[/{style}]" if i == 0 else line, markup=i == 0)
+                console.print(line, style=style if i == 0 else None, markup=False)
     summary = f"{total - failed} passed, {failed} failed"
     console.print(f"[{'red' if failed else 'green'}]{summary}[/]")
     if failed:
@@ -199,7 +210,7 @@ def explain(
     try:
         inp = input_from_mapping(_read_data(message).data, "input", clock, _context(context))
     except ValueError as exc:
-        err.print(f"[red]{message}: {exc}[/red]")
+        _error(f"{message}: {exc}")
         raise typer.Exit(1) from None
     for line in render_explanation(explain_input(ruleset, inp), verbose=verbose):
         console.print(line, markup=False)
@@ -216,9 +227,8 @@ def _time(value: str) -> datetime:
 def _kafka(bootstrap: str | None) -> tuple[str, dict[str, Any], Any]:
     """Bootstrap servers, other client settings (security) and the engine settings."""
     from streams.kafka.client import client_kwargs
-    from streams.settings import RouterSettings
 
-    settings = RouterSettings()
+    settings = load_settings(None)
     client = client_kwargs(settings)
     servers = str(client.pop("bootstrap_servers"))
     return bootstrap or servers, client, settings
@@ -247,7 +257,8 @@ def publish(
     done = asyncio.run(publish_ruleset(servers, target, doc, **client))
     console.print(
         f"published {ruleset.name} {ruleset.version} to {done.topic} "
-        f"(partition {done.partition}, offset {done.offset})"
+        f"(partition {done.partition}, offset {done.offset})",
+        markup=False,
     )
 
 
@@ -265,20 +276,15 @@ def history(
     try:
         records = asyncio.run(ruleset_history(servers, target, **client))
     except LookupError as exc:
-        err.print(f"[red]{exc}[/red]")
+        _error(str(exc))
         raise typer.Exit(1) from None
     table = Table("ruleset", "version", "rules", "written", "partition", "offset", "source")
     for r in records:
         if name is None or r.name == name:
             table.add_row(
-                r.name,
-                r.version,
-                str(r.rules or "?"),
-                r.timestamp.isoformat(),
-                str(r.partition),
-                str(r.offset),
-                r.source or "",
-            )
+                *map(escape, (r.name, r.version, str(r.rules or "?"), r.timestamp.isoformat(),
+                              str(r.partition), str(r.offset), r.source or ""))
+            )  # fmt: skip
     console.print(table)
 
 
@@ -292,9 +298,8 @@ def _progress(enabled: bool) -> Progress:
     )  # fmt: skip
 
 
-def _file_lines(path: Path) -> Iterator[bytes]:
-    with path.open("rb") as fh:
-        yield from fh
+def _size(fh: BinaryIO) -> int:
+    return os.fstat(fh.fileno()).st_size
 
 
 def simulate(
@@ -323,7 +328,6 @@ def simulate(
     """Replay traffic through the engine's routing stage: queue/priority distributions and
     dead letters; with --baseline, what would change. Tickets are decided once, when they
     open; follow-ups stay on their ticket's queue, as in the engine."""
-    from streams.settings import RouterSettings
 
     if (input_file is None) == (not topic):
         raise typer.BadParameter("give exactly one of --input FILE or --topic TOPIC")
@@ -335,7 +339,7 @@ def simulate(
     if ctx is not None and ctx.orders:
         err.print("note: the context's orders are not used: the engine takes order facts "
                   "from the message", style="yellow", markup=False)  # fmt: skip
-    settings = RouterSettings()  # the engine's max_record_bytes and topic prefix
+    settings = load_settings(None)  # the engine's max_record_bytes and topic prefix
     with contextlib.ExitStack() as stack:
         sink = stack.enter_context(outcomes.open("wb")) if outcomes is not None else None
 
@@ -346,10 +350,15 @@ def simulate(
         bt = Backtest(candidate, old, ctx, max_record_bytes=settings.max_record_bytes,
                       on_outcome=write if sink is not None else None)  # fmt: skip
         if input_file is not None:
-            size = input_file.stat().st_size
+            try:
+                fh = stack.enter_context(input_file.open("rb"))  # a directory fails here too
+            except OSError as exc:
+                _error(f"{input_file}: cannot read: {_reason(exc)}")
+                raise typer.Exit(1) from None
+            size = _size(fh)
             with _progress(progress and size >= PROGRESS_MIN_BYTES) as bar:
                 task = bar.add_task("replay", total=size)
-                for n, line in enumerate(_file_lines(input_file), start=1):
+                for n, line in enumerate(fh, start=1):
                     bt.add_line(line, f"{input_file}:{n}")
                     bar.advance(task, len(line))
         else:
@@ -359,7 +368,7 @@ def simulate(
                 asyncio.run(_replay_topics(bt, servers, client, topic or [], start, progress,
                                            settings.logical))  # fmt: skip
             except LookupError as exc:
-                err.print(f"[red]{exc}[/red]")
+                _error(str(exc))
                 raise typer.Exit(1) from None
     report = bt.report
     if as_json:
@@ -398,7 +407,7 @@ def _share(count: int, total: int) -> str:
 
 def _print_report(rep: SimulationReport, limit: int) -> None:
     head = f"{rep.total} records replayed through {rep.ruleset}"
-    console.print(head + (f" (baseline {rep.baseline})" if rep.baseline else ""))
+    console.print(head + (f" (baseline {rep.baseline})" if rep.baseline else ""), markup=False)
     cand = rep.candidate
     console.print("outcomes: " + ", ".join(
         f"{k} {n}" for k, n in sorted(cand.outcomes.items(), key=lambda kv: (-kv[1], kv[0]))
@@ -418,7 +427,7 @@ def _print_report(rep: SimulationReport, limit: int) -> None:
             title, "messages", "share", *(("baseline", "delta") if old is not None else ())
         )
         for key in sorted(set(new) | set(old or {}), key=lambda k: (-new.get(k, 0), k)):
-            row = [key, str(new.get(key, 0)), _share(new.get(key, 0), rep.routed)]
+            row = [escape(key), str(new.get(key, 0)), _share(new.get(key, 0), rep.routed)]
             if old is not None:
                 row += [str(old.get(key, 0)), f"{new.get(key, 0) - old.get(key, 0):+d}"]
             table.add_row(*row)
@@ -436,7 +445,7 @@ def _print_report(rep: SimulationReport, limit: int) -> None:
     if rep.pairs:
         pairs = Table("from (baseline)", "to (new)", "messages")
         for (a, b), count in sorted(rep.pairs.items(), key=lambda kv: (-kv[1], kv[0])):
-            pairs.add_row(a, b, str(count))
+            pairs.add_row(escape(a), escape(b), str(count))
         console.print(pairs)
     if rep.changes and limit > 0:
         console.print(

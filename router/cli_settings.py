@@ -23,6 +23,17 @@ def load_settings(path: Path | None) -> RouterSettings:
         if not path.is_file():
             raise typer.BadParameter(f"{path} does not exist", param_hint="--settings")
         os.environ["ROUTER_SETTINGS_FILE"] = str(path)
+    from pydantic import ValidationError
+
     from streams.settings import RouterSettings  # imported late: `router --help` stays fast
 
-    return RouterSettings()
+    try:
+        return RouterSettings()
+    except ValidationError as exc:  # from the environment or the file; one line per field
+        for e in exc.errors(include_url=False, include_input=False):
+            where = ".".join(str(p) for p in e["loc"]) or "settings"
+            typer.echo(f"invalid settings: {where}: {e['msg']}", err=True)
+        raise typer.Exit(2) from None
+    except ValueError as exc:  # the settings file (streams.settings.SettingsFileError)
+        typer.echo(f"invalid settings: {exc}", err=True)
+        raise typer.Exit(2) from None

@@ -15,6 +15,7 @@ import orjson
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from router.cli_settings import SettingsOpt, load_settings
@@ -33,36 +34,45 @@ def _settings(path: Path | None) -> Any:
 def load_profiles(path: Path) -> tuple[list[VendorProfile], list[str]]:
     """Profiles from a YAML/JSON list (or a mapping with a `vendors` list, like the
     `--context` files of `router simulate`), and every problem found."""
-    from rules.loader import LoadError, parse_text
+    from rules.source import LoadError, parse_text, printable
 
     try:
-        data = parse_text(path.read_text(encoding="utf-8"), str(path)).data
+        src = parse_text(path.read_text(encoding="utf-8"), str(path))
     except (OSError, UnicodeDecodeError) as exc:
-        return [], [f"{path}: cannot read: {exc}"]
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        return [], [f"{path}: cannot read: {reason}"]
     except LoadError as exc:
         return [], [str(exc)]
+    data = src.data
+    base: tuple[str, ...] = ()
     if isinstance(data, dict) and "vendors" in data:
-        data = data["vendors"]
+        data, base = data["vendors"], ("vendors",)
     if not isinstance(data, list):
         return [], [f"{path}: expected a list of vendor profiles (or a `vendors:` list)"]
     profiles: list[VendorProfile] = []
     problems: list[str] = []
     seen: set[str] = set()
+    first_line: dict[str, int | None] = {}
     for i, item in enumerate(data):
-        label = f"{path}: vendors[{i}]"
-        if isinstance(item, dict) and "vendor_id" in item:
-            label += f" ({item['vendor_id']})"
+        label = f"vendors[{i}]"
+        vendor_id = item.get("vendor_id") if isinstance(item, dict) else None
+        if isinstance(vendor_id, str):
+            label += f" ({printable(vendor_id[:64])})"
         try:
             profile = VendorProfile.model_validate(item)
         except ValidationError as exc:
             for e in exc.errors():
-                where = ".".join(str(p) for p in e["loc"]) or "profile"
-                problems.append(f"{label}: {where}: {e['msg']}")
+                where = printable(".".join(str(p) for p in e["loc"])) or "profile"
+                at = src.line((*base, i, *e["loc"])) or "?"
+                problems.append(f"{path}:{at}: {label}: {where}: {printable(e['msg'])}")
             continue
+        line = src.line((*base, i))
         if profile.vendor_id in seen:
-            problems.append(f"{label}: vendor {profile.vendor_id!r} listed twice")
+            problems.append(f"{path}:{line or '?'}: {label}: vendor {profile.vendor_id!r} "
+                            f"listed twice (first at line {first_line[profile.vendor_id]})")
             continue
         seen.add(profile.vendor_id)
+        first_line[profile.vendor_id] = line
         profiles.append(profile)
     return profiles, problems
 
@@ -83,7 +93,10 @@ def publish(
         raise typer.Exit(1)
     settings = _settings(settings_file)
     count = asyncio.run(publish_profiles(settings, profiles))
-    console.print(f"published {count} vendor profiles to {settings.topic(DIRECTORY_VENDORS.name)}")
+    console.print(
+        f"published {count} vendor profiles to {settings.topic(DIRECTORY_VENDORS.name)}",
+        markup=False,
+    )
 
 
 def remove(
@@ -109,7 +122,7 @@ def list_vendors(
     try:
         profiles = asyncio.run(read_directory(settings))
     except LookupError as exc:
-        err.print(f"[red]{exc}[/red]")
+        err.print(str(exc), style="red", markup=False)
         raise typer.Exit(1) from None
     if as_json:
         for vendor_id in sorted(profiles):
@@ -118,10 +131,10 @@ def list_vendors(
     table = Table("vendor", "name", "status", "tier", "timezone", "calendar", "response h")
     for vendor_id in sorted(profiles):
         p = profiles[vendor_id]
-        table.add_row(
+        table.add_row(*map(escape, (
             vendor_id, p.name or "", p.status.value, p.tier.value, p.timezone, p.calendar or "",
             "" if p.response_hours is None else f"{p.response_hours:g}",
-        )  # fmt: skip
+        )))  # fmt: skip
     console.print(table)
 
 

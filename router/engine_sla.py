@@ -21,5 +21,5 @@ def engine_sla_policies(path: Path | None = None) -> tuple[str, ...]:
     target = path or DEFAULT_POLICY_FILE
     try:
         return tuple(load_sla_config(target).policies)
-    except (OSError, ValueError) as exc:
-        raise SlaConfigError(f"{target}: cannot load SLA policies: {exc}") from exc
+    except (OSError, ValueError) as exc:  # SlaPolicyError's lines name the file
+        raise SlaConfigError(f"cannot load SLA policies: {exc}") from exc

@@ -8,9 +8,11 @@ from datetime import datetime
 
 import orjson
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from router.ids import derive_id
 from router.records import OutRecord
+from rules.source import printable
 from schemas.dead_letter import (
     MESSAGE_REJECTED,
     DeadLetter,
@@ -98,15 +100,22 @@ def _classify(exc: ValidationError) -> tuple[RejectReason, str, list[FieldError]
     errors = exc.errors(include_url=False, include_input=False)
     if any(e["type"] == "json_invalid" for e in errors):
         return RejectReason.INVALID_JSON, f"invalid JSON: {errors[0]['msg']}", []
-    fields = [
-        FieldError(field=".".join(str(p) for p in e["loc"]) or "<root>", error=e["msg"])
-        for e in errors[:20]
-    ]
+    fields = field_errors(errors)
     if any(tuple(e["loc"][:2]) == ("data", "channel") for e in errors):
         allowed = ", ".join(c.value for c in Channel)
         return RejectReason.UNKNOWN_CHANNEL, f"data.channel must be one of: {allowed}", fields
     summary = "; ".join(f"{f.field}: {f.error}" for f in fields[:5])
     return RejectReason.SCHEMA_VIOLATION, f"schema violation: {summary}", fields
+
+
+def field_errors(errors: list[ErrorDetails]) -> list[FieldError]:
+    """The first 20 pydantic errors as dotted paths and messages, each one line (a key or a
+    value of the record may hold a newline)."""
+    return [
+        FieldError(field=printable(".".join(str(p) for p in e["loc"])) or "<root>",
+                   error=printable(e["msg"]))
+        for e in errors[:20]
+    ]  # fmt: skip
 
 
 def _text_or_base64(raw: bytes) -> tuple[str, str]:

@@ -16,6 +16,7 @@ from typing import Generic, Protocol, TypeVar
 from pydantic import ValidationError
 
 from router.buyers import BuyerTickets
+from rules.source import LoadError, parse_text, printable
 from schemas.envelope import CloudEvent
 from schemas.vendor import VENDOR_PROFILE, VendorProfile
 
@@ -98,12 +99,19 @@ class KeyedView(Generic[V]):
 
 def vendor_profile(key: str, value: bytes) -> VendorProfile:
     """A `directory.vendors` value: a `support.vendor.profile` CloudEvent for vendor `key`."""
+    try:  # the shared loader refuses a key given twice (JSON parsers keep the last one)
+        doc = parse_text(value.decode("utf-8"), f"{key}@directory.vendors", "json").data
+    except UnicodeDecodeError as exc:
+        raise InvalidValue(f"not UTF-8: {exc}") from None
+    except LoadError as exc:
+        raise InvalidValue(exc.message if exc.field else str(exc)) from None
     try:
-        event = CloudEvent[VendorProfile].model_validate_json(value)
+        event = CloudEvent[VendorProfile].model_validate(doc)
     except ValidationError as exc:
         errors = exc.errors()[:10]
+        where = (".".join(str(p) for p in e["loc"]) for e in errors)
         raise InvalidValue(
-            "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errors)
+            "; ".join(printable(f"{w}: {e['msg']}") for w, e in zip(where, errors, strict=True))
         ) from None
     if event.type != VENDOR_PROFILE:
         raise InvalidValue(f"type {event.type!r} is not {VENDOR_PROFILE!r}")

@@ -13,8 +13,8 @@ from typing import Any
 from rules.calendar import WeeklyCalendar
 from rules.facts import Facts, TextView, words
 from rules.fields import FieldSpec
-from rules.loader import Path
 from rules.model import RulesetDoc
+from rules.source import Path
 from schemas.ticket import Priority
 
 

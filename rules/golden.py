@@ -29,8 +29,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from rules.compile import CompiledRuleset
 from rules.inputs import BuyerDoc, InputDoc, TicketDoc, input_from_doc
-from rules.loader import SourceDoc
 from rules.result import RuleResult
+from rules.source import SourceDoc
 from schemas.ticket import Priority
 from schemas.vendor import VendorProfile
 

@@ -9,13 +9,12 @@ from __future__ import annotations
 from collections.abc import Collection
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import orjson
 
 from rules.ast import Ruleset
 from rules.compile import CompiledRuleset
-from rules.loader import MAX_DOCUMENT_CHARS, LoadError, SourceDoc, parse_text
+from rules.source import MAX_DOCUMENT_CHARS, LoadError, SourceDoc, gc_paused, parse_text
 from rules.validate import Problem, validate_source
 from schemas.envelope import envelope
 from schemas.rules_event import RULESET_PUBLISHED
@@ -40,7 +39,8 @@ def parse_ruleset_text(
 def parse_source(
     src: SourceDoc, *, sla_policies: Collection[str] | None = None
 ) -> Ruleset | list[Problem]:
-    ruleset, problems = validate_source(src, sla_policies=sla_policies)
+    with gc_paused():
+        ruleset, problems = validate_source(src, sla_policies=sla_policies)
     if ruleset is None:
         return problems
     return ruleset
@@ -58,14 +58,15 @@ def parse_ruleset_file(
 
 
 def compile_ruleset(ruleset: Ruleset) -> CompiledRuleset:
-    return CompiledRuleset(ruleset)
+    with gc_paused():
+        return CompiledRuleset(ruleset)
 
 
 def load_ruleset_file(
     path: str | Path, *, sla_policies: Collection[str] | None = None
 ) -> CompiledRuleset | list[Problem]:
     parsed = parse_ruleset_file(path, sla_policies=sla_policies)
-    return parsed if isinstance(parsed, list) else CompiledRuleset(parsed)
+    return parsed if isinstance(parsed, list) else compile_ruleset(parsed)
 
 
 def load_ruleset_document(
@@ -82,26 +83,15 @@ def load_ruleset_document(
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         return [Problem(source, None, None, f"not UTF-8: {exc}")]
-    doc = _unwrap(text)
-    if doc is not None:
-        src = SourceDoc(source, doc)
-        parsed = parse_source(src, sla_policies=sla_policies)
-    else:
-        parsed = parse_ruleset_text(text, source, sla_policies=sla_policies)
-    return parsed if isinstance(parsed, list) else CompiledRuleset(parsed)
-
-
-def _unwrap(text: str) -> Any | None:
-    """The `data` of a CloudEvents envelope, or None when `text` is not one."""
-    if not text.lstrip().startswith("{"):
-        return None
     try:
-        value = orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return None
-    if isinstance(value, dict) and "specversion" in value and "data" in value:
-        return value["data"]
-    return None
+        src = parse_text(text, source)
+    except LoadError as exc:
+        return [Problem(exc.file, exc.line, None, exc.message)]
+    doc = src.data
+    if isinstance(doc, dict) and "specversion" in doc and "data" in doc:
+        src = src.child("data")  # a CloudEvent: the ruleset is its data
+    parsed = parse_source(src, sla_policies=sla_policies)
+    return parsed if isinstance(parsed, list) else compile_ruleset(parsed)
 
 
 def ruleset_record(ruleset: Ruleset, *, at: datetime, source: str = "router-cli") -> bytes:

@@ -47,6 +47,7 @@ OPERATOR_NAMES = (
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 RULE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
 QUEUE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+MAX_RULE_PRIORITY = 1_000_000_000
 
 _Strict = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -157,6 +158,9 @@ class RuleDoc(BaseModel):
             )
         if isinstance(raw, bool) or not isinstance(raw, int):
             raise ValueError("a rule's `priority` is an integer (higher runs first)")
+        if abs(raw) > MAX_RULE_PRIORITY:
+            raise ValueError(f"a rule's `priority` is between -{MAX_RULE_PRIORITY} and "
+                             f"{MAX_RULE_PRIORITY}")  # fmt: skip
         return raw
 
 

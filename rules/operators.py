@@ -12,6 +12,7 @@ are false; `ne` and `not_in` are their exact negations (so true); `exists: false
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
@@ -95,7 +96,7 @@ def _scalar(spec: FieldSpec, raw: Any, scope: LiteralScope) -> tuple[Any, str | 
     if kind is Kind.NUM:
         if isinstance(raw, bool) or not isinstance(raw, int | float):
             return None, f"{spec.path} is a number: expected a number, got {_type_name(raw)}"
-        return raw, None
+        return _finite(spec, raw)
     if kind is Kind.BOOL:
         if not isinstance(raw, bool):
             return None, f"{spec.path} is a boolean: expected true/false, got {_type_name(raw)}"
@@ -111,8 +112,15 @@ def _scalar(spec: FieldSpec, raw: Any, scope: LiteralScope) -> tuple[Any, str | 
     if kind is Kind.ANY:
         if raw is None or not isinstance(raw, str | int | float | bool):
             return None, f"{spec.path}: expected a string, number or boolean, got {_type_name(raw)}"
-        return raw, None
+        return _finite(spec, raw) if isinstance(raw, float) else (raw, None)
     return None, f"{spec.path} is a set: test it with contains / contains_any / exists"
+
+
+def _finite(spec: FieldSpec, raw: float) -> tuple[Any, str | None]:
+    """NaN never compares true and infinity is no one's count: both are typos or bugs."""
+    if isinstance(raw, float) and not math.isfinite(raw):
+        return None, f"{spec.path}: expected a finite number, got {raw!r}"
+    return raw, None
 
 
 def _timestamp(raw: Any) -> datetime | None:
@@ -206,7 +214,7 @@ def prepare_literal(
             return _scalar(spec, raw, scope)
         if isinstance(raw, bool) or not isinstance(raw, int | float):
             return None, f"{op} on {spec.path} expects a number, got {_type_name(raw)}"
-        return raw, None
+        return _finite(spec, raw)
     # within_hours
     broken = scope.broken_calendars
     if isinstance(raw, str) and (raw in broken or "*" in broken):

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 
 from rules.ast import Action, AllOf, AnyOf, Cond, NotOf, Template, Test
 from rules.fields import FieldSpec, Kind, resolve, unknown_field_message
-from rules.loader import Path
 from rules.model import QUEUE_NAME, AllDoc, AnyDoc, CondDoc, LeafDoc, NotDoc, ThenDoc
 from rules.operators import LiteralScope, describe, prepare_literal
+from rules.source import Path
 from schemas.message import VENDOR_ID_PATTERN
 
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")

@@ -101,6 +101,10 @@ class FieldMatcher:
         self.phrase_list: list[Phrase] = []
         self.regex_list: list[str] = []
         self.intent_of: dict[int, list[str]] = {}  # phrase id -> intents it signals
+        # Id of each registered phrase (by its tokens) and regex: registration stays linear
+        # in the number of distinct phrases of a large ruleset.
+        self._phrase_ids: dict[tuple[str, ...], int] = {}
+        self._regex_ids: dict[str, int] = {}
         # Key of this field's regex hits in the per-decision cache (the phrase hits are
         # under the matcher itself; `Facts.regex_hits`).
         self.regex_cache_key = object()
@@ -146,17 +150,21 @@ class FieldMatcher:
         return f.regex_hits(self).indexed
 
     def add_phrase(self, phrase: Phrase) -> int:
-        for i, known in enumerate(self.phrase_list):
-            if known.tokens == phrase.tokens:
-                return i
+        """The id of the phrase with these tokens (registered now if new)."""
+        known = self._phrase_ids.get(phrase.tokens)
+        if known is not None:
+            return known
+        pid = self._phrase_ids[phrase.tokens] = len(self.phrase_list)
         self.phrase_list.append(phrase)
-        return len(self.phrase_list) - 1
+        return pid
 
     def add_regex(self, pattern: str) -> int:
-        if pattern in self.regex_list:
-            return self.regex_list.index(pattern)
+        known = self._regex_ids.get(pattern)
+        if known is not None:
+            return known
+        rid = self._regex_ids[pattern] = len(self.regex_list)
         self.regex_list.append(pattern)
-        return len(self.regex_list) - 1
+        return rid
 
     def build(self) -> None:
         """After every phrase and regex is registered."""

@@ -19,10 +19,10 @@ from pydantic import ValidationError
 from rules.ast import IntentTable, Rule, Ruleset
 from rules.calendar import WeeklyCalendar, build_calendar
 from rules.facts import words
-from rules.loader import Path, SourceDoc
 from rules.model import QUEUE_NAME, RuleDoc, RulesetDoc, RulesetHeader
 from rules.operators import LiteralScope
 from rules.prepare import Preparer
+from rules.source import Path, SourceDoc
 
 _INTENT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _KNOWN_KEYS = (

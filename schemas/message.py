@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from schemas.envelope import CloudEvent
 
@@ -21,7 +22,21 @@ MAX_ATTACHMENTS = 50
 MAX_ATTRIBUTES = 50
 
 ShortText = Annotated[str, Field(min_length=1, max_length=998)]
-AttributeValue = str | int | float | bool | None
+MAX_INT = 2**63 - 1
+
+
+def _json_number(value: object) -> object:
+    """Numbers are finite and integers fit 64 bits: NaN, Infinity and larger integers would
+    not survive being written out again as JSON (orjson writes NaN as null and refuses big
+    integers), and a union would quietly turn a big integer into an inexact float."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"expected a finite number, got {value!r}")
+    if isinstance(value, int) and not -MAX_INT - 1 <= value <= MAX_INT:
+        raise ValueError("an integer out of the signed 64-bit range")
+    return value
+
+
+AttributeValue = Annotated[str | int | float | bool | None, BeforeValidator(_json_number)]
 
 
 class Channel(StrEnum):
@@ -50,7 +65,7 @@ class Attachment(BaseModel):
 
     name: Annotated[str, Field(min_length=1, max_length=255)]
     content_type: Annotated[str, Field(max_length=255)] | None = None
-    size: Annotated[int, Field(ge=0)] | None = None
+    size: Annotated[int, Field(ge=0, le=MAX_INT)] | None = None
 
 
 class InboundMessage(BaseModel):

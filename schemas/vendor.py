@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from schemas.message import VendorId
 
 VENDOR_PROFILE = "support.vendor.profile"
+MAX_RESPONSE_HOURS = 366 * 24
 
 
 class VendorStatus(StrEnum):
@@ -36,4 +37,7 @@ class VendorProfile(BaseModel):
     tier: VendorTier = VendorTier.STANDARD
     timezone: Annotated[str, Field(max_length=64)] = "UTC"
     calendar: Annotated[str, Field(max_length=128)] | None = None
-    response_hours: Annotated[float, Field(gt=0)] | None = None
+    # Finite and at most a year: the vendor-response SLA target in business hours.
+    response_hours: (
+        Annotated[float, Field(gt=0, le=MAX_RESPONSE_HOURS, allow_inf_nan=False)] | None
+    ) = None

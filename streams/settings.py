@@ -8,18 +8,22 @@ the environment overrides.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
+
+from rules.source import LoadError, dotted, parse_text
+
+
+class SettingsFileError(ValueError):
+    """The settings file cannot be read or parsed (one line: `file:line: field: message`)."""
 
 
 class _FileSource(PydanticBaseSettingsSource):
@@ -27,11 +31,7 @@ class _FileSource(PydanticBaseSettingsSource):
         super().__init__(settings_cls)
         self._data: dict[str, Any] = {}
         if path is not None:
-            text = path.read_text()
-            loaded = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-            if not isinstance(loaded, dict):
-                raise ValueError(f"{path}: settings file must hold a mapping")
-            self._data = loaded
+            self._data = read_settings_file(path)
 
     def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
         return self._data.get(field_name), field_name, False
@@ -40,8 +40,31 @@ class _FileSource(PydanticBaseSettingsSource):
         return {k: v for k, v in self._data.items() if k in self.settings_cls.model_fields}
 
 
+def read_settings_file(path: Path) -> dict[str, Any]:
+    """The mapping of a YAML or JSON settings file; SettingsFileError says what is wrong."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise SettingsFileError(f"{path}: cannot read: {reason}") from None
+    try:
+        src = parse_text(text, str(path), "json" if path.suffix == ".json" else "yaml",
+                         aliases=True)  # fmt: skip
+    except LoadError as exc:
+        raise SettingsFileError(str(exc)) from None
+    if not isinstance(src.data, dict):
+        raise SettingsFileError(f"{path}:{src.line(()) or 1}: a settings file holds a mapping")
+    unknown = [k for k in src.data if k not in RouterSettings.model_fields]
+    if unknown:  # a misspelt setting would otherwise be ignored without a word
+        key = unknown[0]
+        raise SettingsFileError(f"{path}:{src.line((key,))}: {dotted((key,))}: unknown setting")
+    return src.data
+
+
 class RouterSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="ROUTER_", frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="ROUTER_", frozen=True, extra="ignore", allow_inf_nan=False
+    )
 
     kafka_bootstrap_servers: str = Field(
         default="127.0.0.1:9092",
@@ -64,7 +87,7 @@ class RouterSettings(BaseSettings):
 
     max_record_bytes: int = Field(default=256 * 1024, ge=1024, le=8 * 1024 * 1024)
     producer_linger_ms: int = Field(default=5, ge=0, le=1000)
-    producer_max_batch_bytes: int = Field(default=256 * 1024, ge=16 * 1024)
+    producer_max_batch_bytes: int = Field(default=256 * 1024, ge=16 * 1024, le=64 << 20)
     # zstd: aiokafka compresses lz4 at level 9 (~5 us per 1 KB JSON record, 7:1); zstd level 3
     # takes ~1 us and writes a third less
     producer_compression: Literal["none", "gzip", "lz4", "zstd", "snappy"] = "zstd"
@@ -110,6 +133,13 @@ class RouterSettings(BaseSettings):
             env_settings,
             _FileSource(settings_cls, Path(file) if file else None),
         )
+
+    @field_validator("data_dir", "rules_file", "sla_policies_file", mode="before")
+    @classmethod
+    def _path_not_empty(cls, raw: Any) -> Any:
+        if isinstance(raw, str) and not raw.strip():  # Path("") would be the working directory
+            raise ValueError("an empty path: leave the setting out instead")
+        return raw
 
     def topic(self, logical: str) -> str:
         """The physical name of a logical topic (`tickets.events` -> `<prefix>tickets.events`)."""

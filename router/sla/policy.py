@@ -1,20 +1,28 @@
 """SLA policy files (YAML): calendars, policies with per-priority targets, escalation ladders.
 
-Durations are business time, written as `90s`, `45m`, `8h`, `1h30m` or a number of seconds.
-There is deliberately no `d` unit: "a day" of business time is ambiguous. See
+Durations are business time, written as `90s`, `45m`, `8h`, `1h30m` or a number of seconds,
+finite and at most a year. There is deliberately no `d` unit: "a day" of business time is
+ambiguous. See
 `policies/default.yaml` for a commented example.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import date
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
 
-import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from router.ids import derive_id
 from router.sla.calendar import AlwaysOpen, BusinessHours, Calendar, FollowTheSun
@@ -23,29 +31,38 @@ from router.sla.terms import MetricTerms as MetricTerms
 from router.sla.terms import Rung as Rung
 from router.sla.terms import SlaConfig as SlaConfig
 from router.sla.terms import SlaPolicy as SlaPolicy
+from rules.source import LoadError, parse_text, validation_errors
 from schemas.sla import SlaMetric
 from schemas.ticket import QUEUE_PATTERN, Priority
 
 DEFAULT_POLICY_FILE = Path(__file__).parent / "policies" / "default.yaml"
 
 _DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+# Longer targets or escalation delays are typos (`8000h` for `8h`), and deadlines computed
+# from them would leave the range of datetime.
+MAX_DURATION_SECONDS = 366 * 86_400
 _SHIFT = re.compile(r"^(\d{2}):(\d{2})-(\d{2}):(\d{2})$")
 
 
 def parse_duration(value: object) -> float:
-    """Seconds from `8h`, `1h30m`, `90s` or a bare number."""
+    """Seconds from `8h`, `1h30m`, `90s` or a bare number: finite, at most a year."""
     if isinstance(value, bool):
         raise ValueError("a duration cannot be a boolean")
+    seconds: int | float
     if isinstance(value, int | float):
-        seconds = float(value)
+        seconds = value
     elif isinstance(value, str) and (match := _DURATION.match(value.strip())) and value.strip():
         hours, minutes, secs = (int(part or 0) for part in match.groups())
-        seconds = float(hours * 3600 + minutes * 60 + secs)
+        seconds = hours * 3600 + minutes * 60 + secs
     else:
         raise ValueError(f"bad duration {value!r}: use e.g. 90s, 45m, 8h, 1h30m")
+    if isinstance(seconds, float) and not math.isfinite(seconds):
+        raise ValueError(f"duration {value!r} is not a finite number")
     if seconds < 0:
         raise ValueError(f"duration {value!r} is negative")
-    return seconds
+    if seconds > MAX_DURATION_SECONDS:  # compared as given: a huge int must not reach float()
+        raise ValueError(f"duration {value!r} is longer than a year ({MAX_DURATION_SECONDS} s)")
+    return float(seconds)
 
 
 def _parse_shift(text: object) -> tuple[int, int]:
@@ -76,7 +93,7 @@ class Weekday(StrEnum):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class HolidaySource(_Strict):
@@ -152,7 +169,7 @@ class SlaPolicyFile(_Strict):
     version: Literal[1]
     default_policy: str
     # A firing later than this after its due time is marked late (the engine was down).
-    late_grace_seconds: Annotated[float, Field(ge=0)] = 60.0
+    late_grace_seconds: Annotated[float, Field(ge=0, le=86_400)] = 60.0
     calendars: Annotated[dict[str, CalendarSpec], Field(min_length=1)]
     policies: Annotated[dict[str, PolicySpec], Field(min_length=1)]
     queue_policies: list[QueuePolicy] = []
@@ -249,14 +266,35 @@ def _build_calendar(name: str, spec: AlwaysSpec | BusinessHoursSpec) -> Calendar
     )
 
 
-def parse_sla_config(text: str) -> SlaConfig:
-    """Validate YAML text and build it; ValueError (pydantic's or ours) names what is wrong."""
-    spec = SlaPolicyFile.model_validate(yaml.safe_load(text))
+class SlaPolicyError(ValueError):
+    """An SLA policy file that cannot be used: one line, `file:line: field: message` for each
+    problem (at most the first few), separated by `; `."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+def parse_sla_config(text: str, file: str = "<sla policies>") -> SlaConfig:
+    """Validate YAML (or JSON) text and build it; SlaPolicyError names what is wrong."""
+    try:
+        src = parse_text(text, file, "json" if file.endswith(".json") else "yaml", aliases=True)
+    except LoadError as exc:
+        raise SlaPolicyError([str(exc)]) from None
+    try:
+        spec = SlaPolicyFile.model_validate(src.data)
+    except ValidationError as exc:
+        raise SlaPolicyError(validation_errors(src, exc, limit=5)) from None
     try:
         return build_config(spec)
     except CalendarError as exc:
-        raise ValueError(str(exc)) from exc
+        raise SlaPolicyError([f"{file}: {exc}"]) from exc
 
 
 def load_sla_config(path: Path = DEFAULT_POLICY_FILE) -> SlaConfig:
-    return parse_sla_config(path.read_text(encoding="utf-8"))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise SlaPolicyError([f"{path}: cannot read: {reason}"]) from None
+    return parse_sla_config(text, str(path))

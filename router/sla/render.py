@@ -21,7 +21,7 @@ import orjson
 from pydantic import ValidationError
 
 from router.ids import derive_id
-from router.inbound import Rejected, dead_letter
+from router.inbound import Rejected, dead_letter, field_errors
 from router.outputs import CE_HEADER
 from router.outputs import engine_record as _record
 from router.records import OutRecord, queue_topic
@@ -145,10 +145,7 @@ def parse_action(
         errors = exc.errors(include_url=False, include_input=False)
         if any(e["type"] == "json_invalid" for e in errors):
             return reject(RejectReason.INVALID_JSON, f"invalid JSON: {errors[0]['msg']}")
-        fields = [
-            FieldError(field=".".join(str(p) for p in e["loc"]) or "<root>", error=e["msg"])
-            for e in errors[:20]
-        ]
+        fields = field_errors(errors)
         summary = "; ".join(f"{f.field}: {f.error}" for f in fields[:5])
         return reject(RejectReason.SCHEMA_VIOLATION, f"schema violation: {summary}", fields)
     if action.type != TICKET_ACTION:

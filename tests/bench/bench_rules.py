@@ -17,6 +17,11 @@ The calibration line lets figures from different machines be compared; the stage
 splits the time of one decision (1,000 rules). Not collected by pytest (not a `test_*.py`
 file).
 
+The load line times what `router rules validate` does with a large file: a 10,000-rule
+ruleset of distinct phrases and regexes (as rulesets grow when every vendor adds keywords),
+written out as YAML and as JSON, parsed, validated and compiled (target: <= 3 s each).
+`--load-only` prints just that line.
+
 Wall-clock figures on a shared machine swing by +-20%; instruction counts do not. For
 instructions per decision, `--sample N` builds the first size's evaluator and message mix,
 makes one warm pass, decides N messages and exits; run it under callgrind with N and 2N and
@@ -31,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import os
 import random
 import subprocess
@@ -51,9 +57,16 @@ if str(REPO) not in sys.path:  # run as a script: make `rules`, `router`, `schem
 from router.native import compiled_modules  # noqa: E402 - after sys.path
 from router.routing import RoutingContext, TicketFacts  # noqa: E402
 from router.rules_policy import RulesetPolicy  # noqa: E402
-from rules import CompiledRuleset, NaiveEvaluator, RuleInput, Ruleset  # noqa: E402
+from rules import (  # noqa: E402
+    CompiledRuleset,
+    NaiveEvaluator,
+    RuleInput,
+    Ruleset,
+    compile_ruleset,
+    parse_ruleset_text,
+)
 from rules.facts import Facts, TicketInfo  # noqa: E402
-from rules.loader import SourceDoc  # noqa: E402
+from rules.source import SourceDoc  # noqa: E402
 from rules.validate import validate_source  # noqa: E402
 from schemas.message import InboundMessage  # noqa: E402
 from schemas.vendor import VendorProfile, VendorStatus, VendorTier  # noqa: E402
@@ -85,6 +98,8 @@ BODIES = [
     "I opened a bank dispute because nobody answered about order #{o}.",
 ]
 TARGET_AT_1000 = 100_000  # decisions/s per core (issue 3)
+LOAD_RULES = 10_000
+LOAD_TARGET_S = 3.0  # parse + validate + compile of a LOAD_RULES ruleset file
 PASSES = 5  # timed passes per figure; the best one is kept (noisy shared machines)
 LANGS = ["en", "en", "en", "de-DE", "fr", "es-ES", "it", None]
 CHANNELS = ["email", "email", "email", "chat", "chat", "social"]
@@ -199,6 +214,75 @@ def build_ruleset(size: int, seed: int = 7) -> tuple[Ruleset, list[str]]:
     if ruleset is None:
         raise SystemExit("\n".join(map(str, problems[:10])))
     return ruleset, vendors
+
+
+def large_document(size: int, seed: int = 5) -> dict[str, Any]:
+    """A ruleset document of `size` rules whose phrases and regexes are nearly all distinct:
+    per-vendor keyword rules, subject phrases, reference-number regexes, numeric tests."""
+    rng = random.Random(seed)
+    syllables = ["ka", "lo", "mi", "nu", "pe", "ra", "si", "to", "ve", "zu", "bri", "dra",
+                 "gle", "pho", "stri", "qua"]  # fmt: skip
+
+    def word() -> str:
+        return "".join(rng.choice(syllables) for _ in range(rng.randint(2, 4)))
+
+    def phrase() -> str:
+        return " ".join(word() for _ in range(rng.randint(1, 3)))
+
+    rules: list[dict[str, Any]] = []
+    for i in range(size - 1):
+        roll = rng.random()
+        when: dict[str, Any]
+        if roll < 0.45:
+            when = {"all": [{"field": "message.vendor_id", "eq": f"vendor-{i // 4:05d}"},
+                            {"field": "message.text",
+                             "contains_any": [phrase() for _ in range(rng.randint(2, 4))]}]}
+        elif roll < 0.65:
+            when = {"field": "message.subject", "contains": phrase()}
+        elif roll < 0.85:
+            when = {"field": "message.text",
+                    "matches": f"(?i)\\b{word()}-{i}[-_ ]?\\d{{{rng.randint(2, 6)}}}\\b"}
+        else:
+            when = {"all": [{"field": "ticket.message_count", "gte": rng.randint(2, 9)},
+                            {"field": "message.text", "contains": phrase()}]}
+        then: dict[str, Any] = {"route": f"dept:{rng.choice(DEPTS)}", "tags": [f"t{i % 97}"]}
+        if rng.random() < 0.2:
+            then["priority"] = rng.choice(["high", "urgent"])
+        rules.append({"id": f"r-{i}", "priority": rng.randint(0, 900), "when": when,
+                      "then": then})  # fmt: skip
+    rules.append({"id": "catch-all", "priority": -1000, "then": {"route": "dept:general"}})
+    return {"name": "bench-load", "version": "1", "departments": DEPTS,
+            "sla_policies": ["vip", "disputes", "standard"], "defaults": {"sla": "standard"},
+            "intents": INTENTS, "rules": rules}  # fmt: skip
+
+
+def load_times(size: int, passes: int = 2) -> list[tuple[str, int, float]]:
+    """(format, bytes, best CPU seconds) to parse, validate and compile a `size`-rule file."""
+    doc = large_document(size)
+    dumper: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    texts = {"yaml": yaml.dump(doc, Dumper=dumper, sort_keys=False, allow_unicode=True),
+             "json": json.dumps(doc, indent=1)}  # fmt: skip
+    out = []
+    for fmt, text in texts.items():
+        best = float("inf")
+        for _ in range(passes):
+            gc.collect()
+            start = time.process_time()
+            parsed = parse_ruleset_text(text, f"bench.{fmt}")
+            if isinstance(parsed, list):
+                raise SystemExit("\n".join(map(str, parsed[:10])))
+            compile_ruleset(parsed)
+            best = min(best, time.process_time() - start)
+            del parsed
+        out.append((fmt, len(text.encode()), best))
+    return out
+
+
+def print_load_times() -> None:
+    for fmt, size, seconds in load_times(LOAD_RULES):
+        met = "ok" if seconds <= LOAD_TARGET_S else "MISSED"
+        print(f"load: {LOAD_RULES:,} rules as {fmt} ({size / 1e6:.1f} MB), parse + validate + "
+              f"compile: {seconds:.2f} s CPU (target <= {LOAD_TARGET_S:g} s: {met})")  # fmt: skip
 
 
 def build_inputs(vendors: Sequence[str], n: int, seed: int = 11) -> list[RuleInput]:
@@ -350,10 +434,15 @@ def main() -> None:
     ap.add_argument("--sample", type=int, default=0,
                     help="only decide this many messages at the first size (for callgrind)")
     ap.add_argument("--adapter", action="store_true", help="--sample the adapter path")
+    ap.add_argument("--load-only", action="store_true",
+                    help="print the large-file load time only")  # fmt: skip
     ap.add_argument("--rate-only", action="store_true",
                     help="print compiled/s at the first size only (pure-Python row)")  # fmt: skip
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
+    if args.load_only:
+        print_load_times()
+        return
     if args.sample:
         decide_sample(sizes[0], args.messages, args.sample, args.adapter)
         return
@@ -425,6 +514,7 @@ def main() -> None:
     tracemalloc.stop()
     print(f"memory of the {big:,}-rule validated ruleset (document and AST): "
           f"{current / 2**20:.1f} MiB")  # fmt: skip
+    print_load_times()
 
 
 if __name__ == "__main__":

@@ -154,3 +154,49 @@ def test_publish_refuses_an_invalid_ruleset_before_touching_kafka(tmp_path: Path
     res = runner.invoke(app, ["rules", "publish", str(bad), "--bootstrap", "127.0.0.1:1"])
     assert res.exit_code == 1
     assert "unknown department 'nope'" in res.stderr
+
+
+def test_simulate_on_a_missing_input_or_a_directory_says_so_in_one_line(tmp_path: Path) -> None:
+    for target, reason in [(tmp_path / "nope.jsonl", "No such file or directory"),
+                           (tmp_path, "Is a directory")]:  # fmt: skip
+        res = runner.invoke(app, ["simulate", "--rules", V1, "--input", str(target)])
+        assert res.exit_code == 1
+        assert res.exception is None or isinstance(res.exception, SystemExit)
+        assert res.stderr == f"{target}: cannot read: {reason}\n"
+        assert "Traceback" not in res.output
+
+
+def test_errors_keep_square_brackets(tmp_path: Path) -> None:
+    """User text is never read as rich markup: `[a-z0-9]` must not vanish from a message."""
+    context = tmp_path / "ctx.yaml"
+    context.write_text("vendors:\n  - {vendor_id: Bad Id}\n")
+    messages = str(EXAMPLES / "messages.jsonl")
+    res = runner.invoke(
+        app, ["simulate", "--rules", V1, "--input", messages, "--context", str(context)]
+    )
+    assert res.exit_code == 1
+    assert "^[a-z0-9][a-z0-9_-]{0,63}$" in res.stderr
+    weird = tmp_path / "weird[red].yaml"
+    weird.write_text(ruleset_text("- {id: all, then: {route: 'dept:general'}}\n")
+                     .replace('version: "1"', 'version: "[bold]1[/bold]"'))  # fmt: skip
+    ok = runner.invoke(app, ["rules", "validate", str(weird), "--sla-policies",
+                             "urgent_sla,vip,standard"])  # fmt: skip
+    assert ok.exit_code == 0, ok.output
+    assert f"ok {weird}: test [bold]1[/bold], 1 rules" in ok.stdout
+    missing = runner.invoke(app, ["rules", "test", V1, str(tmp_path / "[x].cases.yaml")])
+    assert missing.exit_code == 1
+    assert "[x].cases.yaml: cannot read: No such file or directory" in missing.stderr
+
+
+def test_validate_reports_a_duplicate_key_with_both_lines(tmp_path: Path) -> None:
+    bad = tmp_path / "dup.yaml"
+    bad.write_text(ruleset_text("- id: a\n  then: {route: 'dept:general'}\n"
+                                "  then: {route: 'dept:disputes'}\n"))  # fmt: skip
+    res = runner.invoke(app, ["rules", "validate", str(bad), "--sla-policies", "standard"])
+    assert res.exit_code == 1
+    lines = bad.read_text().splitlines()
+    first, second = (i for i, line in enumerate(lines, start=1) if "then:" in line)
+    assert res.stderr.splitlines()[0] == (
+        f"{bad}:{second}: rules[0].then: duplicate key at lines {first} and {second} "
+        "(only one copy may be given)"
+    )

@@ -8,7 +8,7 @@ import pytest
 
 from rules import load_ruleset_file
 from rules.golden import format_outcome, load_cases, run_cases
-from rules.loader import parse_text
+from rules.source import parse_text
 from tests.unit.rules.rules_support import EXAMPLES, parse
 
 CASE_FILES = sorted(EXAMPLES.glob("*.cases.yaml"))

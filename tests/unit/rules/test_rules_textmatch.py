@@ -76,6 +76,16 @@ def test_phrases_run_in_chunked_sets_and_keep_their_ids() -> None:
     assert set(m.phrases(f"w{far}...X")) == {far}
 
 
+def test_a_phrase_or_regex_registered_twice_keeps_its_first_id() -> None:
+    m = FieldMatcher("message.body", lambda f: f.msg.body)
+    ids = [m.add_phrase(Phrase(p, tuple(words(p)), "")) for p in
+           ["Refund", "never arrived", "REFUND!", "Never  Arrived", "refunds"]]  # fmt: skip
+    assert ids == [0, 1, 0, 1, 2]
+    assert [p.text for p in m.phrase_list] == ["Refund", "never arrived", "refunds"]
+    assert [m.add_regex(r) for r in ["a+", "b", "a+", "(?i)a+"]] == [0, 1, 0, 2]
+    assert m.regex_list == ["a+", "b", "(?i)a+"]
+
+
 def test_phrase_patterns_are_whole_consecutive_tokens() -> None:
     assert phrase_pattern(("never", "arrived")) == "(?:^| )never +arrived(?: |$)"
     m = _matcher(["a b", "b", "ab"])

@@ -12,7 +12,7 @@ from router.backtest import Backtest, decision_clock, file_record, report_dict, 
 from router.stages.contract import InRecord
 from rules import CompiledRuleset, compile_ruleset, load_ruleset_file
 from rules.inputs import DEFAULT_NOW, context_from_data
-from rules.loader import parse_text
+from rules.source import parse_text
 from tests.factories import inbound_bytes, inbound_event
 from tests.unit.rules.rules_support import EXAMPLES, parse
 
