@@ -24,7 +24,8 @@ from tests.integration.test_sla import (
     write_policy,
 )
 
-pytestmark = [pytest.mark.integration, pytest.mark.chaos]
+# a whole-cluster restart alone takes ~40 s; each scenario drains what its load sent
+pytestmark = [pytest.mark.integration, pytest.mark.chaos, pytest.mark.timeout(600)]
 
 ClusterEngine = tuple[EngineUnderTest, LocalKafkaCluster]
 
