@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from collections.abc import Callable
 
 import structlog
 from aiohttp import web
@@ -15,9 +16,14 @@ from streams.settings import RouterSettings
 log = structlog.get_logger("router.gateway")
 
 
-async def serve(settings: RouterSettings, stop: asyncio.Event) -> None:
+async def serve(
+    settings: RouterSettings,
+    stop: asyncio.Event,
+    on_serving: Callable[[list[str]], None] | None = None,
+) -> None:
     """Listen until `stop` is set; requests in flight then finish (within
-    `shutdown_timeout_s`) and the producer flushes before the process exits."""
+    `shutdown_timeout_s`) and the producer flushes before the process exits. `on_serving`
+    gets the URLs once the socket listens."""
     runner = web.AppRunner(
         create_app(settings), access_log=None, shutdown_timeout=settings.shutdown_timeout_s
     )
@@ -25,9 +31,12 @@ async def serve(settings: RouterSettings, stop: asyncio.Event) -> None:
     try:
         site = web.TCPSite(runner, settings.gateway_host, settings.gateway_port)
         await site.start()
-        for address in runner.addresses:  # the real port when the setting is 0
-            host, port = address[:2]
-            log.info("gateway_serving", url=f"http://{host}:{port}")
+        # the real port when the setting is 0
+        urls = [f"http://{address[0]}:{address[1]}" for address in runner.addresses]
+        for url in urls:
+            log.info("gateway_serving", url=url)
+        if on_serving is not None:
+            on_serving(urls)
         await stop.wait()
         log.info("gateway_stopping")
     finally:

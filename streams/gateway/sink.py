@@ -75,7 +75,11 @@ class ChannelSink:
         """Whether a broker answers a metadata request and the channel topics exist."""
         producer = self._producer
         if producer is None:
-            self._kick()
+            task = self._kick()
+            if task is not None:  # a start under way: give it the probe's time
+                with contextlib.suppress(TimeoutError):
+                    producer = await asyncio.wait_for(asyncio.shield(task), READY_TIMEOUT_S)
+        if producer is None:
             return {"ready": False, "error": "not connected to Kafka"}
         try:
             cluster = await asyncio.wait_for(
