@@ -88,6 +88,24 @@ def channel_of(name: str) -> Channel | Refused:
         )  # fmt: skip
 
 
+def channel_in(doc: Any) -> Channel | Refused:
+    """The channel a decoded message or event names: a connector writing to Kafka directly
+    picks its topic by it."""
+    structured = isinstance(doc, dict) and "specversion" in doc
+    data = doc.get("data") if structured else doc
+    value = data.get("channel") if isinstance(data, dict) else None
+    try:
+        return Channel(str(value))
+    except ValueError:
+        allowed = ", ".join(c.value for c in Channel)
+        field = "data.channel" if structured else "channel"
+        return Refused(
+            Problem.INVALID, RejectReason.UNKNOWN_CHANNEL.value,
+            f"{field} must be one of: {allowed}",
+            (FieldError(field=field, error=f"expected one of: {allowed}"),),
+        )  # fmt: skip
+
+
 def media_type(content_type: str | None) -> str | Refused:
     """The media type, lowercased; a charset other than UTF-8 is refused."""
     if not content_type:
@@ -135,7 +153,7 @@ def read_message(
         doc = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         return Refused(Problem.INVALID, RejectReason.INVALID_JSON.value, f"invalid JSON: {exc}")
-    return _item(channel, doc, source_id, now, max_record_bytes)
+    return read_document(channel, doc, source_id, now, max_record_bytes)
 
 
 def read_batch(
@@ -171,13 +189,15 @@ def read_batch(
             Problem.TOO_LARGE, "too_many_items",
             f"the batch holds {len(items)} items; the limit is {max_items}",
         )  # fmt: skip
-    return [_item(channel, doc, source_id, now, max_record_bytes) for doc in items]
+    return [read_document(channel, doc, source_id, now, max_record_bytes) for doc in items]
 
 
-def _item(
+def read_document(
     channel: Channel, doc: Any, source_id: str, now: datetime, max_record_bytes: int
 ) -> Outcome:
-    """A decoded JSON value: a structured event when it says `specversion`, else a message."""
+    """A decoded JSON value: a structured event when it says `specversion`, else a plain
+    message (the gateway's batch items; `streams.connectors.publisher` for Python
+    connectors)."""
     if isinstance(doc, dict) and "specversion" in doc:
         return _validate(channel, orjson.dumps(doc), now, max_record_bytes)
     if not isinstance(doc, dict):

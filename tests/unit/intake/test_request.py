@@ -194,3 +194,13 @@ def test_batch_refusals() -> None:
     assert whole(b"[").reason == "invalid_json"
     assert whole(b"[]", STRUCTURED).problem is Problem.UNSUPPORTED_MEDIA
     assert batch([]) == []
+
+
+def test_the_channel_a_document_names() -> None:
+    from router.intake.request import channel_in
+
+    assert channel_in(message()) is Channel.CHAT
+    assert channel_in(inbound_event("e", channel="social")) is Channel.SOCIAL
+    assert fields(channel_in(message(channel="fax"))) == {"channel"}
+    assert fields(channel_in({**inbound_event("e"), "data": None})) == {"data.channel"}
+    assert refused(channel_in([1])).reason == "unknown_channel"
