@@ -1,4 +1,4 @@
-"""The `router` command line: worker, schemas, rules, simulate, lag, tail, vendors."""
+"""The `router` command line: worker, gateway, schemas, rules, simulate, lag, tail, vendors."""
 
 from __future__ import annotations
 
@@ -42,6 +42,34 @@ def worker(
     if rules_path is not None:
         policy = _load_policy(rules_path, settings.sla_policies_file)
     run_worker(settings, policy)
+
+
+@app.command()
+def gateway(
+    settings_file: SettingsOpt = None,
+    host: Annotated[str | None, typer.Option(help="Listen address; default: gateway_host.")] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(min=0, max=65535, help="Listen port (0: any port); default: gateway_port."),
+    ] = None,
+) -> None:
+    """Serve the channel gateway (HTTP -> channel topics) until SIGTERM/SIGINT."""
+    from streams.gateway.server import run_gateway
+    from streams.settings import RouterSettings
+
+    settings = load_settings(settings_file)
+    assert isinstance(settings, RouterSettings)
+    if not settings.gateway_secrets:
+        typer.echo(
+            "cannot start: no sources configured; set ROUTER_GATEWAY_SECRETS, e.g. "
+            """'{"my-connector": ["<a secret of 16+ characters>"]}'""",
+            err=True,
+        )
+        raise typer.Exit(2)
+    overrides = {
+        k: v for k, v in (("gateway_host", host), ("gateway_port", port)) if v is not None
+    }
+    run_gateway(settings.model_copy(update=overrides))
 
 
 def _load_policy(path: Path, sla_file: Path | None = None) -> RoutingPolicy:

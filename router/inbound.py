@@ -48,6 +48,7 @@ class Rejected:
     reason: RejectReason
     error: str
     record: OutRecord
+    errors: tuple[FieldError, ...] = ()  # the failing fields (the gateway names them in a 400)
 
 
 def parse_inbound(
@@ -64,9 +65,9 @@ def parse_inbound(
     def reject(
         reason: RejectReason, error: str, errors: list[FieldError] | None = None
     ) -> Rejected:
-        return Rejected(
-            reason, error, dead_letter(reason, error, errors or [], source, key, value or b"", now)
-        )
+        fields = errors or []
+        record = dead_letter(reason, error, fields, source, key, value or b"", now)
+        return Rejected(reason, error, record, tuple(fields))
 
     if value is None or not value:
         return reject(RejectReason.SCHEMA_VIOLATION, "record value is empty (tombstone?)")

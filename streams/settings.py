@@ -10,9 +10,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -61,9 +68,19 @@ def read_settings_file(path: Path) -> dict[str, Any]:
     return src.data
 
 
+# A gateway source: who signs requests (`X-Router-Source`), one rate limit each.
+GatewaySource = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+GatewaySecret = Annotated[SecretStr, Field(min_length=16, max_length=256)]  # characters
+GatewaySecrets = Annotated[list[GatewaySecret], Field(min_length=1, max_length=4)]
+
+
 class RouterSettings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="ROUTER_", frozen=True, extra="ignore", allow_inf_nan=False
+        env_prefix="ROUTER_",
+        frozen=True,
+        extra="ignore",
+        allow_inf_nan=False,
+        hide_input_in_errors=True,  # a refused secret must not be echoed in the startup error
     )
 
     kafka_bootstrap_servers: str = Field(
@@ -116,7 +133,32 @@ class RouterSettings(BaseSettings):
     web_port: int = Field(default=6066, ge=0, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     rules_file: Path | None = None
+
+    # The channel gateway (`router gateway`, streams/gateway/): connectors POST messages over
+    # HTTP. Records keep `max_record_bytes`; the producer is the engine's (acks=all, idempotent).
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = Field(default=8080, ge=0, le=65535)
+    # source -> its shared secrets, several during a rotation; as JSON in the environment:
+    # ROUTER_GATEWAY_SECRETS='{"acme-chat": ["<secret>", "<next secret>"]}'
+    gateway_secrets: dict[GatewaySource, GatewaySecrets] = {}
+    gateway_replay_window_s: float = Field(default=300.0, ge=1, le=3600)
+    gateway_rate_per_s: float = Field(default=200.0, gt=0, le=1_000_000)  # messages, per source
+    gateway_rate_burst: int = Field(default=400, ge=1, le=1_000_000)
+    gateway_batch_max_items: int = Field(default=100, ge=1, le=10_000)
+    gateway_batch_max_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    # how long a request waits for Kafka's acknowledgement before it answers 503
+    gateway_ack_timeout_s: float = Field(default=10.0, gt=0, le=300)
     sla_policies_file: Path | None = None  # SLA policies; default: router/sla/policies/default.yaml
+
+    @model_validator(mode="after")
+    def _a_full_batch_fits_the_burst(self) -> RouterSettings:
+        if self.gateway_rate_burst < self.gateway_batch_max_items:
+            raise ValueError(
+                f"gateway_rate_burst ({self.gateway_rate_burst}) must be at least "
+                f"gateway_batch_max_items ({self.gateway_batch_max_items}): a batch takes a "
+                "token per message"
+            )
+        return self
 
     @classmethod
     def settings_customise_sources(
@@ -156,4 +198,14 @@ class RouterSettings(BaseSettings):
 
     def masked(self) -> dict[str, Any]:
         """For logs: secrets stay masked (SecretStr renders as '**********')."""
-        return {k: str(v) if isinstance(v, SecretStr) else v for k, v in self}
+        return {k: _mask(v) for k, v in self}
+
+
+def _mask(value: Any) -> Any:
+    if isinstance(value, SecretStr):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _mask(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_mask(v) for v in value]
+    return value

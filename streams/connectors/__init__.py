@@ -1,0 +1,1 @@
+"""Connector-side I/O: what a Python connector uses to put messages on the channel topics."""
