@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -51,6 +53,32 @@ class TransientKafkaErrors(logging.Filter):
         return True
 
 
+class RepeatedLines(logging.Filter):
+    """A library line repeating (same logger, level and message template) is written once per
+    `window_s`, the next one saying how many were left out: with every broker down, aiokafka
+    logs a failed connection per request, hundreds a second, burying everything else."""
+
+    def __init__(self, window_s: float = 10.0, clock: Callable[[], float] = time.monotonic):
+        super().__init__()
+        self.window_s, self._clock = window_s, clock
+        self._seen: dict[tuple[str, int, object], tuple[float, int]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.startswith(("router", "streams")):  # the engine's own lines: all kept
+            return True
+        key, now = (record.name, record.levelno, record.msg), self._clock()
+        since, left_out = self._seen.get(key, (-float("inf"), 0))
+        if now - since < self.window_s:
+            self._seen[key] = (since, left_out + 1)
+            return False
+        if len(self._seen) > 1000:  # bounded: templates are few, but never trust that
+            self._seen.clear()
+        self._seen[key] = (now, 0)
+        if left_out:
+            record.msg = f"{record.msg} ({left_out} more like this left out in {self.window_s:g} s)"
+        return True
+
+
 def _args(record: logging.LogRecord) -> tuple[object, ...]:
     args = record.args
     if isinstance(args, tuple):
@@ -91,6 +119,7 @@ def configure_logging(level: str = "INFO") -> None:
         )
     )
     handler.addFilter(TransientKafkaErrors())
+    handler.addFilter(RepeatedLines())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     logging.captureWarnings(True)  # warnings.warn lines as JSON too, not bare stderr text

@@ -11,7 +11,7 @@ import orjson
 import pytest
 from aiokafka import errors
 
-from streams.logs import TransientKafkaErrors
+from streams.logs import RepeatedLines, TransientKafkaErrors
 from tests.harness import REPO
 
 
@@ -68,3 +68,25 @@ def test_every_line_is_json_with_the_level_it_deserves() -> None:
     assert levels["Group Coordinator Request failed"] == "warning"
     assert levels["a real error"] == "error"
     assert any("something deprecated" in line["event"] for line in lines)
+
+
+def test_a_library_line_repeating_is_written_once_per_window_with_a_count() -> None:
+    now = [100.0]
+    lines = RepeatedLines(window_s=10.0, clock=lambda: now[0])
+
+    def record(name: str, node: int) -> logging.LogRecord:
+        template = "Unable connect to node with id %s: %s"
+        return logging.LogRecord(name, logging.ERROR, __file__, 1, template, (node, "refused"), None)
+
+    kept = [lines.filter(record("aiokafka.conn", n)) for n in range(500)]
+    assert kept == [True] + [False] * 499  # the template repeats, whatever the node
+    assert lines.filter(record("aiokafka.other", 1))  # another logger is another line
+    assert lines.filter(record("router.stage", 1))
+    assert lines.filter(record("router.stage", 2))  # the engine's own lines are all kept
+    now[0] += 10.0
+    later = record("aiokafka.conn", 3)
+    assert lines.filter(later)
+    assert later.getMessage() == (
+        "Unable connect to node with id 3: refused (499 more like this left out in 10 s)"
+    )
+    assert not lines.filter(record("aiokafka.conn", 4))
