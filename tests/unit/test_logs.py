@@ -76,7 +76,8 @@ def test_a_library_line_repeating_is_written_once_per_window_with_a_count() -> N
 
     def record(name: str, node: int) -> logging.LogRecord:
         template = "Unable connect to node with id %s: %s"
-        return logging.LogRecord(name, logging.ERROR, __file__, 1, template, (node, "refused"), None)
+        args = (node, "refused")
+        return logging.LogRecord(name, logging.ERROR, __file__, 1, template, args, None)
 
     kept = [lines.filter(record("aiokafka.conn", n)) for n in range(500)]
     assert kept == [True] + [False] * 499  # the template repeats, whatever the node
