@@ -96,6 +96,7 @@ def create_engine(
         broker_max_poll_records=settings.consumer_max_poll_records,
         broker_commit_interval=settings.commit_interval_s,
         broker_session_timeout=settings.session_timeout_s,
+        broker_request_timeout=settings.consumer_request_timeout_s,
         broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
         consumer_auto_offset_reset="earliest",
         consumer_group_instance_id=settings.consumer_group_instance_id,

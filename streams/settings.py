@@ -118,6 +118,9 @@ class RouterSettings(BaseSettings):
     consumer_group_instance_id: str | None = None
     # A crashed worker's partitions move after this long; shorter means faster failover.
     session_timeout_s: float = Field(default=10.0, ge=6, le=300)
+    # A consumer request (a fetch, a commit) unanswered this long fails and is retried on a
+    # fresh connection: how long a hung broker can hold the stages. More than the session.
+    consumer_request_timeout_s: float = Field(default=90.0, gt=0, le=600)
     # An action read before any event of its ticket waits this long for one, then it is
     # refused to the dead-letter topic as for an unknown ticket (router/stages/parking.py).
     action_park_s: float = Field(default=900.0, ge=1, le=7 * 86400)
@@ -149,6 +152,15 @@ class RouterSettings(BaseSettings):
     # how long a request waits for Kafka's acknowledgement before it answers 503
     gateway_ack_timeout_s: float = Field(default=10.0, gt=0, le=300)
     sla_policies_file: Path | None = None  # SLA policies; default: router/sla/policies/default.yaml
+
+    @model_validator(mode="after")
+    def _requests_outlast_the_session(self) -> RouterSettings:
+        if self.consumer_request_timeout_s <= self.session_timeout_s:
+            raise ValueError(
+                f"consumer_request_timeout_s ({self.consumer_request_timeout_s:g}) must be more "
+                f"than session_timeout_s ({self.session_timeout_s:g}), as Kafka's consumer needs"
+            )
+        return self
 
     @model_validator(mode="after")
     def _a_full_batch_fits_the_burst(self) -> RouterSettings:

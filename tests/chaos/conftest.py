@@ -7,7 +7,7 @@ import pytest
 
 from streams.local.broker import local_kafka_available
 from streams.local.cluster import MIN_INSYNC_REPLICAS, LocalKafkaCluster
-from tests.chaos.faults import CLUSTER_NODES, SESSION_TIMEOUT_S, write_table
+from tests.chaos.faults import CLUSTER_NODES, REQUEST_TIMEOUT_S, SESSION_TIMEOUT_S, write_table
 from tests.integration.conftest import (
     EngineUnderTest,
     engine,  # noqa: F401 - the same real-process fixture
@@ -32,6 +32,7 @@ def cluster_engine(
         "ROUTER_REPLICATION_FACTOR": str(CLUSTER_NODES),
         "ROUTER_MIN_INSYNC_REPLICAS": str(MIN_INSYNC_REPLICAS),
         "ROUTER_SESSION_TIMEOUT_S": str(SESSION_TIMEOUT_S),
+        "ROUTER_CONSUMER_REQUEST_TIMEOUT_S": str(REQUEST_TIMEOUT_S),
     }
     under_test = EngineUnderTest(kafka_cluster.bootstrap, topic_prefix, tmp_path, worker_env=env)
     try:

@@ -30,6 +30,8 @@ from tests.integration.conftest import EngineUnderTest
 CHANNELS = ("email", "chat", "social")
 CLUSTER_NODES = 3
 SESSION_TIMEOUT_S = 10.0  # the workers' consumer session timeout on the cluster
+REQUEST_TIMEOUT_S = 15.0  # and their consumer request timeout
+PAUSE_S = REQUEST_TIMEOUT_S + 5
 TABLE = Path(__file__).resolve().parents[2] / "build" / "fault-table.md"
 
 
@@ -63,7 +65,10 @@ OUTCOMES: list[Outcome] = []
 # Each scenario's line in the table (and in the README's copy of it)
 SCENARIOS = {
     "broker_killed": "a broker killed (SIGKILL), then restarted",
-    "broker_paused": f"a broker paused (SIGSTOP) {2 * SESSION_TIMEOUT_S:.0f} s, then resumed",
+    "broker_paused": (
+        f"a broker paused (SIGSTOP) {PAUSE_S:.0f} s, past the session ({SESSION_TIMEOUT_S:.0f} s) "
+        f"and request ({REQUEST_TIMEOUT_S:.0f} s) timeouts, then resumed"
+    ),
     "cluster_restarted": "the whole cluster stopped and started again",
     "workers_scaled": "workers scaled 1 -> 3 -> 1, then a rolling restart",
     "reload_in_rebalance": "a hot rules reload while a worker joins (rebalance)",

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from streams.local.cluster import LocalKafkaCluster
-from tests.chaos.faults import OUTCOMES, SCENARIOS, SESSION_TIMEOUT_S, Load, Outcome, drive
+from tests.chaos.faults import OUTCOMES, PAUSE_S, SCENARIOS, Load, Outcome, drive
 from tests.harness import Output, wait_for
 from tests.integration.conftest import EngineUnderTest
 from tests.integration.test_rules_reload import V1, V2, activated, publish
@@ -66,7 +66,7 @@ def test_a_broker_paused_past_the_session_timeout(cluster_engine: ClusterEngine)
         _then(load, 300)
         victim = cluster.nodes[1]
         victim.pause()  # SIGSTOP: connections stay open, nothing answers
-        _lasting(2 * SESSION_TIMEOUT_S)
+        _lasting(PAUSE_S)
         victim.resume()
         cluster.wait_complete()
         _then(load, 300)

@@ -43,6 +43,12 @@ def test_settings_are_frozen_and_validated(monkeypatch: pytest.MonkeyPatch) -> N
         RouterSettings()
 
 
+def test_the_consumer_request_timeout_must_outlast_the_session() -> None:
+    with pytest.raises(ValidationError, match="consumer_request_timeout_s .* session_timeout_s"):
+        RouterSettings(session_timeout_s=30, consumer_request_timeout_s=30)
+    assert RouterSettings(session_timeout_s=10, consumer_request_timeout_s=15)
+
+
 def test_secret_keys_are_redacted_from_log_events() -> None:
     event = redact_secrets(None, "info", {"event": "connect", "sasl_password": "s3cret", "x": 1})
     assert event == {"event": "connect", "sasl_password": "**********", "x": 1}
