@@ -44,7 +44,7 @@ def test_settings_are_frozen_and_validated(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def test_the_consumer_request_timeout_must_outlast_the_session() -> None:
-    with pytest.raises(ValidationError, match="consumer_request_timeout_s .* session_timeout_s"):
+    with pytest.raises(ValidationError, match=r"consumer_request_timeout_s .* session_timeout_s"):
         RouterSettings(session_timeout_s=30, consumer_request_timeout_s=30)
     assert RouterSettings(session_timeout_s=10, consumer_request_timeout_s=15)
 
