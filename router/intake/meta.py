@@ -73,7 +73,7 @@ class Handshake:
 def handshake(params: Mapping[str, str], verify_token: bytes | None) -> Handshake:
     """Meta's `GET ?hub.mode=subscribe&hub.verify_token=...&hub.challenge=...`: the challenge
     echoed when the token is ours (compared in constant time)."""
-    token = params.get("hub.verify_token", "").encode()
+    token = params.get("hub.verify_token", "").encode("utf-8", "replace")
     good = verify_token is not None and hmac.compare_digest(token, verify_token)
     if params.get("hub.mode") != "subscribe" or not good:
         return Handshake(403, "verification refused")
