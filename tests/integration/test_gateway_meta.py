@@ -143,6 +143,9 @@ def test_forgeries_and_receipts_produce_nothing(
     assert (status.json["accepted"], status.json["statuses"]) == (0, 2)
     junk = deliver(gateway, b"[1, 2]")
     assert (junk.status, junk.json["reason"]) == (400, "schema_violation")
+    huge = body + b" " * settings.gateway_batch_max_bytes  # signed, but over the limit
+    too_large = deliver(gateway, huge)
+    assert (too_large.status, too_large.json["reason"]) == (413, "body_too_large")
 
     # a sentinel on each topic comes after anything the refused requests could have produced
     sentinels = [*deliver(gateway, fixture("whatsapp_text")).json["ids"],
