@@ -59,10 +59,11 @@ def gateway(
 
     settings = load_settings(settings_file)
     assert isinstance(settings, RouterSettings)
-    if not settings.gateway_secrets:
+    if not settings.gateway_secrets and not settings.gateway_meta_app_secrets:
         typer.echo(
             "cannot start: no sources configured; set ROUTER_GATEWAY_SECRETS, e.g. "
-            """'{"my-connector": ["<a secret of 16+ characters>"]}'""",
+            """'{"my-connector": ["<a secret of 16+ characters>"]}'"""
+            ", or ROUTER_GATEWAY_META_APP_SECRETS for Meta webhooks",
             err=True,
         )
         raise typer.Exit(2)

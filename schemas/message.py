@@ -61,11 +61,15 @@ class Sender(BaseModel):
 
 
 class Attachment(BaseModel):
+    """A file that came with a message, described, never inline: `id` is the channel's own
+    id for it (a WhatsApp media id), with which a desk fetches it from the channel."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: Annotated[str, Field(min_length=1, max_length=255)]
     content_type: Annotated[str, Field(max_length=255)] | None = None
     size: Annotated[int, Field(ge=0, le=MAX_INT)] | None = None
+    id: Annotated[str, Field(min_length=1, max_length=256)] | None = None
 
 
 class InboundMessage(BaseModel):

@@ -72,6 +72,7 @@ def read_settings_file(path: Path) -> dict[str, Any]:
 GatewaySource = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
 GatewaySecret = Annotated[SecretStr, Field(min_length=16, max_length=256)]  # characters
 GatewaySecrets = Annotated[list[GatewaySecret], Field(min_length=1, max_length=4)]
+MetaVerifyToken = Annotated[SecretStr, Field(min_length=8, max_length=256)]
 
 
 class RouterSettings(BaseSettings):
@@ -151,6 +152,10 @@ class RouterSettings(BaseSettings):
     gateway_batch_max_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
     # how long a request waits for Kafka's acknowledgement before it answers 503
     gateway_ack_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    # Meta webhooks (`/v1/webhooks/meta`): the token Meta's subscription handshake must name,
+    # and the app secrets that sign its deliveries (two while rotating); JSON list in the env.
+    gateway_meta_verify_token: MetaVerifyToken | None = None
+    gateway_meta_app_secrets: Annotated[list[GatewaySecret], Field(max_length=4)] = []
     sla_policies_file: Path | None = None  # SLA policies; default: router/sla/policies/default.yaml
 
     @model_validator(mode="after")

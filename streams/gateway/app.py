@@ -20,6 +20,7 @@ import orjson
 import structlog
 from aiohttp import web
 
+from router.intake import meta
 from router.intake.limits import RateLimiter, ReplayGuard
 from router.intake.request import Record, Refused, channel_of, read_batch, read_message
 from router.intake.signature import SIGNATURE_HEADER, SOURCE_HEADER, Unverified, Verified, verify
@@ -30,6 +31,7 @@ log = structlog.get_logger("router.gateway")
 
 MESSAGES_PATH = "/v1/channels/{channel}/messages"
 BATCH_PATH = "/v1/channels/{channel}/messages:batch"
+META_PATH = "/v1/webhooks/meta"
 # a client that stops sending its body mid-way gets 408 instead of holding a handler forever
 BODY_READ_TIMEOUT_S = 30.0
 _CHUNK = 64 * 1024
@@ -77,6 +79,11 @@ class Gateway:
             source: [s.get_secret_value().encode() for s in secrets]
             for source, secrets in settings.gateway_secrets.items()
         }
+        self._meta_secrets = [
+            s.get_secret_value().encode() for s in settings.gateway_meta_app_secrets
+        ]
+        token = settings.gateway_meta_verify_token
+        self._meta_token = token.get_secret_value().encode() if token is not None else None
         self.limiter = RateLimiter(settings.gateway_rate_per_s, settings.gateway_rate_burst)
         self.replays = ReplayGuard(settings.gateway_replay_window_s)
 
@@ -144,6 +151,45 @@ class Gateway:
         finally:
             if not final:  # refused or not acknowledged: the same request may come again
                 self.replays.release(signed.digest)
+
+    async def meta_handshake(self, request: web.Request) -> web.Response:
+        """Meta's subscription check: the challenge back as text when the token is ours."""
+        answer = meta.handshake(request.query, self._meta_token)
+        if answer.status != 200:
+            log.info("meta_handshake_refused", status=answer.status)
+        return web.Response(status=answer.status, text=answer.text, content_type="text/plain")
+
+    async def meta_webhook(self, request: web.Request) -> web.Response:
+        """A signed Meta delivery: every message in it on its channel topic, 200 only once Kafka
+        acknowledged them all (Meta retries anything else; the ids make a retry add nothing).
+        No rate limit: Meta paces its deliveries and a 429 would only bring them back."""
+        body = await _read_body(request, self.settings.gateway_batch_max_bytes)
+        if isinstance(body, web.Response):
+            return body
+        problem = meta.verify_signature(
+            request.headers.get(meta.SIGNATURE_HEADER), body, self._meta_secrets
+        )
+        if problem is not None:
+            log.info("gateway_unauthorized", reason=problem.problem.value, source=meta.SOURCE)
+            return _error(401, problem.problem.value, problem.error)
+        at = datetime.fromtimestamp(self.clock(), UTC)
+        batch = meta.normalise(body, at, self.settings.max_record_bytes)
+        if isinstance(batch, Refused):
+            return _refused(batch)
+        if batch.skipped:  # where and why only: the items may hold personal data
+            log.warning(
+                "meta_items_skipped", count=len(batch.skipped),
+                items=[f"{s.where}: {s.error}" for s in batch.skipped[:10]],
+            )  # fmt: skip
+        acked = await self.sink.send(batch.records) if batch.records else []
+        if not all(acked):
+            return _error(
+                503, "kafka_unavailable",
+                f"Kafka acknowledged {sum(acked)} of {len(acked)} records in time; "
+                "the same delivery may come again",
+                {"Retry-After": str(RETRY_AFTER_UNAVAILABLE_S)},
+            )  # fmt: skip
+        return _json(200, batch.summary())
 
     def _authenticate(
         self, source: str, header: str | None, body: bytes, now: float
@@ -243,6 +289,8 @@ def create_app(
     app[GATEWAY] = gateway
     app.router.add_post(MESSAGES_PATH, gateway.message)
     app.router.add_post(BATCH_PATH, gateway.batch)
+    app.router.add_get(META_PATH, gateway.meta_handshake)
+    app.router.add_post(META_PATH, gateway.meta_webhook)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/openapi.json", openapi)

@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from router.intake import meta
 from router.intake.request import BATCH, JSON, STRUCTURED
 from router.intake.signature import SIGNATURE_HEADER, SOURCE_HEADER
 from schemas.dead_letter import RejectReason
@@ -129,6 +130,55 @@ def build() -> dict[str, Any]:
             },
         },
     }
+    meta_handshake = {
+        "tags": ["webhooks"],
+        "summary": "Meta's subscription handshake (WhatsApp Cloud API, Messenger, Instagram)",
+        "parameters": [
+            {"name": "hub.mode", "in": "query", "required": True,
+             "schema": {"const": "subscribe"}},
+            {"name": "hub.verify_token", "in": "query", "required": True,
+             "schema": {"type": "string"}, "description": "gateway_meta_verify_token"},
+            {"name": "hub.challenge", "in": "query", "required": True,
+             "schema": {"type": "string", "maxLength": meta.MAX_CHALLENGE_CHARS}},
+        ],
+        "responses": {
+            "200": {"description": "the challenge, echoed",
+                    "content": {"text/plain": {"schema": {"type": "string"}}}},
+            "400": {"description": "a malformed challenge",
+                    "content": {"text/plain": {"schema": {"type": "string"}}}},
+            "403": {"description": "not subscribe, or not our verify token",
+                    "content": {"text/plain": {"schema": {"type": "string"}}}},
+        },
+    }
+    meta_delivery = {
+        "tags": ["webhooks"],
+        "summary": "A Meta webhook delivery: each message, comment or mention to its channel",
+        "description": "WhatsApp and Messenger (and Instagram direct) messages go to "
+        "channel.chat, Instagram comments and mentions and Facebook page comments to "
+        "channel.social (attributes.public: true). Event ids derive from Meta's message ids, "
+        "so a redelivery adds nothing. Delivery and read receipts, echoes and reactions open "
+        "nothing. 200 only once Kafka acknowledged every record.",
+        "parameters": [
+            {"name": meta.SIGNATURE_HEADER, "in": "header", "required": True,
+             "schema": {"type": "string", "example": "sha256=<64 hex>"},
+             "description": "hex HMAC-SHA256 of the raw body with the app secret"},
+        ],
+        "requestBody": {"required": True, "content": {JSON: {"schema": {
+            "type": "object", "required": ["object", "entry"],
+            "properties": {"object": {"type": "string"}, "entry": {"type": "array"}},
+        }}}},
+        "responses": {
+            "200": {
+                "description": "every record acknowledged by Kafka",
+                "content": {JSON: {"schema": {"$ref": "#/components/schemas/MetaResult"}}},
+            },
+            "400": _error("not JSON, or not a webhook object"),
+            "401": _error("missing, malformed or wrong signature"),
+            "408": _error("the body did not arrive in time"),
+            "413": _error("the body is over gateway_batch_max_bytes"),
+            "503": _retry("Kafka did not acknowledge in time: Meta delivers it again"),
+        },
+    }
     status = {"type": "object", "additionalProperties": True}
     schemas = {
         "InboundMessage": message,
@@ -150,6 +200,22 @@ def build() -> dict[str, Any]:
                 "errors": {"type": "array", "items": {
                     "type": "object", "properties": {
                         "field": {"type": "string"}, "error": {"type": "string"}
+                    },
+                }},
+            },
+        },
+        "MetaResult": {
+            "type": "object",
+            "required": ["status", "accepted", "ids", "statuses", "ignored", "skipped"],
+            "properties": {
+                "status": {"const": 200},
+                "accepted": {"type": "integer"},
+                "ids": {"type": "array", "items": {"type": "string"}},
+                "statuses": {"type": "integer", "description": "receipts: acknowledged, dropped"},
+                "ignored": {"type": "integer", "description": "echoes, reactions, edits, ..."},
+                "skipped": {"type": "array", "items": {
+                    "type": "object", "properties": {
+                        "where": {"type": "string"}, "error": {"type": "string"}
                     },
                 }},
             },
@@ -176,6 +242,7 @@ def build() -> dict[str, Any]:
         "paths": {
             "/v1/channels/{channel}/messages": {"post": one},
             "/v1/channels/{channel}/messages:batch": {"post": many},
+            "/v1/webhooks/meta": {"get": meta_handshake, "post": meta_delivery},
             "/healthz": {"get": {"summary": "alive", "responses": {"200": {
                 "description": "the process serves", "content": {JSON: {"schema": status}}}}}},
             "/readyz": {"get": {"summary": "Kafka answers and the channel topics exist",

@@ -22,6 +22,8 @@ log = structlog.get_logger("router.gateway")
 # A failed start is tried again on the next request, at most this often.
 RESTART_INTERVAL_S = 1.0
 READY_TIMEOUT_S = 2.0
+# how long a stop waits for a start under way to finish before cancelling it
+STOP_WAIT_S = 5.0
 
 
 class ChannelSink:
@@ -100,6 +102,8 @@ class ChannelSink:
     async def stop(self) -> None:
         """Flush what was sent (requests still waiting get their answer) and close."""
         if self._starting is not None and not self._starting.done():
+            # aiokafka cancelled mid-connect leaks its bootstrap connection: let it finish
+            await asyncio.wait({self._starting}, timeout=STOP_WAIT_S)
             self._starting.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._starting
@@ -135,6 +139,10 @@ class ChannelSink:
             with contextlib.suppress(Exception):
                 await producer.stop()
             return None
+        except asyncio.CancelledError:  # the gateway stopped while connecting: close it anyway
+            with contextlib.suppress(Exception):
+                await producer.stop()
+            raise
         log.info("gateway_kafka_connected", bootstrap=self.settings.kafka_bootstrap_servers)
         self._producer = producer
         return producer

@@ -60,9 +60,26 @@ def test_secrets_come_from_json_in_the_environment_and_stay_masked(
     assert SECRET not in orjson.dumps(settings.masked(), default=str).decode()
 
 
+def test_meta_secrets_come_from_the_environment_and_stay_masked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ROUTER_GATEWAY_META_APP_SECRETS", orjson.dumps([SECRET]).decode())
+    monkeypatch.setenv("ROUTER_GATEWAY_META_VERIFY_TOKEN", "verify-" + SECRET)
+    settings = RouterSettings()
+    assert [s.get_secret_value() for s in settings.gateway_meta_app_secrets] == [SECRET]
+    token = settings.gateway_meta_verify_token
+    assert token is not None
+    assert token.get_secret_value() == "verify-" + SECRET
+    assert SECRET not in repr(settings)
+    assert SECRET not in orjson.dumps(settings.masked(), default=str).decode()
+
+
 @pytest.mark.parametrize(
     "bad",
     [
+        {"gateway_meta_app_secrets": ["too-short"]},
+        {"gateway_meta_app_secrets": [SECRET] * 5},
+        {"gateway_meta_verify_token": "too-sho"},
         {"gateway_secrets": {"acme": ["too-short"]}},
         {"gateway_secrets": {"no spaces": [SECRET]}},
         {"gateway_secrets": {"acme": []}},
@@ -77,6 +94,8 @@ def test_bad_gateway_settings_are_refused_without_echoing_secrets(bad: dict[str,
 
 def test_router_gateway_refuses_to_serve_without_sources(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("ROUTER_GATEWAY_SECRETS", raising=False)
+    monkeypatch.delenv("ROUTER_GATEWAY_META_APP_SECRETS", raising=False)
     result = CliRunner().invoke(cli, ["gateway"])
     assert result.exit_code == 2
     assert "ROUTER_GATEWAY_SECRETS" in result.output
+    assert "ROUTER_GATEWAY_META_APP_SECRETS" in result.output

@@ -1,0 +1,192 @@
+"""Meta webhooks through the gateway on a real broker over real HTTP: the subscription
+handshake, signed deliveries landing on the right channel topics (and routed by a worker),
+forgeries and receipts producing nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+
+from router.intake import meta
+from schemas import CloudEvent, RoutedTicket
+from schemas.message import InboundEvent
+from streams.settings import RouterSettings
+from tests.gateway_support import GatewayThread, Reply, create_channel_topics, gateway_settings
+from tests.harness import Collector, Output
+from tests.integration.conftest import EngineUnderTest
+
+pytestmark = pytest.mark.integration
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "meta"
+WEBHOOK = "/v1/webhooks/meta"
+VERIFY_TOKEN = "verify-token-of-the-test"
+APP_SECRET = "3f1c5e0a9b7d4c2e8f6a1b3d5c7e9f0a"
+NEXT_APP_SECRET = "9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b"
+
+
+def meta_settings(bootstrap: str, prefix: str, **overrides: Any) -> RouterSettings:
+    return gateway_settings(
+        bootstrap, prefix, gateway_meta_verify_token=VERIFY_TOKEN,
+        gateway_meta_app_secrets=[APP_SECRET, NEXT_APP_SECRET], **overrides,
+    )  # fmt: skip
+
+
+def fixture(name: str) -> bytes:
+    return (FIXTURES / f"{name}.json").read_bytes()
+
+
+def deliver(gateway: GatewayThread, body: bytes, secret: str = APP_SECRET) -> Reply:
+    """A delivery signed the way Meta signs it."""
+    headers = {
+        "Content-Type": "application/json",
+        meta.SIGNATURE_HEADER: meta.sign(secret.encode(), body),
+    }
+    return gateway.post(WEBHOOK, body, headers)
+
+
+@pytest.fixture
+def settings(kafka_bootstrap: str, topic_prefix: str) -> RouterSettings:
+    settings = meta_settings(kafka_bootstrap, topic_prefix)
+    create_channel_topics(settings)
+    return settings
+
+
+@pytest.fixture
+def gateway(settings: RouterSettings) -> Iterator[GatewayThread]:
+    with GatewayThread(settings) as running:
+        yield running
+
+
+def channel_records(settings: RouterSettings, *ids: str) -> list[Output]:
+    """Both Meta channel topics, once every one of `ids` is on them."""
+    collector = Collector(
+        settings.kafka_bootstrap_servers, settings.topic_prefix, ["channel.chat", "channel.social"]
+    )
+    outputs = collector.poll_until(
+        lambda outs: set(ids) <= {o.value["id"] for o in outs}, 30, f"records {ids}"
+    )
+    return sorted(outputs, key=lambda o: (o.topic, o.partition, o.offset))
+
+
+def test_the_subscription_handshake(gateway: GatewayThread) -> None:
+    def verify(token: str, challenge: str = "1158201444") -> Reply:
+        query = {"hub.mode": "subscribe", "hub.verify_token": token, "hub.challenge": challenge}
+        return gateway.get(f"{WEBHOOK}?{urlencode(query)}")
+
+    good = verify(VERIFY_TOKEN)
+    assert (good.status, good.raw) == (200, b"1158201444")
+    assert good.headers["Content-Type"].startswith("text/plain")
+    wrong = verify("verify-token-of-someone-else")
+    assert wrong.status == 403
+    assert b"1158201444" not in wrong.raw
+    assert gateway.get(WEBHOOK).status == 403
+
+
+def test_signed_deliveries_land_on_their_channel_topics(
+    gateway: GatewayThread, settings: RouterSettings
+) -> None:
+    ids: dict[str, list[str]] = {}
+    for name in ("whatsapp_text", "whatsapp_image", "messenger_text", "instagram_comment",
+                 "instagram_mention", "facebook_feed_comment"):  # fmt: skip
+        # the rotated secret signs as well as the current one
+        reply = deliver(gateway, fixture(name), NEXT_APP_SECRET if "image" in name else APP_SECRET)
+        assert reply.status == 200, (name, reply.json)
+        ids[name] = reply.json["ids"]
+    assert [len(v) for v in ids.values()] == [2, 2, 1, 1, 1, 1]
+
+    # Meta delivers the same body again: the same ids, so the engine adds nothing
+    again = deliver(gateway, fixture("whatsapp_text"))
+    assert (again.status, again.json["ids"]) == (200, ids["whatsapp_text"])
+
+    records = channel_records(settings, *(i for v in ids.values() for i in v))
+    by_id = {o.value["id"]: o for o in records}
+    assert len(records) == 10  # 8 records, and the two redelivered ones
+    topics = {name: {by_id[i].topic for i in v} for name, v in ids.items()}
+    assert topics == {
+        "whatsapp_text": {"channel.chat"}, "whatsapp_image": {"channel.chat"},
+        "messenger_text": {"channel.chat"}, "instagram_comment": {"channel.social"},
+        "instagram_mention": {"channel.social"}, "facebook_feed_comment": {"channel.social"},
+    }  # fmt: skip
+    for record in records:
+        event = InboundEvent.model_validate(record.value)
+        assert record.key == event.data.thread_ref.encode()
+        assert (event.data.attributes.get("public") is True) == (record.topic == "channel.social")
+    whatsapp = [InboundEvent.model_validate(by_id[i].value).data for i in ids["whatsapp_text"]]
+    assert {m.thread_ref for m in whatsapp} == {"whatsapp:106540352242922:16505551234"}
+    image = InboundEvent.model_validate(by_id[ids["whatsapp_image"][0]].value).data
+    assert [(a.id, a.content_type) for a in image.attachments] == [
+        ("1003383421387256", "image/jpeg")
+    ]  # fmt: skip
+
+
+def test_forgeries_and_receipts_produce_nothing(
+    gateway: GatewayThread, settings: RouterSettings
+) -> None:
+    body = fixture("messenger_text")
+    forged = deliver(gateway, body, secret="an-attacker's-guess-of-a-secret")
+    unsigned = gateway.post(WEBHOOK, body, {"Content-Type": "application/json"})
+    signature = meta.sign(APP_SECRET.encode(), body)
+    tampered = gateway.post(
+        WEBHOOK, body.replace(b"refund", b"refunc"),
+        {"Content-Type": "application/json", meta.SIGNATURE_HEADER: signature},
+    )  # fmt: skip
+    for reply, reason in ((forged, "signature_mismatch"), (unsigned, "signature_missing"),
+                          (tampered, "signature_mismatch")):  # fmt: skip
+        assert (reply.status, reply.json["reason"]) == (401, reason)
+
+    status = deliver(gateway, fixture("whatsapp_status"))
+    assert status.status == 200
+    assert (status.json["accepted"], status.json["statuses"]) == (0, 2)
+    junk = deliver(gateway, b"[1, 2]")
+    assert (junk.status, junk.json["reason"]) == (400, "schema_violation")
+    huge = body + b" " * settings.gateway_batch_max_bytes  # signed, but over the limit
+    too_large = deliver(gateway, huge)
+    assert (too_large.status, too_large.json["reason"]) == (413, "body_too_large")
+
+    # a sentinel on each topic comes after anything the refused requests could have produced
+    sentinels = [*deliver(gateway, fixture("whatsapp_text")).json["ids"],
+                 *deliver(gateway, fixture("facebook_feed_comment")).json["ids"]]  # fmt: skip
+    records = channel_records(settings, *sentinels)
+    assert sorted(o.value["id"] for o in records) == sorted(sentinels)
+
+
+def test_meta_deliveries_are_routed_by_the_engine_once(
+    engine: EngineUnderTest, settings: RouterSettings
+) -> None:
+    engine.start_worker()
+    with GatewayThread(settings) as gateway:
+        first = deliver(gateway, fixture("whatsapp_text"))
+        assert deliver(gateway, fixture("whatsapp_text")).json["ids"] == first.json["ids"]
+        refund = deliver(gateway, fixture("messenger_text")).json["ids"]
+        comment = deliver(gateway, fixture("facebook_feed_comment")).json["ids"]
+    last = first.json["ids"][-1]
+
+    def routed(outputs: list[Output], queue: str) -> list[RoutedTicket]:
+        return [
+            CloudEvent[RoutedTicket].model_validate(o.value).data
+            for o in sorted(outputs, key=lambda o: o.offset)
+            if o.topic == queue
+        ]
+
+    def seen(outputs: list[Output], queue: str, event_id: str) -> bool:
+        return any(m.inbound_id == event_id for t in routed(outputs, queue) for m in t.messages)
+
+    outputs = engine.collector().poll_until(
+        lambda outs: seen(outs, "queue.dept.general", last)
+        and seen(outs, "queue.dept.payments", refund[0])
+        and seen(outs, "queue.dept.social", comment[0]),
+        90, "the three Meta threads on their queues",
+    )  # fmt: skip
+    general = routed(outputs, "queue.dept.general")
+    # two messages of one WhatsApp thread, delivered twice: one ticket, each message once
+    assert [[m.inbound_id for m in t.messages] for t in general] == [
+        first.json["ids"][:1], first.json["ids"]
+    ]  # fmt: skip
+    assert {t.ticket_id for t in general} == {general[0].ticket_id}
+    (social,) = routed(outputs, "queue.dept.social")
+    assert social.channel.value == "social"
+    assert social.priority.value == "high"  # public posts are
