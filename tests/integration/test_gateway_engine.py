@@ -118,6 +118,10 @@ def test_kafka_unavailable_503_then_a_retry_is_accepted_and_routed_once(
             # the very request that got the 503 (same signature) is accepted now
             opened = accepted(gateway.post(CHAT, first, headers))
             assert opened == down.json["id"]
+            # the worker past its start-up (it routed something) before the broker dies
+            engine.collector().poll_until(
+                last_inbound("queue.vendor.acme", opened), 120, "the first message routed"
+            )
 
             # the broker dies under a connected gateway: 503 again, and back after a restart
             kafka.kill()
