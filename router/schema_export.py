@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from schemas.dead_letter import DeadLetter
 from schemas.envelope import CloudEvent
 from schemas.message import InboundEvent
+from schemas.outbound import DeliveryOutcome, OutboundReplyEvent, UndeliveredReply
 from schemas.ticket import RoutedTicket, RoutingDecision, TicketEvent
 from schemas.vendor import VendorProfile
 
@@ -23,6 +24,9 @@ def exported_models() -> dict[str, type[BaseModel]]:
         "ticket-event": CloudEvent[TicketEvent],
         "dead-letter": CloudEvent[DeadLetter],
         "vendor-profile": CloudEvent[VendorProfile],
+        "outbound-reply": OutboundReplyEvent,
+        "delivery-outcome": CloudEvent[DeliveryOutcome],
+        "reply-undeliverable": CloudEvent[UndeliveredReply],
     }
     try:
         from schemas.sla import SlaEvent

@@ -20,6 +20,12 @@ from typing import Literal
 from schemas.action import TICKET_ACTION
 from schemas.dead_letter import MESSAGE_REJECTED
 from schemas.message import MESSAGE_RECEIVED, Channel
+from schemas.outbound import (
+    MESSAGE_DELIVERED,
+    MESSAGE_FAILED,
+    OUTBOUND_REPLY,
+    REPLY_UNDELIVERABLE,
+)
 from schemas.rules_event import RULESET_PUBLISHED, RULESET_REFUSED
 from schemas.sla import SLA_BREACHED, SLA_MET, SLA_WARNING
 from schemas.ticket import ROUTING_DECIDED, TICKET_ROUTED, TicketEventKind
@@ -113,7 +119,7 @@ TICKETS_ACTIONS = Topic(
 )  # fmt: skip
 TICKETS_EVENTS = Topic(
     "tickets.events", "ticket id", "ticket lifecycle events", "engine", "analytics, desks",
-    types=tuple(kind.event_type for kind in TicketEventKind),
+    types=(*(kind.event_type for kind in TicketEventKind), MESSAGE_DELIVERED, MESSAGE_FAILED),
 )  # fmt: skip
 TICKETS_DECISIONS = Topic(
     "tickets.decisions", "ticket id", "routing decision with rule, ruleset version and trace",
@@ -151,6 +157,17 @@ ROUTING_RULES_EVENTS = Topic(
 DIRECTORY_VENDORS = Topic(
     "directory.vendors", "vendor id", "vendor profile", "`router vendors publish`",
     "every worker", types=(VENDOR_PROFILE,), cleanup="compact",
+)  # fmt: skip
+
+# Created when the engine first writes a reply for the channel (or `router deliver` starts).
+OUTBOUND = Topic(
+    "outbound.<channel>", "ticket id", "a public reply to deliver to the customer",
+    "engine", "`router deliver`, email connector", types=(OUTBOUND_REPLY,),
+    creation="on_demand",
+)  # fmt: skip
+OUTBOUND_DLQ = Topic(
+    "outbound.dlq", "ticket id", "a reply not delivered after its last attempt, with the reason",
+    "`router deliver`", "platform engineers", types=(REPLY_UNDELIVERABLE,),
 )  # fmt: skip
 
 # Internal: written and read by the engine only.
@@ -223,6 +240,8 @@ TOPICS: tuple[Topic, ...] = (
     ROUTING_RULES,
     ROUTING_RULES_EVENTS,
     DIRECTORY_VENDORS,
+    OUTBOUND,
+    OUTBOUND_DLQ,
     TICKETS_COMMANDS,
     TICKETS_REROUTES,
     BUYERS_CHANGES,
@@ -232,6 +251,10 @@ TOPICS: tuple[Topic, ...] = (
     PARKED_CHANGELOG,
     BUYERS_CHANGELOG,
     ASSIGNOR_LEADER,
+)
+# What the names of the families created on first write start with (the emitter creates them).
+ON_DEMAND_PREFIXES: tuple[str, ...] = tuple(
+    t.prefix for t in TOPICS if t.creation == "on_demand" and t.is_family
 )
 
 

@@ -12,6 +12,10 @@ Crash replay: a record read again after a crash whose state change is already st
 the outputs it produced, with the same ids (`router.sla.outbox`). An action read before any
 event of its ticket waits in the parked table (`router.stages.parking`).
 
+A public reply also goes out to the customer: its `outbound.<channel>` record
+(`router.outbound`) is rendered with the `replied` event, so a replay re-sends it too. The
+ticket's thread comes from the ticket index (`threads`), which sees each event first.
+
 The deadline index and the firing horizon live at the edge (they are in-memory views the
 timer reads); the processor tells them what changed through two callables.
 """
@@ -24,6 +28,7 @@ from collections.abc import Callable, Mapping, MutableMapping
 from datetime import datetime
 
 from router.inbound import Rejected, source_position
+from router.outbound import outbound_reply
 from router.records import OutRecord
 from router.sla.lifecycle import on_action, on_tick, on_ticket_event
 from router.sla.outbox import Pending, find_pending, join_stored, prune, source_key, split_stored
@@ -46,6 +51,7 @@ from router.sla.state import (
     LifecycleState,
     Output,
     Step,
+    TicketEventOut,
     decode_state,
     encode_state,
     index_entry,
@@ -54,8 +60,9 @@ from router.sla.state import (
 from router.sla.transitions import VendorDirectory
 from router.stages.contract import InRecord, Note, processing_failed
 from router.stages.parking import ParkedAction, ParkingLot
-from schemas.action import TicketActionEvent
+from schemas.action import ReplyAction, TicketActionEvent
 from schemas.dead_letter import SourcePosition
+from schemas.ticket import TicketEventKind
 from schemas.topics import SLA_EVENTS, TICKETS_ACTIONS, TICKETS_COMMANDS, TICKETS_EVENTS
 
 # (partition, ticket id, index entry or None): the deadline index of the partitions owned here
@@ -64,6 +71,8 @@ IndexUpdate = Callable[[int, str, tuple[float, str] | None], None]
 InputSeen = Callable[[str, int, int, float | None], None]
 # (logical topic, partition) -> the offset committed there, if known
 Committed = Callable[[str, int], int | None]
+# ticket id -> (channel, thread ref) of the ticket, if the ticket index knows it
+ThreadLookup = Callable[[str], tuple[str, str] | None]
 Runner = Callable[[LifecycleState | None], Step]
 Render = Callable[[list[Output]], list[OutRecord]]
 
@@ -82,6 +91,7 @@ class LifecycleProcessor:
         index: IndexUpdate = lambda partition, ticket_id, entry: None,
         seen: InputSeen = lambda topic, partition, offset, timestamp: None,
         committed: Committed = lambda topic, partition: None,
+        threads: ThreadLookup = lambda ticket_id: None,
     ) -> None:
         self.config = config
         self.table = table
@@ -91,6 +101,7 @@ class LifecycleProcessor:
         self._index = index
         self._seen = seen
         self._committed = committed
+        self._threads = threads
         self.counts: Counter[str] = Counter()
         self.notes: list[Note] = []
 
@@ -218,11 +229,38 @@ class LifecycleProcessor:
             return on_action(state, action.data, action_id=action.id, now=now, config=config,
                              vendors=vendors)  # fmt: skip
 
+        render = self._renderer(read.headers, source, read.value, now)
+        if isinstance(action.data, ReplyAction):
+            render = self._with_outbound(render, action.data, action.id, now)
         self._apply(
             ticket_id, read.partition, source_key(read.topic, read.partition, read.offset),
-            apply_action, self._renderer(read.headers, source, read.value, now), out,
-            reindex=False,
+            apply_action, render, out, reindex=False,
         )  # fmt: skip
+
+    def _with_outbound(
+        self, render: Render, reply: ReplyAction, action_id: str, now: datetime
+    ) -> Render:
+        """`render`, plus the reply's outbound record once the reply applied (a `replied`
+        event is among the outputs: not a duplicate, not refused)."""
+
+        def rendered(outputs: list[Output]) -> list[OutRecord]:
+            records = render(outputs)
+            if not any(isinstance(o, TicketEventOut) and o.kind is TicketEventKind.REPLIED
+                       for o in outputs):  # fmt: skip
+                return records
+            thread = self._threads(reply.ticket_id)
+            if thread is None:
+                self.counts["reply_without_thread"] += 1
+                self.notes.append(Note("warning", "reply_without_thread",
+                                       {"ticket_id": reply.ticket_id, "action_id": action_id}))
+                return records
+            outbound = outbound_reply(reply, action_id, thread[0], thread[1], now)
+            if outbound is not None:
+                records.append(outbound)
+                self.counts["outbound"] += 1
+            return records
+
+        return rendered
 
     def _unpark(self, ticket_id: str, now: datetime, out: list[OutRecord]) -> None:
         """Apply the actions that waited for this ticket, in arrival order, then drop them

@@ -19,7 +19,7 @@ idempotent, so a replay after a crash changes nothing.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from datetime import datetime
 from typing import Any
 
@@ -44,6 +44,15 @@ def _fields(value: bytes) -> dict[str, Any] | None:
         return data if isinstance(data.get("ticket_id"), str) else None
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
         return None  # not ours to judge: the engine itself writes this topic
+
+
+def thread_of(table: Mapping[bytes, bytes], ticket_id: str) -> tuple[str, str] | None:
+    """(channel, thread ref) of a ticket the index knows (where its replies go)."""
+    stored = table.get(ticket_id.encode())
+    if stored is None:
+        return None
+    entry = TicketIndexEntry.from_bytes(stored)
+    return entry.channel, entry.thread_ref
 
 
 class TicketIndexProcessor:

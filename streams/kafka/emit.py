@@ -23,6 +23,7 @@ import structlog
 from aiokafka.partitioner import murmur2
 
 from router.records import OutRecord
+from schemas.topics import ON_DEMAND_PREFIXES
 from streams.metrics import topic_family
 from streams.settings import RouterSettings
 
@@ -152,7 +153,7 @@ class Emitter:
             future.add_done_callback(self._check_delivery)
 
     async def _prepare(self, topics: set[str]) -> None:
-        queues = sorted(t for t in topics if t.startswith("queue."))  # appear on demand
+        queues = sorted(t for t in topics if t.startswith(ON_DEMAND_PREFIXES))  # appear on demand
         if queues:
             await self._topics.ensure(queues)
         await self._sender.prepare([self._physical(t) for t in sorted(topics)])

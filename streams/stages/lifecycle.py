@@ -50,7 +50,7 @@ from faust.types import TP
 from router.clock import Clock
 from router.sla.policy import DEFAULT_POLICY_FILE, load_sla_config
 from router.stages.contract import Combined
-from router.stages.ticket_index import TicketIndexProcessor
+from router.stages.ticket_index import TicketIndexProcessor, thread_of
 from schemas.topics import (
     LIFECYCLE_CHANGELOG,
     LIFECYCLE_TABLE,
@@ -190,25 +190,26 @@ def install_lifecycle(
     parked = raw_table(app, settings, PARKED_TABLE,
                        "actions read before any event of their ticket (router.stages.parking)")
     states, parked_actions = BatchTable.over(table), BatchTable.over(parked)
+    # The ticket index reads the same events, keyed and partitioned alike: it runs on this
+    # stream rather than consuming the topic a second time.
+    index = BatchTable.over(
+        raw_table(app, settings, TICKET_INDEX_TABLE, "thread, queue and buyer of each ticket")
+    )
     stage = LifecycleStage(
         settings, config, states, FaustLocalData(table, settings.partitions), emitter.emit,
         committed=committed,
         vendors=_Vendors(vendors) if vendors is not None else None, positions=positions,
         parked=parked_actions, parked_local=FaustLocalData(parked, settings.partitions),
-        clock=clock,
+        clock=clock, threads=lambda ticket_id: thread_of(index, ticket_id),
     )  # fmt: skip
     table.stage = stage  # type: ignore[attr-defined]  # app.tables.add returns the base type
     inputs = raw_topic(app, settings, TICKETS_EVENTS.name, TICKETS_COMMANDS.name)
     actions = raw_topic(app, settings, TICKETS_ACTIONS.name)
     # Both runners share the processor; only the first writes tables (forwarding an action
     # touches none), so one runner's flush never carries the other's writes.
-    # The ticket index reads the same events, keyed and partitioned alike: it runs on this
-    # stream rather than consuming the topic a second time.
-    index = BatchTable.over(
-        raw_table(app, settings, TICKET_INDEX_TABLE, "thread, queue and buyer of each ticket")
-    )
-    both = Combined((stage.processor, None),
-                    (TicketIndexProcessor(index), frozenset({TICKETS_EVENTS.name})))  # fmt: skip
+    # The index first: an `opened` event may unpark a reply, which needs the ticket's thread.
+    both = Combined((TicketIndexProcessor(index), frozenset({TICKETS_EVENTS.name})),
+                    (stage.processor, None))  # fmt: skip
     apply = StageRunner(both, [states, parked_actions, index], emitter, stage.clock,
                         settings.logical, with_headers=True)  # fmt: skip
     forward = StageRunner(stage.processor, [], emitter, stage.clock, settings.logical)

@@ -21,7 +21,7 @@ from router.sla.policy import SlaConfig
 from router.sla.render import due_command
 from router.sla.transitions import VendorDirectory
 from router.stages.contract import InRecord, LocalData
-from router.stages.lifecycle import LifecycleProcessor
+from router.stages.lifecycle import LifecycleProcessor, ThreadLookup
 from router.stages.parking import SWEEP_EVERY_SECONDS, ParkingLot
 from streams.settings import RouterSettings
 from streams.stages.deadlines import Deadlines
@@ -52,6 +52,7 @@ class LifecycleStage:
         parked: Any = None,  # MutableMapping[bytes, bytes]: the parked-actions table
         parked_local: LocalData | None = None,
         clock: Clock | None = None,
+        threads: ThreadLookup = lambda ticket_id: None,
     ) -> None:
         self.settings = settings
         self.clock = clock or SystemClock()
@@ -69,6 +70,7 @@ class LifecycleStage:
             config, table, self.parking, max_record_bytes=settings.max_record_bytes,
             vendors=vendors, index=self.deadlines.update, seen=self.watermark.seen,
             committed=lambda logical, partition: committed(physical(logical), partition),
+            threads=threads,
         )  # fmt: skip
         self._swept_at = time.monotonic()
 

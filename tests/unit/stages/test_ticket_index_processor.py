@@ -84,3 +84,13 @@ def test_buyer_history_folds_changes_and_forgets_a_buyer_with_nothing_left() -> 
     junk = InRecord(BUYERS_CHANGES.name, 0, 1, b"b-2", b"[not a change")
     assert history.process(junk, NOW) == []
     assert [n.event for n in history.notes] == ["buyer_change_invalid"]
+
+
+def test_thread_of_reads_the_channel_and_thread_the_ticket_opened_on() -> None:
+    from router.reroutes import TicketIndexEntry
+    from router.stages.ticket_index import thread_of
+
+    table = {b"T-1": TicketIndexEntry("chat", "whatsapp:1:2", "dept:general", None, None)
+             .to_bytes()}  # fmt: skip
+    assert thread_of(table, "T-1") == ("chat", "whatsapp:1:2")
+    assert thread_of(table, "T-2") is None

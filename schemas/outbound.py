@@ -1,0 +1,107 @@
+"""Replies going back out to customers: `outbound.<channel>`, `outbound.dlq`, and the delivery
+outcomes `router deliver` writes to `tickets.events`.
+
+`outbound.<channel>` (key: ticket id) carries one `support.reply.outbound` CloudEvent per public
+reply (a `reply` action of an agent, vendor or the system; never an internal note, never the
+buyer's own reply). Its CloudEvents `id` is `idempotency_key`, derived from the action id: a
+replay of the action writes the same record, and the deliverer sends the key as the
+`Idempotency-Key` header of every attempt.
+
+Meta threads name their recipient in the thread ref (`router.intake.meta`):
+`whatsapp:<phone number id>:<wa_id>`, `messenger:<page id>:<PSID>`, `instagram:<account>:<IGSID>`
+give `platform`, `account_id` and `recipient_id`; other threads (email, comments, mentions,
+a connector's own refs) leave the three unset and the channel's connector decides.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas.action import Actor, Body
+from schemas.envelope import CloudEvent
+from schemas.message import Channel
+
+OUTBOUND_REPLY = "support.reply.outbound"
+MESSAGE_DELIVERED = "support.message.delivered"
+MESSAGE_FAILED = "support.message.failed"
+REPLY_UNDELIVERABLE = "support.reply.undeliverable"
+
+
+class Platform(StrEnum):
+    """The Meta product a direct-message thread lives on."""
+
+    WHATSAPP = "whatsapp"
+    MESSENGER = "messenger"
+    INSTAGRAM = "instagram"
+
+
+class OutboundReply(BaseModel):
+    """`data` of `support.reply.outbound` on `outbound.<channel>`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    ticket_id: str
+    action_id: str
+    idempotency_key: str
+    channel: Channel
+    thread_ref: str
+    platform: Platform | None = None
+    account_id: str | None = None  # WhatsApp phone number id, page id, Instagram account id
+    recipient_id: str | None = None  # wa_id, PSID, IGSID
+    body: Body
+    actor: Actor
+    at: datetime
+
+
+class OutboundReplyEvent(CloudEvent[OutboundReply]):
+    """A whole record of `outbound.<channel>`."""
+
+
+class DeliveryOutcome(BaseModel):
+    """`data` of `support.message.delivered` / `support.message.failed` on `tickets.events`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    ticket_id: str
+    action_id: str
+    idempotency_key: str
+    channel: Channel
+    platform: Platform | None = None
+    attempts: Annotated[int, Field(ge=1)]
+    status: int | None = None  # the last HTTP status; None: no answer (connection error)
+    provider_message_id: str | None = None  # on delivered: the id the platform gave it
+    reason: str | None = None  # on failed
+    at: datetime
+
+
+class UndeliveredReply(BaseModel):
+    """`data` of `support.reply.undeliverable` on `outbound.dlq`: the original record whole,
+    why it failed, and where it was read."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    reason: str
+    attempts: int
+    status: int | None = None
+    topic: str
+    partition: int
+    offset: int
+    record: OutboundReplyEvent
+    failed_at: datetime
+
+
+__all__ = [
+    "MESSAGE_DELIVERED",
+    "MESSAGE_FAILED",
+    "OUTBOUND_REPLY",
+    "REPLY_UNDELIVERABLE",
+    "DeliveryOutcome",
+    "OutboundReply",
+    "OutboundReplyEvent",
+    "Platform",
+    "UndeliveredReply",
+]
