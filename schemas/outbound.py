@@ -85,12 +85,13 @@ class UndeliveredReply(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     reason: str
-    attempts: int
+    attempts: int  # 0: never sent (not a valid record)
     status: int | None = None
     topic: str
     partition: int
     offset: int
-    record: OutboundReplyEvent
+    record: OutboundReplyEvent | None = None
+    raw: str | None = None  # the value as read, when it is not a valid record
     failed_at: datetime
 
 
