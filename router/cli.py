@@ -1,4 +1,5 @@
-"""The `router` command line: worker, gateway, schemas, rules, simulate, lag, tail, vendors."""
+"""The `router` command line: worker, gateway, deliver, schemas, rules, simulate, lag, tail,
+vendors."""
 
 from __future__ import annotations
 
@@ -163,6 +164,25 @@ def vendors_acls(
         raise typer.Exit(1) from None
     for binding in found:
         typer.echo(str(binding))
+
+
+@app.command()
+def deliver(
+    channel: Annotated[
+        str, typer.Option(help="Which outbound topic to deliver: chat or social.")
+    ],
+    settings_file: SettingsOpt = None,
+) -> None:
+    """Deliver replies from outbound.<channel> to the Graph API until SIGTERM/SIGINT."""
+    from streams.deliver import CHANNELS, run_deliver
+    from streams.settings import RouterSettings
+
+    if channel not in CHANNELS:
+        typer.echo(f"--channel must be one of {', '.join(CHANNELS)}, not {channel!r}", err=True)
+        raise typer.Exit(2)
+    settings = load_settings(settings_file)
+    assert isinstance(settings, RouterSettings)
+    run_deliver(settings, channel)
 
 
 @app.command()

@@ -210,7 +210,7 @@ def failed_records(
         outcome = DeliveryOutcome(
             ticket_id=reply.ticket_id, action_id=reply.action_id,
             idempotency_key=reply.idempotency_key, channel=reply.channel,
-            platform=reply.platform, attempts=max(attempts, 1), status=failure.status,
+            platform=reply.platform, attempts=attempts, status=failure.status,
             reason=failure.reason, at=now,
         )  # fmt: skip
         out.append(

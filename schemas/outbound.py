@@ -71,7 +71,7 @@ class DeliveryOutcome(BaseModel):
     idempotency_key: str
     channel: Channel
     platform: Platform | None = None
-    attempts: Annotated[int, Field(ge=1)]
+    attempts: Annotated[int, Field(ge=0)]  # 0: never sent (no recipient)
     status: int | None = None  # the last HTTP status; None: no answer (connection error)
     provider_message_id: str | None = None  # on delivered: the id the platform gave it
     reason: str | None = None  # on failed

@@ -158,6 +158,14 @@ class RouterSettings(BaseSettings):
     gateway_meta_app_secrets: Annotated[list[GatewaySecret], Field(max_length=4)] = []
     sla_policies_file: Path | None = None  # SLA policies; default: router/sla/policies/default.yaml
 
+    # `router deliver` (streams/deliver.py): replies from `outbound.<channel>` to the Graph API.
+    deliver_base_url: str = Field(default="https://graph.facebook.com/v21.0", pattern=r"^https?://")
+    deliver_token: SecretStr | None = None  # sent as `Authorization: Bearer`; never logged
+    deliver_max_attempts: int = Field(default=5, ge=1, le=20)  # in all, the first included
+    deliver_base_delay_s: float = Field(default=0.5, gt=0, le=60)  # doubled per attempt
+    deliver_max_delay_s: float = Field(default=30.0, gt=0, le=600)  # also caps Retry-After
+    deliver_timeout_s: float = Field(default=10.0, gt=0, le=120)  # per attempt
+
     @model_validator(mode="after")
     def _requests_outlast_the_session(self) -> RouterSettings:
         if self.consumer_request_timeout_s <= self.session_timeout_s:
