@@ -62,6 +62,7 @@ from router.stages.contract import InRecord, Note, processing_failed
 from router.stages.parking import ParkedAction, ParkingLot
 from schemas.action import ReplyAction, TicketActionEvent
 from schemas.dead_letter import SourcePosition
+from schemas.outbound import MESSAGE_DELIVERED, MESSAGE_FAILED
 from schemas.ticket import TicketEventKind
 from schemas.topics import SLA_EVENTS, TICKETS_ACTIONS, TICKETS_COMMANDS, TICKETS_EVENTS
 
@@ -71,6 +72,9 @@ IndexUpdate = Callable[[int, str, tuple[float, str] | None], None]
 InputSeen = Callable[[str, int, int, float | None], None]
 # (logical topic, partition) -> the offset committed there, if known
 Committed = Callable[[str, int], int | None]
+# How `router deliver`'s outcomes on `tickets.events` start (orjson writes no spaces; a quote
+# inside a message body is escaped, so no body matches).
+_DELIVERY_TYPES = tuple(f'"type":"{t}"'.encode() for t in (MESSAGE_DELIVERED, MESSAGE_FAILED))
 # ticket id -> (channel, thread ref) of the ticket, if the ticket index knows it
 ThreadLookup = Callable[[str], tuple[str, str] | None]
 Runner = Callable[[LifecycleState | None], Step]
@@ -160,6 +164,9 @@ class LifecycleProcessor:
         if logical == TICKETS_EVENTS.name:
             if headers.get(STAGE_HEADER) == STAGE_LIFECYCLE:
                 self.counts["own_event"] += 1  # written by this stage: nothing to apply
+                return
+            if any(t in value for t in _DELIVERY_TYPES):  # `router deliver`'s: not a ticket event
+                self.counts["delivery_event"] += 1
                 return
             envelope = TicketEventEnvelope.model_validate_json(value)
             event, event_id = envelope.data, envelope.id

@@ -173,3 +173,21 @@ def test_a_reply_on_a_ticket_the_index_does_not_know_is_noted(config: SlaConfig)
     assert not any(r.topic.startswith("outbound.") for r in out)
     assert stage.processor.counts["reply_without_thread"] == 1
     assert [n.event for n in stage.processor.notes] == ["reply_without_thread"]
+
+
+def test_delivery_outcomes_on_tickets_events_are_skipped(config: SlaConfig) -> None:
+    from router.delivery import Failed, Source, delivered_record, failed_records
+
+    stage = Stage(config, {"T-1": ("chat", WA_THREAD)})
+    stage.routed()
+    (record,) = [r for r in stage.action({"action": "reply", "body": "Hi", **AGENT}, "act-1")
+                 if r.topic == "outbound.chat"]  # fmt: skip
+    event = OutboundReplyEvent.model_validate_json(record.value)
+    outcomes = [delivered_record(event.data, 1, 200, None, AT),
+                *failed_records(event, record.value, b"T-1", Source("outbound.chat", 0, 1), 1,
+                                Failed("HTTP 400", 400), AT)]  # fmt: skip
+    for outcome in outcomes:
+        if outcome.topic == TICKETS_EVENTS.name:
+            assert stage.feed(TICKETS_EVENTS.name, outcome.value, {}) == []
+    assert stage.processor.counts["delivery_event"] == 2
+    assert stage.processor.counts["failed"] == 0
