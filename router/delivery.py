@@ -9,8 +9,10 @@ Request shapes (`request_for`), every attempt with the record's `Idempotency-Key
 - Messenger and Instagram direct: `POST {base}/me/messages`
   `{"recipient": {"id": <PSID or IGSID>}, "messaging_type": "RESPONSE",
     "message": {"text": <body>}}`
+- Instagram comment: `POST {base}/{comment id}/replies` `{"message": <body>}`
+- Facebook page comment: `POST {base}/{comment id}/comments` `{"message": <body>}`
 
-A reply whose thread names no recipient (comments, mentions, email) fails at once. Answers:
+A reply whose thread names no recipient (mentions, email) fails at once. Answers:
 2xx delivered; 429 (after `Retry-After` when given), 5xx and no answer retried with
 exponential backoff and jitter up to the policy's attempts; any other status fails at once.
 """
@@ -51,6 +53,9 @@ class Request:
 def request_for(reply: OutboundReply, base_url: str) -> Request | None:
     """The Graph API call that sends `reply`; None when its thread names no recipient."""
     base = base_url.rstrip("/")
+    if reply.reply_to_id is not None and reply.platform is not None:
+        edge = "comments" if reply.platform is Platform.FACEBOOK else "replies"
+        return Request(f"{base}/{reply.reply_to_id}/{edge}", {"message": reply.body})
     if reply.recipient_id is None or reply.platform is None:
         return None
     if reply.platform is Platform.WHATSAPP:

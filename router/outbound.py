@@ -39,7 +39,21 @@ def thread_route(thread_ref: str) -> Route | None:
         platform = Platform(parts[0])
     except ValueError:
         return None
+    if platform is Platform.FACEBOOK:
+        return None  # page comments only, never a direct thread
     return Route(platform, parts[1], parts[2])
+
+
+def comment_platform(thread_ref: str) -> Platform | None:
+    """The platform of a comment thread (`instagram:<account>:media:<id>:user:<id>`,
+    `facebook:<page>:post:<id>:user:<id>`, `router.intake.meta`); None for any other ref,
+    mentions included (the webhook names no comment a reply could answer for sure)."""
+    parts = thread_ref.split(":")
+    if len(parts) != 6 or parts[4] != "user" or parts[2] not in ("media", "post"):
+        return None
+    if (parts[0], parts[2]) not in (("instagram", "media"), ("facebook", "post")):
+        return None
+    return Platform(parts[0])
 
 
 def idempotency_key(ticket_id: str, action_id: str) -> str:
@@ -48,13 +62,23 @@ def idempotency_key(ticket_id: str, action_id: str) -> str:
 
 
 def outbound_reply(
-    action: ReplyAction, action_id: str, channel: str, thread_ref: str, now: datetime
+    action: ReplyAction,
+    action_id: str,
+    channel: str,
+    thread_ref: str,
+    now: datetime,
+    reply_to: str | None = None,
 ) -> OutRecord | None:
-    """The `outbound.<channel>` record of an applied reply; None for a buyer's own reply."""
+    """The `outbound.<channel>` record of an applied reply; None for a buyer's own reply.
+    `reply_to`: the customer's latest comment, which a reply on a comment thread answers."""
     if action.actor.role is ActorRole.BUYER:
         return None
     key = idempotency_key(action.ticket_id, action_id)
     route = thread_route(thread_ref)
+    commented = comment_platform(thread_ref) if route is None else None
+    if commented is not None and reply_to is not None:
+        route = Route(commented, thread_ref.split(":")[1], reply_to)
+    platform_reply_to = reply_to if commented is not None else None
     data = OutboundReply(
         ticket_id=action.ticket_id,
         action_id=action_id,
@@ -63,7 +87,8 @@ def outbound_reply(
         thread_ref=thread_ref,
         platform=route.platform if route else None,
         account_id=route.account_id if route else None,
-        recipient_id=route.recipient_id if route else None,
+        recipient_id=route.recipient_id if route and platform_reply_to is None else None,
+        reply_to_id=platform_reply_to if route else None,
         body=action.body,
         actor=action.actor,
         at=action.at,

@@ -21,6 +21,7 @@ the time between the lifecycle's event and the notice, typically milliseconds).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import orjson
@@ -33,21 +34,24 @@ LIFECYCLE_ACTOR = "lifecycle"  # router.sla.events.LIFECYCLE_ACTOR, without impo
 
 @dataclass(frozen=True, slots=True)
 class TicketIndexEntry:
-    """What the routing stage said about a ticket when it opened, plus its latest queue."""
+    """What the routing stage said about a ticket when it opened, plus its latest queue and,
+    on the social channel, the customer's latest message (the comment a reply answers)."""
 
     channel: str
     thread_ref: str
     queue: str | None
     priority: str | None
     buyer: str | None
+    reply_to: str | None = None
 
     def to_bytes(self) -> bytes:
-        return orjson.dumps([self.channel, self.thread_ref, self.queue, self.priority, self.buyer])
+        fields = [self.channel, self.thread_ref, self.queue, self.priority, self.buyer]
+        return orjson.dumps(fields if self.reply_to is None else [*fields, self.reply_to])
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> TicketIndexEntry:
-        channel, thread_ref, queue, priority, buyer = orjson.loads(raw)
-        return cls(channel, thread_ref, queue, priority, buyer)
+        channel, thread_ref, queue, priority, buyer, *rest = orjson.loads(raw)  # 5 before
+        return cls(channel, thread_ref, queue, priority, buyer, rest[0] if rest else None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +90,7 @@ def lifecycle_reroute(
         return entry, None  # the routing stage's own `routed` event, or an unknown ticket
     if queue == entry.queue and priority == entry.priority:
         return entry, None
-    moved = TicketIndexEntry(entry.channel, entry.thread_ref, queue, priority, entry.buyer)
+    moved = dataclasses.replace(entry, queue=queue, priority=priority)
     notice = RerouteNotice(ticket_id, entry.channel, entry.thread_ref, queue, priority)
     return moved, notice
 

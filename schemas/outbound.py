@@ -9,8 +9,11 @@ replay of the action writes the same record, and the deliverer sends the key as 
 
 Meta threads name their recipient in the thread ref (`router.intake.meta`):
 `whatsapp:<phone number id>:<wa_id>`, `messenger:<page id>:<PSID>`, `instagram:<account>:<IGSID>`
-give `platform`, `account_id` and `recipient_id`; other threads (email, comments, mentions,
-a connector's own refs) leave the three unset and the channel's connector decides.
+give `platform`, `account_id` and `recipient_id`. Comment threads
+(`instagram:<account>:media:<id>:user:<id>`, `facebook:<page>:post:<id>:user:<id>`) give
+`platform`, `account_id` and `reply_to_id`, the customer's latest comment on the ticket (the
+ticket index follows it). Other threads (email, mentions, a connector's own refs) leave them
+unset and the channel's connector decides.
 """
 
 from __future__ import annotations
@@ -32,11 +35,12 @@ REPLY_UNDELIVERABLE = "support.reply.undeliverable"
 
 
 class Platform(StrEnum):
-    """The Meta product a direct-message thread lives on."""
+    """The Meta product a thread lives on."""
 
     WHATSAPP = "whatsapp"
     MESSENGER = "messenger"
     INSTAGRAM = "instagram"
+    FACEBOOK = "facebook"  # page comments
 
 
 class OutboundReply(BaseModel):
@@ -52,6 +56,7 @@ class OutboundReply(BaseModel):
     platform: Platform | None = None
     account_id: str | None = None  # WhatsApp phone number id, page id, Instagram account id
     recipient_id: str | None = None  # wa_id, PSID, IGSID
+    reply_to_id: str | None = None  # on a comment thread: the customer's comment answered
     body: Body
     actor: Actor
     at: datetime

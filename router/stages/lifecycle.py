@@ -30,6 +30,7 @@ from datetime import datetime
 from router.inbound import Rejected, source_position
 from router.outbound import outbound_reply
 from router.records import OutRecord
+from router.reroutes import TicketIndexEntry
 from router.sla.lifecycle import on_action, on_tick, on_ticket_event
 from router.sla.outbox import Pending, find_pending, join_stored, prune, source_key, split_stored
 from router.sla.policy import SlaConfig
@@ -75,8 +76,8 @@ Committed = Callable[[str, int], int | None]
 # How `router deliver`'s outcomes on `tickets.events` start (orjson writes no spaces; a quote
 # inside a message body is escaped, so no body matches).
 _DELIVERY_TYPES = tuple(f'"type":"{t}"'.encode() for t in (MESSAGE_DELIVERED, MESSAGE_FAILED))
-# ticket id -> (channel, thread ref) of the ticket, if the ticket index knows it
-ThreadLookup = Callable[[str], tuple[str, str] | None]
+# ticket id -> what the ticket index knows of it (channel, thread ref, comment to answer)
+ThreadLookup = Callable[[str], TicketIndexEntry | None]
 Runner = Callable[[LifecycleState | None], Step]
 Render = Callable[[list[Output]], list[OutRecord]]
 
@@ -261,7 +262,9 @@ class LifecycleProcessor:
                 self.notes.append(Note("warning", "reply_without_thread",
                                        {"ticket_id": reply.ticket_id, "action_id": action_id}))
                 return records
-            outbound = outbound_reply(reply, action_id, thread[0], thread[1], now)
+            outbound = outbound_reply(
+                reply, action_id, thread.channel, thread.thread_ref, now, reply_to=thread.reply_to
+            )
             if outbound is not None:
                 records.append(outbound)
                 self.counts["outbound"] += 1

@@ -11,13 +11,15 @@ From the events of that ticket it derives:
   `lifecycle` that changes queue or priority) for `tickets.reroutes`, keyed by the thread
   reference, which the routing stage applies to its ticket state (`router.reroutes`).
 
-Only `opened`, `routed`, `resolved` and `reopened` events are parsed; the others (most of the
-topic: `message_added`, replies) are skipped on a byte test. Both consumers of its outputs are
+Only `opened`, `routed`, `resolved` and `reopened` events, and a customer's `message_added` on
+the social channel (its latest comment is what a reply answers), are parsed; the others (most
+of the topic) are skipped on a byte test. Both consumers of its outputs are
 idempotent, so a replay after a crash changes nothing.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import Mapping, MutableMapping
 from datetime import datetime
@@ -34,6 +36,9 @@ from schemas.topics import BUYERS_CHANGES, TICKETS_REROUTES
 _WANTED = tuple(
     f'"support.ticket.{kind}"'.encode() for kind in ("opened", "routed", "resolved", "reopened")
 )
+# a customer's comment on the social channel: a reply answers the latest one
+_SOCIAL_MESSAGE = (b'"support.ticket.message_added"', b'"channel":"social"')
+_CUSTOMER_ROLES = frozenset({"buyer", "guest"})
 
 
 def _fields(value: bytes) -> dict[str, Any] | None:
@@ -46,13 +51,11 @@ def _fields(value: bytes) -> dict[str, Any] | None:
         return None  # not ours to judge: the engine itself writes this topic
 
 
-def thread_of(table: Mapping[bytes, bytes], ticket_id: str) -> tuple[str, str] | None:
-    """(channel, thread ref) of a ticket the index knows (where its replies go)."""
+def thread_of(table: Mapping[bytes, bytes], ticket_id: str) -> TicketIndexEntry | None:
+    """What the index knows of a ticket: channel, thread ref and, on the social channel, the
+    customer's latest message (where its replies go)."""
     stored = table.get(ticket_id.encode())
-    if stored is None:
-        return None
-    entry = TicketIndexEntry.from_bytes(stored)
-    return entry.channel, entry.thread_ref
+    return TicketIndexEntry.from_bytes(stored) if stored is not None else None
 
 
 class TicketIndexProcessor:
@@ -63,10 +66,29 @@ class TicketIndexProcessor:
 
     def process(self, record: InRecord, now: datetime) -> list[OutRecord]:
         value = record.value
-        if not value or not any(t in value for t in _WANTED):
+        if not value:
+            return []
+        if all(t in value for t in _SOCIAL_MESSAGE):
+            data = _fields(value)
+            if data is not None:
+                self._on_social_message(data)
+            return []
+        if not any(t in value for t in _WANTED):
             return []
         data = _fields(value)
         return self._on_event(data) if data is not None else []
+
+    def _on_social_message(self, data: dict[str, Any]) -> None:
+        if data.get("sender_role") not in _CUSTOMER_ROLES or not data.get("message_id"):
+            return
+        key = str(data["ticket_id"]).encode()
+        stored = self.table.get(key)
+        if stored is None:
+            return
+        entry = TicketIndexEntry.from_bytes(stored)
+        if entry.reply_to != data["message_id"]:
+            moved_on = dataclasses.replace(entry, reply_to=str(data["message_id"]))
+            self.table[key] = moved_on.to_bytes()
 
     def _on_event(self, data: dict[str, Any]) -> list[OutRecord]:
         ticket_id: str = data["ticket_id"]
@@ -94,8 +116,7 @@ class TicketIndexProcessor:
         updated: TicketIndexEntry | None = entry
         if kind == "routed":
             if data.get("actor") is None:  # the routing stage's own: the priority it chose
-                updated = TicketIndexEntry(entry.channel, entry.thread_ref, entry.queue,
-                                           data.get("priority"), entry.buyer)  # fmt: skip
+                updated = dataclasses.replace(entry, priority=data.get("priority"))
             else:
                 updated, notice = lifecycle_reroute(
                     entry, ticket_id, actor=data.get("actor"), queue=data.get("queue"),

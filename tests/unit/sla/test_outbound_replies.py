@@ -9,8 +9,10 @@ from typing import Any
 import orjson
 import pytest
 
+from router.delivery import request_for
 from router.outbound import idempotency_key, outbound_reply, thread_route
 from router.records import OutRecord
+from router.reroutes import TicketIndexEntry
 from router.sla.policy import SlaConfig
 from router.sla.render import CMD_ACTION, CMD_HEADER
 from router.stages.contract import InRecord
@@ -90,11 +92,35 @@ def test_system_replies_go_out_with_no_route_for_a_comment_thread() -> None:
     assert (data.platform, data.recipient_id) == (None, None)
 
 
+def test_a_reply_on_a_comment_thread_answers_the_customer_s_latest_comment() -> None:
+    for thread, platform, url in (
+        ("facebook:p1:post:1_2:user:7", Platform.FACEBOOK, "https://graph.test/1_9/comments"),
+        ("instagram:ig1:media:55:user:7", Platform.INSTAGRAM, "https://graph.test/1_9/replies"),
+    ):
+        record = outbound_reply(reply(ActorRole.AGENT), "a", "social", thread, AT, reply_to="1_9")
+        assert record is not None
+        data = OutboundReplyEvent.model_validate_json(record.value).data
+        assert (data.platform, data.reply_to_id, data.recipient_id) == (platform, "1_9", None)
+        request = request_for(data, "https://graph.test/")
+        assert request is not None
+        assert (request.url, request.body) == (url, {"message": data.body})
+    # a mention thread, or a comment thread whose comment the index has not seen: no target
+    mention = outbound_reply(reply(ActorRole.AGENT), "a", "social", "instagram:ig1:media:55",
+                             AT, reply_to="1_9")  # fmt: skip
+    unknown = outbound_reply(reply(ActorRole.AGENT), "a", "social",
+                             "facebook:p1:post:1_2:user:7", AT)  # fmt: skip
+    for record in (mention, unknown):
+        assert record is not None
+        data = OutboundReplyEvent.model_validate_json(record.value).data
+        assert data.reply_to_id is None
+        assert request_for(data, "https://graph.test") is None
+
+
 # -- through the lifecycle processor ---------------------------------------------------------
 
 
 class Stage:
-    def __init__(self, config: SlaConfig, threads: dict[str, tuple[str, str]]) -> None:
+    def __init__(self, config: SlaConfig, threads: dict[str, TicketIndexEntry]) -> None:
         self.table: dict[bytes, bytes] = {}
         self.processor = LifecycleProcessor(
             config, self.table, ParkingLot({}), max_record_bytes=256 * 1024,
@@ -133,7 +159,7 @@ AGENT = {"actor": {"id": "agent-42", "role": "agent"}}
 def test_a_public_reply_yields_its_outbound_record_after_the_replied_event(
     config: SlaConfig,
 ) -> None:
-    stage = Stage(config, {"T-1": ("chat", WA_THREAD)})
+    stage = Stage(config, {"T-1": TicketIndexEntry("chat", WA_THREAD, None, None, None)})
     stage.routed()
     out = stage.action({"action": "reply", "body": "Refund sent.", **AGENT}, "act-1")
     topics = [r.topic for r in out]
@@ -144,7 +170,7 @@ def test_a_public_reply_yields_its_outbound_record_after_the_replied_event(
 
 
 def test_notes_buyer_replies_and_duplicates_do_not_go_out(config: SlaConfig) -> None:
-    stage = Stage(config, {"T-1": ("chat", WA_THREAD)})
+    stage = Stage(config, {"T-1": TicketIndexEntry("chat", WA_THREAD, None, None, None)})
     stage.routed()
     note = stage.action({"action": "internal_note", "body": "VIP", **AGENT}, "act-note")
     buyer = stage.action({"action": "reply", "body": "Thanks",
@@ -156,7 +182,7 @@ def test_notes_buyer_replies_and_duplicates_do_not_go_out(config: SlaConfig) -> 
 
 
 def test_a_replayed_reply_resends_the_same_outbound_record(config: SlaConfig) -> None:
-    stage = Stage(config, {"T-1": ("chat", WA_THREAD)})
+    stage = Stage(config, {"T-1": TicketIndexEntry("chat", WA_THREAD, None, None, None)})
     stage.routed()
     first = stage.action({"action": "reply", "body": "Hi", **AGENT}, "act-1", offset=500)
     replay = stage.action({"action": "reply", "body": "Hi", **AGENT}, "act-1", offset=500)
@@ -178,7 +204,7 @@ def test_a_reply_on_a_ticket_the_index_does_not_know_is_noted(config: SlaConfig)
 def test_delivery_outcomes_on_tickets_events_are_skipped(config: SlaConfig) -> None:
     from router.delivery import Failed, Source, delivered_record, failed_records
 
-    stage = Stage(config, {"T-1": ("chat", WA_THREAD)})
+    stage = Stage(config, {"T-1": TicketIndexEntry("chat", WA_THREAD, None, None, None)})
     stage.routed()
     (record,) = [r for r in stage.action({"action": "reply", "body": "Hi", **AGENT}, "act-1")
                  if r.topic == "outbound.chat"]  # fmt: skip

@@ -7,7 +7,7 @@ import orjson
 from router.buyers import BuyerTickets
 from router.clock import FakeClock
 from router.records import OutRecord
-from router.reroutes import RerouteNotice
+from router.reroutes import RerouteNotice, TicketIndexEntry
 from router.stages.contract import Combined, InRecord, Note
 from router.stages.ticket_index import BuyerHistoryProcessor, TicketIndexProcessor
 from schemas.topics import BUYERS_CHANGES, TICKETS_EVENTS, TICKETS_REROUTES
@@ -87,10 +87,30 @@ def test_buyer_history_folds_changes_and_forgets_a_buyer_with_nothing_left() -> 
 
 
 def test_thread_of_reads_the_channel_and_thread_the_ticket_opened_on() -> None:
-    from router.reroutes import TicketIndexEntry
     from router.stages.ticket_index import thread_of
 
     table = {b"T-1": TicketIndexEntry("chat", "whatsapp:1:2", "dept:general", None, None)
              .to_bytes()}  # fmt: skip
-    assert thread_of(table, "T-1") == ("chat", "whatsapp:1:2")
+    entry = thread_of(table, "T-1")
+    assert entry is not None
+    assert (entry.channel, entry.thread_ref, entry.reply_to) == ("chat", "whatsapp:1:2", None)
     assert thread_of(table, "T-2") is None
+
+
+def test_the_index_follows_the_customer_s_latest_comment_on_a_social_ticket() -> None:
+    table: dict[bytes, bytes] = {}
+    index = TicketIndexProcessor(table)
+    now = FakeClock().now()
+    thread = "facebook:p1:post:1_2:user:7"
+    index.process(event("opened", 1, channel="social", queue="dept:social", thread_ref=thread,
+                        actor="u-7", sender_role="guest"), now)  # fmt: skip
+    for offset, (message_id, role) in enumerate(
+        (("1_3", "guest"), ("1_4", "agent"), ("1_5", "buyer")), start=2
+    ):
+        index.process(event("message_added", offset, channel="social", message_id=message_id,
+                            sender_role=role), now)  # fmt: skip
+    entry = TicketIndexEntry.from_bytes(table[b"T-1"])
+    assert (entry.thread_ref, entry.reply_to) == (thread, "1_5")  # the desk's own skipped
+    # an index entry written before the field existed still reads
+    old = orjson.dumps(["chat", "whatsapp:1:2", "dept:general", None, None])
+    assert TicketIndexEntry.from_bytes(old).reply_to is None
