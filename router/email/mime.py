@@ -73,6 +73,9 @@ def read_content(msg: Message) -> Content:
 def _collect(part: Message, path: str, out: Content) -> None:
     ctype = safe(part.get_content_type, "application/octet-stream")
     parts = children(part)
+    if ctype == "message/rfc822":  # a forwarded message: listed, its text is not ours
+        out.attachments.append(_attachment(part, ctype, path or "1", out.hint))
+        return
     if part.is_multipart():
         if ctype == "multipart/alternative" and parts:
             chosen = _preferred(parts)

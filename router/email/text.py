@@ -182,11 +182,14 @@ def latest_reply(text: str, languages: tuple[str, ...]) -> Reply:
     whole = text.strip()
     if not whole:
         return Reply("", False)
+    head = whole[:_MAX_REPLY_INPUT]
     try:
-        found = EmailReplyParser(languages=list(languages)).read(whole[:_MAX_REPLY_INPUT])
+        found = EmailReplyParser(languages=list(languages)).read(head)
         reply = found.replies[0].body if found.replies else ""
     except Exception:  # a library bug must not cost the message: keep the whole text
         return Reply(whole, False)
+    if len(whole) > len(head) and _squash(reply) == _squash(head):
+        return Reply(whole, False)  # nothing cut in the head: the rest is new text too
     reply = _drop_quoted_tail(reply.strip())
     if not reply:  # all of it was quoted (a forward without a note): keep everything
         return Reply(whole, False)
