@@ -20,6 +20,11 @@ class RejectReason(StrEnum):
     # A valid `tickets.actions` command the ticket's state does not allow (e.g. a vendor
     # acting on a ticket outside its own queue).
     ACTION_REFUSED = "action_refused"
+    # Email intake (router/email/): the raw message is kept in the dead letter.
+    MIME_TOO_DEEP = "mime_too_deep"
+    TOO_MANY_PARTS = "too_many_parts"
+    NO_SENDER = "no_sender"
+    NOT_AN_EMAIL = "not_an_email"
 
 
 class FieldError(BaseModel):

@@ -27,6 +27,7 @@ from pydantic_settings import (
 )
 
 from rules.source import LoadError, dotted, parse_text
+from schemas.message import VendorId
 
 
 class SettingsFileError(ValueError):
@@ -73,6 +74,7 @@ GatewaySource = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-
 GatewaySecret = Annotated[SecretStr, Field(min_length=16, max_length=256)]  # characters
 GatewaySecrets = Annotated[list[GatewaySecret], Field(min_length=1, max_length=4)]
 MetaVerifyToken = Annotated[SecretStr, Field(min_length=8, max_length=256)]
+EmailAddress = Annotated[str, StringConstraints(pattern=r"^[^@\s]+@[^@\s]+$", max_length=320)]
 
 
 class RouterSettings(BaseSettings):
@@ -166,6 +168,28 @@ class RouterSettings(BaseSettings):
     deliver_max_delay_s: float = Field(default=30.0, gt=0, le=600)  # also caps Retry-After
     deliver_timeout_s: float = Field(default=10.0, gt=0, le=120)  # per attempt
 
+    # Email (router/email/, `router email parse`): a message over `email_max_bytes`, nesting
+    # MIME deeper than `email_max_mime_depth` or holding more than `email_max_parts` parts is
+    # dead-lettered with that reason. Up to `email_keep_raw_bytes` the original travels with
+    # the record (base64, `email_raw`); above it, its SHA-256 and size do.
+    email_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, le=100 * 1024 * 1024)
+    email_max_mime_depth: int = Field(default=12, ge=1, le=100)
+    email_max_parts: int = Field(default=200, ge=1, le=10_000)
+    email_keep_raw_bytes: int = Field(default=64 * 1024, ge=0, le=8 * 1024 * 1024)
+    # our mailboxes; `support+t.<token>@` / `support+v.<vendor>@` on them carry a thread or a
+    # vendor (empty: a plus-tag on any recipient counts)
+    email_support_addresses: list[EmailAddress] = []
+    # recipient address -> vendor id, e.g. {"help@acme.example": "acme"}
+    email_vendor_addresses: dict[EmailAddress, VendorId] = {}
+    # RE2 syntax, searched in subject then body; group 1 (else the whole match) is the order id
+    email_order_pattern: str | None = (
+        r"(?i)\border\s*(?:no\.?|number|#)?\s*[:#]?\s*([A-Z0-9][A-Z0-9-]{5,39})\b"
+    )
+    # languages whose "On ... wrote:" lines and signatures the reply parser knows
+    email_reply_languages: list[str] = [
+        "en", "de", "fr", "es", "it", "nl", "sv", "da", "pl", "cs", "ja", "zh", "ko",
+    ]  # fmt: skip
+
     @model_validator(mode="after")
     def _requests_outlast_the_session(self) -> RouterSettings:
         if self.consumer_request_timeout_s <= self.session_timeout_s:
@@ -200,6 +224,18 @@ class RouterSettings(BaseSettings):
             env_settings,
             _FileSource(settings_cls, Path(file) if file else None),
         )
+
+    @field_validator("email_order_pattern")
+    @classmethod
+    def _order_pattern_compiles(cls, raw: str | None) -> str | None:
+        if raw:
+            import re2
+
+            try:
+                re2.compile(raw)
+            except re2.error as exc:
+                raise ValueError(f"not an RE2 pattern: {exc}") from None
+        return raw or None
 
     @field_validator("data_dir", "rules_file", "sla_policies_file", mode="before")
     @classmethod

@@ -1,0 +1,97 @@
+"""`router email parse FILE...`: what the email intake would publish for each raw message, or
+why it would refuse it; no Kafka needed."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import orjson
+import typer
+
+from router.cli_settings import SettingsOpt, load_settings
+from router.email.config import EmailConfig
+
+if TYPE_CHECKING:
+    from streams.settings import RouterSettings
+
+email_app = typer.Typer(help="The email channel.", no_args_is_help=True)
+
+
+def email_config(settings: RouterSettings) -> EmailConfig:
+    """The parser's configuration from the one settings object."""
+    return EmailConfig(
+        max_bytes=settings.email_max_bytes,
+        max_depth=settings.email_max_mime_depth,
+        max_parts=settings.email_max_parts,
+        keep_raw_bytes=settings.email_keep_raw_bytes,
+        max_record_bytes=settings.max_record_bytes,
+        support_addresses=tuple(settings.email_support_addresses),
+        vendor_addresses=dict(settings.email_vendor_addresses),
+        order_pattern=settings.email_order_pattern,
+        reply_languages=tuple(settings.email_reply_languages),
+    )
+
+
+def describe(path: str, outcome: Any) -> dict[str, Any]:
+    """One outcome as data: `record`, `refused`, `auto_reply` or `bounce`."""
+    from router.email.parse import Classified, Parsed
+
+    if isinstance(outcome, Parsed):
+        return {"file": path, "outcome": "record", "record": orjson.loads(outcome.value)}
+    if isinstance(outcome, Classified):
+        c = outcome.classification
+        return {
+            "file": path, "outcome": c.kind.value, "why": c.why,
+            "message_id": outcome.message_id, "sender": outcome.sender,
+            "original_message_id": c.original_message_id, "action": c.action,
+        }  # fmt: skip
+    return {"file": path, "outcome": "refused", "reason": outcome.reason.value,
+            "error": outcome.error}  # fmt: skip
+
+
+def _line(doc: dict[str, Any]) -> str:
+    kind = doc["outcome"]
+    if kind == "record":
+        data = doc["record"]["data"]
+        extras = [f"{k}={data[k]}" for k in ("vendor_id", "order_id") if data.get(k)]
+        attachments = len(data.get("attachments", []))
+        return (
+            f"{doc['file']}: record {data['message_id']} thread={data['thread_ref']} "
+            f"from={data['sender'].get('address')} attachments={attachments} "
+            f"body={len(data['body'])} chars {' '.join(extras)}".rstrip()
+        )
+    if kind == "refused":
+        return f"{doc['file']}: refused {doc['reason']}: {doc['error']}"
+    bounced = f" of {doc['original_message_id']}" if doc.get("original_message_id") else ""
+    return f"{doc['file']}: {kind}{bounced} ({doc['why']})"
+
+
+@email_app.command("parse")
+def parse(
+    files: Annotated[list[Path], typer.Argument(help="Raw RFC 5322 messages (.eml, .box).")],
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per file.")] = False,
+    settings_file: SettingsOpt = None,
+) -> None:
+    """Print, per file, the inbound record the email intake would publish, or why it would
+    refuse the message (a dead-letter reason), or that it is an auto-reply or a bounce.
+    Exit 1 when a file cannot be read."""
+    from router.email.parse import parse_email
+    from schemas.dead_letter import SourcePosition
+
+    config = email_config(load_settings(settings_file))
+    failed = False
+    for path in files:
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            typer.echo(f"{path}: cannot read: {exc.strerror or exc}", err=True)
+            failed = True
+            continue
+        source = SourcePosition(topic=f"file:{path}", partition=0, offset=0)
+        outcome = parse_email(raw, config, datetime.now(UTC), source)
+        doc = describe(str(path), outcome)
+        typer.echo(orjson.dumps(doc).decode() if as_json else _line(doc))
+    if failed:
+        raise typer.Exit(1)
