@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from router.ids import derive_id
+from router.json_keys import repeated_key
 from router.records import OutRecord
 from rules.source import printable
 from schemas.dead_letter import (
@@ -76,6 +77,9 @@ def parse_inbound(
             RejectReason.OVERSIZE,
             f"record is {len(value)} bytes; the limit is {max_record_bytes}",
         )
+    repeated = repeated_key(value)
+    if repeated is not None:
+        return reject(*repeated_key_violation(repeated))
     try:
         event = InboundEvent.model_validate_json(value)
     except ValidationError as exc:
@@ -94,6 +98,15 @@ def parse_inbound(
             [FieldError(field="data.channel", error=f"expected {expected_channel.value!r}")],
         )
     return event
+
+
+def repeated_key_violation(key: str) -> tuple[RejectReason, str, list[FieldError]]:
+    """A record giving a key twice: refused, not read as whichever copy came last."""
+    name = printable(key)
+    error = f"key {name!r} given twice in one object (only one copy may be given)"
+    return RejectReason.SCHEMA_VIOLATION, f"schema violation: {error}", [
+        FieldError(field=name, error="given twice in one object")
+    ]
 
 
 def _classify(exc: ValidationError) -> tuple[RejectReason, str, list[FieldError]]:

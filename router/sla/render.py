@@ -21,7 +21,8 @@ import orjson
 from pydantic import ValidationError
 
 from router.ids import derive_id
-from router.inbound import Rejected, dead_letter, field_errors
+from router.inbound import Rejected, dead_letter, field_errors, repeated_key_violation
+from router.json_keys import repeated_key
 from router.outputs import CE_HEADER
 from router.outputs import engine_record as _record
 from router.records import OutRecord, queue_topic
@@ -139,6 +140,9 @@ def parse_action(
         return reject(
             RejectReason.OVERSIZE, f"record is {len(value)} bytes; the limit is {max_record_bytes}"
         )
+    repeated = repeated_key(value)
+    if repeated is not None:
+        return reject(*repeated_key_violation(repeated))
     try:
         action = TicketActionEvent.model_validate_json(value)
     except ValidationError as exc:

@@ -207,14 +207,20 @@ def _check_dead_letter(rejected: Rejected, value: bytes) -> None:
     assert kept is None or kept == value
 
 
+def _record(m: Mutated) -> tuple[bytes, bool]:
+    """The mutated document as a record's bytes, and whether it gives a key twice."""
+    return dump_json(m.doc, m.duplicate).encode(), m.duplicate is not None
+
+
 @FUZZ
-@given(st.one_of(mutated(ACTION, duplicates=False).map(lambda m: dump_json(m.doc).encode()),
-                 st.binary(max_size=200)))  # fmt: skip
-def test_ticket_actions(value: bytes) -> None:
+@given(st.one_of(mutated(ACTION).map(_record), st.binary(max_size=200).map(lambda b: (b, False))))
+def test_ticket_actions(case: tuple[bytes, bool]) -> None:
+    value, twice = case
     parsed = parse_action(value, b"T-1", SOURCE, NOW, max_record_bytes=64 * 1024)
     if isinstance(parsed, Rejected):
         _check_dead_letter(parsed, value)
         return
+    assert not twice, "a key given twice was accepted"
     assert isinstance(parsed, TicketActionEvent)
     again = TicketActionEvent.model_validate_json(orjson.dumps(parsed.model_dump(mode="json")))
     assert again == parsed
@@ -224,13 +230,14 @@ def test_ticket_actions(value: bytes) -> None:
 
 
 @FUZZ
-@given(st.one_of(mutated(INBOUND, duplicates=False).map(lambda m: dump_json(m.doc).encode()),
-                 st.binary(max_size=200)))  # fmt: skip
-def test_inbound_records(value: bytes) -> None:
+@given(st.one_of(mutated(INBOUND).map(_record), st.binary(max_size=200).map(lambda b: (b, False))))
+def test_inbound_records(case: tuple[bytes, bool]) -> None:
+    value, twice = case
     parsed = parse_inbound(value, b"thread-1", SOURCE, NOW, max_record_bytes=64 * 1024)
     if isinstance(parsed, Rejected):
         _check_dead_letter(parsed, value)
         return
+    assert not twice, "a key given twice was accepted"
     assert isinstance(parsed, InboundEvent)
     again = InboundEvent.model_validate_json(orjson.dumps(parsed.model_dump(mode="json")))
     assert again == parsed

@@ -60,6 +60,18 @@ def test_schema_violation_names_the_field() -> None:
     assert "data.thread_ref" in result.error
 
 
+def test_a_key_given_twice_is_refused_not_read_as_the_last_copy() -> None:
+    text = inbound_bytes(body="Refund please").decode()
+    twice = text.replace('"body":"Refund please"', '"body":"Refund please","body":"All fine"')
+    assert twice != text
+    result = rejected(twice.encode())
+    assert result.reason is RejectReason.SCHEMA_VIOLATION
+    assert "'body' given twice" in result.error
+    assert [e.field for e in letter_of(result).errors] == ["body"]
+    # the same key in two different objects is no repeat (sender.id and the event's id)
+    assert isinstance(parse_inbound(inbound_bytes(), b"k", SRC, NOW), InboundEvent)
+
+
 def test_unknown_data_field_is_a_schema_violation() -> None:
     doc = inbound_event()
     doc["data"]["vendorid"] = "typo"
