@@ -118,7 +118,8 @@ TICKETS_ACTIONS = Topic(
     "desks, vendors", "engine", types=(TICKET_ACTION,),
 )  # fmt: skip
 TICKETS_EVENTS = Topic(
-    "tickets.events", "ticket id", "ticket lifecycle events", "engine", "analytics, desks",
+    "tickets.events", "ticket id", "ticket lifecycle events", "engine, `router deliver`",
+    "analytics, desks",
     types=(*(kind.event_type for kind in TicketEventKind), MESSAGE_DELIVERED, MESSAGE_FAILED),
 )  # fmt: skip
 TICKETS_DECISIONS = Topic(
