@@ -7,6 +7,7 @@ import asyncio
 import http.client
 import os
 import signal
+import string
 import subprocess
 import sys
 import threading
@@ -17,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
+from hypothesis import strategies as st
 
 from router.intake.signature import SIGNATURE_HEADER, SOURCE_HEADER, sign
 from schemas.topics import CHANNELS
@@ -24,7 +26,7 @@ from streams.gateway.server import serve
 from streams.kafka.topics import TopicManager
 from streams.local.install import die_with_parent
 from streams.settings import RouterSettings
-from tests.harness import REPO, wait_for
+from tests.harness import REPO, Collector, Output, wait_for
 
 SOURCE = "acme-chat"
 SECRET = "0123456789abcdef-current"
@@ -38,6 +40,36 @@ def gateway_settings(bootstrap: str, prefix: str, **overrides: Any) -> RouterSet
         gateway_port=0, gateway_secrets={SOURCE: [SECRET, NEXT_SECRET]},  # type: ignore[dict-item]
         **overrides,
     )  # fmt: skip
+
+
+def records_on(settings: RouterSettings, topics: list[str], *ids: str) -> list[Output]:
+    """What `topics` hold once every one of `ids` is there, by topic, partition and offset.
+    Records of one thread share a partition, so a record sent last (a sentinel) comes after
+    whatever its thread had before."""
+    collector = Collector(settings.kafka_bootstrap_servers, settings.topic_prefix, topics)
+    outputs = collector.poll_until(
+        lambda outs: set(ids) <= {o.value["id"] for o in outs}, 30, f"records {ids}"
+    )
+    return sorted(outputs, key=lambda o: (o.topic, o.partition, o.offset))
+
+
+def printable_text(max_size: int) -> st.SearchStrategy[str]:
+    """One-line printable text (header-safe)."""
+    return st.text(alphabet=string.printable.strip("\r\n\x0b\x0c") + " ", max_size=max_size)
+
+
+def json_values(text: int, size: int, leaves: int) -> st.SearchStrategy[Any]:
+    """Any JSON value orjson writes: printable strings of up to `text` characters, 64-bit
+    integers, finite floats; lists and objects of up to `size` items, `leaves` in all."""
+    printable = printable_text(text)
+    scalar = (
+        st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1)
+        | st.floats(allow_nan=False) | printable
+    )  # fmt: skip
+    def containers(inner: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+        return st.lists(inner, max_size=size) | st.dictionaries(printable, inner, max_size=size)
+
+    return st.recursive(scalar, containers, max_leaves=leaves)
 
 
 def create_channel_topics(settings: RouterSettings) -> None:

@@ -18,9 +18,10 @@ from tests.gateway_support import (
     GatewayThread,
     create_channel_topics,
     gateway_settings,
+    records_on,
     signed,
 )
-from tests.harness import Collector, Output, wait_for
+from tests.harness import Output, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -51,13 +52,7 @@ def gateway(settings: RouterSettings) -> Iterator[GatewayThread]:
 
 
 def chat_records(settings: RouterSettings, *ids: str) -> list[Output]:
-    """The chat topic once every one of `ids` is on it. Records of one thread share a
-    partition, so a record sent last (a sentinel) comes after whatever its thread had before."""
-    collector = Collector(settings.kafka_bootstrap_servers, settings.topic_prefix, ["channel.chat"])
-    outputs = collector.poll_until(
-        lambda outs: set(ids) <= {o.value["id"] for o in outs}, 30, f"records {ids}"
-    )
-    return sorted(outputs, key=lambda o: (o.partition, o.offset))
+    return records_on(settings, ["channel.chat"], *ids)
 
 
 def by_key(outputs: list[Output]) -> set[tuple[bytes | None, str]]:

@@ -5,7 +5,6 @@ seconds."""
 
 from __future__ import annotations
 
-import string
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -22,23 +21,19 @@ from tests.gateway_support import (
     GatewayProcess,
     create_channel_topics,
     gateway_settings,
+    json_values,
+    printable_text,
     signed,
 )
 from tests.harness import wait_for
 
 pytestmark = pytest.mark.integration
 
-_PRINTABLE = st.text(alphabet=string.printable.strip("\r\n\x0b\x0c") + " ", max_size=80)
+_PRINTABLE = printable_text(80)
 _TOKEN = st.from_regex(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,30}", fullmatch=True).filter(
     lambda h: h.lower() not in ("content-length", "transfer-encoding", "host", "connection")
 )
-_INT64 = st.integers(-(2**63), 2**63 - 1)  # orjson's range
-_JSON_SCALAR = st.none() | st.booleans() | _INT64 | st.floats(allow_nan=False) | _PRINTABLE
-_JSON = st.recursive(
-    _JSON_SCALAR,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_PRINTABLE, inner, max_size=4),
-    max_leaves=12,
-)
+_JSON = json_values(80, 4, 12)
 _MESSAGE = inbound_event("fuzz", channel="chat", thread_ref="fuzz-thread")
 
 

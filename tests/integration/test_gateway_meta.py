@@ -15,8 +15,14 @@ from router.intake import meta
 from schemas import CloudEvent, RoutedTicket
 from schemas.message import InboundEvent
 from streams.settings import RouterSettings
-from tests.gateway_support import GatewayThread, Reply, create_channel_topics, gateway_settings
-from tests.harness import Collector, Output
+from tests.gateway_support import (
+    GatewayThread,
+    Reply,
+    create_channel_topics,
+    gateway_settings,
+    records_on,
+)
+from tests.harness import Output
 from tests.integration.conftest import EngineUnderTest
 
 pytestmark = pytest.mark.integration
@@ -63,13 +69,7 @@ def gateway(settings: RouterSettings) -> Iterator[GatewayThread]:
 
 def channel_records(settings: RouterSettings, *ids: str) -> list[Output]:
     """Both Meta channel topics, once every one of `ids` is on them."""
-    collector = Collector(
-        settings.kafka_bootstrap_servers, settings.topic_prefix, ["channel.chat", "channel.social"]
-    )
-    outputs = collector.poll_until(
-        lambda outs: set(ids) <= {o.value["id"] for o in outs}, 30, f"records {ids}"
-    )
-    return sorted(outputs, key=lambda o: (o.topic, o.partition, o.offset))
+    return records_on(settings, ["channel.chat", "channel.social"], *ids)
 
 
 def test_the_subscription_handshake(gateway: GatewayThread) -> None:

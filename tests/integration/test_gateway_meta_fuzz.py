@@ -5,7 +5,6 @@ normalisers and Kafka are reached. Against `router gateway` on a real broker."""
 
 from __future__ import annotations
 
-import string
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +17,12 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from router.intake import meta
-from tests.gateway_support import GatewayProcess, create_channel_topics
+from tests.gateway_support import (
+    GatewayProcess,
+    create_channel_topics,
+    json_values,
+    printable_text,
+)
 from tests.harness import wait_for
 from tests.integration.test_gateway_meta import (
     APP_SECRET,
@@ -30,14 +34,8 @@ from tests.integration.test_gateway_meta import (
 
 pytestmark = pytest.mark.integration
 
-_PRINTABLE = st.text(alphabet=string.printable.strip("\r\n\x0b\x0c") + " ", max_size=40)
-_INT64 = st.integers(-(2**63), 2**63 - 1)
-_SCALAR = st.none() | st.booleans() | _INT64 | st.floats(allow_nan=False) | _PRINTABLE
-_JSON = st.recursive(
-    _SCALAR,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_PRINTABLE, inner, max_size=3),
-    max_leaves=8,
-)
+_PRINTABLE = printable_text(40)
+_JSON = json_values(40, 3, 8)
 _DOCS = [orjson.loads(p.read_bytes()) for p in sorted(Path(FIXTURES).glob("*.json"))]
 
 
