@@ -197,6 +197,29 @@ class OutputWatch:
             await asyncio.sleep(0.02)  # wait-ok: poll interval of a loop bounded by a deadline
 
 
+def spawn(
+    command: list[str], log_path: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """A child process of the bench (killed with it), its output appended to `log_path`."""
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent(os.getpid()),
+        )  # fmt: skip
+
+
+def terminate(proc: subprocess.Popen[bytes] | None) -> int:
+    """SIGTERM, 30 s to exit, then SIGKILL; the exit code (0 when never started)."""
+    if proc is None or proc.poll() is not None:
+        return proc.returncode if proc else 0
+    proc.terminate()
+    try:
+        return proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait(timeout=10)
+
+
 @dataclass
 class PassthroughProcess:
     """The baseline program (`passthrough` below) as a process; WorkerProcess's interface."""
@@ -218,21 +241,11 @@ class PassthroughProcess:
             f"{base}dlq",
             *(f"{base}channel.{c}" for c in CHANNELS),
         ]
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                command,
-                cwd=REPO,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                preexec_fn=die_with_parent(os.getpid()),
-            )
+        self.proc = spawn(command, self.log_path)
         return self
 
     def stop(self) -> int:
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else 0
-        self.proc.terminate()
-        return self.proc.wait(timeout=30)
+        return terminate(self.proc)
 
 
 @dataclass
@@ -258,26 +271,12 @@ class PeerProcess:
             f"--partitions={self.partitions}",
             f"--compression={PRODUCER_SETTINGS['compression_type']}",
         ]
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                command,
-                cwd=REPO,
-                env={**os.environ, "PYTHONPATH": str(REPO)},  # the core from this checkout
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                preexec_fn=die_with_parent(os.getpid()),
-            )
+        # the core from this checkout
+        self.proc = spawn(command, self.log_path, {**os.environ, "PYTHONPATH": str(REPO)})
         return self
 
     def stop(self) -> int:
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else 0
-        self.proc.terminate()  # quixstreams stops on SIGTERM after a last checkpoint
-        try:
-            return self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait(timeout=10)
+        return terminate(self.proc)  # quixstreams stops on SIGTERM after a last checkpoint
 
     def core_build(self) -> str:
         """Which build of the core the peer ran (its `peer-core:` log line)."""
@@ -510,7 +509,7 @@ async def sla_catch_up(
     while time.monotonic() - started < deadline_s:
         if await lifecycle_lag(bootstrap, prefix, layout) == 0:
             return at_end, time.monotonic() - started
-        await asyncio.sleep(0.2)  # polling the lag with a deadline
+        await asyncio.sleep(0.2)  # wait-ok: polling the lag with a deadline
     return at_end, None
 
 

@@ -169,7 +169,7 @@ class Load:
                 self.errors.append(repr(exc))
                 if time.monotonic() > deadline:
                     raise
-                await asyncio.sleep(0.5)
+                await asyncio.sleep(0.5)  # wait-ok: backoff before sending again
 
 
 def drive(
