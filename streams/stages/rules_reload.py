@@ -58,6 +58,7 @@ from rules import Problem
 from schemas.topics import QUEUE_DEPT, ROUTING_RULES, ROUTING_RULES_EVENTS
 from streams.kafka.client import producer_kwargs
 from streams.kafka.compacted import CompactedFollower, install_follower
+from streams.kafka.emit import track_topics
 from streams.kafka.faust_internals import aiokafka_producer
 from streams.kafka.topics import TopicManager
 from streams.settings import RouterSettings
@@ -178,24 +179,17 @@ class RulesReload:
 
     async def _warm_producer(self, queues: list[str]) -> None:
         """Have the engine's producer fetch the metadata of the new ruleset's queues before
-        the swap, without narrowing the set of topics it keeps metadata for.
-
-        aiokafka's client refreshes the topics it tracks, or every topic while it tracks none
-        (as after start-up). Its first send to a topic missing from its metadata makes it track
-        that topic alone; a record already batched for a topic it knew without tracking it
-        then waits for a leader until something else is sent to that topic (a producer flush,
-        hence a commit or a shutdown, hangs meanwhile). Tracking every topic it knows plus the
-        new queues avoids that, and the first ticket routed to a new queue waits for nothing.
-        Before faust starts (catch-up) there is nothing to warm: the producer starts later."""
+        the swap (`track_topics`: without narrowing the topics it keeps metadata for), so the
+        first ticket routed to a new queue waits for nothing. Before faust starts (catch-up)
+        there is nothing to warm: the producer starts later."""
         if self.app is None or not self.caught_up:
             return
         try:
-            client = aiokafka_producer(self.app).client
-            wanted = set(client.cluster.topics()) | {self.settings.topic(q) for q in queues}
-            pending = [client.add_topic(topic) for topic in sorted(wanted)]
-            await asyncio.wait_for(asyncio.gather(*pending), timeout=30)
+            producer = aiokafka_producer(self.app)
         except Exception as exc:  # only a missed optimisation: sends fetch metadata themselves
             log.warning("producer_metadata_warmup_failed", error=repr(exc))
+            return
+        await track_topics(producer, [self.settings.topic(q) for q in queues])
 
     async def _refuse(self, record: Record, problems: list[Problem]) -> None:
         name, version = peek(record.value or b"")
