@@ -128,8 +128,7 @@ class LocalKafkaCluster:
         for node in self.nodes:
             if node.state is State.PAUSED:
                 node.resume()
-        self.start_all()
-        self.wait_complete()
+        self.start_all()  # waits for the whole cluster
 
     def stop(self) -> None:
         for node in self.nodes:
