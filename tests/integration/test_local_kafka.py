@@ -58,6 +58,10 @@ async def round_trip(bootstrap: str, topic: str, values: list[bytes]) -> list[by
     await admin.start()
     try:
         await admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)])
+        # the broker answers before its metadata lists the topic: wait for it, with a deadline
+        deadline = time.monotonic() + 10
+        while topic not in await admin.list_topics() and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)  # wait-ok: poll interval of a loop bounded by a deadline
         assert topic in await admin.list_topics()
         # auto.create.topics.enable=false: asking for an unknown topic must not create it
         await admin.describe_topics([topic + "absent"])
