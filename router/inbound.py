@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, TypeVar
 
 import orjson
 from pydantic import ValidationError
@@ -22,11 +23,12 @@ from schemas.dead_letter import (
     RejectReason,
     SourcePosition,
 )
-from schemas.envelope import envelope
+from schemas.envelope import CloudEvent, envelope
 from schemas.message import MESSAGE_RECEIVED, Channel, InboundEvent
 from schemas.topics import CHANNEL_DLQ
 
 DEFAULT_MAX_RECORD_BYTES = 256 * 1024
+EventT = TypeVar("EventT", bound=CloudEvent[Any])
 ENGINE_SOURCE = "urn:ticket-router:engine"
 
 
@@ -62,42 +64,73 @@ def parse_inbound(
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
 ) -> InboundEvent | Rejected:
     """Decode once (pydantic straight from bytes) and map every failure to a reason."""
-
-    def reject(
-        reason: RejectReason, error: str, errors: list[FieldError] | None = None
-    ) -> Rejected:
-        fields = errors or []
-        record = dead_letter(reason, error, fields, source, key, value or b"", now)
-        return Rejected(reason, error, record, tuple(fields))
-
-    if value is None or not value:
-        return reject(RejectReason.SCHEMA_VIOLATION, "record value is empty (tombstone?)")
-    if len(value) > max_record_bytes:
-        return reject(
-            RejectReason.OVERSIZE,
-            f"record is {len(value)} bytes; the limit is {max_record_bytes}",
-        )
-    repeated = repeated_key(value)
-    if repeated is not None:
-        return reject(*repeated_key_violation(repeated))
-    try:
-        event = InboundEvent.model_validate_json(value)
-    except ValidationError as exc:
-        return reject(*_classify(exc))
-    if event.type != MESSAGE_RECEIVED:
-        return reject(
-            RejectReason.UNSUPPORTED_TYPE,
-            f"type is {event.type!r}; channel topics carry {MESSAGE_RECEIVED!r}",
-            [FieldError(field="type", error=f"expected {MESSAGE_RECEIVED!r}")],
-        )
+    event = decode_event(
+        InboundEvent, MESSAGE_RECEIVED, "channel topics", value, key, source, now,
+        max_record_bytes,
+    )  # fmt: skip
+    if isinstance(event, Rejected):
+        return event
     if expected_channel is not None and event.data.channel is not expected_channel:
-        return reject(
+        return rejected(
             RejectReason.CHANNEL_MISMATCH,
             f"data.channel is {event.data.channel.value!r} but the record arrived on "
             f"{source.topic!r}",
             [FieldError(field="data.channel", error=f"expected {expected_channel.value!r}")],
-        )
+            source, key, value, now,
+        )  # fmt: skip
     return event
+
+
+def decode_event(
+    model: type[EventT],
+    event_type: str,
+    carried_by: str,
+    value: bytes | None,
+    key: bytes | None,
+    source: SourcePosition,
+    now: datetime,
+    max_record_bytes: int,
+) -> EventT | Rejected:
+    """A record of a topic whose values are `model` CloudEvents of `event_type` (what
+    `carried_by` names in the error), or why not with its dead-letter record."""
+    if value is None or not value:
+        return rejected(
+            RejectReason.SCHEMA_VIOLATION, "record value is empty (tombstone?)", [],
+            source, key, value, now,
+        )  # fmt: skip
+    if len(value) > max_record_bytes:
+        return rejected(
+            RejectReason.OVERSIZE, f"record is {len(value)} bytes; the limit is {max_record_bytes}",
+            [], source, key, value, now,
+        )  # fmt: skip
+    repeated = repeated_key(value)
+    if repeated is not None:
+        return rejected(*repeated_key_violation(repeated), source, key, value, now)
+    try:
+        event = model.model_validate_json(value)
+    except ValidationError as exc:
+        return rejected(*_classify(exc), source, key, value, now)
+    if event.type != event_type:
+        return rejected(
+            RejectReason.UNSUPPORTED_TYPE,
+            f"type is {event.type!r}; {carried_by} carry {event_type!r}",
+            [FieldError(field="type", error=f"expected {event_type!r}")],
+            source, key, value, now,
+        )  # fmt: skip
+    return event
+
+
+def rejected(
+    reason: RejectReason,
+    error: str,
+    errors: list[FieldError],
+    source: SourcePosition,
+    key: bytes | None,
+    value: bytes | None,
+    now: datetime,
+) -> Rejected:
+    record = dead_letter(reason, error, errors, source, key, value or b"", now)
+    return Rejected(reason, error, record, tuple(errors))
 
 
 def repeated_key_violation(key: str) -> tuple[RejectReason, str, list[FieldError]]:

@@ -14,6 +14,12 @@ give `platform`, `account_id` and `recipient_id`. Comment threads
 `platform`, `account_id` and `reply_to_id`, the customer's latest comment on the ticket (the
 ticket index follows it). Other threads (email, mentions, a connector's own refs) leave them
 unset and the channel's connector decides.
+
+What happens to a message once the platform has it comes back as receipts: the gateway turns
+Meta's status callbacks (WhatsApp `statuses`, Messenger and Instagram `delivery` / `read`) into
+`support.message.receipt` records on `delivery.receipts`, keyed by thread ref like the channel
+topics, and the routing stage, which knows each thread's ticket, writes them to `tickets.events`
+as `support.message.status` (a receipt never opens a ticket).
 """
 
 from __future__ import annotations
@@ -26,12 +32,18 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.action import Actor, Body
 from schemas.envelope import CloudEvent
-from schemas.message import Channel
+from schemas.message import Channel, ShortText
 
 OUTBOUND_REPLY = "support.reply.outbound"
 MESSAGE_DELIVERED = "support.message.delivered"
 MESSAGE_FAILED = "support.message.failed"
 REPLY_UNDELIVERABLE = "support.reply.undeliverable"
+MESSAGE_RECEIPT = "support.message.receipt"
+MESSAGE_STATUS = "support.message.status"
+# what `router deliver` and the receipts write to `tickets.events`: delivery state, not a
+# ticket's lifecycle (the SLA stage passes them by)
+DELIVERY_EVENT_TYPES = (MESSAGE_DELIVERED, MESSAGE_FAILED, MESSAGE_STATUS)
+MAX_RECEIPT_IDS = 100
 
 
 class Platform(StrEnum):
@@ -83,6 +95,47 @@ class DeliveryOutcome(BaseModel):
     at: datetime
 
 
+class ReceiptStatus(StrEnum):
+    """How far a message sent to the customer got, as the platform reports it."""
+
+    SENT = "sent"
+    DELIVERED = "delivered"
+    READ = "read"
+    FAILED = "failed"
+
+
+ProviderId = Annotated[str, Field(min_length=1, max_length=256)]
+
+
+class DeliveryReceipt(BaseModel):
+    """`data` of `support.message.receipt` on `delivery.receipts`: what a platform reported of
+    messages sent on a thread."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    channel: Channel
+    thread_ref: ShortText
+    platform: Platform
+    status: ReceiptStatus
+    # the platform's ids of the messages concerned (`provider_message_id` of
+    # `support.message.delivered`); none for a watermark
+    message_ids: Annotated[tuple[ProviderId, ...], Field(max_length=MAX_RECEIPT_IDS)] = ()
+    watermark: datetime | None = None  # Messenger: every message sent up to this time
+    error: Annotated[str, Field(max_length=1024)] | None = None  # on failed: code and title
+    at: datetime
+
+
+class DeliveryReceiptEvent(CloudEvent[DeliveryReceipt]):
+    """A whole record of `delivery.receipts`."""
+
+
+class MessageStatus(DeliveryReceipt):
+    """`data` of `support.message.status` on `tickets.events`: a receipt, on its ticket (the
+    thread's ticket when the receipt was read)."""
+
+    ticket_id: str
+
+
 class UndeliveredReply(BaseModel):
     """`data` of `support.reply.undeliverable` on `outbound.dlq`: the original record whole,
     why it failed, and where it was read."""
@@ -101,13 +154,21 @@ class UndeliveredReply(BaseModel):
 
 
 __all__ = [
+    "DELIVERY_EVENT_TYPES",
+    "MAX_RECEIPT_IDS",
     "MESSAGE_DELIVERED",
     "MESSAGE_FAILED",
+    "MESSAGE_RECEIPT",
+    "MESSAGE_STATUS",
     "OUTBOUND_REPLY",
     "REPLY_UNDELIVERABLE",
     "DeliveryOutcome",
+    "DeliveryReceipt",
+    "DeliveryReceiptEvent",
+    "MessageStatus",
     "OutboundReply",
     "OutboundReplyEvent",
     "Platform",
+    "ReceiptStatus",
     "UndeliveredReply",
 ]

@@ -21,8 +21,8 @@ from schemas.action import TICKET_ACTION
 from schemas.dead_letter import MESSAGE_REJECTED
 from schemas.message import MESSAGE_RECEIVED, Channel
 from schemas.outbound import (
-    MESSAGE_DELIVERED,
-    MESSAGE_FAILED,
+    DELIVERY_EVENT_TYPES,
+    MESSAGE_RECEIPT,
     OUTBOUND_REPLY,
     REPLY_UNDELIVERABLE,
 )
@@ -118,9 +118,10 @@ TICKETS_ACTIONS = Topic(
     "desks, vendors", "engine", types=(TICKET_ACTION,),
 )  # fmt: skip
 TICKETS_EVENTS = Topic(
-    "tickets.events", "ticket id", "ticket lifecycle events", "engine, `router deliver`",
+    "tickets.events", "ticket id", "ticket lifecycle events; delivery state of replies",
+    "engine, `router deliver`",
     "analytics, desks",
-    types=(*(kind.event_type for kind in TicketEventKind), MESSAGE_DELIVERED, MESSAGE_FAILED),
+    types=(*(kind.event_type for kind in TicketEventKind), *DELIVERY_EVENT_TYPES),
 )  # fmt: skip
 TICKETS_DECISIONS = Topic(
     "tickets.decisions", "ticket id", "routing decision with rule, ruleset version and trace",
@@ -165,6 +166,12 @@ OUTBOUND = Topic(
     "outbound.<channel>", "ticket id", "a public reply to deliver to the customer",
     "engine", "`router deliver`, email connector", types=(OUTBOUND_REPLY,),
     creation="on_demand",
+)  # fmt: skip
+# Keyed like the channel topics, so the routing stage reads a thread's receipts where it keeps
+# the thread's ticket.
+DELIVERY_RECEIPTS = Topic(
+    "delivery.receipts", "thread ref", "a platform's delivery or read receipt for messages sent",
+    "`router gateway`", "engine", types=(MESSAGE_RECEIPT,),
 )  # fmt: skip
 OUTBOUND_DLQ = Topic(
     "outbound.dlq", "ticket id", "a reply not delivered after its last attempt, with the reason",
@@ -243,6 +250,7 @@ TOPICS: tuple[Topic, ...] = (
     DIRECTORY_VENDORS,
     OUTBOUND,
     OUTBOUND_DLQ,
+    DELIVERY_RECEIPTS,
     TICKETS_COMMANDS,
     TICKETS_REROUTES,
     BUYERS_CHANGES,

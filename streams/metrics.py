@@ -7,7 +7,7 @@ that changed under them rather than fail the scrape.
 
 Series (README "Metrics" has the table for operators):
 - `router_inbound_records_total{outcome}`: opened, followup, duplicate, replayed, rekeyed,
-  rejected;
+  rejected, moved, receipt, receipt_without_ticket;
 - `router_dead_letters_total{reason}`; `router_records_sent_total{topic}` (logical topic,
   vendor and department queues folded into `queue.vendor` / `queue.dept`);
 - `router_lifecycle_records_total{outcome}`, `router_sla_events_total`,

@@ -21,7 +21,7 @@ import orjson
 from hypothesis import strategies as st
 
 from router.intake.signature import SIGNATURE_HEADER, SOURCE_HEADER, sign
-from schemas.topics import CHANNELS
+from schemas.topics import CHANNELS, DELIVERY_RECEIPTS
 from streams.gateway.server import serve
 from streams.kafka.topics import TopicManager
 from streams.local.install import die_with_parent
@@ -73,8 +73,10 @@ def json_values(text: int, size: int, leaves: int) -> st.SearchStrategy[Any]:
 
 
 def create_channel_topics(settings: RouterSettings) -> None:
-    """What a worker creates at start, for tests that run the gateway without one."""
-    asyncio.run(TopicManager(settings).ensure([t.name for t in CHANNELS.values()]))
+    """What a worker creates at start of what the gateway writes, for tests that run the
+    gateway without one."""
+    written = [*CHANNELS.values(), DELIVERY_RECEIPTS]
+    asyncio.run(TopicManager(settings).ensure([t.name for t in written]))
 
 
 def signed(

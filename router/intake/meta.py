@@ -21,8 +21,10 @@ Channels and threads (the thread ref also carries what a reply needs to reach th
 
 Event ids derive from Meta's message id (as for any plain message the gateway wraps), so a
 webhook Meta delivers again adds nothing. Delivery and read receipts, echoes of the business's
-own messages, reactions and edits/removals open no ticket: they are counted and dropped (the
-design has no record for a channel's delivery state). An item whose ids are missing or malformed
+own messages, reactions and edits/removals open no ticket. Receipts (WhatsApp `statuses`,
+Messenger and Instagram `delivery` / `read`) become `support.message.receipt` records on
+`delivery.receipts`, keyed by the thread ref, for the routing stage to put on the thread's ticket;
+echoes, reactions and edits are counted and dropped. An item whose ids are missing or malformed
 is skipped and reported with where it sat in the body.
 """
 
@@ -37,11 +39,29 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+from pydantic import ValidationError
 
-from router.intake.request import Outcome, Problem, Record, Refused, read_document
+from router.ids import derive_id
+from router.intake.request import (
+    Outcome,
+    Problem,
+    Record,
+    Refused,
+    gateway_source,
+    read_document,
+)
 from router.intake.signature import SignatureProblem, Unverified
 from schemas.dead_letter import RejectReason
 from schemas.message import MAX_ATTACHMENTS, MAX_BODY_CHARS, Channel
+from schemas.outbound import (
+    MAX_RECEIPT_IDS,
+    MESSAGE_RECEIPT,
+    DeliveryReceipt,
+    DeliveryReceiptEvent,
+    Platform,
+    ReceiptStatus,
+)
+from schemas.topics import DELIVERY_RECEIPTS
 
 SIGNATURE_HEADER = "X-Hub-Signature-256"
 SCHEME = "sha256="
@@ -124,8 +144,8 @@ class Skipped:
 class Normalised:
     """What one webhook body holds."""
 
-    records: list[Record] = field(default_factory=list)
-    statuses: int = 0  # delivery / read receipts: acknowledged, dropped
+    records: list[Record] = field(default_factory=list)  # customer messages
+    receipts: list[Record] = field(default_factory=list)  # delivery / read receipts
     ignored: int = 0  # echoes, reactions, edits, fields that are not messages
     skipped: list[Skipped] = field(default_factory=list)  # malformed items
 
@@ -134,7 +154,7 @@ class Normalised:
             "status": 200,
             "accepted": len(self.records),
             "ids": [r.event_id for r in self.records],
-            "statuses": self.statuses,
+            "receipts": len(self.receipts),
             "ignored": self.ignored,
             "skipped": [{"where": s.where, "error": s.error} for s in self.skipped],
         }
@@ -144,7 +164,6 @@ class _Malformed(Exception):
     """An item without what a record needs; it is skipped, the rest of the body is kept."""
 
 
-_STATUS = object()  # a receipt
 _IGNORED = object()
 
 
@@ -167,8 +186,8 @@ def normalise(body: bytes, now: datetime, max_record_bytes: int) -> Normalised |
         except _Malformed as exc:
             out.skipped.append(Skipped(where, str(exc)))
             continue
-        if message is _STATUS:
-            out.statuses += 1
+        if isinstance(message, DeliveryReceipt):
+            out.receipts.append(_receipt_record(message, now))
         elif message is _IGNORED or not isinstance(message, dict):
             out.ignored += 1
         else:
@@ -204,17 +223,17 @@ def _items(kind: Any, entries: list[Any]) -> Iterator[tuple[str, _Item | None]]:
             if kind == "whatsapp_business_account" and name == "messages":
                 for m, message in enumerate(_list(value.get("messages"))):
                     yield f"{here}.messages[{m}]", _Item(entry, name, value, _dict(message))
-                for s, _ in enumerate(_list(value.get("statuses"))):
-                    yield f"{here}.statuses[{s}]", _Item(entry, "statuses", value)
+                for s, status in enumerate(_list(value.get("statuses"))):
+                    yield f"{here}.statuses[{s}]", _Item(entry, "statuses", value, _dict(status))
             else:
                 yield here, _Item(entry, name, value)
 
 
-def _message(kind: Any, item: _Item | None) -> dict[str, Any] | object:
+def _message(kind: Any, item: _Item | None) -> dict[str, Any] | DeliveryReceipt | object:
     if item is None:
         raise _Malformed("an entry is an object")
     if kind == "whatsapp_business_account" and item.field == "statuses":
-        return _STATUS
+        return _whatsapp_status(item)
     if kind == "whatsapp_business_account" and item.sub is not None:
         return _whatsapp(item)
     if kind in ("page", "instagram") and item.field == "messaging":
@@ -280,10 +299,10 @@ def _whatsapp_content(kind: str, message: dict[str, Any]) -> tuple[str, list[dic
     return f"[{kind or 'unknown'} message]", []
 
 
-def _direct(platform: str, item: _Item) -> dict[str, Any] | object:
+def _direct(platform: str, item: _Item) -> dict[str, Any] | DeliveryReceipt | object:
     event = item.value
     if "delivery" in event or "read" in event:
-        return _STATUS
+        return _direct_receipt(platform, item)
     message = event.get("message")
     postback = event.get("postback")
     if not isinstance(message, dict) and not isinstance(postback, dict):
@@ -311,6 +330,79 @@ def _direct(platform: str, item: _Item) -> dict[str, Any] | object:
         body=body, attachments=attachments, sent_at=_time(event.get("timestamp")),
         attributes={"meta_message_type": kind},
     )  # fmt: skip
+
+
+_WHATSAPP_STATUSES = {s.value: s for s in ReceiptStatus}
+_ERROR_CHARS = 300
+
+
+def _whatsapp_status(item: _Item) -> DeliveryReceipt:
+    """A WhatsApp `statuses[]` item: one business message sent, delivered, read or failed."""
+    status = item.sub
+    account = _id(_dict(item.value.get("metadata")).get("phone_number_id"), "phone_number_id")
+    user = _id(status.get("recipient_id"), "recipient_id")
+    state = _WHATSAPP_STATUSES.get(_text(status.get("status")))
+    if state is None:
+        raise _Malformed("status: expected sent, delivered, read or failed")
+    errors = [_dict(e) for e in _list(status.get("errors"))]
+    error = "; ".join(
+        f"{e.get('code')}: {_text(e.get('title')) or _text(e.get('message'))}" for e in errors
+    )
+    return _receipt(
+        Channel.CHAT, Platform.WHATSAPP, f"whatsapp:{account}:{user}", state,
+        [_id(status.get("id"), "id")], _time(status.get("timestamp")),
+        error=_clip(error, _ERROR_CHARS) or None,
+    )  # fmt: skip
+
+
+def _direct_receipt(platform: str, item: _Item) -> DeliveryReceipt:
+    """Messenger / Instagram `delivery` (mids and a watermark) or `read` (a watermark, or
+    Instagram's `mid`): the customer is the sender of the receipt."""
+    event = item.value
+    account = _id(_dict(event.get("recipient")).get("id") or item.entry.get("id"), "recipient")
+    user = _id(_dict(event.get("sender")).get("id"), "sender.id")
+    delivered = "delivery" in event
+    receipt = _dict(event.get("delivery" if delivered else "read"))
+    ids = [_id(m, "mids[]") for m in _list(receipt.get("mids"))[:MAX_RECEIPT_IDS]]
+    if receipt.get("mid") is not None:
+        ids.append(_id(receipt.get("mid"), "read.mid"))
+    watermark = _time(receipt.get("watermark"))
+    if not ids and watermark is None:
+        raise _Malformed("a receipt names message ids or a watermark")
+    return _receipt(
+        Channel.CHAT, Platform(platform), f"{platform}:{account}:{user}",
+        ReceiptStatus.DELIVERED if delivered else ReceiptStatus.READ, ids,
+        _time(event.get("timestamp")), watermark=watermark,
+    )  # fmt: skip
+
+
+def _receipt(
+    channel: Channel, platform: Platform, thread: str, status: ReceiptStatus, ids: list[str],
+    at: datetime | None, *, watermark: datetime | None = None, error: str | None = None,
+) -> DeliveryReceipt:  # fmt: skip
+    if at is None:
+        raise _Malformed("timestamp: expected the time of the receipt")
+    try:
+        return DeliveryReceipt(
+            channel=channel, thread_ref=thread, platform=platform, status=status,
+            message_ids=tuple(ids), watermark=watermark, error=error, at=at,
+        )  # fmt: skip
+    except ValidationError as exc:  # ids and times are checked above: a thread too long
+        raise _Malformed(f"receipt: {exc.errors()[0]['msg']}") from None
+
+
+def _receipt_record(receipt: DeliveryReceipt, now: datetime) -> Record:
+    """Its id derives from what it reports, so a redelivered webhook adds nothing."""
+    basis = receipt.message_ids or (str(receipt.watermark),)
+    event_id = derive_id(
+        "gateway", SOURCE, "receipt", receipt.thread_ref, receipt.status.value, *basis
+    )
+    event = DeliveryReceiptEvent(
+        specversion="1.0", id=event_id, source=gateway_source(SOURCE), type=MESSAGE_RECEIPT,
+        time=now, subject=receipt.thread_ref, data=receipt,
+    )  # fmt: skip
+    value = event.model_dump_json(exclude_none=True).encode()
+    return Record(event_id, DELIVERY_RECEIPTS.name, receipt.thread_ref.encode(), value)
 
 
 def _instagram_comment(item: _Item) -> dict[str, Any] | object:

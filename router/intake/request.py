@@ -66,10 +66,10 @@ class Refused:
 
 @dataclass(frozen=True, slots=True)
 class Record:
-    """A validated inbound record, ready for its channel topic."""
+    """A validated record, ready for its topic."""
 
     event_id: str
-    topic: str  # logical channel topic
+    topic: str  # logical: a channel topic, or `delivery.receipts`
     key: bytes  # data.thread_ref
     value: bytes
 
@@ -192,6 +192,11 @@ def read_batch(
     return [read_document(channel, doc, source_id, now, max_record_bytes) for doc in items]
 
 
+def gateway_source(source_id: str) -> str:
+    """The CloudEvents `source` of what the gateway writes for a source."""
+    return f"urn:ticket-router:gateway:{source_id}"
+
+
 def read_document(
     channel: Channel, doc: Any, source_id: str, now: datetime, max_record_bytes: int
 ) -> Outcome:
@@ -211,7 +216,7 @@ def read_document(
     wrapped = {
         "specversion": "1.0",
         "id": event_id,
-        "source": f"urn:ticket-router:gateway:{source_id}",
+        "source": gateway_source(source_id),
         "type": MESSAGE_RECEIVED,
         "time": now,
         "datacontenttype": JSON,

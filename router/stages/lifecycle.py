@@ -63,7 +63,7 @@ from router.stages.contract import InRecord, Note, processing_failed
 from router.stages.parking import ParkedAction, ParkingLot
 from schemas.action import ReplyAction, TicketActionEvent
 from schemas.dead_letter import SourcePosition
-from schemas.outbound import MESSAGE_DELIVERED, MESSAGE_FAILED
+from schemas.outbound import DELIVERY_EVENT_TYPES
 from schemas.ticket import TicketEventKind
 from schemas.topics import SLA_EVENTS, TICKETS_ACTIONS, TICKETS_COMMANDS, TICKETS_EVENTS
 
@@ -73,9 +73,9 @@ IndexUpdate = Callable[[int, str, tuple[float, str] | None], None]
 InputSeen = Callable[[str, int, int, float | None], None]
 # (logical topic, partition) -> the offset committed there, if known
 Committed = Callable[[str, int], int | None]
-# How `router deliver`'s outcomes on `tickets.events` start (orjson writes no spaces; a quote
+# How the delivery state records on `tickets.events` start (orjson writes no spaces; a quote
 # inside a message body is escaped, so no body matches).
-_DELIVERY_TYPES = tuple(f'"type":"{t}"'.encode() for t in (MESSAGE_DELIVERED, MESSAGE_FAILED))
+_DELIVERY_TYPES = tuple(f'"type":"{t}"'.encode() for t in DELIVERY_EVENT_TYPES)
 # ticket id -> what the ticket index knows of it (channel, thread ref, comment to answer)
 ThreadLookup = Callable[[str], TicketIndexEntry | None]
 Runner = Callable[[LifecycleState | None], Step]

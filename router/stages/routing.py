@@ -1,8 +1,9 @@
 """The routing stage: a channel record in, the ticket's records out.
 
-Reads the channel topics and `tickets.reroutes` (both keyed by thread, co-partitioned), keeps
-the ticket state per thread in its table, and returns the queue record, the decision and the
-ticket events (`router.outputs.render`), a re-keyed copy of a record whose key is not its
+Reads the channel topics, `tickets.reroutes` and `delivery.receipts` (all keyed by thread,
+co-partitioned), keeps the ticket state per thread in its table, and returns the queue record,
+the decision and the ticket events (`router.outputs.render`), a receipt as its ticket's
+`support.message.status` (`router.receipts`), a re-keyed copy of a record whose key is not its
 thread, or a dead-letter record. Crash replay: a record read again from the same position
 re-emits its first outputs with the same ids (`router.tickets`).
 """
@@ -16,6 +17,7 @@ from datetime import datetime
 
 from router.inbound import Rejected, parse_inbound, source_position
 from router.outputs import render
+from router.receipts import parse_receipt, status_record
 from router.records import OutRecord
 from router.reroutes import RerouteNotice, apply_reroute
 from router.routing import RoutingPolicy
@@ -32,7 +34,7 @@ from router.tickets import (
 )
 from schemas.dead_letter import RejectReason
 from schemas.message import Channel
-from schemas.topics import CHANNEL_TOPICS, TICKETS_REROUTES
+from schemas.topics import CHANNEL_TOPICS, DELIVERY_RECEIPTS, TICKETS_REROUTES
 
 
 class PolicyHolder:
@@ -71,6 +73,8 @@ class RoutingProcessor:
             self._apply_reroute(record.value)
             return []
         try:
+            if record.topic == DELIVERY_RECEIPTS.name:
+                return self._receipt(record, now)
             return self._route(record, now)
         except Exception as exc:  # a bug must not stop the stage: park the record, go on
             self.notes.append(Note("error", "processing_failed", {
@@ -88,13 +92,7 @@ class RoutingProcessor:
             max_record_bytes=self.max_record_bytes,
         )  # fmt: skip
         if isinstance(parsed, Rejected):
-            self.counts["rejected"] += 1
-            self.dead_letters[parsed.reason.value] += 1
-            self.notes.append(Note("warning", "record_rejected", {
-                "reason": parsed.reason.value, "error": parsed.error, "topic": record.topic,
-                "partition": record.partition, "offset": record.offset,
-            }))  # fmt: skip
-            return [parsed.record]
+            return self._reject(parsed, record)
         msg = parsed.data
         skey = state_key(msg.channel, msg.thread_ref)
         raw_state = self.table.get(skey)
@@ -118,6 +116,32 @@ class RoutingProcessor:
             self.table[skey] = result.state.to_bytes()
             self.counts["opened" if result.is_new else "followup"] += 1
         return render(result, parsed.id, now)
+
+    def _receipt(self, record: InRecord, now: datetime) -> list[OutRecord]:
+        source = source_position(record.topic, record.partition, record.offset, record.timestamp)
+        receipt = parse_receipt(record.value, record.key, source, now, self.max_record_bytes)
+        if isinstance(receipt, Rejected):
+            return self._reject(receipt, record)
+        thread = receipt.data.thread_ref.encode()
+        if record.key != thread:  # read where its thread's ticket is
+            self.counts["rekeyed"] += 1
+            assert record.value is not None  # parse_receipt rejected empty values
+            return [OutRecord(record.topic, thread, record.value)]
+        raw_state = self.table.get(state_key(receipt.data.channel, receipt.data.thread_ref))
+        if raw_state is None:
+            self.counts["receipt_without_ticket"] += 1
+            return []
+        self.counts["receipt"] += 1
+        return [status_record(receipt, TicketState.from_bytes(raw_state).ticket_id, now)]
+
+    def _reject(self, rejected: Rejected, record: InRecord) -> list[OutRecord]:
+        self.counts["rejected"] += 1
+        self.dead_letters[rejected.reason.value] += 1
+        self.notes.append(Note("warning", "record_rejected", {
+            "reason": rejected.reason.value, "error": rejected.error, "topic": record.topic,
+            "partition": record.partition, "offset": record.offset,
+        }))  # fmt: skip
+        return [rejected.record]
 
     def _apply_reroute(self, value: bytes | None) -> None:
         try:

@@ -160,7 +160,8 @@ class Gateway:
         return web.Response(status=answer.status, text=answer.text, content_type="text/plain")
 
     async def meta_webhook(self, request: web.Request) -> web.Response:
-        """A signed Meta delivery: every message in it on its channel topic, 200 only once Kafka
+        """A signed Meta delivery: every message in it on its channel topic and every receipt on
+        `delivery.receipts`, 200 only once Kafka
         acknowledged them all (Meta retries anything else; the ids make a retry add nothing).
         No rate limit: Meta paces its deliveries and a 429 would only bring them back."""
         body = await _read_body(request, self.settings.gateway_batch_max_bytes)
@@ -181,7 +182,8 @@ class Gateway:
                 "meta_items_skipped", count=len(batch.skipped),
                 items=[f"{s.where}: {s.error}" for s in batch.skipped[:10]],
             )  # fmt: skip
-        acked = await self.sink.send(batch.records) if batch.records else []
+        produced = [*batch.records, *batch.receipts]
+        acked = await self.sink.send(produced) if produced else []
         if not all(acked):
             return _error(
                 503, "kafka_unavailable",

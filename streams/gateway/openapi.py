@@ -156,8 +156,9 @@ def build() -> dict[str, Any]:
         "description": "WhatsApp and Messenger (and Instagram direct) messages go to "
         "channel.chat, Instagram comments and mentions and Facebook page comments to "
         "channel.social (attributes.public: true). Event ids derive from Meta's message ids, "
-        "so a redelivery adds nothing. Delivery and read receipts, echoes and reactions open "
-        "nothing. 200 only once Kafka acknowledged every record.",
+        "so a redelivery adds nothing. Delivery and read receipts go to delivery.receipts (the "
+        "engine puts them on the thread's ticket as support.message.status); receipts, echoes "
+        "and reactions open nothing. 200 only once Kafka acknowledged every record.",
         "parameters": [
             {"name": meta.SIGNATURE_HEADER, "in": "header", "required": True,
              "schema": {"type": "string", "example": "sha256=<64 hex>"},
@@ -206,12 +207,15 @@ def build() -> dict[str, Any]:
         },
         "MetaResult": {
             "type": "object",
-            "required": ["status", "accepted", "ids", "statuses", "ignored", "skipped"],
+            "required": ["status", "accepted", "ids", "receipts", "ignored", "skipped"],
             "properties": {
                 "status": {"const": 200},
                 "accepted": {"type": "integer"},
                 "ids": {"type": "array", "items": {"type": "string"}},
-                "statuses": {"type": "integer", "description": "receipts: acknowledged, dropped"},
+                "receipts": {
+                    "type": "integer",
+                    "description": "delivery and read receipts produced to delivery.receipts",
+                },
                 "ignored": {"type": "integer", "description": "echoes, reactions, edits, ..."},
                 "skipped": {"type": "array", "items": {
                     "type": "object", "properties": {

@@ -13,7 +13,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from router.intake.request import Record
-from schemas.topics import CHANNELS
+from schemas.topics import CHANNELS, DELIVERY_RECEIPTS
 from streams.kafka.client import producer_kwargs
 from streams.settings import RouterSettings
 
@@ -43,7 +43,7 @@ class ChannelSink:
         self._last_attempt = float("-inf")
 
     async def send(self, records: Sequence[Record]) -> list[bool]:
-        """Produce every record (keyed, to its channel topic); True where Kafka acknowledged."""
+        """Produce every record (keyed, to its topic); True where Kafka acknowledged."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.ack_timeout_s
         futures: list[asyncio.Future[Any]] = []
@@ -74,7 +74,7 @@ class ChannelSink:
         return acked + [False] * (len(records) - len(futures))
 
     async def ready(self) -> dict[str, Any]:
-        """Whether a broker answers a metadata request and the channel topics exist."""
+        """Whether a broker answers a metadata request and the topics written exist."""
         producer = self._producer
         if producer is None:
             task = self._kick()
@@ -89,10 +89,10 @@ class ChannelSink:
             )
         except (TimeoutError, KafkaError) as exc:
             return {"ready": False, "error": f"Kafka does not answer: {exc!r}"}
-        wanted = [self.settings.topic(t.name) for t in CHANNELS.values()]
+        wanted = [self.settings.topic(t.name) for t in (*CHANNELS.values(), DELIVERY_RECEIPTS)]
         missing = sorted(set(wanted) - set(cluster.topics()))
         if missing:
-            return {"ready": False, "error": "channel topics missing", "missing": missing}
+            return {"ready": False, "error": "topics missing", "missing": missing}
         return {"ready": True, "brokers": len(cluster.brokers())}
 
     async def start(self) -> None:

@@ -1,5 +1,5 @@
-"""The routing stage on Kafka: the channel topics and `tickets.reroutes` into the `tickets`
-table (keyed by thread, co-partitioned with both), a batch at a time."""
+"""The routing stage on Kafka: the channel topics, `tickets.reroutes` and `delivery.receipts`
+into the `tickets` table (keyed by thread, co-partitioned with all), a batch at a time."""
 
 from __future__ import annotations
 
@@ -8,7 +8,13 @@ from typing import Any
 from router.clock import Clock
 from router.stages.routing import PolicyHolder, RoutingProcessor
 from router.tickets import BuyerLookup, VendorLookup
-from schemas.topics import CHANNEL_TOPICS, TICKETS_CHANGELOG, TICKETS_REROUTES, TICKETS_TABLE
+from schemas.topics import (
+    CHANNEL_TOPICS,
+    DELIVERY_RECEIPTS,
+    TICKETS_CHANGELOG,
+    TICKETS_REROUTES,
+    TICKETS_TABLE,
+)
 from streams.kafka.emit import Emitter
 from streams.kafka.topics import raw_topic
 from streams.settings import RouterSettings
@@ -40,8 +46,10 @@ def install_routing(
         buyers=buyers,
     )  # fmt: skip
     runner = StageRunner(processor, [tickets], emitter, clock, settings.logical)
-    # lifecycle re-routes arrive keyed by thread, co-partitioned with the channel topics
-    inbound = raw_topic(app, settings, *CHANNEL_TOPICS, TICKETS_REROUTES.name)
+    # lifecycle re-routes and receipts arrive keyed by thread, co-partitioned with the channels
+    inbound = raw_topic(
+        app, settings, *CHANNEL_TOPICS, TICKETS_REROUTES.name, DELIVERY_RECEIPTS.name
+    )
     install_stage(app, inbound, "route-inbound", runner, settings.batch_max_records,
                   settings.batch_max_wait_ms / 1000)  # fmt: skip
     return runner

@@ -1,19 +1,23 @@
 """Meta webhooks through the gateway on a real broker over real HTTP: the subscription
 handshake, signed deliveries landing on the right channel topics (and routed by a worker),
-forgeries and receipts producing nothing."""
+receipts on `delivery.receipts` (and on their ticket), forgeries producing nothing."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+import orjson
 import pytest
 
 from router.intake import meta
 from schemas import CloudEvent, RoutedTicket
 from schemas.message import InboundEvent
+from schemas.outbound import MESSAGE_STATUS, DeliveryReceiptEvent, MessageStatus
+from schemas.topics import DELIVERY_RECEIPTS, TICKETS_EVENTS
 from streams.settings import RouterSettings
 from tests.gateway_support import (
     GatewayThread,
@@ -22,7 +26,7 @@ from tests.gateway_support import (
     gateway_settings,
     records_on,
 )
-from tests.harness import Output
+from tests.harness import Output, scrape, wait_for
 from tests.integration.conftest import EngineUnderTest
 
 pytestmark = pytest.mark.integration
@@ -30,6 +34,7 @@ pytestmark = pytest.mark.integration
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "meta"
 WEBHOOK = "/v1/webhooks/meta"
 VERIFY_TOKEN = "verify-token-of-the-test"
+PAGE = "113388404420128"
 APP_SECRET = "3f1c5e0a9b7d4c2e8f6a1b3d5c7e9f0a"
 NEXT_APP_SECRET = "9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b"
 
@@ -43,6 +48,11 @@ def meta_settings(bootstrap: str, prefix: str, **overrides: Any) -> RouterSettin
 
 def fixture(name: str) -> bytes:
     return (FIXTURES / f"{name}.json").read_bytes()
+
+
+def fixture_document(name: str) -> dict[str, Any]:
+    doc: dict[str, Any] = orjson.loads(fixture(name))
+    return doc
 
 
 def deliver(gateway: GatewayThread, body: bytes, secret: str = APP_SECRET) -> Reply:
@@ -123,7 +133,7 @@ def test_signed_deliveries_land_on_their_channel_topics(
     ]  # fmt: skip
 
 
-def test_forgeries_and_receipts_produce_nothing(
+def test_forgeries_produce_nothing_and_receipts_go_to_the_receipts_topic(
     gateway: GatewayThread, settings: RouterSettings
 ) -> None:
     body = fixture("messenger_text")
@@ -140,7 +150,7 @@ def test_forgeries_and_receipts_produce_nothing(
 
     status = deliver(gateway, fixture("whatsapp_status"))
     assert status.status == 200
-    assert (status.json["accepted"], status.json["statuses"]) == (0, 2)
+    assert (status.json["accepted"], status.json["receipts"]) == (0, 2)
     junk = deliver(gateway, b"[1, 2]")
     assert (junk.status, junk.json["reason"]) == (400, "schema_violation")
     huge = body + b" " * settings.gateway_batch_max_bytes  # signed, but over the limit
@@ -152,6 +162,13 @@ def test_forgeries_and_receipts_produce_nothing(
                  *deliver(gateway, fixture("facebook_feed_comment")).json["ids"]]  # fmt: skip
     records = channel_records(settings, *sentinels)
     assert sorted(o.value["id"] for o in records) == sorted(sentinels)
+    expected = meta.normalise(fixture("whatsapp_status"), datetime.now(UTC), 4096)
+    assert isinstance(expected, meta.Normalised)
+    on_topic = records_on(
+        settings, [DELIVERY_RECEIPTS.name], *(r.event_id for r in expected.receipts)
+    )
+    receipts = [DeliveryReceiptEvent.model_validate(o.value).data for o in on_topic]
+    assert [r.status.value for r in receipts] == ["delivered", "read"]  # in Meta's order
 
 
 def test_meta_deliveries_are_routed_by_the_engine_once(
@@ -190,3 +207,53 @@ def test_meta_deliveries_are_routed_by_the_engine_once(
     (social,) = routed(outputs, "queue.dept.social")
     assert social.channel.value == "social"
     assert social.priority.value == "high"  # public posts are
+
+
+def test_receipts_land_on_their_threads_ticket_and_open_none(
+    engine: EngineUnderTest, settings: RouterSettings
+) -> None:
+    worker = engine.start_worker()
+    stranger = {"object": "page", "entry": [{"id": PAGE, "messaging": [{
+        "sender": {"id": "7000000000000001"}, "recipient": {"id": PAGE},
+        "timestamp": 1750264600500, "read": {"watermark": 1750264540001}}]}]}  # fmt: skip
+    with GatewayThread(settings) as gateway:
+        opened = deliver(gateway, fixture("whatsapp_text")).json["ids"]
+        assert deliver(gateway, fixture("whatsapp_status")).json["receipts"] == 2
+        assert deliver(gateway, orjson.dumps(stranger)).json["receipts"] == 1  # no ticket
+
+    def statuses(outputs: list[Output]) -> list[MessageStatus]:
+        return [
+            MessageStatus.model_validate(o.value["data"])
+            for o in sorted(outputs, key=lambda o: o.offset)
+            if o.topic == TICKETS_EVENTS.name and o.value["type"] == MESSAGE_STATUS
+        ]
+
+    outputs = engine.collector().poll_until(
+        lambda outs: len(statuses(outs)) >= 2, 90, "two receipts on the WhatsApp ticket"
+    )
+    (whatsapp,) = {
+        o.value["subject"] for o in outputs
+        if o.topic == TICKETS_EVENTS.name and o.value["type"] == "support.ticket.opened"
+    }  # fmt: skip
+    found = statuses(outputs)
+    assert [(s.ticket_id, s.status.value) for s in found] == [
+        (whatsapp, "delivered"), (whatsapp, "read"),
+    ]  # fmt: skip
+    assert found[0].message_ids == (
+        "wamid.HBgLMTY1MDM4Nzk0MzkVAgARGBI3MTE5MjVBOTE3MDk5QUVFM0YA",
+    )
+    assert len(opened) == 2
+
+    # the stranger's receipt was read and dropped: it opened no ticket
+    samples: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+
+    def counted() -> bool:
+        nonlocal samples
+        url = worker.metrics_url()
+        samples = scrape(url) if url is not None else {}
+        key = ("router_inbound_records_total", (("outcome", "receipt_without_ticket"),))
+        return samples.get(key) == 1
+
+    wait_for(counted, 60, "the receipt without a ticket counted")
+    assert samples[("router_inbound_records_total", (("outcome", "receipt"),))] == 2
+    assert samples[("router_inbound_records_total", (("outcome", "opened"),))] == 1

@@ -28,6 +28,8 @@ from router.intake.request import Problem, Record, Refused
 from router.intake.signature import SignatureProblem
 from schemas.dead_letter import SourcePosition
 from schemas.message import Channel, InboundEvent, SenderRole
+from schemas.outbound import MESSAGE_RECEIPT, DeliveryReceiptEvent, Platform, ReceiptStatus
+from schemas.topics import DELIVERY_RECEIPTS
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "meta"
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -160,7 +162,7 @@ def test_a_signature_is_refused(
 
 def test_whatsapp_text_messages_become_chat_records_on_the_customer_thread() -> None:
     out = read(fixture("whatsapp_text"))
-    assert (out.statuses, out.ignored, out.skipped) == (0, 0, [])
+    assert (out.receipts, out.ignored, out.skipped) == ([], 0, [])
     first, second = events(out)
     thread = f"whatsapp:{WABA_PHONE}:{CUSTOMER}"
     for event in (first, second):
@@ -194,9 +196,49 @@ def test_whatsapp_media_are_listed_by_id_and_type_never_inline() -> None:
     assert b"sha256" not in image.model_dump_json().encode()  # nothing of the file itself
 
 
-def test_whatsapp_statuses_open_nothing() -> None:
+def receipts(out: Normalised) -> list[DeliveryReceiptEvent]:
+    for record in out.receipts:
+        assert record.topic == DELIVERY_RECEIPTS.name
+    found = [DeliveryReceiptEvent.model_validate_json(r.value) for r in out.receipts]
+    for record, event in zip(out.receipts, found, strict=True):
+        assert (record.key, record.event_id) == (event.data.thread_ref.encode(), event.id)
+        assert event.type == MESSAGE_RECEIPT
+    return found
+
+
+def test_whatsapp_statuses_become_receipts_on_the_customer_thread_and_open_nothing() -> None:
     out = read(fixture("whatsapp_status"))
-    assert (out.records, out.statuses, out.ignored, out.skipped) == ([], 2, 0, [])
+    assert (out.records, out.ignored, out.skipped) == ([], 0, [])
+    delivered, seen = receipts(out)
+    for receipt in (delivered, seen):
+        assert receipt.data.channel is Channel.CHAT
+        assert receipt.data.platform is Platform.WHATSAPP
+        assert receipt.data.thread_ref == f"whatsapp:{WABA_PHONE}:{CUSTOMER}"
+        assert receipt.data.message_ids == (
+            "wamid.HBgLMTY1MDM4Nzk0MzkVAgARGBI3MTE5MjVBOTE3MDk5QUVFM0YA",
+        )
+    assert (delivered.data.status, seen.data.status) == (
+        ReceiptStatus.DELIVERED, ReceiptStatus.READ,
+    )  # fmt: skip
+    assert delivered.data.at == datetime(2025, 6, 18, 16, 22, 53, tzinfo=UTC)
+    assert delivered.id != seen.id
+    assert [r.id for r in receipts(read(fixture("whatsapp_status")))] == [delivered.id, seen.id]
+
+
+def test_a_failed_whatsapp_status_carries_metas_error_and_an_unknown_one_is_skipped() -> None:
+    doc = fixture_doc("whatsapp_status")
+    statuses = doc["entry"][0]["changes"][0]["value"]["statuses"]
+    statuses[0] = {
+        **statuses[0], "status": "failed",
+        "errors": [{"code": 131047, "title": "Re-engagement message",
+                    "message": "Re-engagement message"}],
+    }  # fmt: skip
+    statuses[1] = {**statuses[1], "status": "deleted"}
+    out = read(doc)
+    (failed,) = receipts(out)
+    assert failed.data.status is ReceiptStatus.FAILED
+    assert failed.data.error == "131047: Re-engagement message"
+    assert [s.where for s in out.skipped] == ["entry[0].changes[0].statuses[1]"]
 
 
 def test_whatsapp_reactions_are_ignored_and_other_types_still_open_a_ticket() -> None:
@@ -237,7 +279,14 @@ def test_messenger_text_becomes_a_chat_record_per_page_and_psid() -> None:
 
 def test_messenger_attachments_are_listed_and_echoes_and_receipts_open_nothing() -> None:
     out = read(fixture("messenger_attachment"))
-    assert (out.statuses, out.ignored) == (1, 1)  # the delivery receipt; the page's own echo
+    assert out.ignored == 1  # the page's own echo
+    (receipt,) = receipts(out)
+    assert receipt.data.status is ReceiptStatus.DELIVERED
+    assert receipt.data.thread_ref == f"messenger:{PAGE}:{PSID}"  # the customer's thread
+    assert receipt.data.message_ids == (
+        "m_Echo1pK3dT6yW1sE9uJ4hF5gA2cZ8bN0mV7xK1qP3rT6yU9iO2lS4dF7gH1a2b",
+    )
+    assert receipt.data.watermark == datetime(2025, 6, 18, 16, 35, 40, 1000, tzinfo=UTC)
     (event,) = events(out)
     assert event.data.body == ""
     assert [a.name for a in event.data.attachments] == ["image"]
@@ -253,6 +302,29 @@ def test_instagram_direct_messages_are_chat() -> None:
     (event,) = events(read(doc))
     assert (event.data.channel, event.data.thread_ref) == (
         Channel.CHAT, f"instagram:{IG_ACCOUNT}:{PSID}"
+    )  # fmt: skip
+
+
+def test_read_receipts_name_a_watermark_or_instagrams_message_and_need_one() -> None:
+    def read_event(platform: str, account: str, read_part: Any) -> dict[str, Any]:
+        return {"object": platform, "entry": [{"id": account, "time": 1750264600000, "messaging": [{
+            "sender": {"id": PSID}, "recipient": {"id": account}, "timestamp": 1750264600500,
+            "read": read_part,
+        }]}]}  # fmt: skip
+
+    (messenger,) = receipts(read(read_event("page", PAGE, {"watermark": 1750264540001})))
+    assert (messenger.data.platform, messenger.data.status) == (
+        Platform.MESSENGER, ReceiptStatus.READ,
+    )  # fmt: skip
+    assert messenger.data.message_ids == ()
+    assert messenger.data.thread_ref == f"messenger:{PAGE}:{PSID}"
+    assert messenger.data.watermark == datetime(2025, 6, 18, 16, 35, 40, 1000, tzinfo=UTC)
+    (instagram,) = receipts(read(read_event("instagram", IG_ACCOUNT, {"mid": "aWdfZAG1faXRl"})))
+    assert instagram.data.platform is Platform.INSTAGRAM
+    assert instagram.data.message_ids == ("aWdfZAG1faXRl",)
+    empty = read(read_event("page", PAGE, {}))
+    assert (empty.receipts, [s.error for s in empty.skipped]) == (
+        [], ["a receipt names message ids or a watermark"],
     )  # fmt: skip
 
 
@@ -324,7 +396,7 @@ def test_every_entry_change_and_message_becomes_its_own_record_with_a_stable_id(
     body = orjson.dumps(doc)
     first, again = read(body), read(body)
     assert len(first.records) == 4
-    assert first.statuses == 2
+    assert len(first.receipts) == 2
     assert len({r.event_id for r in first.records}) == 4
     assert [r.event_id for r in first.records] == [r.event_id for r in again.records]  # retries
 

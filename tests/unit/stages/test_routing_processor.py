@@ -11,7 +11,16 @@ from router.stages.contract import InRecord
 from router.stages.routing import PolicyHolder, RoutingProcessor
 from router.tickets import TicketState, state_key
 from schemas.message import Channel
-from schemas.topics import TICKETS_REROUTES
+from schemas.outbound import (
+    MESSAGE_RECEIPT,
+    MESSAGE_STATUS,
+    DeliveryReceipt,
+    DeliveryReceiptEvent,
+    MessageStatus,
+    Platform,
+    ReceiptStatus,
+)
+from schemas.topics import DELIVERY_RECEIPTS, TICKETS_REROUTES
 from tests.factories import inbound_bytes
 
 CLOCK = FakeClock()
@@ -107,3 +116,53 @@ def test_a_reroute_notice_moves_the_ticket_for_its_follow_ups() -> None:
     follow_up = stage.process(record(1, inbound_bytes("e-2")), CLOCK.now())
     assert follow_up[0].topic == "queue.dept.disputes"
     assert stage.counts["moved"] == 1
+
+
+def receipt_record(offset: int, thread: str = "thread-1", key: bytes | None = None) -> InRecord:
+    event = DeliveryReceiptEvent(
+        specversion="1.0", id=f"receipt-{offset}", source="urn:test", type=MESSAGE_RECEIPT,
+        data=DeliveryReceipt(
+            channel=Channel.EMAIL, thread_ref=thread, platform=Platform.WHATSAPP,
+            status=ReceiptStatus.READ, message_ids=("wamid.1",), at=CLOCK.now(),
+        ),
+    )  # fmt: skip
+    value = event.model_dump_json().encode()
+    return InRecord(DELIVERY_RECEIPTS.name, 0, offset, thread.encode() if key is None else key,
+                    value, 1.7e9)  # fmt: skip
+
+
+def test_a_receipt_becomes_the_status_of_its_threads_ticket_and_never_opens_one() -> None:
+    table: dict[bytes, bytes] = {}
+    stage = processor(table)
+    assert stage.process(receipt_record(0, "no-ticket-here"), CLOCK.now()) == []
+    assert table == {}
+    stage.process(record(0, inbound_bytes("e-1")), CLOCK.now())
+    ticket = TicketState.from_bytes(table[state_key(Channel.EMAIL, "thread-1")]).ticket_id
+    (status,) = stage.process(receipt_record(1), CLOCK.now())
+    doc = orjson.loads(status.value)
+    assert (status.topic, status.key, doc["type"]) == (
+        "tickets.events", ticket.encode(), MESSAGE_STATUS,
+    )  # fmt: skip
+    assert MessageStatus.model_validate(doc["data"]).model_dump(exclude_none=True) == {
+        "ticket_id": ticket, "channel": Channel.EMAIL, "thread_ref": "thread-1",
+        "platform": Platform.WHATSAPP, "status": ReceiptStatus.READ,
+        "message_ids": ("wamid.1",), "at": CLOCK.now(),
+    }  # fmt: skip
+    (again,) = stage.process(receipt_record(1), CLOCK.now())
+    assert orjson.loads(again.value)["id"] == doc["id"]  # read again: the same record
+    assert stage.counts == {"opened": 1, "receipt_without_ticket": 1, "receipt": 2}
+
+
+def test_a_receipt_keyed_by_something_else_moves_and_a_bad_one_is_dead_lettered() -> None:
+    stage = processor()
+    (moved,) = stage.process(receipt_record(0, key=b"wrong"), CLOCK.now())
+    assert (moved.topic, moved.key) == (DELIVERY_RECEIPTS.name, b"thread-1")
+    wrong_type = orjson.loads(receipt_record(1).value) | {"type": "support.message.received"}
+    (dlq,) = stage.process(
+        InRecord(DELIVERY_RECEIPTS.name, 0, 2, b"thread-1", orjson.dumps(wrong_type), 1.7e9),
+        CLOCK.now(),
+    )
+    data = orjson.loads(dlq.value)["data"]
+    assert (dlq.topic, data["reason"]) == ("channel.dlq", "unsupported_type")
+    assert data["source"]["topic"] == DELIVERY_RECEIPTS.name
+    assert stage.dead_letters == {"unsupported_type": 1}
