@@ -249,7 +249,7 @@ def build() -> dict[str, Any]:
             "/v1/webhooks/meta": {"get": meta_handshake, "post": meta_delivery},
             "/healthz": {"get": {"summary": "alive", "responses": {"200": {
                 "description": "the process serves", "content": {JSON: {"schema": status}}}}}},
-            "/readyz": {"get": {"summary": "Kafka answers and the channel topics exist",
+            "/readyz": {"get": {"summary": "Kafka answers and the topics the gateway writes exist",
                 "responses": {
                     "200": {"description": "ready", "content": {JSON: {"schema": status}}},
                     "503": {"description": "not ready", "content": {JSON: {"schema": status}}},

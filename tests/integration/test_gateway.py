@@ -189,12 +189,12 @@ def test_health_readiness_and_openapi(gateway: GatewayThread) -> None:
     }  # fmt: skip
 
 
-def test_not_ready_while_the_channel_topics_are_missing(kafka_bootstrap: str) -> None:
+def test_not_ready_while_the_topics_it_writes_are_missing(kafka_bootstrap: str) -> None:
     settings = gateway_settings(kafka_bootstrap, "never-created.")
     with GatewayThread(settings) as gateway:
         ready = gateway.get("/readyz")
         assert ready.status == 503
         assert ready.json["missing"] == [
             "never-created.channel.chat", "never-created.channel.email",
-            "never-created.channel.social",
+            "never-created.channel.social", "never-created.delivery.receipts",
         ]  # fmt: skip
