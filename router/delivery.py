@@ -11,8 +11,10 @@ Request shapes (`request_for`), every attempt with the record's `Idempotency-Key
     "message": {"text": <body>}}`
 - Instagram comment: `POST {base}/{comment id}/replies` `{"message": <body>}`
 - Facebook page comment: `POST {base}/{comment id}/comments` `{"message": <body>}`
+- Instagram mention: `POST {base}/{account id}/mentions`
+  `{"media_id": <media>, "comment_id": <comment, when mentioned in one>, "message": <body>}`
 
-A reply whose thread names no recipient (mentions, email) fails at once. Answers:
+A reply whose thread names no recipient (email, a comment not yet seen) fails at once. Answers:
 2xx delivered; 429 (after `Retry-After` when given), 5xx and no answer retried with
 exponential backoff and jitter up to the policy's attempts; any other status fails at once.
 """
@@ -53,6 +55,11 @@ class Request:
 def request_for(reply: OutboundReply, base_url: str) -> Request | None:
     """The Graph API call that sends `reply`; None when its thread names no recipient."""
     base = base_url.rstrip("/")
+    if reply.media_id is not None and reply.platform is Platform.INSTAGRAM:
+        mention = {"media_id": reply.media_id, "message": reply.body}
+        if reply.reply_to_id is not None:
+            mention["comment_id"] = reply.reply_to_id
+        return Request(f"{base}/{reply.account_id}/mentions", mention)
     if reply.reply_to_id is not None and reply.platform is not None:
         edge = "comments" if reply.platform is Platform.FACEBOOK else "replies"
         return Request(f"{base}/{reply.reply_to_id}/{edge}", {"message": reply.body})

@@ -56,6 +56,15 @@ def comment_platform(thread_ref: str) -> Platform | None:
     return Platform(parts[0])
 
 
+def mention_media(thread_ref: str) -> tuple[str, str] | None:
+    """`instagram:<account>:media:<media id>` (a mention, `router.intake.meta`): the account
+    mentioned and the media it was mentioned on; None for any other ref."""
+    parts = thread_ref.split(":")
+    if len(parts) != 4 or parts[0] != Platform.INSTAGRAM.value or parts[2] != "media":
+        return None
+    return (parts[1], parts[3]) if parts[1] and parts[3] else None
+
+
 def idempotency_key(ticket_id: str, action_id: str) -> str:
     """One per reply action: a replayed action yields the same key (and record id)."""
     return derive_id(ticket_id, action_id, "outbound")
@@ -70,30 +79,39 @@ def outbound_reply(
     reply_to: str | None = None,
 ) -> OutRecord | None:
     """The `outbound.<channel>` record of an applied reply; None for a buyer's own reply.
-    `reply_to`: the customer's latest comment, which a reply on a comment thread answers."""
+    `reply_to`: the customer's latest comment (or mention), which a reply on a comment (or
+    mention) thread answers."""
     if action.actor.role is ActorRole.BUYER:
         return None
     key = idempotency_key(action.ticket_id, action_id)
-    route = thread_route(thread_ref)
-    commented = comment_platform(thread_ref) if route is None else None
-    if commented is not None and reply_to is not None:
-        route = Route(commented, thread_ref.split(":")[1], reply_to)
-    platform_reply_to = reply_to if commented is not None else None
     data = OutboundReply(
-        ticket_id=action.ticket_id,
-        action_id=action_id,
-        idempotency_key=key,
-        channel=Channel(channel),
-        thread_ref=thread_ref,
-        platform=route.platform if route else None,
-        account_id=route.account_id if route else None,
-        recipient_id=route.recipient_id if route and platform_reply_to is None else None,
-        reply_to_id=platform_reply_to if route else None,
-        body=action.body,
-        actor=action.actor,
-        at=action.at,
-    )
+        ticket_id=action.ticket_id, action_id=action_id, idempotency_key=key,
+        channel=Channel(channel), thread_ref=thread_ref, body=action.body, actor=action.actor,
+        at=action.at, **_target(thread_ref, reply_to),
+    )  # fmt: skip
     return engine_record(
         OUTBOUND.of(channel), action.ticket_id, key, OUTBOUND_REPLY, now,
         data.model_dump(mode="json", exclude_none=True),
     )  # fmt: skip
+
+
+def _target(thread_ref: str, reply_to: str | None) -> dict[str, str]:
+    """The `OutboundReply` fields that say where on its platform a reply goes."""
+    route = thread_route(thread_ref)
+    if route is not None:
+        return {"platform": route.platform, "account_id": route.account_id,
+                "recipient_id": route.recipient_id}  # fmt: skip
+    commented = comment_platform(thread_ref)
+    if commented is not None:
+        if reply_to is None:  # the index has not seen the customer's comment: no target
+            return {}
+        return {"platform": commented, "account_id": thread_ref.split(":")[1],
+                "reply_to_id": reply_to}  # fmt: skip
+    mention = mention_media(thread_ref)
+    if mention is not None:
+        account, media = mention
+        target = {"platform": Platform.INSTAGRAM, "account_id": account, "media_id": media}
+        if reply_to is not None and reply_to != media:  # mentioned in a comment: answer it
+            target["reply_to_id"] = reply_to
+        return target
+    return {}

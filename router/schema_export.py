@@ -10,7 +10,13 @@ from pydantic import BaseModel
 from schemas.dead_letter import DeadLetter
 from schemas.envelope import CloudEvent
 from schemas.message import InboundEvent
-from schemas.outbound import DeliveryOutcome, OutboundReplyEvent, UndeliveredReply
+from schemas.outbound import (
+    DeliveryOutcome,
+    DeliveryReceiptEvent,
+    MessageStatus,
+    OutboundReplyEvent,
+    UndeliveredReply,
+)
 from schemas.ticket import RoutedTicket, RoutingDecision, TicketEvent
 from schemas.vendor import VendorProfile
 
@@ -27,6 +33,8 @@ def exported_models() -> dict[str, type[BaseModel]]:
         "outbound-reply": OutboundReplyEvent,
         "delivery-outcome": CloudEvent[DeliveryOutcome],
         "reply-undeliverable": CloudEvent[UndeliveredReply],
+        "delivery-receipt": DeliveryReceiptEvent,
+        "message-status": CloudEvent[MessageStatus],
     }
     try:
         from schemas.sla import SlaEvent

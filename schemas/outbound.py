@@ -12,8 +12,9 @@ Meta threads name their recipient in the thread ref (`router.intake.meta`):
 give `platform`, `account_id` and `recipient_id`. Comment threads
 (`instagram:<account>:media:<id>:user:<id>`, `facebook:<page>:post:<id>:user:<id>`) give
 `platform`, `account_id` and `reply_to_id`, the customer's latest comment on the ticket (the
-ticket index follows it). Other threads (email, mentions, a connector's own refs) leave them
-unset and the channel's connector decides.
+ticket index follows it). An Instagram mention thread (`instagram:<account>:media:<id>`) gives
+`platform`, `account_id`, `media_id` and, for a mention in a comment, `reply_to_id`. Other
+threads (email, a connector's own refs) leave them unset and the channel's connector decides.
 
 What happens to a message once the platform has it comes back as receipts: the gateway turns
 Meta's status callbacks (WhatsApp `statuses`, Messenger and Instagram `delivery` / `read`) into
@@ -69,6 +70,7 @@ class OutboundReply(BaseModel):
     account_id: str | None = None  # WhatsApp phone number id, page id, Instagram account id
     recipient_id: str | None = None  # wa_id, PSID, IGSID
     reply_to_id: str | None = None  # on a comment thread: the customer's comment answered
+    media_id: str | None = None  # on a mention thread: the media the account was mentioned on
     body: Body
     actor: Actor
     at: datetime

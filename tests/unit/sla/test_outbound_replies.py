@@ -10,7 +10,8 @@ import orjson
 import pytest
 
 from router.delivery import request_for
-from router.outbound import idempotency_key, outbound_reply, thread_route
+from router.outbound import idempotency_key, mention_media, outbound_reply, thread_route
+from router.receipts import status_record
 from router.records import OutRecord
 from router.reroutes import TicketIndexEntry
 from router.sla.policy import SlaConfig
@@ -19,7 +20,15 @@ from router.stages.contract import InRecord
 from router.stages.lifecycle import LifecycleProcessor
 from router.stages.parking import ParkingLot
 from schemas.action import Actor, ActorRole, ReplyAction
-from schemas.outbound import OutboundReplyEvent, Platform
+from schemas.message import Channel
+from schemas.outbound import (
+    MESSAGE_RECEIPT,
+    DeliveryReceipt,
+    DeliveryReceiptEvent,
+    OutboundReplyEvent,
+    Platform,
+    ReceiptStatus,
+)
 from schemas.ticket import TicketEvent, TicketEventKind
 from schemas.topics import OUTBOUND, TICKETS_COMMANDS, TICKETS_EVENTS, topic_of
 from tests.unit.sla.sla_support import routed_snapshot
@@ -104,16 +113,35 @@ def test_a_reply_on_a_comment_thread_answers_the_customer_s_latest_comment() -> 
         request = request_for(data, "https://graph.test/")
         assert request is not None
         assert (request.url, request.body) == (url, {"message": data.body})
-    # a mention thread, or a comment thread whose comment the index has not seen: no target
-    mention = outbound_reply(reply(ActorRole.AGENT), "a", "social", "instagram:ig1:media:55",
-                             AT, reply_to="1_9")  # fmt: skip
+    # a comment thread whose comment the index has not seen: no target
     unknown = outbound_reply(reply(ActorRole.AGENT), "a", "social",
                              "facebook:p1:post:1_2:user:7", AT)  # fmt: skip
-    for record in (mention, unknown):
+    assert unknown is not None
+    data = OutboundReplyEvent.model_validate_json(unknown.value).data
+    assert (data.platform, data.reply_to_id) == (None, None)
+    assert request_for(data, "https://graph.test") is None
+
+
+def test_a_reply_on_a_mention_thread_answers_on_the_media_or_the_mentioning_comment() -> None:
+    for reply_to, body in (
+        ("1_9", {"media_id": "55", "comment_id": "1_9"}),  # mentioned in a comment
+        ("55", {"media_id": "55"}),  # mentioned in the caption: the message id is the media's
+        (None, {"media_id": "55"}),
+    ):
+        record = outbound_reply(reply(ActorRole.AGENT), "a", "social", "instagram:ig1:media:55",
+                                AT, reply_to=reply_to)  # fmt: skip
         assert record is not None
         data = OutboundReplyEvent.model_validate_json(record.value).data
-        assert data.reply_to_id is None
-        assert request_for(data, "https://graph.test") is None
+        assert (data.platform, data.account_id, data.media_id) == (
+            Platform.INSTAGRAM, "ig1", "55",
+        )  # fmt: skip
+        request = request_for(data, "https://graph.test/")
+        assert request is not None
+        assert (request.url, request.body) == (
+            "https://graph.test/ig1/mentions", {**body, "message": data.body},
+        )  # fmt: skip
+    for not_a_mention in ("instagram:ig1:media:", "instagram:ig1:post:55", "facebook:p:media:5"):
+        assert mention_media(not_a_mention) is None
 
 
 # -- through the lifecycle processor ---------------------------------------------------------
@@ -209,11 +237,17 @@ def test_delivery_outcomes_on_tickets_events_are_skipped(config: SlaConfig) -> N
     (record,) = [r for r in stage.action({"action": "reply", "body": "Hi", **AGENT}, "act-1")
                  if r.topic == "outbound.chat"]  # fmt: skip
     event = OutboundReplyEvent.model_validate_json(record.value)
+    receipt = DeliveryReceiptEvent(
+        specversion="1.0", id="r-1", source="urn:test", type=MESSAGE_RECEIPT,
+        data=DeliveryReceipt(channel=Channel.CHAT, thread_ref=WA_THREAD,
+                             platform=Platform.WHATSAPP, status=ReceiptStatus.READ, at=AT),
+    )  # fmt: skip
     outcomes = [delivered_record(event.data, 1, 200, None, AT),
                 *failed_records(event, record.value, b"T-1", Source("outbound.chat", 0, 1), 1,
-                                Failed("HTTP 400", 400), AT)]  # fmt: skip
+                                Failed("HTTP 400", 400), AT),
+                status_record(receipt, "T-1", AT)]  # fmt: skip
     for outcome in outcomes:
         if outcome.topic == TICKETS_EVENTS.name:
             assert stage.feed(TICKETS_EVENTS.name, outcome.value, {}) == []
-    assert stage.processor.counts["delivery_event"] == 2
+    assert stage.processor.counts["delivery_event"] == 3
     assert stage.processor.counts["failed"] == 0
