@@ -35,11 +35,11 @@ HTTP_TIMEOUT_S = 30.0
 
 
 def gateway_settings(bootstrap: str, prefix: str, **overrides: Any) -> RouterSettings:
-    return RouterSettings(
-        kafka_bootstrap_servers=bootstrap, topic_prefix=prefix, partitions=3,
-        gateway_port=0, gateway_secrets={SOURCE: [SECRET, NEXT_SECRET]},  # type: ignore[dict-item]
-        **overrides,
-    )  # fmt: skip
+    fields: dict[str, Any] = {
+        "kafka_bootstrap_servers": bootstrap, "topic_prefix": prefix, "partitions": 3,
+        "gateway_port": 0, "gateway_secrets": {SOURCE: [SECRET, NEXT_SECRET]},
+    }  # fmt: skip
+    return RouterSettings(**{**fields, **overrides})
 
 
 def records_on(settings: RouterSettings, topics: list[str], *ids: str) -> list[Output]:

@@ -257,7 +257,22 @@ async def openapi(_: web.Request) -> web.Response:
     return _json(200, openapi_document())
 
 
+async def metrics(request: web.Request) -> web.Response:
+    body, content_type = request.app[SINK].metrics.exposition()
+    return web.Response(body=body, headers={"Content-Type": content_type})
+
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def counted(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every answer counted by route template and status (outermost: errors included)."""
+    response = await handler(request)
+    route = request.match_info.route.resource
+    template = route.canonical if route is not None else None
+    request.app[SINK].metrics.answered(template, response.status)
+    return response
 
 
 @web.middleware
@@ -285,7 +300,7 @@ def create_app(
     settings: RouterSettings, sink: ChannelSink | None = None, clock: Clock = time.time
 ) -> web.Application:
     """The gateway application; the sink's producer starts with the app and stops with it."""
-    app = web.Application(middlewares=[json_errors])
+    app = web.Application(middlewares=[counted, json_errors])
     gateway = Gateway(settings, sink or ChannelSink(settings), clock)
     app[SINK] = gateway.sink
     app[GATEWAY] = gateway
@@ -296,6 +311,7 @@ def create_app(
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/openapi.json", openapi)
+    app.router.add_get("/metrics", metrics)
 
     async def lifecycle(app: web.Application) -> Any:
         await app[SINK].start()

@@ -256,6 +256,9 @@ def build() -> dict[str, Any]:
                 }}},
             "/openapi.json": {"get": {"summary": "this document", "responses": {
                 "200": {"description": "OpenAPI 3.1", "content": {JSON: {"schema": status}}}}}},
+            "/metrics": {"get": {"summary": "Prometheus metrics of this gateway process",
+                "responses": {"200": {"description": "the Prometheus text format",
+                    "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
         },
         "components": {"schemas": schemas},
     }

@@ -14,6 +14,7 @@ from aiokafka.errors import KafkaError
 
 from router.intake.request import Record
 from schemas.topics import CHANNELS, DELIVERY_RECEIPTS
+from streams.gateway.metrics import GatewayMetrics
 from streams.kafka.client import producer_kwargs
 from streams.settings import RouterSettings
 
@@ -35,9 +36,15 @@ class ChannelSink:
     safe, since a retry carries the same event id and the engine keeps one message per id.
     """
 
-    def __init__(self, settings: RouterSettings, ack_timeout_s: float | None = None) -> None:
+    def __init__(
+        self,
+        settings: RouterSettings,
+        ack_timeout_s: float | None = None,
+        metrics: GatewayMetrics | None = None,
+    ) -> None:
         self.settings = settings
         self.ack_timeout_s = ack_timeout_s or settings.gateway_ack_timeout_s
+        self.metrics = metrics or GatewayMetrics()
         self._producer: AIOKafkaProducer | None = None
         self._starting: asyncio.Task[AIOKafkaProducer | None] | None = None
         self._last_attempt = float("-inf")
@@ -45,7 +52,8 @@ class ChannelSink:
     async def send(self, records: Sequence[Record]) -> list[bool]:
         """Produce every record (keyed, to its topic); True where Kafka acknowledged."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.ack_timeout_s
+        started = loop.time()
+        deadline = started + self.ack_timeout_s
         futures: list[asyncio.Future[Any]] = []
         try:
             async with asyncio.timeout_at(deadline):
@@ -63,6 +71,10 @@ class ChannelSink:
         if futures:
             await asyncio.wait(futures, timeout=max(0.0, deadline - loop.time()))
         acked = [f.done() and not f.cancelled() and f.exception() is None for f in futures]
+        self.metrics.kafka_seconds.observe(loop.time() - started)
+        for record, ok in zip(records, acked, strict=False):
+            if ok:
+                self.metrics.records.labels(record.topic).inc()
         if not all(acked):
             failed = [f.exception() for f in futures if f.done() and not f.cancelled()]
             log.warning(

@@ -21,7 +21,7 @@ from tests.gateway_support import (
     records_on,
     signed,
 )
-from tests.harness import Output, wait_for
+from tests.harness import Output, scrape, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -187,6 +187,30 @@ def test_health_readiness_and_openapi(gateway: GatewayThread) -> None:
     assert gateway.get("/v1/nothing").json == {
         "status": 404, "reason": "not_found", "error": "Not Found", "errors": []
     }  # fmt: skip
+
+
+def test_metrics_count_answers_by_route_and_acknowledged_records(
+    gateway: GatewayThread,
+) -> None:
+    first, second = event(1, thread="sess-m"), event(2, thread="sess-m")
+    for body in (first, second):
+        assert gateway.post(CHAT, body, signed(body)).status == 202
+    assert gateway.post(CHAT, first, {"Content-Type": "application/json"}).status == 401
+    assert gateway.post("/v1/channels/fax/messages", first, signed(first)).status == 404
+    assert gateway.get("/no/such/path").status == 404
+    samples = scrape(gateway.url + "/metrics")
+
+    def requests(route: str, status: str) -> float | None:
+        return samples.get(("router_gateway_requests_total", (("route", route),
+                                                              ("status", status))))  # fmt: skip
+
+    assert requests("/v1/channels/{channel}/messages", "202") == 2
+    assert requests("/v1/channels/{channel}/messages", "401") == 1
+    assert requests("/v1/channels/{channel}/messages", "404") == 1  # the route, not "fax"
+    assert requests("unmatched", "404") == 1
+    assert samples[("router_gateway_records_total", (("topic", "channel.chat"),))] == 2
+    assert samples[("router_gateway_kafka_seconds_count", ())] == 2
+    assert not any("fax" in str(labels) or "no/such" in str(labels) for _, labels in samples)
 
 
 def test_not_ready_while_the_topics_it_writes_are_missing(kafka_bootstrap: str) -> None:
