@@ -1,4 +1,5 @@
-"""Prometheus metrics of one worker process: `GET http://<metrics_host>:<metrics_port>/metrics`.
+"""Prometheus metrics of one worker process: `GET http://<metrics_host>:<metrics_port>/metrics`
+(the same port answers `/healthz` and `/readyz`: streams/health.py).
 
 Everything is read at scrape time from state the stages keep anyway (their outcome
 counters, the live policy, the consumer's offsets), so the hot path pays nothing for it.
@@ -15,6 +16,10 @@ Series (README "Metrics" has the table for operators):
   `router_sla_firing_held_seconds` (streams/stages/horizon.py; 0 unless a backlog holds it);
 - `router_ruleset_info{ruleset,version}` (1 for the live policy);
 - `router_consumer_lag{topic,partition}`: high watermark minus committed offset;
+- `router_consumer_time_lag_seconds{topic,partition}`: how long the oldest unprocessed record
+  has waited (0 when caught up): now minus the timestamp of the last record processed there, an
+  upper bound exact to within the gap between two records; absent until a partition with a
+  backlog has processed one record;
 - `process_*`: CPU, memory, open files of the worker.
 
 Cardinality stays bounded: no vendor id, ticket id or buyer id appears in a label.
@@ -22,18 +27,26 @@ Cardinality stays bounded: no vendor id, ticket id or buyer id appears in a labe
 
 from __future__ import annotations
 
+import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from http import HTTPStatus
+from socketserver import ThreadingMixIn
 from typing import Any, TypeVar
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
+import orjson
 import structlog
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.exposition import start_http_server
+from prometheus_client.exposition import make_wsgi_app
 from prometheus_client.registry import Collector
 
 from schemas.topics import QUEUE_DEPT, QUEUE_VENDOR
+from streams.health import WorkerHealth, answer
 from streams.kafka.faust_internals import committed_offsets, started_consumer
+from streams.stages.progress import input_progress
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -145,6 +158,14 @@ class EngineCollector(Collector):
         for topic, partition, behind in consumer_lag(self.engine.app):
             lag.add_metric([self.logical(topic), str(partition)], behind)
         yield lag
+        waited = GaugeMetricFamily(
+            "router_consumer_time_lag_seconds",
+            "Age of the oldest unprocessed record per assigned partition (0 when caught up).",
+            labels=["topic", "partition"],
+        )
+        for topic, partition, seconds in time_lag(self.engine.app, time.time()):
+            waited.add_metric([self.logical(topic), str(partition)], seconds)
+        yield waited
 
 
 def _pending_deadlines(stage: Any) -> int | None:
@@ -178,6 +199,35 @@ def consumer_lag(app: Any) -> list[tuple[str, int, int]]:
     return out
 
 
+def time_lag(app: Any, now: float) -> list[tuple[str, int, float]]:
+    """(topic, partition, seconds the oldest unprocessed record has waited) per assigned
+    partition whose figure is known (see the module docstring)."""
+    consumer = started_consumer(app)
+    if consumer is None:
+        return []
+    last = _copy(input_progress(app).last)
+    try:
+        assigned = list(consumer.assignment())
+        committed = _copy(committed_offsets(consumer))
+    except Exception:  # not started, or being rebalanced: no figures this scrape
+        return []
+    out = []
+    for tp in sorted(assigned):
+        try:
+            high = consumer.highwater(tp)
+        except Exception:
+            continue
+        if high is None:
+            continue
+        seen = last.get((tp.topic, tp.partition))
+        done = seen[0] + 1 if seen is not None else committed.get(tp)
+        if done is not None and int(high) <= done:
+            out.append((tp.topic, tp.partition, 0.0))
+        elif seen is not None and seen[1] is not None:
+            out.append((tp.topic, tp.partition, max(0.0, now - seen[1])))
+    return out
+
+
 def engine_registry(engine: Any, logical: Callable[[str], str]) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     ProcessCollector(registry=registry)
@@ -186,16 +236,47 @@ def engine_registry(engine: Any, logical: Callable[[str], str]) -> CollectorRegi
     return registry
 
 
-def serve_metrics(registry: CollectorRegistry, host: str, port: int) -> int | None:
-    """Serve `/metrics` on a daemon thread; the bound port, or None when disabled or busy
-    (a worker without metrics still routes: a busy port is a warning, not a crash)."""
+class _Server(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """Probes every few seconds: no access log."""
+
+
+def worker_http_app(registry: CollectorRegistry, health: WorkerHealth | None) -> Any:
+    """`/metrics`, and with `health` also `/healthz` and `/readyz` (streams/health.py)."""
+    metrics = make_wsgi_app(registry)
+
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        path = environ.get("PATH_INFO", "")
+        if health is not None and path in ("/healthz", "/readyz"):
+            checks = health.liveness() if path == "/healthz" else health.readiness()
+            status, body = answer(checks)
+            start_response(f"{status} {HTTPStatus(status).phrase}",
+                           [("Content-Type", "application/json")])  # fmt: skip
+            return [orjson.dumps(body)]
+        return metrics(environ, start_response)
+
+    return app
+
+
+def serve_worker_http(
+    registry: CollectorRegistry, health: WorkerHealth | None, host: str, port: int
+) -> int | None:
+    """Serve `/metrics`, `/healthz` and `/readyz` on a daemon thread; the bound port, or None
+    when disabled or busy (a worker without them still routes: a busy port is a warning, not a
+    crash)."""
     if port < 0:
         return None
     try:
-        server, _thread = start_http_server(port, addr=host, registry=registry)
+        server = make_server(host, port, worker_http_app(registry, health), _Server, _QuietHandler)
     except OSError as exc:
         log.warning("metrics_unavailable", host=host, port=port, error=str(exc))
         return None
+    threading.Thread(target=server.serve_forever, name="worker-http", daemon=True).start()
     bound = int(server.server_port)
-    log.info("metrics_serving", url=f"http://{host}:{bound}/metrics")
+    log.info("metrics_serving", url=f"http://{host}:{bound}/metrics",
+             health=f"http://{host}:{bound}/healthz" if health is not None else None)  # fmt: skip
     return bound

@@ -131,10 +131,15 @@ class RouterSettings(BaseSettings):
     shutdown_timeout_s: float = Field(default=8.0, gt=0, le=600)
 
     data_dir: Path = Path(".cache/faust-data")
-    # Prometheus `/metrics` (streams/metrics.py); 0 picks a free port, -1 turns it off.
-    # Bound to loopback by default: set 0.0.0.0 where a scraper reaches the worker's pod.
+    # Prometheus `/metrics` (streams/metrics.py) with `/healthz` and `/readyz`
+    # (streams/health.py); 0 picks a free port, -1 turns it off. Bound to loopback by default:
+    # set 0.0.0.0 where a scraper or the kubelet reaches the worker's pod.
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(default=9108, ge=-1, le=65535)
+    # `/healthz` fails when, once ready, committed offsets stand still this long with lag
+    # (a consumer that no longer fetches), or the event loop does not answer in the timeout.
+    health_commit_stall_s: float = Field(default=300.0, ge=10, le=86400)
+    health_loop_timeout_s: float = Field(default=5.0, gt=0, le=120)
     web_enabled: bool = False
     web_port: int = Field(default=6066, ge=0, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

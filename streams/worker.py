@@ -9,10 +9,11 @@ import structlog
 from router.routing import RoutingPolicy
 from schemas.topics import QUEUE_DEPT
 from streams.app import create_engine
+from streams.health import WorkerHealth
 from streams.kafka.compacted import catch_up_followers
 from streams.kafka.topics import ensure_core_topics
 from streams.logs import configure_logging
-from streams.metrics import engine_registry, serve_metrics
+from streams.metrics import engine_registry, serve_worker_http
 from streams.settings import RouterSettings
 from streams.shutdown import BoundedWorker, EarlySignals
 
@@ -35,14 +36,20 @@ def run_worker(settings: RouterSettings, policy: RoutingPolicy | None = None) ->
     early = EarlySignals(loop)  # SIGTERM before faust's worker runs: stop, exit 0
     log.info("worker_starting", settings=settings.masked())
     engine = create_engine(settings, policy)
-    serve_metrics(
-        engine_registry(engine, settings.logical), settings.metrics_host, settings.metrics_port
-    )
+    health = WorkerHealth(
+        engine, loop, commit_stall_s=settings.health_commit_stall_s,
+        loop_timeout_s=settings.health_loop_timeout_s,
+    )  # fmt: skip
+    serve_worker_http(
+        engine_registry(engine, settings.logical), health, settings.metrics_host,
+        settings.metrics_port,
+    )  # fmt: skip
     if not early.run(_prepare_topics(settings, engine.policy.policy)):
         return
     # Latest good ruleset and the vendor directory in place before any record is processed.
     if not early.run(catch_up_followers(engine.app)):
         return
+    health.followers_loaded = True
     worker = BoundedWorker(
         engine.app,
         loop=loop,

@@ -19,6 +19,7 @@ from router.records import OutRecord
 from router.stages.contract import NO_HEADERS, InRecord, Note, Processor
 from streams.kafka.emit import Emitter
 from streams.kafka.faust_internals import memory_store
+from streams.stages.progress import input_progress
 
 log = structlog.get_logger("router.stage")
 
@@ -132,10 +133,12 @@ def install_stage(
     app: Any, topic: Any, name: str, runner: StageRunner, max_records: int, max_wait_s: float
 ) -> None:
     """Run `runner` as the faust agent `name` on `topic`, a batch of events at a time."""
+    progress = input_progress(app)
 
     async def stage(stream: Any) -> None:
         async for events in stream.take_events(max_records, max_wait_s):
             await runner.run(events)
+            progress.saw(events)
 
     app.agent(topic, name=name)(stage)
 
