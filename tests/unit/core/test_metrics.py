@@ -13,6 +13,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from streams.metrics import consumer_lag, engine_registry, topic_family
 
 
+class FakeApp:  # weakly referable, as a faust app is
+    def __init__(self, consumer: object) -> None:
+        self._consumer = consumer
+
+
 class FakeTP(SimpleNamespace):
     def __lt__(self, other: Any) -> bool:
         return (self.topic, self.partition) < (other.topic, other.partition)
@@ -48,7 +53,7 @@ def fake_engine() -> Any:
     policy = SimpleNamespace(policy=SimpleNamespace(name="marketplace", version="2.0.0"))
     return SimpleNamespace(
         processor=processor, emitter=emitter, lifecycle=lifecycle, policy=policy,
-        app=SimpleNamespace(_consumer=FakeConsumer()),
+        app=FakeApp(FakeConsumer()),
     )  # fmt: skip
 
 
@@ -81,7 +86,7 @@ def test_series_come_from_the_stages_counters_policy_and_consumer() -> None:
 def test_a_worker_without_consumer_or_lifecycle_still_scrapes() -> None:
     engine = fake_engine()
     engine.lifecycle = None
-    engine.app = SimpleNamespace()
+    engine.app = FakeApp(None)
     got = samples(engine)
     assert consumer_lag(engine.app) == []
     assert got[("router_inbound_records_total", (("outcome", "followup"),))] == 2
