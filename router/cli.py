@@ -4,9 +4,12 @@ vendors."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
+import orjson
 import typer
 
 from router.cli_settings import SettingsOpt, load_settings
@@ -218,24 +221,46 @@ def tail(
 
 
 @app.command()
-def lag(settings_file: SettingsOpt = None) -> None:
-    """Consumer lag of the engine's groups (routing, and lifecycle when it runs on its own),
-    per topic and partition."""
+def lag(
+    settings_file: SettingsOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON: one document per read")] = False,
+    watch: Annotated[bool, typer.Option("--watch", help="read again every interval")] = False,
+    interval: Annotated[float, typer.Option(
+        min=0.2, help="seconds between the two reads that give the rates")] = 2.0,
+) -> None:
+    """Lag of the engine's consumer groups per partition: offsets (as kafka-consumer-groups.sh
+    prints them), how long the oldest unprocessed record has waited, the consume rate, and the
+    time to catch up at the current rates (two reads INTERVAL seconds apart)."""
+    from router.lag import render_table, totals
     from streams.settings import RouterSettings
-    from streams.tools import group_lag
+    from streams.tools import engine_lag
 
     settings = load_settings(settings_file)
     assert isinstance(settings, RouterSettings)
-    total = 0
-    for group in dict.fromkeys((settings.group_id("routing"), settings.group_id("lifecycle"))):
-        rows = asyncio.run(group_lag(settings, group))
-        for topic, partition, committed, end in rows:
-            lag_n = end - (committed if committed >= 0 else 0)
-            total += lag_n
-            typer.echo(
-                f"{group}\t{topic}\t{partition}\tcommitted={committed}\tend={end}\tlag={lag_n}"
-            )
-    typer.echo(f"total lag: {total}")
+
+    def show(lags: list[Any]) -> None:
+        if as_json:
+            doc = {"at": time.time(), "partitions": [
+                {**p.as_dict(), "topic": settings.logical(p.topic)} for p in lags
+            ], "totals": totals(lags)}  # fmt: skip
+            typer.echo(orjson.dumps(doc).decode())
+        else:
+            if watch:
+                typer.echo(time.strftime("%Y-%m-%d %H:%M:%S"))
+            typer.echo(render_table(lags, settings.logical))
+
+    async def run() -> None:
+        before, _ = await engine_lag(settings)
+        while True:
+            await asyncio.sleep(interval)  # wait-ok: the window the rates are measured over
+            now, lags = await engine_lag(settings, before)
+            show(lags)
+            if not watch:
+                return
+            before = now
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run())
 
 
 def _mount_optional() -> None:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from router.lag import Offsets, PartitionLag, partition_lags
 from streams.kafka.client import client_kwargs
 from streams.kafka.compacted import topic_partitions
 from streams.kafka.rules_topic import bounded_records
@@ -73,26 +75,72 @@ async def tail_topic(
     return seen
 
 
-async def group_lag(
-    settings: RouterSettings, group: str | None = None
-) -> list[tuple[str, int, int, int]]:
-    """(topic, partition, committed, end) for each partition `group` (default: the settings'
-    worker's) has committed."""
-    group = group or settings.group_id()
+async def group_offsets(settings: RouterSettings, groups: list[str]) -> list[Offsets]:
+    """Committed and end offsets of every partition each group has committed, read together
+    (one admin client, one consumer)."""
     admin = AIOKafkaAdminClient(**client_kwargs(settings))
     await admin.start()
     try:
-        offsets = await admin.list_consumer_group_offsets(group)
+        committed = {group: await admin.list_consumer_group_offsets(group) for group in groups}
     finally:
         await admin.close()
+    tps = sorted({TopicPartition(tp.topic, tp.partition) for c in committed.values() for tp in c})
     consumer = AIOKafkaConsumer(**client_kwargs(settings), enable_auto_commit=False)
     await consumer.start()
     try:
-        tps = [TopicPartition(tp.topic, tp.partition) for tp in offsets]
         ends = await consumer.end_offsets(tps) if tps else {}
     finally:
         await stop_consumer(consumer)
-    return sorted(
-        (tp.topic, tp.partition, meta.offset, ends[TopicPartition(tp.topic, tp.partition)])
-        for tp, meta in offsets.items()
-    )
+    at = time.time()
+    out = []
+    for group, offsets in committed.items():
+        for tp, meta in offsets.items():
+            done = meta.offset if meta.offset >= 0 else None
+            end = ends[TopicPartition(tp.topic, tp.partition)]
+            out.append(Offsets(group, tp.topic, tp.partition, done, end, at))
+    return out
+
+
+async def oldest_timestamps(
+    settings: RouterSettings, offsets: list[Offsets], timeout_s: float = 5.0
+) -> dict[tuple[str, str, int], float]:
+    """The timestamp (unix seconds) of the first unprocessed record of each lagging partition:
+    the record at the committed offset (or the earliest kept, when retention removed it)."""
+    behind = [o for o in offsets if o.lag]
+    if not behind:
+        return {}
+    consumer = AIOKafkaConsumer(
+        **client_kwargs(settings), enable_auto_commit=False, auto_offset_reset="earliest",
+        max_partition_fetch_bytes=64 * 1024,
+    )  # fmt: skip
+    await consumer.start()
+    found: dict[TopicPartition, float] = {}
+    try:
+        wanted = {TopicPartition(o.topic, o.partition): o.committed or 0 for o in behind}
+        consumer.assign(list(wanted))
+        for tp, offset in wanted.items():
+            consumer.seek(tp, offset)
+        deadline = time.monotonic() + timeout_s
+        while len(found) < len(wanted) and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=200, max_records=len(wanted) * 4)
+            for tp, records in batch.items():
+                if records and tp not in found:
+                    found[tp] = records[0].timestamp / 1000
+                    consumer.pause(tp)
+    finally:
+        await stop_consumer(consumer)
+    return {
+        (o.group, o.topic, o.partition): found[TopicPartition(o.topic, o.partition)]
+        for o in behind
+        if TopicPartition(o.topic, o.partition) in found
+    }
+
+
+async def engine_lag(
+    settings: RouterSettings, before: list[Offsets] | None = None
+) -> tuple[list[Offsets], list[PartitionLag]]:
+    """The engine's groups (routing, and lifecycle when it runs on its own): this read, and
+    its figures with rates against `before`."""
+    groups = list(dict.fromkeys((settings.group_id("routing"), settings.group_id("lifecycle"))))
+    now = await group_offsets(settings, groups)
+    return now, partition_lags(now, await oldest_timestamps(settings, now), before)

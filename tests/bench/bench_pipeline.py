@@ -45,7 +45,7 @@ from streams.kafka.topics import TopicManager, ensure_core_topics  # noqa: E402
 from streams.local.broker import kafka_for_tests  # noqa: E402
 from streams.local.install import die_with_parent  # noqa: E402
 from streams.settings import RouterSettings  # noqa: E402
-from streams.tools import group_lag  # noqa: E402
+from streams.tools import group_offsets  # noqa: E402
 from tests.bench import bench_core  # noqa: E402
 from tests.bench.peer_venv import VENV as PEER_VENV  # noqa: E402
 from tests.bench.peer_venv import PeerEnv, ensure_peer_venv  # noqa: E402
@@ -493,9 +493,9 @@ async def lifecycle_lag(bootstrap: str, prefix: str, layout: str) -> int:
         KAFKA_BOOTSTRAP_SERVERS=bootstrap, topic_prefix=prefix,
         stage="lifecycle" if layout == "split" else "all",
     )  # fmt: skip
-    rows = await group_lag(settings)
+    rows = await group_offsets(settings, [settings.group_id()])
     inputs = {settings.topic(t) for t in ("tickets.events", "tickets.commands", "tickets.actions")}
-    return sum(end - max(committed, 0) for topic, _, committed, end in rows if topic in inputs)
+    return sum(row.lag for row in rows if row.topic in inputs)
 
 
 async def sla_catch_up(
