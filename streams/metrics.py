@@ -11,10 +11,13 @@ Series (README "Metrics" has the table for operators):
   rejected, moved, receipt, receipt_without_ticket;
 - `router_dead_letters_total{reason}`; `router_records_sent_total{topic}` (logical topic,
   vendor and department queues folded into `queue.vendor` / `queue.dept`);
-- `router_lifecycle_records_total{outcome}`, `router_sla_events_total`,
+- `router_lifecycle_records_total{outcome}`, `router_sla_events_total{kind}` (warning,
+  breached, met),
   `router_sla_deadlines_pending` (this worker's index: active partitions only),
   `router_sla_firing_held_seconds` (streams/stages/horizon.py; 0 unless a backlog holds it);
 - `router_ruleset_info{ruleset,version}` (1 for the live policy);
+- `router_worker_ready`: 1 when `/readyz` answers 200 (streams/health.py);
+- `router_consumer_committed_offset{topic,partition}`: what it committed;
 - `router_consumer_lag{topic,partition}`: high watermark minus committed offset;
 - `router_consumer_time_lag_seconds{topic,partition}`: how long the oldest unprocessed record
   has waited (0 when caught up): now minus the timestamp of the last record processed there, an
@@ -43,11 +46,13 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import make_wsgi_app
 from prometheus_client.registry import Collector
 
+from schemas.sla import SLA_BREACHED, SLA_MET, SLA_WARNING
 from schemas.topics import QUEUE_DEPT, QUEUE_VENDOR
 from streams.health import WorkerHealth, answer
 from streams.kafka.faust_internals import committed_offsets, started_consumer
 from streams.stages.progress import input_progress
 
+SLA_EVENT_KINDS = tuple(t.rsplit(".", 1)[1] for t in (SLA_WARNING, SLA_BREACHED, SLA_MET))
 K = TypeVar("K")
 V = TypeVar("V")
 
@@ -75,14 +80,18 @@ def _copy(counts: Mapping[K, V]) -> dict[K, V]:
 class EngineCollector(Collector):
     """Reads the engine's own state at scrape time (see the module doc for the series)."""
 
-    def __init__(self, engine: Any, logical: Callable[[str], str]) -> None:
+    def __init__(
+        self, engine: Any, logical: Callable[[str], str], health: WorkerHealth | None = None
+    ) -> None:
         self.engine = engine
         self.logical = logical
+        self.health = health
 
     def collect(self) -> Iterable[Metric]:
         yield from self._processor()
         yield from self._lifecycle()
         yield from self._ruleset()
+        yield from self._ready()
         yield from self._lag()
 
     def _processor(self) -> Iterator[Metric]:
@@ -119,12 +128,13 @@ class EngineCollector(Collector):
             labels=["outcome"],
         )
         for outcome, n in sorted(counts.items()):
-            if outcome != "sla_events":
+            if not outcome.startswith("sla_"):
                 records.add_metric([outcome], n)
         yield records
-        yield CounterMetricFamily(
-            "router_sla_events", "SLA events written.", value=counts.get("sla_events", 0)
-        )
+        sla = CounterMetricFamily("router_sla_events", "SLA events written.", labels=["kind"])
+        for kind in SLA_EVENT_KINDS:
+            sla.add_metric([kind], counts.get(f"sla_{kind}", 0))
+        yield sla
         pending = _pending_deadlines(stage)
         if pending is not None:
             yield GaugeMetricFamily(
@@ -149,7 +159,23 @@ class EngineCollector(Collector):
         info.add_metric([str(policy.name), str(policy.version)], 1)
         yield info
 
+    def _ready(self) -> Iterator[Metric]:
+        if self.health is None:
+            return
+        ready = all(check.ok for check in self.health.readiness())
+        yield GaugeMetricFamily(
+            "router_worker_ready", "1 when /readyz answers 200.", value=1 if ready else 0
+        )
+
     def _lag(self) -> Iterator[Metric]:
+        done = GaugeMetricFamily(
+            "router_consumer_committed_offset",
+            "The offset committed, per assigned partition (stands still when commits stall).",
+            labels=["topic", "partition"],
+        )
+        for topic, partition, offset in committed_positions(self.engine.app):
+            done.add_metric([self.logical(topic), str(partition)], offset)
+        yield done
         lag = GaugeMetricFamily(
             "router_consumer_lag",
             "High watermark minus committed offset, per assigned partition.",
@@ -199,6 +225,24 @@ def consumer_lag(app: Any) -> list[tuple[str, int, int]]:
     return out
 
 
+def committed_positions(app: Any) -> list[tuple[str, int, int]]:
+    """(topic, partition, committed offset) for the assigned partitions with a commit."""
+    consumer = started_consumer(app)
+    if consumer is None:
+        return []
+    try:
+        assigned = list(consumer.assignment())
+        committed = _copy(committed_offsets(consumer))
+    except Exception:  # not started, or being rebalanced: no figures this scrape
+        return []
+    out = []
+    for tp in sorted(assigned):
+        offset = committed.get(tp)
+        if offset is not None:
+            out.append((tp.topic, tp.partition, int(offset)))
+    return out
+
+
 def time_lag(app: Any, now: float) -> list[tuple[str, int, float]]:
     """(topic, partition, seconds the oldest unprocessed record has waited) per assigned
     partition whose figure is known (see the module docstring)."""
@@ -228,11 +272,13 @@ def time_lag(app: Any, now: float) -> list[tuple[str, int, float]]:
     return out
 
 
-def engine_registry(engine: Any, logical: Callable[[str], str]) -> CollectorRegistry:
+def engine_registry(
+    engine: Any, logical: Callable[[str], str], health: WorkerHealth | None = None
+) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
-    registry.register(EngineCollector(engine, logical))
+    registry.register(EngineCollector(engine, logical, health))
     return registry
 
 

@@ -41,7 +41,7 @@ def run_worker(settings: RouterSettings, policy: RoutingPolicy | None = None) ->
         loop_timeout_s=settings.health_loop_timeout_s,
     )  # fmt: skip
     serve_worker_http(
-        engine_registry(engine, settings.logical), health, settings.metrics_host,
+        engine_registry(engine, settings.logical, health), health, settings.metrics_host,
         settings.metrics_port,
     )  # fmt: skip
     if not early.run(_prepare_topics(settings, engine.policy.policy)):

@@ -64,6 +64,7 @@ from router.stages.parking import ParkedAction, ParkingLot
 from schemas.action import ReplyAction, TicketActionEvent
 from schemas.dead_letter import SourcePosition
 from schemas.outbound import DELIVERY_EVENT_TYPES
+from schemas.sla import SLA_BREACHED, SLA_MET, SLA_WARNING
 from schemas.ticket import TicketEventKind
 from schemas.topics import SLA_EVENTS, TICKETS_ACTIONS, TICKETS_COMMANDS, TICKETS_EVENTS
 
@@ -76,6 +77,18 @@ Committed = Callable[[str, int], int | None]
 # How the delivery state records on `tickets.events` start (orjson writes no spaces; a quote
 # inside a message body is escaped, so no body matches).
 _DELIVERY_TYPES = tuple(f'"type":"{t}"'.encode() for t in DELIVERY_EVENT_TYPES)
+# `sla_<kind>` counters: warning, breached, met (orjson writes no spaces)
+_SLA_KINDS = tuple(
+    (f"sla_{t.rsplit('.', 1)[1]}", f'"type":"{t}"'.encode())
+    for t in (SLA_WARNING, SLA_BREACHED, SLA_MET)
+)
+
+
+def sla_kind(value: bytes) -> str:
+    """The counter of an SLA event record: `sla_warning`, `sla_breached` or `sla_met`."""
+    return next((name for name, marker in _SLA_KINDS if marker in value), "sla_other")
+
+
 # ticket id -> what the ticket index knows of it (channel, thread ref, comment to answer)
 ThreadLookup = Callable[[str], TicketIndexEntry | None]
 Runner = Callable[[LifecycleState | None], Step]
@@ -336,5 +349,8 @@ class LifecycleProcessor:
             self.counts["stored"] += 1
         if new_state is not state or reindex:
             self._index(partition, ticket_id, index_entry(new_state))
-        self.counts["sla_events"] += sum(r.topic == SLA_EVENTS.name for r in records)
+        for record in records:
+            if record.topic == SLA_EVENTS.name:
+                self.counts["sla_events"] += 1
+                self.counts[sla_kind(record.value)] += 1
 

@@ -45,11 +45,11 @@ def test_falling_behind_or_a_single_read_never_promises_a_time() -> None:
     assert totals([single])["catch_up_s"] is None
 
 
-@pytest.mark.parametrize(
-    ("seconds", "text"),
-    [(None, "-"), (0.25, "0.2s"), (9.96, "10.0s"), (42.4, "42s"), (245, "4m05s"),
-     (3 * 3600 + 13 * 60 + 9, "3h13m")],  # fmt: skip
-)
+DURATIONS = [(None, "-"), (0.25, "0.2s"), (9.96, "10.0s"), (42.4, "42s"), (245, "4m05s"),
+             (3 * 3600 + 13 * 60 + 9, "3h13m")]  # fmt: skip
+
+
+@pytest.mark.parametrize(("seconds", "text"), DURATIONS)
 def test_durations_read_at_a_glance(seconds: float | None, text: str) -> None:
     assert describe_seconds(seconds) == text
 

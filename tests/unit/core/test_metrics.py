@@ -7,6 +7,7 @@ from collections import Counter
 from types import SimpleNamespace
 from typing import Any
 
+import orjson
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -47,7 +48,8 @@ def fake_engine() -> Any:
     )
     emitter = SimpleNamespace(sent=Counter({"queue.vendor": 5, "tickets.events": 9}))
     lifecycle = SimpleNamespace(
-        counts=Counter(stored=7, sla_events=4, action_rejected=1),
+        counts=Counter(stored=7, sla_events=4, sla_warning=1, sla_breached=3,
+                       action_rejected=1),
         deadlines=SimpleNamespace(index=[1, 2, 3]),
     )
     policy = SimpleNamespace(policy=SimpleNamespace(name="marketplace", version="2.0.0"))
@@ -73,7 +75,12 @@ def test_series_come_from_the_stages_counters_policy_and_consumer() -> None:
     assert got[("router_records_sent_total", (("topic", "queue.vendor"),))] == 5
     assert got[("router_lifecycle_records_total", (("outcome", "stored"),))] == 7
     assert ("router_lifecycle_records_total", (("outcome", "sla_events"),)) not in got
-    assert got[("router_sla_events_total", ())] == 4
+    assert got[("router_sla_events_total", (("kind", "breached"),))] == 3
+    assert got[("router_sla_events_total", (("kind", "warning"),))] == 1
+    assert got[("router_sla_events_total", (("kind", "met"),))] == 0
+    assert ("router_lifecycle_records_total", (("outcome", "sla_breached"),)) not in got
+    done = ("router_consumer_committed_offset", (("partition", "0"), ("topic", "channel.email")))
+    assert got[done] == 40
     assert got[("router_sla_deadlines_pending", ())] == 3
     info = ("router_ruleset_info", (("ruleset", "marketplace"), ("version", "2.0.0")))
     assert got[info] == 1
@@ -97,3 +104,14 @@ def test_queue_topics_fold_into_families() -> None:
     assert topic_family("queue.vendor.acme-tools") == "queue.vendor"
     assert topic_family("queue.dept.disputes") == "queue.dept"
     assert topic_family("sla.events") == "sla.events"
+
+
+def test_sla_events_are_counted_by_kind_from_the_written_record() -> None:
+    from router.stages.lifecycle import sla_kind
+    from schemas.sla import SLA_BREACHED, SLA_MET, SLA_WARNING
+
+    for event_type, counter in ((SLA_WARNING, "sla_warning"), (SLA_BREACHED, "sla_breached"),
+                                (SLA_MET, "sla_met")):  # fmt: skip
+        value = orjson.dumps({"specversion": "1.0", "id": "x", "type": event_type, "data": {}})
+        assert sla_kind(value) == counter
+    assert sla_kind(b'{"type":"support.sla.paused"}') == "sla_other"
