@@ -242,9 +242,10 @@ def _mount_optional() -> None:
     from router.cli_vendors import mount as mount_vendor_commands
 
     mount_vendor_commands(vendors_app)  # vendors publish|remove|list
-    from router.cli_email import email_app
+    from router.cli_email import connect_app, email_app
 
     app.add_typer(email_app, name="email")  # email parse
+    app.add_typer(connect_app, name="connect")  # connect email
     try:
         from router.cli_rules import rules_app, simulate
     except ImportError:  # pragma: no cover - the rule engine ships separately
