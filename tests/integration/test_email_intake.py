@@ -243,11 +243,11 @@ BOUNCE_ID = "<bounce-1@mx.buyer.example>"
 BOUNCE = mail(BOUNCE_ID, "Undelivered Mail Returned to Sender", "", sender="MAILER-DAEMON@mx."
               "buyer.example", headers={"Content-Type": 'multipart/report; report-type='
                                         'delivery-status; boundary="b1"'}).replace(b"\r\n\r\n", (
-    "\r\n\r\n--b1\r\nContent-Type: text/plain\r\n\r\nDelivery failed.\r\n"
-    "--b1\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx\r\n\r\n"
-    "Final-Recipient: rfc822; nobody@buyer.example\r\nAction: failed\r\nStatus: 5.1.1\r\n\r\n"
-    "--b1\r\nContent-Type: text/rfc822-headers\r\n\r\nMessage-ID: <reply-9@shop.example>\r\n"
-    "\r\n--b1--\r\n").encode(), 1)  # fmt: skip
+    b"\r\n\r\n--b1\r\nContent-Type: text/plain\r\n\r\nDelivery failed.\r\n"
+    b"--b1\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx\r\n\r\n"
+    b"Final-Recipient: rfc822; nobody@buyer.example\r\nAction: failed\r\nStatus: 5.1.1\r\n\r\n"
+    b"--b1\r\nContent-Type: text/rfc822-headers\r\n\r\nMessage-ID: <reply-9@shop.example>\r\n"
+    b"\r\n--b1--\r\n"), 1)  # fmt: skip
 NO_SENDER = b"Subject: who am I\r\nMessage-ID: <anon-1@x.example>\r\n\r\nno From at all\r\n"
 SENTINEL = mail("<sentinel-1@buyer.example>", "Last one", "Hello again")
 
@@ -354,7 +354,7 @@ def send(port: int, raw: bytes, sender: str = "ana@buyer.example") -> tuple[int,
             return exc.smtp_code, exc.smtp_error.decode()
         except smtplib.SMTPDataError as exc:  # pragma: no cover - a subclass of the above
             return exc.smtp_code, exc.smtp_error.decode()
-        code, text = client.noop()  # the session is still fine after the message
+        code, _text = client.noop()  # the session is still fine after the message
         assert code == 250
         return 250, "accepted"
 
@@ -396,7 +396,8 @@ def test_smtp_answers_451_while_kafka_is_unreachable_and_250_once_it_is_back(
             noise = send(intake.port, AUTO_REPLY)
         finally:
             relay.close()
-    assert refused[0] == 554 and "no_sender" in refused[1], refused
+    assert refused[0] == 554, refused
+    assert "no_sender" in refused[1], refused
     assert noise[0] == 250
     outputs = on_topics(
         settings.model_copy(update={"kafka_bootstrap_servers": kafka_bootstrap}),

@@ -1,0 +1,91 @@
+"""What the intake does with each kind of message, and the SMTP answer it gives."""
+
+from __future__ import annotations
+
+import orjson
+
+from router.email.intake import (
+    TRY_LATER,
+    Kind,
+    imap_source,
+    intake_step,
+    smtp_answer,
+    smtp_source,
+)
+from schemas.topics import CHANNEL_DLQ
+from streams.email.imap import fetched_messages
+from tests.unit.email.support import mail, parse
+
+
+def test_a_message_becomes_one_channel_record_keyed_by_its_thread() -> None:
+    step = intake_step(parse(mail()))
+    assert step.kind is Kind.RECORD
+    (record,) = step.records
+    value = orjson.loads(record.value)
+    assert record.topic == "channel.email"
+    assert record.key == value["data"]["thread_ref"].encode()
+    assert step.event_id == value["id"]
+    assert smtp_answer(step, acknowledged=True) == f"250 2.0.0 OK {step.event_id}"
+    assert smtp_answer(step, acknowledged=False) == TRY_LATER
+
+
+def test_the_same_message_read_twice_is_the_same_record_id() -> None:
+    first, again = intake_step(parse(mail())), intake_step(parse(mail()))
+    assert first.event_id == again.event_id
+
+
+def test_auto_replies_and_bounces_produce_nothing_and_are_accepted() -> None:
+    auto = intake_step(parse(mail(Auto_Submitted="auto-replied")))
+    assert (auto.kind, auto.records) == (Kind.AUTO_REPLY, ())
+    assert "Auto-Submitted" in auto.detail
+    assert smtp_answer(auto, acknowledged=True).startswith("250 ")
+    bounce = intake_step(parse(mail(
+        Content_Type='multipart/report; report-type=delivery-status; boundary="b"',
+        body="--b\nContent-Type: message/delivery-status\n\nAction: failed\n--b--\n")))  # fmt: skip
+    assert (bounce.kind, bounce.records) == (Kind.BOUNCE, ())
+
+
+def test_a_refused_message_is_dead_lettered_and_answered_5xx_with_the_reason() -> None:
+    step = intake_step(parse(mail(From="", Sender="", Reply_To="", Return_Path="")))
+    assert step.kind is Kind.REFUSED
+    (letter,) = step.records
+    assert letter.topic == CHANNEL_DLQ.name
+    assert dict(letter.headers)["dlq.reason"] == b"no_sender"
+    answer = smtp_answer(step, acknowledged=True)
+    assert answer.startswith("554 5.6.0 Message refused (no_sender): no usable sender")
+    assert smtp_answer(step, acknowledged=False) == TRY_LATER  # the dead letter is not in Kafka
+
+
+def test_an_oversize_message_is_answered_552() -> None:
+    step = intake_step(parse(mail(body="x" * 3000), email_max_bytes=1024))
+    assert step.reason is not None
+    assert step.reason.value == "oversize"
+    assert smtp_answer(step, acknowledged=True).startswith("552 5.3.4 ")
+
+
+def test_smtp_reply_text_is_one_bounded_printable_line() -> None:
+    step = intake_step(parse(mail(From="", Sender="", Reply_To="", Return_Path="")))
+    weird = step.__class__(step.kind, step.records, reason=step.reason,
+                           detail="line one\r\nline two \x00\u00e9" + "y" * 2000)  # fmt: skip
+    answer = smtp_answer(weird, acknowledged=True)
+    assert "\r" not in answer
+    assert "\n" not in answer
+    assert answer.isascii()
+    assert len(answer) < 512
+
+
+def test_sources_are_deterministic_and_distinct() -> None:
+    assert imap_source("s@h", "INBOX", 7, 42) == imap_source("s@h", "INBOX", 7, 42)
+    assert imap_source("s@h", "INBOX", 7, 42).topic == "imap:s@h/INBOX"
+    assert smtp_source("l", b"a") == smtp_source("l", b"a")
+    assert smtp_source("l", b"a").offset != smtp_source("l", b"b").offset
+    assert 0 <= smtp_source("l", b"a").offset < 2**63
+
+
+def test_fetched_messages_take_the_body_item_whatever_its_name() -> None:
+    answer = {
+        9: {b"BODY[]<0>": b"second", b"SEQ": 2},
+        3: {b"BODY[]": b"first", b"SEQ": 1},
+        5: {b"FLAGS": ()},  # expunged meanwhile: no body
+    }
+    assert [(m.uid, m.raw) for m in fetched_messages(answer)] == [(3, b"first"), (9, b"second")]
