@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import smtplib
+import ssl
 import subprocess
 import sys
 import threading
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -139,17 +142,23 @@ class LoopThread:
         assert not self._thread.is_alive(), "the connector did not stop within 30 s"
 
 
-def imap_connector(settings: RouterSettings, intake_class: type[ImapIntake] = ImapIntake
-                   ) -> LoopThread:  # fmt: skip
-    async def body(stop: asyncio.Event) -> None:
-        sink = ChannelSink(settings, 10.0, client_id="router-email-test")
-        await sink.start()
-        try:
-            await intake_class(settings, email_config(settings), sink).run(stop)
-        finally:
-            await sink.stop()
+class ImapThread(LoopThread):
+    def __init__(self, intake: ImapIntake) -> None:
+        async def body(stop: asyncio.Event) -> None:
+            await intake.sink.start()
+            try:
+                await intake.run(stop)
+            finally:
+                await intake.sink.stop()
 
-    return LoopThread(body)
+        super().__init__(body)
+        self.intake = intake
+
+
+def imap_connector(settings: RouterSettings, intake_class: type[ImapIntake] = ImapIntake
+                   ) -> ImapThread:  # fmt: skip
+    sink = ChannelSink(settings, 10.0, client_id="router-email-test")
+    return ImapThread(intake_class(settings, email_config(settings), sink))
 
 
 def on_topics(settings: RouterSettings, topics: list[str], done: Callable[[list[Output]], bool],
@@ -250,6 +259,7 @@ BOUNCE = mail(BOUNCE_ID, "Undelivered Mail Returned to Sender", "", sender="MAIL
     b"\r\n--b1--\r\n"), 1)  # fmt: skip
 NO_SENDER = b"Subject: who am I\r\nMessage-ID: <anon-1@x.example>\r\n\r\nno From at all\r\n"
 SENTINEL = mail("<sentinel-1@buyer.example>", "Last one", "Hello again")
+LATE = mail("<late-1@buyer.example>", "Arrived later", "Are you there?")
 
 
 def test_auto_replies_and_bounces_open_nothing_and_a_refused_message_is_dead_lettered(
@@ -263,19 +273,60 @@ def test_auto_replies_and_bounces_open_nothing_and_a_refused_message_is_dead_let
         wait_for(lambda: len(flags(dovecot)) == 4
                  and all(b"$Routed" in f for f in flags(dovecot).values()), 60,
                  "all four messages flagged $Routed")  # fmt: skip
+        # the connector now waits in IDLE; the poll interval (30 s) is longer than this wait
+        append(dovecot, LATE)
+        wait_for(lambda: all(b"$Routed" in f for f in flags(dovecot).values()), 15,
+                 "the message that arrived during IDLE flagged")  # fmt: skip
+        assert len(flags(dovecot)) == 5
         assert connector.alive
     outputs = on_topics(
         settings, [EMAIL, CHANNEL_DLQ.name],
-        lambda outs: {EMAIL, CHANNEL_DLQ.name} <= {o.topic for o in outs},
-        "the sentinel's record and the dead letter",
+        lambda outs: {EMAIL, CHANNEL_DLQ.name} <= {o.topic for o in outs}
+        and len(ids_on(outs, EMAIL)) == 2,
+        "the two records and the dead letter",
     )  # fmt: skip
-    assert ids_on(outputs, EMAIL) == ["sentinel-1@buyer.example"]
+    assert sorted(ids_on(outputs, EMAIL)) == ["late-1@buyer.example", "sentinel-1@buyer.example"]
     (letter,) = [o for o in outputs if o.topic == CHANNEL_DLQ.name]
     assert letter.value["data"]["reason"] == "no_sender"
     assert letter.value["data"]["source"]["topic"] == f"imap:{USER}@127.0.0.1/INBOX"
     assert letter.value["data"]["original"]["value"] == NO_SENDER.decode()
     # a keyword leaves \Seen to the people who read the mailbox
     assert not any(b"\\Seen" in f for f in flags(dovecot).values())
+
+
+# --- over TLS, with the server's certificate checked against a private CA ---------------------
+
+
+def test_imap_over_tls_checks_the_certificate_and_takes_mail_in(
+    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    if dovecot_binary() is None or shutil.which("openssl") is None:
+        pytest.skip(f"needs dovecot and openssl: {INSTALL_HINT}")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True,
+    )  # fmt: skip
+    with LocalDovecot(user=USER, password=PASSWORD, ssl_cert=cert, ssl_key=key) as server:
+        settings = email_settings(kafka_bootstrap, topic_prefix, server, email_imap_tls=True,
+                                  email_imap_ca_file=cert)  # fmt: skip
+        create_topics(settings)
+        untrusted = settings.model_copy(update={"email_imap_ca_file": None})
+        with pytest.raises(ssl.SSLCertVerificationError):  # the system CAs do not know it
+            ImapIntake(untrusted, email_config(untrusted), ChannelSink(untrusted)
+                       )._connect_blocking()  # fmt: skip
+        context = ssl.create_default_context(cafile=str(cert))
+        with IMAPClient("127.0.0.1", port=server.port, ssl=True, ssl_context=context) as client:
+            client.login(USER, PASSWORD)
+            client.append("INBOX", mail("<tls-1@buyer.example>", "Over TLS", "Hello"))
+            with imap_connector(settings) as connector:
+                wait_for(lambda: connector.intake.counts["record"] == 1, 60, "the message taken in")
+            client.select_folder("INBOX", readonly=True)
+            assert [set(f[b"FLAGS"]) for f in client.fetch(client.search(), ["FLAGS"]).values()
+                    ] == [{b"\\Seen"}]  # fmt: skip
+    outputs = on_topics(settings, [EMAIL], lambda outs: bool(outs), "the record")
+    assert ids_on(outputs, EMAIL) == ["tls-1@buyer.example"]
 
 
 # --- a crash between Kafka's ack and the IMAP flag loses and duplicates nothing ----------------
@@ -351,8 +402,6 @@ def send(port: int, raw: bytes, sender: str = "ana@buyer.example") -> tuple[int,
         try:
             client.sendmail(sender, ["support@shop.example"], raw)
         except smtplib.SMTPResponseException as exc:
-            return exc.smtp_code, exc.smtp_error.decode()
-        except smtplib.SMTPDataError as exc:  # pragma: no cover - a subclass of the above
             return exc.smtp_code, exc.smtp_error.decode()
         code, _text = client.noop()  # the session is still fine after the message
         assert code == 250
