@@ -14,7 +14,7 @@ from router.ids import derive_id
 from router.outputs import engine_record
 from router.records import OutRecord
 from schemas.action import ActorRole, ReplyAction
-from schemas.message import Channel
+from schemas.message import EMAIL_SENDER_PREFIX, Channel
 from schemas.outbound import OUTBOUND_REPLY, OutboundReply, Platform
 from schemas.topics import OUTBOUND
 
@@ -68,12 +68,26 @@ def outbound_reply(
     thread_ref: str,
     now: datetime,
     reply_to: str | None = None,
+    customer: str | None = None,
 ) -> OutRecord | None:
     """The `outbound.<channel>` record of an applied reply; None for a buyer's own reply.
-    `reply_to`: the customer's latest comment, which a reply on a comment thread answers."""
+    `reply_to`: the customer's latest comment, which a reply on a comment thread answers, or
+    latest mail (its Message-ID), which an email reply answers; `customer`: on email, who
+    opened the ticket (`email:<address>`), the reply's recipient."""
     if action.actor.role is ActorRole.BUYER:
         return None
     key = idempotency_key(action.ticket_id, action_id)
+    if channel == Channel.EMAIL.value:
+        address = customer.removeprefix(EMAIL_SENDER_PREFIX) if customer else None
+        data = OutboundReply(
+            ticket_id=action.ticket_id, action_id=action_id, idempotency_key=key,
+            channel=Channel.EMAIL, thread_ref=thread_ref, recipient_id=address or None,
+            reply_to_id=reply_to, body=action.body, actor=action.actor, at=action.at,
+        )  # fmt: skip
+        return engine_record(
+            OUTBOUND.of(channel), action.ticket_id, key, OUTBOUND_REPLY, now,
+            data.model_dump(mode="json", exclude_none=True),
+        )  # fmt: skip
     route = thread_route(thread_ref)
     commented = comment_platform(thread_ref) if route is None else None
     if commented is not None and reply_to is not None:
