@@ -169,11 +169,12 @@ def vendors_acls(
 @app.command()
 def deliver(
     channel: Annotated[
-        str, typer.Option(help="Which outbound topic to deliver: chat or social.")
+        str, typer.Option(help="Which outbound topic to deliver: chat, social or email.")
     ],
     settings_file: SettingsOpt = None,
 ) -> None:
-    """Deliver replies from outbound.<channel> to the Graph API until SIGTERM/SIGINT."""
+    """Deliver replies from outbound.<channel> until SIGTERM/SIGINT: chat and social to the
+    Graph API, email over SMTP to the relay."""
     from streams.deliver import CHANNELS, run_deliver
     from streams.settings import RouterSettings
 
@@ -182,6 +183,9 @@ def deliver(
         raise typer.Exit(2)
     settings = load_settings(settings_file)
     assert isinstance(settings, RouterSettings)
+    if channel == "email" and not settings.email_relay_host:
+        typer.echo("cannot deliver email: set ROUTER_EMAIL_RELAY_HOST (the SMTP relay)", err=True)
+        raise typer.Exit(2)
     run_deliver(settings, channel)
 
 

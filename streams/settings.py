@@ -210,6 +210,14 @@ class RouterSettings(BaseSettings):
     email_smtp_port: int = Field(default=-1, ge=-1, le=65535)
     # how long a message waits for Kafka before the answer is 451 (the sender retries)
     email_ack_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    # `router deliver --channel email`: replies go to this relay (retries: deliver_*), from
+    # `email_reply_from` (default: the first of email_support_addresses)
+    email_relay_host: str | None = None
+    email_relay_port: int = Field(default=587, ge=1, le=65535)
+    email_relay_starttls: bool = True
+    email_relay_user: str | None = None
+    email_relay_password: SecretStr | None = None  # never logged
+    email_reply_from: EmailAddress | None = None
 
     @model_validator(mode="after")
     def _requests_outlast_the_session(self) -> RouterSettings:
