@@ -12,7 +12,7 @@ import ssl
 import subprocess
 import sys
 import threading
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,21 +29,13 @@ from streams.local.dovecot import INSTALL_HINT, LocalDovecot, dovecot_binary
 from streams.local.install import die_with_parent, free_port
 from streams.settings import RouterSettings
 from tests.harness import REPO, Collector, Output, wait_for
+from tests.integration.conftest import IMAP_PASSWORD as PASSWORD
+from tests.integration.conftest import IMAP_USER as USER
 from tests.integration.conftest import EngineUnderTest
 
 pytestmark = pytest.mark.integration
 
-USER, PASSWORD = "support", "imap-secret-42"
 EMAIL = "channel.email"
-
-
-@pytest.fixture
-def dovecot() -> Iterator[LocalDovecot]:
-    if dovecot_binary() is None:
-        pytest.skip(f"dovecot is not installed: {INSTALL_HINT}")
-    with LocalDovecot(user=USER, password=PASSWORD) as server:
-        yield server
-        print(server.log_text())  # shown by pytest only when the test failed
 
 
 def email_settings(bootstrap: str, prefix: str, server: LocalDovecot | None = None,
