@@ -12,8 +12,10 @@ Meta threads name their recipient in the thread ref (`router.intake.meta`):
 give `platform`, `account_id` and `recipient_id`. Comment threads
 (`instagram:<account>:media:<id>:user:<id>`, `facebook:<page>:post:<id>:user:<id>`) give
 `platform`, `account_id` and `reply_to_id`, the customer's latest comment on the ticket (the
-ticket index follows it). Other threads (email, mentions, a connector's own refs) leave them
-unset and the channel's connector decides.
+ticket index follows it). Email threads give `recipient_id`, the customer's address, and
+`reply_to_id`, the Message-ID of the customer's latest mail (the ticket index keeps both).
+Other threads (mentions, a connector's own refs) leave them unset and the channel's connector
+decides.
 """
 
 from __future__ import annotations
@@ -77,7 +79,7 @@ class DeliveryOutcome(BaseModel):
     channel: Channel
     platform: Platform | None = None
     attempts: Annotated[int, Field(ge=0)]  # 0: never sent (no recipient)
-    status: int | None = None  # the last HTTP status; None: no answer (connection error)
+    status: int | None = None  # the last HTTP (email: SMTP) status; None: no answer
     provider_message_id: str | None = None  # on delivered: the id the platform gave it
     reason: str | None = None  # on failed
     at: datetime
