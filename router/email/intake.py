@@ -3,21 +3,29 @@ mailbox, an SMTP session, a file): the records to produce, and, for SMTP, the re
 
 The connectors in `streams/email/` follow one rule: a message is done (flagged or moved in
 IMAP, `250` in SMTP) only once Kafka acknowledged every record of its step. A refused message
-is done once its dead letter is acknowledged; an auto-reply or a bounce produces nothing and is
-done at once (counted and logged by the connector).
+is done once its dead letter is acknowledged; an auto-reply or a bounce opens nothing (counted and
+logged by the connector), but the bounce of one of our email replies marks that reply failed
+(`support.message.failed`), done once that marker is acknowledged.
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 
+from router.email.noise import Classification, Noise
 from router.email.parse import Classified, Outcome, Parsed
+from router.email.reply import replied_action
+from router.ids import derive_id
+from router.outbound import idempotency_key
+from router.outputs import engine_record
 from router.records import OutRecord
 from schemas.dead_letter import RejectReason, SourcePosition
 from schemas.message import Channel
-from schemas.topics import CHANNELS
+from schemas.outbound import MESSAGE_FAILED, DeliveryOutcome
+from schemas.topics import CHANNELS, TICKETS_EVENTS
 
 SMTP_SOURCE_PREFIX = "smtp:"
 IMAP_SOURCE_PREFIX = "imap:"
@@ -39,14 +47,37 @@ class Step:
     detail: str = ""  # refused: the error; noise: the header that told
 
 
-def intake_step(outcome: Outcome) -> Step:
+def intake_step(outcome: Outcome, now: datetime) -> Step:
     if isinstance(outcome, Parsed):
         record = OutRecord(CHANNELS[Channel.EMAIL].name, outcome.key, outcome.value)
         return Step(Kind.RECORD, (record,), event_id=outcome.event.id)
     if isinstance(outcome, Classified):
         c = outcome.classification
-        return Step(Kind(c.kind.value), (), detail=c.why)
+        marker = bounce_marker(c, now)
+        return Step(Kind(c.kind.value), (marker,) if marker else (), detail=c.why)
     return Step(Kind.REFUSED, (outcome.record,), reason=outcome.reason, detail=outcome.error)
+
+
+def bounce_marker(bounce: Classification, now: datetime) -> OutRecord | None:
+    """A failed delivery report of one of our email replies -> `support.message.failed` on
+    `tickets.events` for that reply (as the deliverer writes for a refused one); None for any
+    other noise, a delay report, or a message that is not ours."""
+    if bounce.kind is not Noise.BOUNCE or bounce.action != "failed":
+        return None
+    replied = replied_action(bounce.original_message_id or "")
+    if replied is None:
+        return None
+    ticket_id, action_id = replied
+    key = idempotency_key(ticket_id, action_id)
+    outcome = DeliveryOutcome(
+        ticket_id=ticket_id, action_id=action_id, idempotency_key=key, channel=Channel.EMAIL,
+        attempts=1,  # the relay took it; the recipient's server refused it later
+        reason=f"bounced: {bounce.why}"[:500], at=now,
+    )  # fmt: skip
+    return engine_record(
+        TICKETS_EVENTS.name, ticket_id, derive_id(key, "bounced"), MESSAGE_FAILED, now,
+        outcome.model_dump(mode="json", exclude_none=True),
+    )  # fmt: skip
 
 
 def imap_source(account: str, mailbox: str, uidvalidity: int, uid: int) -> SourcePosition:

@@ -149,7 +149,8 @@ class ImapIntake:
         for message in fetched_messages(answer):
             source = imap_source(self.account, self.settings.email_imap_mailbox,
                                  self._uidvalidity, message.uid)  # fmt: skip
-            steps.append((message, intake_step(parse_email(message.raw, self.config, now, source))))
+            outcome = parse_email(message.raw, self.config, now, source)
+            steps.append((message, intake_step(outcome, now)))
         records = [r for _, step in steps for r in step.records]
         acked = await self.sink.send(records) if records else []
         done: list[int] = []

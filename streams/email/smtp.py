@@ -41,7 +41,8 @@ class IntakeHandler:
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         raw = envelope.original_content or b""
         source = smtp_source(self.listener, raw)
-        step = intake_step(parse_email(raw, self.config, datetime.now(UTC), source))
+        now = datetime.now(UTC)
+        step = intake_step(parse_email(raw, self.config, now, source), now)
         acked = all(await self.sink.send(step.records)) if step.records else True
         answer = smtp_answer(step, acked)
         self.counts[step.kind.value if acked else "deferred"] += 1

@@ -66,6 +66,20 @@ def relay() -> Iterator[tuple[Relay, int]]:
         controller.stop()
 
 
+def bounce_of(message_id: str) -> bytes:
+    """A delivery status notification (RFC 3464) that returns the headers of `message_id`."""
+    return (
+        "From: MAILER-DAEMON@mx.buyer.example\r\nTo: support@shop.example\r\n"
+        "Subject: Undelivered Mail Returned to Sender\r\nMessage-ID: <dsn-7@mx.buyer.example>\r\n"
+        'MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; '
+        'boundary="b7"\r\n\r\n--b7\r\nContent-Type: text/plain\r\n\r\nMailbox full.\r\n'
+        "--b7\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx\r\n\r\n"
+        "Final-Recipient: rfc822; ana@buyer.example\r\nAction: failed\r\nStatus: 5.2.2\r\n"
+        "\r\n--b7\r\nContent-Type: text/rfc822-headers\r\n\r\n"
+        f"Message-ID: {message_id}\r\nSubject: Re: your support request\r\n\r\n--b7--\r\n"
+    ).encode()
+
+
 def of_type(outputs: list[Output], event_type: str) -> list[Output]:
     return [o for o in outputs if o.value["type"] == event_type]
 
@@ -128,6 +142,12 @@ def test_an_agent_reply_goes_out_by_email_and_the_customer_s_answer_joins_the_ti
                                                      for o in outs},
                 "the customer's answer on a ticket",
             )  # fmt: skip
+            # the customer's server later bounces the reply: the reply is marked failed
+            append(dovecot, bounce_of(str(reply["Message-ID"])))
+            outputs = on_topics(
+                settings, [TICKETS_EVENTS.name],
+                lambda outs: bool(of_type(outs, "support.message.failed")), "the bounce marker",
+            )  # fmt: skip
         deliverer.send_signal(signal.SIGTERM)
         assert deliverer.wait(30) == 0
     finally:
@@ -139,8 +159,10 @@ def test_an_agent_reply_goes_out_by_email_and_the_customer_s_answer_joins_the_ti
     key = outbound.value["id"]
     assert [a[1] for a in handler.attempts] == [["ana@buyer.example"]] * 2
     assert len({a[2] for a in handler.attempts}) == 1  # the retry sent the very same message
-    assert reply["Message-ID"] == f"<{key}@shop.example>"
-    assert delivered.value["data"]["provider_message_id"] == f"{key}@shop.example"
+    message_id = str(reply["Message-ID"]).strip("<>")
+    assert message_id.startswith(f"{key}.")  # derived from the action: the same every attempt
+    assert message_id.endswith("@shop.example")
+    assert delivered.value["data"]["provider_message_id"] == message_id
     assert reply["In-Reply-To"] == CUSTOMER_MAIL
     assert reply["To"] == "ana@buyer.example"
     assert reply["From"] == SUPPORT
@@ -153,4 +175,8 @@ def test_an_agent_reply_goes_out_by_email_and_the_customer_s_answer_joins_the_ti
              if o.value["type"] == "support.ticket.message_added"]  # fmt: skip
     by_message = {e["message_id"]: e["ticket_id"] for e in added}
     assert by_message["q-2@buyer.example"] == ticket_id  # joined through the reply address
-    assert len(of_type(outputs, "support.ticket.opened")) == 1
+    assert len(of_type(outputs, "support.ticket.opened")) == 1  # the bounce opened nothing
+    (failed,) = of_type(outputs, "support.message.failed")
+    assert failed.key == ticket_id.encode()
+    assert failed.value["data"]["idempotency_key"] == key
+    assert failed.value["data"]["reason"].startswith("bounced: ")

@@ -10,7 +10,7 @@ from email import message_from_bytes, policy
 import orjson
 
 from router.delivery import Delivered, Failed, Retry, RetryPolicy, Source
-from router.email.reply import reply_mail, smtp_verdict
+from router.email.reply import replied_action, reply_mail, reply_message_id, smtp_verdict
 from router.outbound import outbound_reply
 from schemas.action import Actor, ActorRole, ReplyAction
 from schemas.outbound import OutboundReplyEvent
@@ -37,12 +37,14 @@ def test_the_reply_answers_the_customer_s_mail_from_the_ticket_s_reply_address()
     mail = reply_mail(found, SUPPORT)
     assert not isinstance(mail, Failed)
     assert (mail.sender, mail.recipient) == (SUPPORT, "ana@buyer.example")
-    assert mail.message_id == f"{found.id}@shop.example"
+    assert mail.message_id == reply_message_id(found, "shop.example")
+    assert mail.message_id.startswith(f"{found.id}.")
+    assert replied_action(mail.message_id) == ("T-1", "act-1")
     msg = message_from_bytes(mail.data, policy=policy.default)
     assert msg["To"] == "ana@buyer.example"
     assert msg["From"] == SUPPORT
     assert msg["Reply-To"] == f"support+t.{TOKEN}@shop.example"
-    assert msg["Message-ID"] == f"<{found.id}@shop.example>"
+    assert msg["Message-ID"] == f"<{mail.message_id}>"
     assert msg["In-Reply-To"] == msg["References"] == "<a2@buyer.example>"
     body = msg.get_body(("plain",))
     assert body is not None
@@ -105,7 +107,7 @@ def test_the_deliverer_retries_a_451_then_reports_delivery_with_the_message_id()
     data = outcome["data"]
     assert isinstance(data, dict)
     assert (data["attempts"], data["status"]) == (2, 250)
-    assert data["provider_message_id"] == f"{found.id}@shop.example"
+    assert data["provider_message_id"] == reply_message_id(found, "shop.example")
 
 
 def test_a_550_fails_at_once_to_the_dlq() -> None:
