@@ -4,13 +4,10 @@ intake through aiosmtpd, sent to with smtplib. Nothing here mocks a server."""
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
-import signal
 import smtplib
 import ssl
 import subprocess
-import sys
 import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -26,9 +23,9 @@ from streams.email.smtp import SmtpIntake
 from streams.gateway.sink import ChannelSink
 from streams.kafka.topics import TopicManager
 from streams.local.dovecot import INSTALL_HINT, LocalDovecot, dovecot_binary
-from streams.local.install import die_with_parent, free_port
+from streams.local.install import free_port
 from streams.settings import RouterSettings
-from tests.harness import REPO, Collector, Output, wait_for
+from tests.harness import Collector, Output, router_command, wait_for
 from tests.integration.conftest import IMAP_PASSWORD as PASSWORD
 from tests.integration.conftest import IMAP_USER as USER
 from tests.integration.conftest import EngineUnderTest
@@ -192,19 +189,13 @@ def test_a_thread_from_three_mail_clients_becomes_one_ticket(
     settings = email_settings(engine.bootstrap, engine.prefix, dovecot)
     engine.start_worker()
     append(dovecot, *THREAD)
-    log = (engine.tmp / "connect.log").open("ab")
     env = {
-        **os.environ, "KAFKA_BOOTSTRAP_SERVERS": engine.bootstrap,
-        "ROUTER_TOPIC_PREFIX": engine.prefix, "ROUTER_PARTITIONS": "3",
-        "ROUTER_EMAIL_IMAP_HOST": "127.0.0.1", "ROUTER_EMAIL_IMAP_PORT": str(dovecot.port),
-        "ROUTER_EMAIL_IMAP_TLS": "false", "ROUTER_EMAIL_IMAP_USER": USER,
-        "ROUTER_EMAIL_IMAP_PASSWORD": PASSWORD, "PYTHONPATH": str(REPO),
+        "KAFKA_BOOTSTRAP_SERVERS": engine.bootstrap, "ROUTER_TOPIC_PREFIX": engine.prefix,
+        "ROUTER_PARTITIONS": "3", "ROUTER_EMAIL_IMAP_HOST": "127.0.0.1",
+        "ROUTER_EMAIL_IMAP_PORT": str(dovecot.port), "ROUTER_EMAIL_IMAP_TLS": "false",
+        "ROUTER_EMAIL_IMAP_USER": USER, "ROUTER_EMAIL_IMAP_PASSWORD": PASSWORD,
     }  # fmt: skip
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "router", "connect", "email"], env=env, cwd=REPO, stdout=log,
-        stderr=subprocess.STDOUT, preexec_fn=die_with_parent(os.getpid()),
-    )  # fmt: skip
-    try:
+    with router_command(["connect", "email"], env, engine.tmp / "connect.log"):
         wanted = {ORIGINAL.strip("<>"), REPLY.strip("<>"), REPLY_TO_REPLY.strip("<>")}
         outputs = on_topics(
             settings, [EMAIL, TICKETS_EVENTS.name],
@@ -214,14 +205,6 @@ def test_a_thread_from_three_mail_clients_becomes_one_ticket(
         )  # fmt: skip
         wait_for(lambda: all(b"\\Seen" in f for f in flags(dovecot).values()), 30,
                  "every message flagged \\Seen")  # fmt: skip
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(30) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(30)
-        log.close()
-        print((engine.tmp / "connect.log").read_text(errors="replace"))
     records = [o for o in outputs if o.topic == EMAIL]
     assert sorted(ids_on(records, EMAIL)) == sorted(wanted)
     assert len({o.key for o in records}) == 1  # one thread_ref, one partition, in order

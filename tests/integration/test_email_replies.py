@@ -5,10 +5,6 @@ address joins the same ticket even without threading headers."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
@@ -21,8 +17,8 @@ from aiosmtpd.controller import Controller
 
 from schemas.topics import OUTBOUND, OUTBOUND_DLQ, TICKETS_EVENTS
 from streams.local.dovecot import LocalDovecot
-from streams.local.install import die_with_parent, free_port
-from tests.harness import REPO, Output, produce
+from streams.local.install import free_port
+from tests.harness import Output, produce, router_command
 from tests.integration.conftest import EngineUnderTest
 from tests.integration.test_email_intake import (
     append,
@@ -91,21 +87,15 @@ def test_an_agent_reply_goes_out_by_email_and_the_customer_s_answer_joins_the_ti
     settings = email_settings(engine.bootstrap, engine.prefix, dovecot,
                               email_support_addresses=[SUPPORT])  # fmt: skip
     engine.start_worker()
-    log = (engine.tmp / "deliver-email.log").open("ab")
     env = {
-        **os.environ, "KAFKA_BOOTSTRAP_SERVERS": engine.bootstrap,
+        "KAFKA_BOOTSTRAP_SERVERS": engine.bootstrap,
         "ROUTER_TOPIC_PREFIX": engine.prefix, "ROUTER_PARTITIONS": "3",
         "ROUTER_EMAIL_RELAY_HOST": "127.0.0.1", "ROUTER_EMAIL_RELAY_PORT": str(relay_port),
         "ROUTER_EMAIL_RELAY_STARTTLS": "false",
         "ROUTER_EMAIL_SUPPORT_ADDRESSES": orjson.dumps([SUPPORT]).decode(),
         "ROUTER_DELIVER_MAX_ATTEMPTS": "4", "ROUTER_DELIVER_BASE_DELAY_S": "0.05",
-        "PYTHONPATH": str(REPO),
     }  # fmt: skip
-    deliverer = subprocess.Popen(
-        [sys.executable, "-m", "router", "deliver", "--channel", "email"], env=env, cwd=REPO,
-        stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent(os.getpid()),
-    )  # fmt: skip
-    try:
+    with router_command(["deliver", "--channel", "email"], env, engine.tmp / "deliver.log"):
         append(dovecot, mail(CUSTOMER_MAIL, "Parcel missing", "My parcel never arrived."))
         with imap_connector(settings):
             outputs = on_topics(
@@ -148,14 +138,6 @@ def test_an_agent_reply_goes_out_by_email_and_the_customer_s_answer_joins_the_ti
                 settings, [TICKETS_EVENTS.name],
                 lambda outs: bool(of_type(outs, "support.message.failed")), "the bounce marker",
             )  # fmt: skip
-        deliverer.send_signal(signal.SIGTERM)
-        assert deliverer.wait(30) == 0
-    finally:
-        if deliverer.poll() is None:
-            deliverer.kill()
-            deliverer.wait(30)
-        log.close()
-        print((engine.tmp / "deliver-email.log").read_text(errors="replace"))
     key = outbound.value["id"]
     assert [a[1] for a in handler.attempts] == [["ana@buyer.example"]] * 2
     assert len({a[2] for a in handler.attempts}) == 1  # the retry sent the very same message
