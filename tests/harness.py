@@ -126,11 +126,16 @@ class WorkerProcess:
 
     def metrics_url(self) -> str | None:
         """Where the worker serves /metrics (its `metrics_serving` log line), once it does."""
-        for line in self.log_path.read_text(errors="replace").splitlines():
-            if '"metrics_serving"' in line:
-                doc = orjson.loads(line[line.find("{") :])
-                return str(doc["url"])
-        return None
+        return metrics_url_in(self.log_path)
+
+
+def metrics_url_in(log_path: Path) -> str | None:
+    """Where a router process serves /metrics (its `metrics_serving` log line), once it does."""
+    for line in log_path.read_text(errors="replace").splitlines():
+        if '"metrics_serving"' in line:
+            doc = orjson.loads(line[line.find("{") :])
+            return str(doc["url"])
+    return None
 
 
 def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -25,7 +25,7 @@ from streams.kafka.topics import TopicManager
 from streams.local.dovecot import INSTALL_HINT, LocalDovecot, dovecot_binary
 from streams.local.install import free_port
 from streams.settings import RouterSettings
-from tests.harness import Collector, Output, router_command, wait_for
+from tests.harness import Collector, Output, metrics_url_in, router_command, scrape, wait_for
 from tests.integration.conftest import IMAP_PASSWORD as PASSWORD
 from tests.integration.conftest import IMAP_USER as USER
 from tests.integration.conftest import EngineUnderTest
@@ -194,6 +194,7 @@ def test_a_thread_from_three_mail_clients_becomes_one_ticket(
         "ROUTER_PARTITIONS": "3", "ROUTER_EMAIL_IMAP_HOST": "127.0.0.1",
         "ROUTER_EMAIL_IMAP_PORT": str(dovecot.port), "ROUTER_EMAIL_IMAP_TLS": "false",
         "ROUTER_EMAIL_IMAP_USER": USER, "ROUTER_EMAIL_IMAP_PASSWORD": PASSWORD,
+        "ROUTER_METRICS_PORT": "0",
     }  # fmt: skip
     with router_command(["connect", "email"], env, engine.tmp / "connect.log"):
         wanted = {ORIGINAL.strip("<>"), REPLY.strip("<>"), REPLY_TO_REPLY.strip("<>")}
@@ -205,6 +206,10 @@ def test_a_thread_from_three_mail_clients_becomes_one_ticket(
         )  # fmt: skip
         wait_for(lambda: all(b"\\Seen" in f for f in flags(dovecot).values()), 30,
                  "every message flagged \\Seen")  # fmt: skip
+        url = metrics_url_in(engine.tmp / "connect.log")
+        assert url is not None
+        taken = ("router_email_messages_total", (("intake", "imap"), ("outcome", "record")))
+        assert scrape(url)[taken] == 3
     records = [o for o in outputs if o.topic == EMAIL]
     assert sorted(ids_on(records, EMAIL)) == sorted(wanted)
     assert len({o.key for o in records}) == 1  # one thread_ref, one partition, in order
