@@ -97,7 +97,9 @@ class ImapIntake:
             watcher.cancel()
 
     async def _connect(self) -> IMAPClient:
-        return await asyncio.to_thread(self._connect_blocking)
+        client = await asyncio.to_thread(self._connect_blocking)
+        self.connected.set()  # here, on the loop: an asyncio.Event is not thread-safe
+        return client
 
     def _connect_blocking(self) -> IMAPClient:
         s = self.settings
@@ -120,7 +122,6 @@ class ImapIntake:
         self._uidvalidity = int(selected.get(b"UIDVALIDITY", 0))
         idle = client.has_capability("IDLE")
         log.info("imap_connected", account=self.account, mailbox=s.email_imap_mailbox, idle=idle)
-        self.connected.set()
         return client
 
     async def _serve(self, client: IMAPClient, stop: asyncio.Event) -> None:

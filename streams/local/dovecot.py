@@ -69,13 +69,15 @@ def _user_exists(name: str) -> bool:
 
 
 def render_config(root: Path, port: int, *, ssl_cert: Path | None = None,
-                  ssl_key: Path | None = None) -> str:  # fmt: skip
+                  ssl_key: Path | None = None, capabilities: str | None = None) -> str:  # fmt: skip
     login, internal, mail_user, mail_group = _accounts()
     internal_group = internal if _user_exists(internal) and os.geteuid() == 0 else mail_group
     ssl = (
         f"ssl = required\nssl_cert = <{ssl_cert}\nssl_key = <{ssl_key}\n"
         if ssl_cert and ssl_key else "ssl = no\n"
     )  # fmt: skip
+    # what the server announces after login (to test a client against a server without IDLE)
+    announce = f"imap_capability = {capabilities}\n" if capabilities else ""
     listener = "imaps" if ssl_cert else "imap"
     other = "imap" if ssl_cert else "imaps"
     return f"""\
@@ -85,7 +87,7 @@ base_dir = {root}/run
 state_dir = {root}/state
 instance_name = router-test-{port}
 log_path = {root}/dovecot.log
-{ssl}disable_plaintext_auth = no
+{ssl}{announce}disable_plaintext_auth = no
 auth_mechanisms = plain login
 default_login_user = {login}
 default_internal_user = {internal}
@@ -117,8 +119,10 @@ service anvil {{
 
 class LocalDovecot:
     def __init__(self, *, user: str = "support", password: str = "secret",
-                 ssl_cert: Path | None = None, ssl_key: Path | None = None) -> None:  # fmt: skip
+                 ssl_cert: Path | None = None, ssl_key: Path | None = None,
+                 capabilities: str | None = None) -> None:  # fmt: skip
         self.user = user
+        self.capabilities = capabilities
         self.password = password
         self.ssl_cert = ssl_cert
         self.ssl_key = ssl_key
@@ -154,7 +158,8 @@ class LocalDovecot:
         os.chown(users, owner.pw_uid, owner.pw_gid)
         config = root / "dovecot.conf"
         config.write_text(
-            render_config(root, self.port, ssl_cert=self.ssl_cert, ssl_key=self.ssl_key)
+            render_config(root, self.port, ssl_cert=self.ssl_cert, ssl_key=self.ssl_key,
+                          capabilities=self.capabilities)
         )
         output = (root / "stdout.log").open("ab")
         try:

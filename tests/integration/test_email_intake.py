@@ -274,6 +274,25 @@ def test_auto_replies_and_bounces_open_nothing_and_a_refused_message_is_dead_let
     assert not any(b"\\Seen" in f for f in flags(dovecot).values())
 
 
+def test_without_idle_the_connector_polls(kafka_bootstrap: str, topic_prefix: str) -> None:
+    if dovecot_binary() is None:
+        pytest.skip(f"dovecot is not installed: {INSTALL_HINT}")
+    with LocalDovecot(user=USER, password=PASSWORD,
+                      capabilities="IMAP4rev1 LITERAL+ UIDPLUS MOVE") as server:  # fmt: skip
+        settings = email_settings(kafka_bootstrap, topic_prefix, server,
+                                  email_imap_poll_interval_s=0.5)  # fmt: skip
+        create_topics(settings)
+        with IMAPClient("127.0.0.1", port=server.port, ssl=False, timeout=10) as client:
+            client.login(USER, PASSWORD)
+            assert not client.has_capability("IDLE")
+        with imap_connector(settings) as connector:
+            wait_for(lambda: connector.intake.connected.is_set(), 30, "the connector to log in")
+            append(server, SENTINEL)  # arrives while the connector waits between polls
+            wait_for(lambda: connector.intake.counts["record"] == 1, 30, "the next poll")
+            wait_for(lambda: all(b"\\Seen" in f for f in flags(server).values()), 30,
+                     "the message flagged")  # fmt: skip
+
+
 # --- over TLS, with the server's certificate checked against a private CA ---------------------
 
 
