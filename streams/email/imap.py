@@ -129,8 +129,7 @@ class ImapIntake:
         while not stop.is_set():
             pending = await asyncio.to_thread(self._pending, client)
             if pending:
-                chunk = pending[:batch]
-                if await self.take(client, chunk) < len(chunk):
+                if await self.take(client, pending[:batch]):
                     await _wait(stop, KAFKA_RETRY_S)  # Kafka did not take them all: later
                 continue
             await asyncio.to_thread(self._wait_for_mail, client)
@@ -141,7 +140,8 @@ class ImapIntake:
         return sorted(int(u) for u in client.search(criteria))
 
     async def take(self, client: IMAPClient, uids: Sequence[int]) -> int:
-        """Fetch, parse and produce these messages; mark those Kafka acknowledged. How many."""
+        """Fetch, parse and produce these messages; mark those Kafka acknowledged. How many it
+        did not (they stay unmarked, to be read again); one expunged meanwhile is not counted."""
         limit = self.config.max_bytes + 1  # one byte more tells an oversize message
         item = f"BODY.PEEK[]<0.{limit}>".encode()
         answer = await asyncio.to_thread(client.fetch, list(uids), [item])
@@ -163,7 +163,7 @@ class ImapIntake:
                 self._count(message.uid, step)
         if done:
             await self.acknowledged(client, done)
-        return len(done)
+        return len(steps) - len(done)
 
     async def acknowledged(self, client: IMAPClient, uids: Sequence[int]) -> None:
         """Kafka holds these messages' records: mark them so they are not read again."""

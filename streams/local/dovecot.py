@@ -14,6 +14,7 @@ unprivileged processes must reach it (pytest's own temporary directories are not
 from __future__ import annotations
 
 import contextlib
+import grp
 import os
 import pwd
 import shutil
@@ -21,6 +22,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
@@ -44,20 +46,27 @@ def dovecot_binary() -> str | None:
     return DOVECOT if os.access(DOVECOT, os.X_OK) else None
 
 
-def _accounts() -> tuple[str, str, str, str]:
-    """(login user, internal user, mail uid name, mail gid name) Dovecot accepts here."""
-    if os.geteuid() != 0:
-        me = pwd.getpwuid(os.geteuid())
-        import grp
+@dataclass(frozen=True, slots=True)
+class Accounts:
+    login: str  # runs imap-login
+    internal: str  # runs auth and the other internal services
+    internal_group: str
+    mail: str  # owns the mailboxes
+    mail_group: str
 
-        group = grp.getgrgid(me.pw_gid).gr_name
-        return me.pw_name, me.pw_name, me.pw_name, group
+
+def accounts() -> Accounts:
+    """The users Dovecot accepts here (it runs neither logins nor mail as root)."""
+    if os.geteuid() != 0:
+        me = pwd.getpwuid(os.geteuid()).pw_name
+        return Accounts(me, me, _group_of(me), me, _group_of(me))
     login = "dovenull" if _user_exists("dovenull") else "nobody"
     internal = "dovecot" if _user_exists("dovecot") else "nobody"
-    import grp
+    return Accounts(login, internal, _group_of(internal), "nobody", _group_of("nobody"))
 
-    nobody = pwd.getpwnam("nobody")
-    return login, internal, "nobody", grp.getgrgid(nobody.pw_gid).gr_name
+
+def _group_of(user: str) -> str:
+    return grp.getgrgid(pwd.getpwnam(user).pw_gid).gr_name
 
 
 def _user_exists(name: str) -> bool:
@@ -70,8 +79,7 @@ def _user_exists(name: str) -> bool:
 
 def render_config(root: Path, port: int, *, ssl_cert: Path | None = None,
                   ssl_key: Path | None = None, capabilities: str | None = None) -> str:  # fmt: skip
-    login, internal, mail_user, mail_group = _accounts()
-    internal_group = internal if _user_exists(internal) and os.geteuid() == 0 else mail_group
+    users = accounts()
     ssl = (
         f"ssl = required\nssl_cert = <{ssl_cert}\nssl_key = <{ssl_key}\n"
         if ssl_cert and ssl_key else "ssl = no\n"
@@ -89,9 +97,9 @@ instance_name = router-test-{port}
 log_path = {root}/dovecot.log
 {ssl}{announce}disable_plaintext_auth = no
 auth_mechanisms = plain login
-default_login_user = {login}
-default_internal_user = {internal}
-default_internal_group = {internal_group}
+default_login_user = {users.login}
+default_internal_user = {users.internal}
+default_internal_group = {users.internal_group}
 mail_location = maildir:{root}/mail/%u
 passdb {{
   driver = passwd-file
@@ -99,7 +107,7 @@ passdb {{
 }}
 userdb {{
   driver = static
-  args = uid={mail_user} gid={mail_group} home={root}/mail/%u
+  args = uid={users.mail} gid={users.mail_group} home={root}/mail/%u
 }}
 service imap-login {{
   chroot =
@@ -147,15 +155,15 @@ class LocalDovecot:
         root.chmod(0o755)
         self.root = root
         self.port = free_port()
-        _, _, mail_user, _ = _accounts()
+        users = accounts()
         (root / "mail").mkdir()
-        entry = pwd.getpwnam(mail_user)
-        os.chown(root / "mail", entry.pw_uid, entry.pw_gid)
-        users = root / "users"
-        users.write_text(f"{self.user}:{{PLAIN}}{self.password}\n")
-        users.chmod(0o600)
-        owner = pwd.getpwnam(_accounts()[1])  # the auth worker reads it as the internal user
-        os.chown(users, owner.pw_uid, owner.pw_gid)
+        owner = pwd.getpwnam(users.mail)
+        os.chown(root / "mail", owner.pw_uid, owner.pw_gid)
+        passwd = root / "users"
+        passwd.write_text(f"{self.user}:{{PLAIN}}{self.password}\n")
+        passwd.chmod(0o600)
+        reader = pwd.getpwnam(users.internal)  # the auth worker reads it as the internal user
+        os.chown(passwd, reader.pw_uid, reader.pw_gid)
         config = root / "dovecot.conf"
         config.write_text(
             render_config(root, self.port, ssl_cert=self.ssl_cert, ssl_key=self.ssl_key,
