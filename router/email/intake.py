@@ -11,6 +11,7 @@ logged by the connector), but the bounce of one of our email replies marks that 
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -93,6 +94,18 @@ def smtp_source(listener: str, raw: bytes) -> SourcePosition:
     refused message writes the same dead letter."""
     offset = int.from_bytes(hashlib.sha256(raw).digest()[:7], "big")
     return SourcePosition(topic=f"{SMTP_SOURCE_PREFIX}{listener}", partition=0, offset=offset)
+
+
+_MAX_RECIPIENTS = 100
+_ADDRESS = re.compile(r"[^\s<>@,;]{1,64}@[^\s<>@,;]{1,255}")
+
+
+def with_envelope_recipients(raw: bytes, recipients: list[str]) -> bytes:
+    """The message with an `X-Original-To` line per SMTP envelope recipient (as a delivering
+    MTA adds), so a plus-address named only in `RCPT TO` (a Bcc) still reaches the parser."""
+    lines = [f"X-Original-To: {r}\r\n".encode() for r in recipients[:_MAX_RECIPIENTS]
+             if r.isascii() and _ADDRESS.fullmatch(r)]  # fmt: skip
+    return b"".join(lines) + raw
 
 
 # RFC 5321 replies with RFC 3463 enhanced status codes

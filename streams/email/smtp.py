@@ -1,6 +1,7 @@
 """SMTP intake (aiosmtpd): mail delivered straight to the router, answered only once Kafka has it.
 
-At the end of DATA the message is parsed by the core and its records (the channel record, or
+At the end of DATA the message (with an `X-Original-To` line per envelope recipient) is
+parsed by the core and its records (the channel record, or
 the dead letter of a refused message) are produced; the answer (`router.email.intake.
 smtp_answer`) is `250` once Kafka acknowledged them, `451` when it did not within
 `email_ack_timeout_s` (the sending server keeps the message and retries: nothing is lost),
@@ -19,7 +20,13 @@ import structlog
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from router.email.config import EmailConfig
-from router.email.intake import Kind, intake_step, smtp_answer, smtp_source
+from router.email.intake import (
+    Kind,
+    intake_step,
+    smtp_answer,
+    smtp_source,
+    with_envelope_recipients,
+)
 from router.email.parse import parse_email
 from streams.gateway.sink import ChannelSink
 from streams.settings import RouterSettings
@@ -39,7 +46,7 @@ class IntakeHandler:
         self.counts: Counter[str] = Counter()
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        raw = envelope.original_content or b""
+        raw = with_envelope_recipients(envelope.original_content or b"", envelope.rcpt_tos)
         source = smtp_source(self.listener, raw)
         now = datetime.now(UTC)
         step = intake_step(parse_email(raw, self.config, now, source), now)

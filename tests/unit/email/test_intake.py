@@ -11,6 +11,7 @@ from router.email.intake import (
     intake_step,
     smtp_answer,
     smtp_source,
+    with_envelope_recipients,
 )
 from router.email.reply import replied_action, reply_message_id
 from router.outbound import idempotency_key, outbound_reply
@@ -146,3 +147,13 @@ def test_our_message_ids_name_their_reply_and_forgeries_do_not() -> None:
     too_long = our_reply_id("x" * 300)  # ids too long to carry: the plain key
     assert "." not in too_long.partition("@")[0]
     assert replied_action(too_long) is None
+
+
+def test_envelope_recipients_reach_the_parser_as_x_original_to() -> None:
+    token = "abcdefghijklmnop"
+    raw = with_envelope_recipients(mail(), [f"support+t.{token}@shop.example", "x\r\nBcc: y"])
+    assert raw.startswith(f"X-Original-To: support+t.{token}@shop.example\r\n".encode())
+    assert b"Bcc: y" not in raw  # not an address: left out
+    step = intake_step(parse(raw), NOW)
+    (record,) = step.records
+    assert orjson.loads(record.value)["data"]["thread_ref"] == f"email:{token}"
