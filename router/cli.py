@@ -172,11 +172,12 @@ def vendors_acls(
 @app.command()
 def deliver(
     channel: Annotated[
-        str, typer.Option(help="Which outbound topic to deliver: chat or social.")
+        str, typer.Option(help="Which outbound topic to deliver: chat, social or email.")
     ],
     settings_file: SettingsOpt = None,
 ) -> None:
-    """Deliver replies from outbound.<channel> to the Graph API until SIGTERM/SIGINT."""
+    """Deliver replies from outbound.<channel> until SIGTERM/SIGINT: chat and social to the
+    Graph API, email over SMTP to the relay."""
     from streams.deliver import CHANNELS, run_deliver
     from streams.settings import RouterSettings
 
@@ -185,6 +186,9 @@ def deliver(
         raise typer.Exit(2)
     settings = load_settings(settings_file)
     assert isinstance(settings, RouterSettings)
+    if channel == "email" and not settings.email_relay_host:
+        typer.echo("cannot deliver email: set ROUTER_EMAIL_RELAY_HOST (the SMTP relay)", err=True)
+        raise typer.Exit(2)
     run_deliver(settings, channel)
 
 
@@ -267,9 +271,10 @@ def _mount_optional() -> None:
     from router.cli_vendors import mount as mount_vendor_commands
 
     mount_vendor_commands(vendors_app)  # vendors publish|remove|list
-    from router.cli_email import email_app
+    from router.cli_email import connect_app, email_app
 
     app.add_typer(email_app, name="email")  # email parse
+    app.add_typer(connect_app, name="connect")  # connect email
     try:
         from router.cli_rules import rules_app, simulate
     except ImportError:  # pragma: no cover - the rule engine ships separately

@@ -95,3 +95,93 @@ def parse(
         typer.echo(orjson.dumps(doc).decode() if as_json else _line(doc))
     if failed:
         raise typer.Exit(1)
+
+
+connect_app = typer.Typer(help="Channel connectors.", no_args_is_help=True)
+
+
+@connect_app.command("email")
+def connect_email(
+    imap: Annotated[
+        bool | None,
+        typer.Option("--imap/--no-imap", help="Default: on when email_imap_host is set."),
+    ] = None,
+    smtp: Annotated[
+        bool | None,
+        typer.Option("--smtp/--no-smtp", help="Default: on when email_smtp_port is not -1."),
+    ] = None,
+    smtp_port: Annotated[
+        int | None,
+        typer.Option(min=0, max=65535, help="Listen port (0: any); default: email_smtp_port."),
+    ] = None,
+    settings_file: SettingsOpt = None,
+) -> None:
+    """Take in email until SIGTERM/SIGINT: an IMAP mailbox (IDLE, else polling) and/or SMTP
+    delivery, onto channel.email. A message is flagged (IMAP) or answered 250 (SMTP) only once
+    Kafka acknowledged its record."""
+    from streams.email.connect import run_connect_email
+
+    settings = load_settings(settings_file)
+    if smtp_port is not None:
+        settings = settings.model_copy(update={"email_smtp_port": smtp_port})
+    use_imap = bool(settings.email_imap_host) if imap is None else imap
+    use_smtp = settings.email_smtp_port >= 0 if smtp is None else smtp
+    problems = []
+    if not (use_imap or use_smtp):
+        problems.append("nothing to do: set ROUTER_EMAIL_IMAP_HOST or ROUTER_EMAIL_SMTP_PORT")
+    if use_imap and not (settings.email_imap_host and settings.email_imap_user):
+        problems.append("IMAP needs ROUTER_EMAIL_IMAP_HOST and ROUTER_EMAIL_IMAP_USER")
+    if use_smtp and settings.email_smtp_port < 0:
+        problems.append("SMTP needs ROUTER_EMAIL_SMTP_PORT (or --smtp-port)")
+    if problems:
+        typer.echo("cannot start: " + "; ".join(problems), err=True)
+        raise typer.Exit(2)
+    run_connect_email(settings, email_config(settings), imap=use_imap, smtp=use_smtp)
+
+
+@email_app.command("import")
+def import_mail(
+    paths: Annotated[
+        list[Path],
+        typer.Argument(help="Maildir folders, mbox files, .eml files or folders of them."),
+    ],
+    settings_file: SettingsOpt = None,
+) -> None:
+    """Backfill channel.email from stored mail, with a progress bar: each message becomes a
+    record, a dead letter with its reason, or (auto-replies, bounces) nothing. Importing the
+    same mail again adds nothing (event ids derive from Message-IDs). Exit 1 when Kafka stops
+    acknowledging; 2 when a path cannot be read."""
+    import asyncio
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from streams.email.backfill import ImportStopped, import_mail, mail_sources
+    from streams.gateway.sink import ChannelSink
+
+    settings = load_settings(settings_file)
+    config = email_config(settings)
+    try:
+        sources = mail_sources(paths, config.max_bytes)
+        total = sum(len(s) for s in sources)
+    except (OSError, ValueError) as exc:
+        typer.echo(f"cannot import: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+    async def run(advance: Any) -> Any:
+        sink = ChannelSink(settings, settings.email_ack_timeout_s, client_id="router-email-import")
+        await sink.start()
+        try:
+            return await import_mail(sources, config, sink, advance)
+        finally:
+            await sink.stop()
+
+    columns = ("{task.description}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, transient=False) as progress:
+        task = progress.add_task("importing", total=total)
+        try:
+            counts = asyncio.run(run(lambda n: progress.advance(task, n)))
+        except ImportStopped as exc:
+            typer.echo(f"import stopped: {exc}", err=True)
+            raise typer.Exit(1) from None
+    summary = ", ".join(f"{counts[k]} {k}" for k in ("record", "refused", "auto_reply", "bounce"))
+    typer.echo(f"imported {sum(counts.values())} messages: {summary}")

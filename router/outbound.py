@@ -14,7 +14,7 @@ from router.ids import derive_id
 from router.outputs import engine_record
 from router.records import OutRecord
 from schemas.action import ActorRole, ReplyAction
-from schemas.message import Channel
+from schemas.message import EMAIL_SENDER_PREFIX, Channel
 from schemas.outbound import OUTBOUND_REPLY, OutboundReply, Platform
 from schemas.topics import OUTBOUND
 
@@ -77,22 +77,35 @@ def outbound_reply(
     thread_ref: str,
     now: datetime,
     reply_to: str | None = None,
+    customer: str | None = None,
 ) -> OutRecord | None:
     """The `outbound.<channel>` record of an applied reply; None for a buyer's own reply.
     `reply_to`: the customer's latest comment (or mention), which a reply on a comment (or
-    mention) thread answers."""
+    mention) thread answers, or latest mail (its Message-ID), which an email reply answers;
+    `customer`: on email, who opened the ticket (`email:<address>`), the reply's recipient."""
     if action.actor.role is ActorRole.BUYER:
         return None
     key = idempotency_key(action.ticket_id, action_id)
+    target = (
+        _email_target(customer, reply_to) if channel == Channel.EMAIL.value
+        else _target(thread_ref, reply_to)
+    )  # fmt: skip
     data = OutboundReply(
         ticket_id=action.ticket_id, action_id=action_id, idempotency_key=key,
         channel=Channel(channel), thread_ref=thread_ref, body=action.body, actor=action.actor,
-        at=action.at, **_target(thread_ref, reply_to),
+        at=action.at, **target,
     )  # fmt: skip
     return engine_record(
         OUTBOUND.of(channel), action.ticket_id, key, OUTBOUND_REPLY, now,
         data.model_dump(mode="json", exclude_none=True),
     )  # fmt: skip
+
+
+def _email_target(customer: str | None, reply_to: str | None) -> dict[str, str]:
+    """An email reply goes to who opened the ticket, answering their latest mail."""
+    address = customer.removeprefix(EMAIL_SENDER_PREFIX) if customer else None
+    target = {"recipient_id": address} if address else {}
+    return {**target, "reply_to_id": reply_to} if reply_to else target
 
 
 def _target(thread_ref: str, reply_to: str | None) -> dict[str, str]:

@@ -35,7 +35,9 @@ LIFECYCLE_ACTOR = "lifecycle"  # router.sla.events.LIFECYCLE_ACTOR, without impo
 @dataclass(frozen=True, slots=True)
 class TicketIndexEntry:
     """What the routing stage said about a ticket when it opened, plus its latest queue and,
-    on the social channel, the customer's latest message (the comment a reply answers)."""
+    on the social and email channels, the customer's latest message (the comment or mail a
+    reply answers); on email, also the customer who opened it (`email:<address>`, where
+    replies go)."""
 
     channel: str
     thread_ref: str
@@ -43,15 +45,19 @@ class TicketIndexEntry:
     priority: str | None
     buyer: str | None
     reply_to: str | None = None
+    customer: str | None = None
 
     def to_bytes(self) -> bytes:
         fields = [self.channel, self.thread_ref, self.queue, self.priority, self.buyer]
+        if self.customer is not None:
+            return orjson.dumps([*fields, self.reply_to, self.customer])
         return orjson.dumps(fields if self.reply_to is None else [*fields, self.reply_to])
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> TicketIndexEntry:
         channel, thread_ref, queue, priority, buyer, *rest = orjson.loads(raw)  # 5 before
-        return cls(channel, thread_ref, queue, priority, buyer, rest[0] if rest else None)
+        return cls(channel, thread_ref, queue, priority, buyer,
+                   rest[0] if rest else None, rest[1] if len(rest) > 1 else None)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

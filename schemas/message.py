@@ -51,6 +51,10 @@ class SenderRole(StrEnum):
     GUEST = "guest"
 
 
+# The email intake names a sender `email:<address, lowercased>`; email replies go back to it.
+EMAIL_SENDER_PREFIX = "email:"
+
+
 class Sender(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 

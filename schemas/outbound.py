@@ -13,8 +13,10 @@ give `platform`, `account_id` and `recipient_id`. Comment threads
 (`instagram:<account>:media:<id>:user:<id>`, `facebook:<page>:post:<id>:user:<id>`) give
 `platform`, `account_id` and `reply_to_id`, the customer's latest comment on the ticket (the
 ticket index follows it). An Instagram mention thread (`instagram:<account>:media:<id>`) gives
-`platform`, `account_id`, `media_id` and, for a mention in a comment, `reply_to_id`. Other
-threads (email, a connector's own refs) leave them unset and the channel's connector decides.
+`platform`, `account_id`, `media_id` and, for a mention in a comment, `reply_to_id`. Email
+threads give `recipient_id`, the customer's address, and `reply_to_id`, the Message-ID of the
+customer's latest mail (the ticket index keeps both). Other threads (a connector's own refs)
+leave them unset and the channel's connector decides.
 
 What happens to a message once the platform has it comes back as receipts: the gateway turns
 Meta's status callbacks (WhatsApp `statuses`, Messenger and Instagram `delivery` / `read`) into
@@ -91,7 +93,7 @@ class DeliveryOutcome(BaseModel):
     channel: Channel
     platform: Platform | None = None
     attempts: Annotated[int, Field(ge=0)]  # 0: never sent (no recipient)
-    status: int | None = None  # the last HTTP status; None: no answer (connection error)
+    status: int | None = None  # the last HTTP (email: SMTP) status; None: no answer
     provider_message_id: str | None = None  # on delivered: the id the platform gave it
     reason: str | None = None  # on failed
     at: datetime

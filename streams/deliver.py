@@ -1,12 +1,15 @@
-"""`router deliver --channel chat|social`: replies from `outbound.<channel>` to the customer.
+"""`router deliver --channel chat|social|email`: replies from `outbound.<channel>` to the
+customer.
 
 One consumer in its own group (`<group>-deliver-<channel>`) reads the records in order and,
-for each, POSTs the Graph API request (`router.delivery.request_for`) with the record's
-`Idempotency-Key` until it is delivered, fails for good, or the attempts run out (the policy
-and what is retried: `router.delivery.judge`). The outcome (`support.message.delivered`, or
-`support.message.failed` plus the record on `outbound.dlq`) is written and acknowledged by
-Kafka before the record's offset is committed: at least once, and a redelivered record carries
-the same key, so the platform can drop the repeat.
+for each, sends it until it is delivered, fails for good, or the attempts run out: chat and
+social POST the Graph API request (`router.delivery.request_for`) with the record's
+`Idempotency-Key` (what is retried: `router.delivery.judge`); email sends a message over SMTP
+to the relay (`streams/email/deliver.py`, `router.email.reply`). The outcome
+(`support.message.delivered`, or `support.message.failed` plus the record on `outbound.dlq`)
+is written and acknowledged by Kafka before the record's offset is committed: at least once,
+and a redelivered record carries the same key (an email the same Message-ID), so the platform
+can drop the repeat.
 
 Records are sent one at a time: a reply waiting out its backoff holds the ones behind it,
 which keeps a thread's replies in order.
@@ -15,11 +18,13 @@ which keeps a thread's replies in order.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any, Generic, TypeVar
 
 import aiohttp
 import orjson
@@ -34,6 +39,7 @@ from router.delivery import (
     Retry,
     RetryPolicy,
     Source,
+    Verdict,
     delivered_record,
     failed_records,
     judge,
@@ -51,7 +57,9 @@ from streams.tools import stop_consumer
 
 log = structlog.get_logger("router.deliver")
 
-CHANNELS = ("chat", "social")
+CHANNELS = ("chat", "social", "email")
+Prepared = TypeVar("Prepared")  # what a transport sends (an HTTP request, a mail)
+Reply = TypeVar("Reply")  # what it got back
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,9 +85,77 @@ def http_post(session: aiohttp.ClientSession) -> Post:
     return post
 
 
-class Deliverer:
-    """Delivers one record and says what to write about it (the HTTP call, sleep, clock and
-    jitter are given, so tests run it without waiting)."""
+@dataclass(frozen=True, slots=True)
+class HttpRequest:
+    url: str
+    body: bytes
+    headers: dict[str, str]
+
+
+class ReplyDeliverer(Generic[Prepared, Reply]):
+    """Delivers one record and says what to write about it: validation, the attempts with their
+    backoff, the delivered or failed outcome. A channel's transport fills in what is sent
+    (`prepare`), how (`attempt`) and how an answer is judged (`verdict`); the sleep, clock and
+    jitter are given, so tests run it without waiting."""
+
+    def __init__(
+        self,
+        settings: RouterSettings,
+        *,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        jitter: Callable[[], float] = random.random,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.policy = RetryPolicy(settings.deliver_max_attempts, settings.deliver_base_delay_s,
+                                  settings.deliver_max_delay_s)  # fmt: skip
+        self._sleep, self._jitter, self._now = sleep, jitter, now
+
+    def prepare(self, event: OutboundReplyEvent) -> Prepared | Failed:
+        raise NotImplementedError
+
+    async def attempt(self, prepared: Prepared) -> Reply:
+        raise NotImplementedError
+
+    def verdict(self, attempt: int, answer: Reply) -> Verdict:
+        raise NotImplementedError
+
+    def provider_id(self, prepared: Prepared, answer: Reply) -> str | None:
+        raise NotImplementedError
+
+    async def deliver(self, value: bytes, key: bytes | None, source: Source) -> list[OutRecord]:
+        try:
+            event = OutboundReplyEvent.model_validate_json(value)
+        except ValidationError as exc:
+            reason = f"not an outbound record: {exc.error_count()} validation error(s)"
+            log.error("outbound_record_invalid", topic=source.topic, offset=source.offset)
+            return failed_records(None, value, key, source, 0, Failed(reason, None), self._now())
+        reply = event.data
+        prepared = self.prepare(event)
+        if isinstance(prepared, Failed):
+            log.warning("reply_undeliverable", ticket_id=reply.ticket_id, reason=prepared.reason)
+            return failed_records(event, value, key, source, 0, prepared, self._now())
+        attempt = 0
+        while True:
+            attempt += 1
+            answer = await self.attempt(prepared)
+            verdict = self.verdict(attempt, answer)
+            if isinstance(verdict, Retry):
+                log.info("reply_retry", ticket_id=reply.ticket_id, key=event.id, attempt=attempt,
+                         answer=repr(answer)[:200], delay_s=round(verdict.delay_s, 3))  # fmt: skip
+                await self._sleep(verdict.delay_s)
+                continue
+            if isinstance(verdict, Delivered):
+                log.info("reply_delivered", ticket_id=reply.ticket_id, key=event.id,
+                         attempts=attempt)  # fmt: skip
+                return [delivered_record(reply, attempt, verdict.status,
+                                         self.provider_id(prepared, answer), self._now())]
+            log.warning("reply_failed", ticket_id=reply.ticket_id, key=event.id,
+                        attempts=attempt, reason=verdict.reason)  # fmt: skip
+            return failed_records(event, value, key, source, attempt, verdict, self._now())
+
+
+class Deliverer(ReplyDeliverer[HttpRequest, Answer]):
+    """The Graph API (chat, social): a POST per attempt with the record's `Idempotency-Key`."""
 
     def __init__(
         self,
@@ -90,49 +166,30 @@ class Deliverer:
         jitter: Callable[[], float] = random.random,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        super().__init__(settings, sleep=sleep, jitter=jitter, now=now)
         self.base_url = settings.deliver_base_url
-        self.policy = RetryPolicy(settings.deliver_max_attempts, settings.deliver_base_delay_s,
-                                  settings.deliver_max_delay_s)  # fmt: skip
         self._token = settings.deliver_token
-        self._post, self._sleep, self._jitter, self._now = post, sleep, jitter, now
+        self._post = post
 
-    async def deliver(self, value: bytes, key: bytes | None, source: Source) -> list[OutRecord]:
-        try:
-            event = OutboundReplyEvent.model_validate_json(value)
-        except ValidationError as exc:
-            reason = f"not an outbound record: {exc.error_count()} validation error(s)"
-            log.error("outbound_record_invalid", topic=source.topic, offset=source.offset)
-            return failed_records(None, value, key, source, 0, Failed(reason, None), self._now())
+    def prepare(self, event: OutboundReplyEvent) -> HttpRequest | Failed:
         reply = event.data
         request = request_for(reply, self.base_url)
         if request is None:
-            failure = Failed(f"thread {reply.thread_ref!r} names no recipient to send to", None)
-            log.warning("reply_undeliverable", ticket_id=reply.ticket_id, reason=failure.reason)
-            return failed_records(event, value, key, source, 0, failure, self._now())
+            return Failed(f"thread {reply.thread_ref!r} names no recipient to send to", None)
         headers = {"Content-Type": "application/json", IDEMPOTENCY_HEADER: event.id}
         if self._token is not None:
             headers["Authorization"] = f"Bearer {self._token.get_secret_value()}"
-        body = orjson.dumps(request.body)
-        attempt = 0
-        while True:
-            attempt += 1
-            answer = await self._post(request.url, body, headers)
-            verdict = judge(self.policy, attempt, answer.status, retry_after=answer.retry_after,
-                            error=answer.error, now=self._now(), jitter=self._jitter())  # fmt: skip
-            if isinstance(verdict, Retry):
-                log.info("reply_retry", ticket_id=reply.ticket_id, key=event.id, attempt=attempt,
-                         status=answer.status, error=answer.error,
-                         delay_s=round(verdict.delay_s, 3))  # fmt: skip
-                await self._sleep(verdict.delay_s)
-                continue
-            if isinstance(verdict, Delivered):
-                log.info("reply_delivered", ticket_id=reply.ticket_id, key=event.id,
-                         attempts=attempt)  # fmt: skip
-                return [delivered_record(reply, attempt, verdict.status,
-                                         provider_message_id(answer.body), self._now())]
-            log.warning("reply_failed", ticket_id=reply.ticket_id, key=event.id,
-                        attempts=attempt, reason=verdict.reason)  # fmt: skip
-            return failed_records(event, value, key, source, attempt, verdict, self._now())
+        return HttpRequest(request.url, orjson.dumps(request.body), headers)
+
+    async def attempt(self, prepared: HttpRequest) -> Answer:
+        return await self._post(prepared.url, prepared.body, prepared.headers)
+
+    def verdict(self, attempt: int, answer: Answer) -> Verdict:
+        return judge(self.policy, attempt, answer.status, retry_after=answer.retry_after,
+                     error=answer.error, now=self._now(), jitter=self._jitter())  # fmt: skip
+
+    def provider_id(self, prepared: HttpRequest, answer: Answer) -> str | None:
+        return provider_message_id(answer.body)
 
 
 async def deliver_loop(
@@ -152,12 +209,11 @@ async def deliver_loop(
         session_timeout_ms=int(settings.session_timeout_s * 1000),
     )  # fmt: skip
     producer = AIOKafkaProducer(**producer_kwargs(settings))
-    timeout = aiohttp.ClientTimeout(total=settings.deliver_timeout_s)
     await producer.start()
     await consumer.start()
     try:
-        async with aiohttp.ClientSession(timeout=timeout) as session:
-            deliverer = Deliverer(settings, http_post(session))
+        async with contextlib.AsyncExitStack() as stack:
+            deliverer = await _deliverer(settings, channel, stack)
             log.info("deliver_started", topic=settings.topic(logical))
             if on_ready is not None:
                 on_ready()
@@ -172,8 +228,20 @@ async def deliver_loop(
     log.info("deliver_stopped")
 
 
+async def _deliverer(
+    settings: RouterSettings, channel: str, stack: contextlib.AsyncExitStack
+) -> ReplyDeliverer[Any, Any]:
+    if channel == "email":
+        from streams.email.deliver import EmailDeliverer, smtp_send
+
+        return EmailDeliverer(settings, smtp_send(settings))
+    timeout = aiohttp.ClientTimeout(total=settings.deliver_timeout_s)
+    session = await stack.enter_async_context(aiohttp.ClientSession(timeout=timeout))
+    return Deliverer(settings, http_post(session))
+
+
 async def _one(
-    deliverer: Deliverer,
+    deliverer: ReplyDeliverer[Any, Any],
     producer: AIOKafkaProducer,
     consumer: AIOKafkaConsumer,
     settings: RouterSettings,

@@ -194,6 +194,35 @@ class RouterSettings(BaseSettings):
     email_reply_languages: list[str] = [
         "en", "de", "fr", "es", "it", "nl", "sv", "da", "pl", "cs", "ja", "zh", "ko",
     ]  # fmt: skip
+    # `router connect email` (streams/email/): a message is flagged (or moved) in IMAP, or
+    # answered 250 in SMTP, only once Kafka acknowledged its record or its dead letter.
+    email_imap_host: str | None = None  # unset: no IMAP intake
+    email_imap_port: int = Field(default=993, ge=1, le=65535)
+    email_imap_tls: bool = True  # implicit TLS (IMAPS); false only on a trusted network
+    email_imap_ca_file: Path | None = None  # a private CA for the server's certificate
+    email_imap_user: str | None = None
+    email_imap_password: SecretStr | None = None  # never logged
+    email_imap_mailbox: str = Field(default="INBOX", min_length=1, max_length=200)
+    # set on a message once Kafka has it; a keyword (`$Routed`) leaves \Seen to people
+    email_imap_done_flag: str = Field(default="\\Seen", pattern=r"^\\?[A-Za-z0-9$_.-]{1,64}$")
+    email_imap_move_to: str | None = Field(default=None, min_length=1, max_length=200)
+    # how long an IDLE waits before checking again; without IDLE, the polling interval
+    email_imap_poll_interval_s: float = Field(default=60.0, gt=0, le=1740)
+    email_imap_batch: int = Field(default=20, ge=1, le=1000)  # messages fetched per round
+    email_imap_timeout_s: float = Field(default=30.0, gt=0, le=600)  # per IMAP command
+    # SMTP receiving (aiosmtpd): -1 off, 0 any free port
+    email_smtp_host: str = "127.0.0.1"
+    email_smtp_port: int = Field(default=-1, ge=-1, le=65535)
+    # how long a message waits for Kafka before the answer is 451 (the sender retries)
+    email_ack_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    # `router deliver --channel email`: replies go to this relay (retries: deliver_*), from
+    # `email_reply_from` (default: the first of email_support_addresses)
+    email_relay_host: str | None = None
+    email_relay_port: int = Field(default=587, ge=1, le=65535)
+    email_relay_starttls: bool = True
+    email_relay_user: str | None = None
+    email_relay_password: SecretStr | None = None  # never logged
+    email_reply_from: EmailAddress | None = None
 
     @model_validator(mode="after")
     def _requests_outlast_the_session(self) -> RouterSettings:

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -126,11 +126,16 @@ class WorkerProcess:
 
     def metrics_url(self) -> str | None:
         """Where the worker serves /metrics (its `metrics_serving` log line), once it does."""
-        for line in self.log_path.read_text(errors="replace").splitlines():
-            if '"metrics_serving"' in line:
-                doc = orjson.loads(line[line.find("{") :])
-                return str(doc["url"])
-        return None
+        return metrics_url_in(self.log_path)
+
+
+def metrics_url_in(log_path: Path) -> str | None:
+    """Where a router process serves /metrics (its `metrics_serving` log line), once it does."""
+    for line in log_path.read_text(errors="replace").splitlines():
+        if '"metrics_serving"' in line:
+            doc = orjson.loads(line[line.find("{") :])
+            return str(doc["url"])
+    return None
 
 
 def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -269,3 +274,27 @@ def accounted_inbound_ids(outputs: list[Output]) -> set[str]:
                 except (orjson.JSONDecodeError, KeyError, TypeError):
                     ids.add(f"dlq:{data['source']['partition']}:{data['source']['offset']}")
     return ids
+
+
+@contextlib.contextmanager
+def router_command(
+    args: list[str], env: dict[str, str], log_path: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    """`python -m router <args>` in the background (environment: ours plus `env`), its output
+    in `log_path`. Leaving the block normally SIGTERMs it and requires exit 0 within 30 s; on
+    an error it is killed. The log is printed either way (pytest shows it on failure)."""
+    log = log_path.open("ab")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "router", *args], env={**os.environ, "PYTHONPATH": str(REPO), **env},
+        cwd=REPO, stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent(os.getpid()),
+    )  # fmt: skip
+    try:
+        yield proc
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0, f"router {' '.join(args)} did not exit 0 after SIGTERM"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(30)
+        log.close()
+        print(log_path.read_text(errors="replace"))

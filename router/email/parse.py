@@ -39,7 +39,14 @@ from router.ids import derive_id
 from router.inbound import Rejected, dead_letter, parse_inbound
 from schemas.dead_letter import RejectReason, SourcePosition
 from schemas.envelope import envelope
-from schemas.message import MAX_ATTACHMENTS, MAX_BODY_CHARS, MESSAGE_RECEIVED, Channel, InboundEvent
+from schemas.message import (
+    EMAIL_SENDER_PREFIX,
+    MAX_ATTACHMENTS,
+    MAX_BODY_CHARS,
+    MESSAGE_RECEIVED,
+    Channel,
+    InboundEvent,
+)
 from schemas.topics import CHANNELS
 
 SOURCE = "urn:ticket-router:email"
@@ -157,7 +164,8 @@ def _outcome(
         "channel": Channel.EMAIL.value,
         "message_id": message_id,
         "thread_ref": thread_ref_for(token),
-        "sender": {"id": f"email:{address.lower()}", "role": "guest", "address": address},
+        "sender": {"id": EMAIL_SENDER_PREFIX + address.lower(), "role": "guest",
+                   "address": address},
         "body": body,
         "attachments": content.attachments[:MAX_ATTACHMENTS],
         "attributes": attributes,

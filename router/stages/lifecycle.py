@@ -276,8 +276,9 @@ class LifecycleProcessor:
                                        {"ticket_id": reply.ticket_id, "action_id": action_id}))
                 return records
             outbound = outbound_reply(
-                reply, action_id, thread.channel, thread.thread_ref, now, reply_to=thread.reply_to
-            )
+                reply, action_id, thread.channel, thread.thread_ref, now,
+                reply_to=thread.reply_to, customer=thread.customer,
+            )  # fmt: skip
             if outbound is not None:
                 records.append(outbound)
                 self.counts["outbound"] += 1

@@ -12,9 +12,9 @@ From the events of that ticket it derives:
   reference, which the routing stage applies to its ticket state (`router.reroutes`).
 
 Only `opened`, `routed`, `resolved` and `reopened` events, and a customer's `message_added` on
-the social channel (its latest comment is what a reply answers), are parsed; the others (most
-of the topic) are skipped on a byte test. Both consumers of its outputs are
-idempotent, so a replay after a crash changes nothing.
+the social and email channels (its latest comment or mail is what a reply answers), are
+parsed; the others (most of the topic) are skipped on a byte test. Both consumers of its
+outputs are idempotent, so a replay after a crash changes nothing.
 """
 
 from __future__ import annotations
@@ -36,8 +36,9 @@ from schemas.topics import BUYERS_CHANGES, TICKETS_REROUTES
 _WANTED = tuple(
     f'"support.ticket.{kind}"'.encode() for kind in ("opened", "routed", "resolved", "reopened")
 )
-# a customer's comment on the social channel: a reply answers the latest one
-_SOCIAL_MESSAGE = (b'"support.ticket.message_added"', b'"channel":"social"')
+# a customer's comment (social) or mail (email): a reply answers the latest one
+_MESSAGE_ADDED = b'"support.ticket.message_added"'
+_ANSWERED_CHANNELS = (b'"channel":"social"', b'"channel":"email"')
 _CUSTOMER_ROLES = frozenset({"buyer", "guest"})
 
 
@@ -68,17 +69,17 @@ class TicketIndexProcessor:
         value = record.value
         if not value:
             return []
-        if all(t in value for t in _SOCIAL_MESSAGE):
+        if _MESSAGE_ADDED in value and any(t in value for t in _ANSWERED_CHANNELS):
             data = _fields(value)
             if data is not None:
-                self._on_social_message(data)
+                self._on_customer_message(data)
             return []
         if not any(t in value for t in _WANTED):
             return []
         data = _fields(value)
         return self._on_event(data) if data is not None else []
 
-    def _on_social_message(self, data: dict[str, Any]) -> None:
+    def _on_customer_message(self, data: dict[str, Any]) -> None:
         if data.get("sender_role") not in _CUSTOMER_ROLES or not data.get("message_id"):
             return
         key = str(data["ticket_id"]).encode()
@@ -103,6 +104,7 @@ class TicketIndexProcessor:
             entry = TicketIndexEntry(
                 str(data["channel"]), str(data["thread_ref"]), data.get("queue"), None,
                 data.get("actor") if role == "buyer" else None,
+                customer=data.get("actor") if data["channel"] == "email" else None,
             )  # fmt: skip
         if entry is None:
             return []

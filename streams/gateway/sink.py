@@ -1,5 +1,6 @@
-"""The gateway's Kafka producer: the engine's conventions (acks=all, idempotent), and a bound on
-how long a request waits for Kafka before it is told to retry."""
+"""The intake's Kafka producer (the gateway's, the email connector's): the engine's conventions
+(acks=all, idempotent), and a bound on how long a request waits for Kafka before it is told to
+retry."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from router.intake.request import Record
+from router.records import OutRecord
 from schemas.topics import CHANNELS, DELIVERY_RECEIPTS
 from streams.gateway.metrics import GatewayMetrics
 from streams.kafka.client import producer_kwargs
@@ -40,17 +42,20 @@ class ChannelSink:
         self,
         settings: RouterSettings,
         ack_timeout_s: float | None = None,
+        client_id: str = "router-gateway",
         metrics: GatewayMetrics | None = None,
     ) -> None:
         self.settings = settings
         self.ack_timeout_s = ack_timeout_s or settings.gateway_ack_timeout_s
+        self.client_id = client_id
         self.metrics = metrics or GatewayMetrics()
         self._producer: AIOKafkaProducer | None = None
         self._starting: asyncio.Task[AIOKafkaProducer | None] | None = None
         self._last_attempt = float("-inf")
 
-    async def send(self, records: Sequence[Record]) -> list[bool]:
-        """Produce every record (keyed, to its topic); True where Kafka acknowledged."""
+    async def send(self, records: Sequence[Record | OutRecord]) -> list[bool]:
+        """Produce every record (keyed, to its topic, with its headers); True where Kafka
+        acknowledged."""
         loop = asyncio.get_running_loop()
         started = loop.time()
         deadline = started + self.ack_timeout_s
@@ -61,13 +66,18 @@ class ChannelSink:
                 if producer is None:
                     return [False] * len(records)
                 for record in records:  # queue them all, then wait once: no per-record round trip
+                    headers = list(record.headers) if isinstance(record, OutRecord) else None
                     futures.append(
                         await producer.send(
-                            self.settings.topic(record.topic), record.value, key=record.key
+                            self.settings.topic(record.topic), record.value, key=record.key,
+                            headers=headers,
                         )
-                    )
+                    )  # fmt: skip
         except (TimeoutError, KafkaError) as exc:
-            log.warning("gateway_kafka_send_failed", error=repr(exc), queued=len(futures))
+            log.warning(
+                "intake_kafka_send_failed", client=self.client_id, error=repr(exc),
+                queued=len(futures),
+            )  # fmt: skip
         if futures:
             await asyncio.wait(futures, timeout=max(0.0, deadline - loop.time()))
         acked = [f.done() and not f.cancelled() and f.exception() is None for f in futures]
@@ -78,7 +88,8 @@ class ChannelSink:
         if not all(acked):
             failed = [f.exception() for f in futures if f.done() and not f.cancelled()]
             log.warning(
-                "gateway_kafka_not_acknowledged",
+                "intake_kafka_not_acknowledged",
+                client=self.client_id,
                 records=len(records),
                 acknowledged=sum(acked),
                 errors=sorted({repr(e) for e in failed if e is not None})[:3],
@@ -143,11 +154,11 @@ class ChannelSink:
         return self._starting
 
     async def _start(self) -> AIOKafkaProducer | None:
-        producer = AIOKafkaProducer(**producer_kwargs(self.settings), client_id="router-gateway")
+        producer = AIOKafkaProducer(**producer_kwargs(self.settings), client_id=self.client_id)
         try:
             await producer.start()
         except (KafkaError, OSError) as exc:
-            log.warning("gateway_kafka_unavailable", error=repr(exc))
+            log.warning("intake_kafka_unavailable", client=self.client_id, error=repr(exc))
             with contextlib.suppress(Exception):
                 await producer.stop()
             return None
@@ -155,6 +166,9 @@ class ChannelSink:
             with contextlib.suppress(Exception):
                 await producer.stop()
             raise
-        log.info("gateway_kafka_connected", bootstrap=self.settings.kafka_bootstrap_servers)
+        log.info(
+            "intake_kafka_connected", client=self.client_id,
+            bootstrap=self.settings.kafka_bootstrap_servers,
+        )  # fmt: skip
         self._producer = producer
         return producer

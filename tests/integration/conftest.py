@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from schemas.topics import CHANNEL_DLQ, QUEUE_PREFIX, TICKETS_DECISIONS, TICKETS_EVENTS
+from streams.local.dovecot import INSTALL_HINT, LocalDovecot, dovecot_binary
 from tests.harness import (
     Collector,
     WorkerHung,
@@ -80,3 +81,16 @@ def engine(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path) -> Iterator[
             under_test.stop_all()
         finally:
             print(under_test.logs())  # shown by pytest only when the test failed
+
+
+IMAP_USER, IMAP_PASSWORD = "support", "imap-secret-42"
+
+
+@pytest.fixture
+def dovecot() -> Iterator[LocalDovecot]:
+    """A Dovecot IMAP server of its own (`streams.local.dovecot`), for the email tests."""
+    if dovecot_binary() is None:
+        pytest.skip(f"dovecot is not installed: {INSTALL_HINT}")
+    with LocalDovecot(user=IMAP_USER, password=IMAP_PASSWORD) as server:
+        yield server
+        print(server.log_text())  # shown by pytest only when the test failed

@@ -144,6 +144,23 @@ def test_a_reply_on_a_mention_thread_answers_on_the_media_or_the_mentioning_comm
         assert mention_media(not_a_mention) is None
 
 
+def test_an_email_reply_names_the_customer_and_the_mail_it_answers() -> None:
+    record = outbound_reply(
+        reply(ActorRole.AGENT), "a", "email", "email:abcdefghijklmnop", AT,
+        reply_to="a2@buyer.example", customer="email:ana@buyer.example",
+    )  # fmt: skip
+    assert record is not None
+    assert record.topic == "outbound.email"
+    data = OutboundReplyEvent.model_validate_json(record.value).data
+    assert (data.recipient_id, data.reply_to_id, data.platform) == (
+        "ana@buyer.example", "a2@buyer.example", None)  # fmt: skip
+    assert request_for(data, "https://graph.test") is None  # not the Graph API's to send
+    unknown = outbound_reply(reply(ActorRole.AGENT), "a", "email", "email:abcdefghijklmnop", AT)
+    assert unknown is not None
+    data = OutboundReplyEvent.model_validate_json(unknown.value).data
+    assert (data.recipient_id, data.reply_to_id) == (None, None)
+
+
 # -- through the lifecycle processor ---------------------------------------------------------
 
 

@@ -114,3 +114,22 @@ def test_the_index_follows_the_customer_s_latest_comment_on_a_social_ticket() ->
     # an index entry written before the field existed still reads
     old = orjson.dumps(["chat", "whatsapp:1:2", "dept:general", None, None])
     assert TicketIndexEntry.from_bytes(old).reply_to is None
+
+
+def test_on_email_the_index_keeps_who_opened_and_the_customer_s_latest_mail() -> None:
+    table: dict[bytes, bytes] = {}
+    index = TicketIndexProcessor(table)
+    now = FakeClock().now()
+    index.process(event("opened", 1, channel="email", queue="dept:general", thread_ref="email:t1",
+                        actor="email:ana@buyer.example", sender_role="guest"), now)  # fmt: skip
+    entry = TicketIndexEntry.from_bytes(table[b"T-1"])
+    assert (entry.customer, entry.reply_to, entry.buyer) == ("email:ana@buyer.example", None, None)
+    assert TicketIndexEntry.from_bytes(entry.to_bytes()) == entry
+    for offset, (message_id, role) in enumerate(
+        (("a1@buyer.example", "guest"), ("desk-1@shop.example", "agent"),
+         ("a2@buyer.example", "guest")), start=2,
+    ):  # fmt: skip
+        index.process(event("message_added", offset, channel="email", message_id=message_id,
+                            sender_role=role), now)  # fmt: skip
+    entry = TicketIndexEntry.from_bytes(table[b"T-1"])
+    assert (entry.customer, entry.reply_to) == ("email:ana@buyer.example", "a2@buyer.example")
