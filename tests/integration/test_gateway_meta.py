@@ -218,6 +218,12 @@ def test_receipts_land_on_their_threads_ticket_and_open_none(
         "timestamp": 1750264600500, "read": {"watermark": 1750264540001}}]}]}  # fmt: skip
     with GatewayThread(settings) as gateway:
         opened = deliver(gateway, fixture("whatsapp_text")).json["ids"]
+        # receipts are for replies, which follow the ticket: wait for it (another topic, so
+        # no order between the two)
+        engine.collector().poll_until(
+            lambda outs: any(o.value.get("type") == "support.ticket.opened" for o in outs),
+            90, "the WhatsApp ticket",
+        )  # fmt: skip
         assert deliver(gateway, fixture("whatsapp_status")).json["receipts"] == 2
         assert deliver(gateway, orjson.dumps(stranger)).json["receipts"] == 1  # no ticket
 
