@@ -27,6 +27,23 @@ app.add_typer(schemas_app, name="schemas")
 app.add_typer(vendors_app, name="vendors")
 
 
+def _print_version(requested: bool) -> None:
+    if requested:
+        from importlib.metadata import version
+
+        typer.echo(f"ticket-router {version('ticket-router')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_print_version, is_eager=True, help="print the version and exit",
+    )] = False,
+) -> None:
+    """Marketplace support-ticket router: run the engine, manage rules, inspect topics."""
+
+
 
 @app.command()
 def worker(
