@@ -12,7 +12,7 @@ NATIVE := router/native-manifest.json
 # the modules router/native.py compiles (its MODULES entries)
 NATIVE_SOURCES := $(shell sed -n 's/^    "\(.*\.py\)",$$/\1/p' router/native.py)
 
-.PHONY: help install native dist demo test test-unit test-integration test-chaos bench lint typecheck kafka kafka-stop kafka-status schemas clean
+.PHONY: help install native dist image demo test test-unit test-integration test-chaos bench lint typecheck kafka kafka-stop kafka-status schemas clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-18s %s\n", $$1, $$2}'
@@ -36,6 +36,9 @@ dist: $(STAMP) $(NATIVE) ## dist/: a wheel with this platform's compiled modules
 	$(PY) -m build --no-isolation --sdist --outdir dist . >/dev/null
 	$(PY) -m build --no-isolation --wheel --outdir dist . >/dev/null
 	@ls -1 dist
+
+image: dist ## the container image from the wheel (podman, deploy/Containerfile); prints its tag
+	@deploy/container/build-image
 
 demo: $(STAMP) $(NATIVE) ## throwaway Kafka + engine + 30 s of marketplace traffic, verified summary
 	$(PY) -m router demo

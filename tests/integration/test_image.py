@@ -1,0 +1,87 @@
+"""The container image (`make image`, deploy/Containerfile) run with podman against the test
+broker: it routes a record, as a non-root user, with the compiled modules."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from tests.factories import inbound_bytes
+from tests.harness import REPO, Collector, produce, wait_for
+from tests.integration.conftest import OUTPUT_TOPICS
+
+pytestmark = pytest.mark.integration
+
+CONTAINERS_CONF = REPO / "deploy" / "container" / "containers.conf"
+
+
+def podman_env() -> dict[str, str]:
+    return {**os.environ, "CONTAINERS_CONF": str(CONTAINERS_CONF)}
+
+
+def podman(*args: str, timeout: float = 120, check: bool = True) -> str:
+    done = subprocess.run(["podman", *args], env=podman_env(), capture_output=True, text=True,
+                          timeout=timeout)  # fmt: skip
+    if check and done.returncode != 0:
+        raise AssertionError(f"podman {' '.join(args)}: {done.stderr[-2000:]}")
+    return done.stdout
+
+
+def logs(name: str) -> str:
+    """What the container wrote (the worker logs to stderr, which `podman logs` keeps apart)."""
+    done = subprocess.run(["podman", "logs", name], env=podman_env(), capture_output=True,
+                          text=True, timeout=60)  # fmt: skip
+    return done.stdout + done.stderr
+
+
+@pytest.fixture(scope="session")
+def image() -> str:
+    if shutil.which("podman") is None or shutil.which("runc") is None:
+        pytest.skip("podman and runc (Debian packages) are needed to build and run the image")
+    done = subprocess.run(["make", "--no-print-directory", "image"], cwd=REPO, env=podman_env(),
+                          capture_output=True, text=True, timeout=1200)  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    return done.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture
+def container(image: str, kafka_bootstrap: str, topic_prefix: str) -> Iterator[str]:
+    name = f"router-test-{uuid.uuid4().hex[:8]}"
+    podman("run", "--detach", "--name", name, "--network=host",
+           "-e", f"KAFKA_BOOTSTRAP_SERVERS={kafka_bootstrap}",
+           "-e", f"ROUTER_TOPIC_PREFIX={topic_prefix}", "-e", "ROUTER_PARTITIONS=3",
+           "-e", "ROUTER_METRICS_PORT=0", "-e", "ROUTER_COMMIT_INTERVAL_S=0.5",
+           image, "worker")  # fmt: skip
+    try:
+        yield name
+    finally:
+        written = logs(name)
+        podman("rm", "--force", "--time", "10", name, check=False)
+        print(written[-6000:])  # shown by pytest only when the test failed
+
+
+def test_the_image_routes_a_record_as_a_non_root_user(
+    image: str, container: str, kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    assert podman("run", "--rm", "--entrypoint", "id", image, "-u").strip() == "10001"
+    assert podman("run", "--rm", image, "--version").strip().startswith("ticket-router ")
+    statuses = podman("run", "--rm", "--entrypoint", "python", image, "-m",
+                      "router.native_build", "status")  # fmt: skip
+    states = {line.split()[0] for line in statuses.splitlines() if line.strip()}
+    assert states == {"compiled"}, statuses
+
+    topic = f"{topic_prefix}channel.email"
+    wait_for(lambda: "Worker ready" in logs(container), 120,
+             "the worker in the container to be ready")  # fmt: skip
+    produce(kafka_bootstrap, topic, [(b"img-1", inbound_bytes("img-in-1", thread_ref="img-1",
+                                                              vendor_id="acme"))])  # fmt: skip
+    outputs = Collector(kafka_bootstrap, topic_prefix, OUTPUT_TOPICS).poll_until(
+        lambda outs: any(o.topic == "queue.vendor.acme" for o in outs), 90, "the routed record"
+    )
+    (routed,) = [o for o in outputs if o.topic == "queue.vendor.acme"]
+    assert routed.value["data"]["messages"][0]["inbound_id"] == "img-in-1"
