@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import shutil
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -8,7 +10,9 @@ import pytest
 
 from schemas.topics import CHANNEL_DLQ, QUEUE_PREFIX, TICKETS_DECISIONS, TICKETS_EVENTS
 from streams.local.dovecot import INSTALL_HINT, LocalDovecot, dovecot_binary
+from tests.containers import podman_env
 from tests.harness import (
+    REPO,
     Collector,
     WorkerHung,
     WorkerProcess,
@@ -94,3 +98,14 @@ def dovecot() -> Iterator[LocalDovecot]:
     with LocalDovecot(user=IMAP_USER, password=IMAP_PASSWORD) as server:
         yield server
         print(server.log_text())  # shown by pytest only when the test failed
+
+
+@pytest.fixture(scope="session")
+def image() -> str:
+    """The engine's image, built once per session by `make image` (deploy/Containerfile)."""
+    if shutil.which("podman") is None or shutil.which("runc") is None:
+        pytest.skip("podman and runc (Debian packages) are needed to build and run the image")
+    done = subprocess.run(["make", "--no-print-directory", "image"], cwd=REPO, env=podman_env(),
+                          capture_output=True, text=True, timeout=1200)  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    return done.stdout.strip().splitlines()[-1]

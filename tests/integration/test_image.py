@@ -3,50 +3,17 @@ broker: it routes a record, as a non-root user, with the compiled modules."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 import uuid
 from collections.abc import Iterator
 
 import pytest
 
+from tests.containers import logs, podman
 from tests.factories import inbound_bytes
-from tests.harness import REPO, Collector, produce, wait_for
+from tests.harness import Collector, produce, wait_for
 from tests.integration.conftest import OUTPUT_TOPICS
 
 pytestmark = pytest.mark.integration
-
-CONTAINERS_CONF = REPO / "deploy" / "container" / "containers.conf"
-
-
-def podman_env() -> dict[str, str]:
-    return {**os.environ, "CONTAINERS_CONF": str(CONTAINERS_CONF)}
-
-
-def podman(*args: str, timeout: float = 120, check: bool = True) -> str:
-    done = subprocess.run(["podman", *args], env=podman_env(), capture_output=True, text=True,
-                          timeout=timeout)  # fmt: skip
-    if check and done.returncode != 0:
-        raise AssertionError(f"podman {' '.join(args)}: {done.stderr[-2000:]}")
-    return done.stdout
-
-
-def logs(name: str) -> str:
-    """What the container wrote (the worker logs to stderr, which `podman logs` keeps apart)."""
-    done = subprocess.run(["podman", "logs", name], env=podman_env(), capture_output=True,
-                          text=True, timeout=60)  # fmt: skip
-    return done.stdout + done.stderr
-
-
-@pytest.fixture(scope="session")
-def image() -> str:
-    if shutil.which("podman") is None or shutil.which("runc") is None:
-        pytest.skip("podman and runc (Debian packages) are needed to build and run the image")
-    done = subprocess.run(["make", "--no-print-directory", "image"], cwd=REPO, env=podman_env(),
-                          capture_output=True, text=True, timeout=1200)  # fmt: skip
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
-    return done.stdout.strip().splitlines()[-1]
 
 
 @pytest.fixture

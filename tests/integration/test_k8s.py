@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.containers import podman, podman_env
 from tests.factories import inbound_bytes
 from tests.harness import REPO, Collector, produce, wait_for
 from tests.integration.conftest import OUTPUT_TOPICS
-from tests.integration.test_image import image, podman, podman_env  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.integration
 
@@ -63,8 +63,9 @@ def probe(port: int, path: str) -> int | None:
 
 
 @pytest.fixture
-def played(image: str, kafka_bootstrap: str, topic_prefix: str,  # noqa: F811
-           tmp_path: Path) -> Iterator[dict[str, Any]]:  # fmt: skip
+def played(
+    image: str, kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> Iterator[dict[str, Any]]:
     configmap, deployment = for_the_test_broker(image, kafka_bootstrap, topic_prefix)
     (tmp_path / "configmap.yaml").write_text(yaml.safe_dump(configmap))
     manifest = tmp_path / "worker.yaml"
