@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -38,7 +38,7 @@ from rules.source import LoadError, parse_text, validation_errors
 from schemas.dispute import Amount, Category, Currency, Outcome, ReasonCode
 from schemas.vendor import VendorTier
 
-DEFAULT_TIER_KEY = "default"
+DEFAULT_TIER_KEY: Final = "default"
 
 
 class _Strict(BaseModel):

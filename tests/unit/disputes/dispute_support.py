@@ -22,7 +22,7 @@ from schemas.action import ActorRole
 from schemas.dispute import DISPUTE_ACTION_ADAPTER, DisputeAction, DisputeState, Offer
 from schemas.vendor import VendorProfile, VendorTier
 
-EXAMPLE_POLICY = Path(__file__).parents[3] / "rules" / "examples" / "disputes.yaml"
+EXAMPLE_POLICY = Path(__file__).parents[3] / "rules" / "examples" / "disputes" / "policy.yaml"
 # Monday 5 January 2026, 09:00 UTC (10:00 in Berlin)
 MONDAY = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 ORDER, BUYER, VENDOR = "o-1001", "buyer-7", "acme"
