@@ -8,6 +8,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from schemas.dead_letter import DeadLetter
+from schemas.dispute import DisputeActionEvent, DisputeEventData
 from schemas.envelope import CloudEvent
 from schemas.message import InboundEvent
 from schemas.outbound import DeliveryOutcome, OutboundReplyEvent, UndeliveredReply
@@ -27,6 +28,8 @@ def exported_models() -> dict[str, type[BaseModel]]:
         "outbound-reply": OutboundReplyEvent,
         "delivery-outcome": CloudEvent[DeliveryOutcome],
         "reply-undeliverable": CloudEvent[UndeliveredReply],
+        "dispute-action": DisputeActionEvent,
+        "dispute-event": CloudEvent[DisputeEventData],
     }
     try:
         from schemas.sla import SlaEvent

@@ -213,7 +213,7 @@ class DisputeEventData(BaseModel):
 
     order_id: OrderId
     state: DisputeState
-    previous_state: DisputeState | None
+    previous_state: DisputeState | None = None  # none for `opened`
     action: str  # the action or timeout that caused it
     acted_by: ActedBy
     at: datetime
@@ -234,9 +234,13 @@ class DisputeEventData(BaseModel):
 
 
 DISPUTE_NOTE_ADDED = DISPUTE_EVENT_PREFIX + "note_added"
+# also on the review desk's queue (the policy's `review_queue`)
+DISPUTE_PLATFORM_REVIEW = DisputeState.PLATFORM_REVIEW.event_type
 DISPUTE_EVENT_TYPES: tuple[str, ...] = (
     *(state.event_type for state in DisputeState),
     DISPUTE_NOTE_ADDED,
 )
+# What a vendor's queue carries of its disputes: every transition, never a platform note.
+VENDOR_DISPUTE_EVENT_TYPES: tuple[str, ...] = tuple(state.event_type for state in DisputeState)
 # Fields a vendor never sees.
 PLATFORM_ONLY_FIELDS: frozenset[str] = frozenset({"internal_note"})

@@ -19,6 +19,12 @@ from typing import Literal
 
 from schemas.action import TICKET_ACTION
 from schemas.dead_letter import MESSAGE_REJECTED
+from schemas.dispute import (
+    DISPUTE_ACTION,
+    DISPUTE_EVENT_TYPES,
+    DISPUTE_PLATFORM_REVIEW,
+    VENDOR_DISPUTE_EVENT_TYPES,
+)
 from schemas.message import MESSAGE_RECEIVED, Channel
 from schemas.outbound import (
     MESSAGE_DELIVERED,
@@ -114,8 +120,9 @@ CHANNEL_DLQ = Topic(
     configs=(("max.message.bytes", str(DLQ_MAX_MESSAGE_BYTES)),),
 )  # fmt: skip
 TICKETS_ACTIONS = Topic(
-    "tickets.actions", "ticket id", "a desk's or vendor's command on a ticket",
-    "desks, vendors", "engine", types=(TICKET_ACTION,),
+    "tickets.actions", "ticket id (a dispute action: order id)",
+    "a desk's, vendor's or buyer's command on a ticket or a dispute",
+    "desks, vendors, buyers", "engine", types=(TICKET_ACTION, DISPUTE_ACTION),
 )  # fmt: skip
 TICKETS_EVENTS = Topic(
     "tickets.events", "ticket id", "ticket lifecycle events", "engine, `router deliver`",
@@ -127,18 +134,24 @@ TICKETS_DECISIONS = Topic(
     "engine", "audit", types=(ROUTING_DECIDED,),
 )  # fmt: skip
 QUEUE_DEPT = Topic(
-    "queue.dept.<name>", "ticket id", "ticket as routed", "engine", "department desks",
-    types=(TICKET_ROUTED,), creation="on_demand",
+    "queue.dept.<name>", "ticket id (a dispute event: order id)",
+    "ticket as routed; disputes for platform review", "engine", "department desks",
+    types=(TICKET_ROUTED, DISPUTE_PLATFORM_REVIEW), creation="on_demand",
 )  # fmt: skip
 QUEUE_VENDOR = Topic(
-    "queue.vendor.<id>", "ticket id", "ticket as routed", "engine", "that vendor only",
-    types=(TICKET_ROUTED,), creation="on_demand",
+    "queue.vendor.<id>", "ticket id (a dispute event: order id)",
+    "ticket as routed; the vendor's own dispute events", "engine", "that vendor only",
+    types=(TICKET_ROUTED, *VENDOR_DISPUTE_EVENT_TYPES), creation="on_demand",
 )  # fmt: skip
 # what the names of both queue families start with (one series, one check for "a queue")
 QUEUE_PREFIX = "queue."
 SLA_EVENTS = Topic(
     "sla.events", "ticket id", "SLA warning, breach or met", "engine", "desks, SREs",
     types=(SLA_WARNING, SLA_BREACHED, SLA_MET),
+)  # fmt: skip
+DISPUTES_EVENTS = Topic(
+    "disputes.events", "order id", "every dispute transition (platform-only notes included)",
+    "engine", "desks, payments, analytics", types=DISPUTE_EVENT_TYPES,
 )  # fmt: skip
 # Compaction keeps one record per ruleset name. Without a lag, a broken version written past
 # `router rules publish` could compact away the last good one, and a restarted worker would
@@ -238,6 +251,7 @@ TOPICS: tuple[Topic, ...] = (
     QUEUE_DEPT,
     QUEUE_VENDOR,
     SLA_EVENTS,
+    DISPUTES_EVENTS,
     ROUTING_RULES,
     ROUTING_RULES_EVENTS,
     DIRECTORY_VENDORS,

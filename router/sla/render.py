@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 import orjson
 from pydantic import ValidationError
@@ -53,6 +54,7 @@ LIFECYCLE_RULESET = "sla-lifecycle"
 LIFECYCLE_RULESET_VERSION = "1"
 
 _OWN = (STAGE_HEADER, STAGE_LIFECYCLE)
+EventT = TypeVar("EventT", bound=CloudEvent[Any])
 
 
 class TicketEventEnvelope(CloudEvent[TicketEvent]):
@@ -126,7 +128,25 @@ def parse_action(
     *,
     max_record_bytes: int,
 ) -> TicketActionEvent | Rejected:
-    """Validate one `tickets.actions` record; everything bad becomes a dead letter."""
+    """Validate one `tickets.actions` ticket command; everything bad becomes a dead letter."""
+    return parse_command(
+        value, key, source, now, TicketActionEvent, TICKET_ACTION,
+        max_record_bytes=max_record_bytes,
+    )  # fmt: skip
+
+
+def parse_command(
+    value: bytes | None,
+    key: bytes | None,
+    source: SourcePosition,
+    now: datetime,
+    model: type[EventT],
+    event_type: str,
+    *,
+    max_record_bytes: int,
+) -> EventT | Rejected:
+    """Validate one command record on `tickets.actions` as `model`, of CloudEvents type
+    `event_type`; everything bad becomes a dead letter."""
 
     def reject(reason: RejectReason, error: str, errors: Iterable[FieldError] = ()) -> Rejected:
         errors = list(errors)
@@ -144,7 +164,7 @@ def parse_action(
     if repeated is not None:
         return reject(*repeated_key_violation(repeated))
     try:
-        action = TicketActionEvent.model_validate_json(value)
+        action = model.model_validate_json(value)
     except ValidationError as exc:
         errors = exc.errors(include_url=False, include_input=False)
         if any(e["type"] == "json_invalid" for e in errors):
@@ -152,11 +172,11 @@ def parse_action(
         fields = field_errors(errors)
         summary = "; ".join(f"{f.field}: {f.error}" for f in fields[:5])
         return reject(RejectReason.SCHEMA_VIOLATION, f"schema violation: {summary}", fields)
-    if action.type != TICKET_ACTION:
+    if action.type != event_type:
         return reject(
             RejectReason.UNSUPPORTED_TYPE,
-            f"type is {action.type!r}; {TICKETS_ACTIONS.name} carries {TICKET_ACTION!r}",
-            [FieldError(field="type", error=f"expected {TICKET_ACTION!r}")],
+            f"type is {action.type!r}; {TICKETS_ACTIONS.name} carries {event_type!r}",
+            [FieldError(field="type", error=f"expected {event_type!r}")],
         )
     return action
 

@@ -27,6 +27,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, MutableMapping
 from datetime import datetime
 
+from router.disputes.render import is_dispute_action
 from router.inbound import Rejected, source_position
 from router.outbound import outbound_reply
 from router.records import OutRecord
@@ -132,7 +133,11 @@ class LifecycleProcessor:
     # -- tickets.actions -------------------------------------------------------------------------
 
     def _forward_action(self, record: InRecord, now: datetime, out: list[OutRecord]) -> None:
-        """Validate an action; forward it keyed by ticket id, or dead-letter it."""
+        """Validate an action; forward it keyed by ticket id, or dead-letter it. Dispute
+        commands share the topic and are the disputes stage's."""
+        if is_dispute_action(record.value):
+            self.counts["dispute_action"] += 1
+            return
         source = source_position(record.topic, record.partition, record.offset, record.timestamp)
         parsed = parse_action(
             record.value, record.key, source, now, max_record_bytes=self.max_record_bytes
