@@ -194,6 +194,11 @@ TICKETS_REROUTES = Topic(
     "tickets.reroutes", "thread ref", "a ticket the lifecycle moved (router.reroutes)",
     "engine (ticket index)", "engine (inbound agent)", public=False,
 )  # fmt: skip
+DISPUTES_COMMANDS = Topic(
+    "disputes.commands", "order id",
+    "dispute actions re-keyed by the engine's own partitioner, and timer `due` commands",
+    "engine", "engine (disputes stage)", types=(DISPUTE_ACTION,), public=False,
+)  # fmt: skip
 BUYERS_CHANGES = Topic(
     "buyers.changes", "buyer id", "a buyer's ticket opened, resolved or reopened (router.buyers)",
     "engine (ticket index)", "engine (buyers stage)", public=False,
@@ -205,6 +210,7 @@ TICKET_INDEX_TABLE = "ticket-index"
 LIFECYCLE_TABLE = "lifecycle"
 PARKED_TABLE = "lifecycle-parked"
 BUYERS_TABLE = "buyers"
+DISPUTES_TABLE = "disputes"
 
 
 def _changelog(
@@ -229,6 +235,9 @@ LIFECYCLE_CHANGELOG = _changelog(
 )
 PARKED_CHANGELOG = _changelog(
     PARKED_TABLE, "ticket id", "actions read before any event of their ticket"
+)
+DISPUTES_CHANGELOG = _changelog(
+    DISPUTES_TABLE, "order id", "a dispute's state and deadlines (router.disputes.machine)"
 )
 # created at start-up: every worker follows it whole from the start (`buyer.*` facts)
 BUYERS_CHANGELOG = _changelog(
@@ -259,11 +268,13 @@ TOPICS: tuple[Topic, ...] = (
     OUTBOUND_DLQ,
     TICKETS_COMMANDS,
     TICKETS_REROUTES,
+    DISPUTES_COMMANDS,
     BUYERS_CHANGES,
     TICKETS_CHANGELOG,
     TICKET_INDEX_CHANGELOG,
     LIFECYCLE_CHANGELOG,
     PARKED_CHANGELOG,
+    DISPUTES_CHANGELOG,
     BUYERS_CHANGELOG,
     ASSIGNOR_LEADER,
 )

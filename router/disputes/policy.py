@@ -39,6 +39,8 @@ from schemas.dispute import Amount, Category, Currency, Outcome, ReasonCode
 from schemas.vendor import VendorTier
 
 DEFAULT_TIER_KEY: Final = "default"
+# The example policy is the engine's default (`disputes_policy_file` names another).
+DEFAULT_DISPUTE_POLICY = Path(__file__).parents[2] / "rules/examples/disputes/policy.yaml"
 
 
 class _Strict(BaseModel):

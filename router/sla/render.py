@@ -185,23 +185,34 @@ def action_command(
     action: TicketActionEvent, value: bytes, key: bytes | None, source: SourcePosition
 ) -> OutRecord:
     """Forward a valid action to `tickets.commands`, keyed by its ticket id, bytes unchanged."""
+    return forwarded_command(TICKETS_COMMANDS.name, action.data.ticket_id, value, key, source)
+
+
+def forwarded_command(
+    topic: str, subject: str, value: bytes, key: bytes | None, source: SourcePosition
+) -> OutRecord:
+    """A valid command forwarded to an internal command topic keyed by `subject`, bytes
+    unchanged, with where it was read and its original key in headers."""
     headers: list[tuple[str, bytes]] = [
         (CMD_HEADER, CMD_ACTION),
         (SOURCE_HEADER, _source_text(source).encode()),
     ]
     if key is not None:
         headers.append((KEY_HEADER, key))
-    return OutRecord(TICKETS_COMMANDS.name, action.data.ticket_id.encode(), value, tuple(headers))
+    return OutRecord(topic, subject.encode(), value, tuple(headers))
 
 
-def due_command(ticket_id: str, requested_at: float, until: float | None = None) -> OutRecord:
+def due_command(
+    ticket_id: str, requested_at: float, until: float | None = None,
+    topic: str = TICKETS_COMMANDS.name,
+) -> OutRecord:  # fmt: skip
     """`until`: fire only what was due by then (the timer's horizon while an input that can
-    stop a clock still has a backlog); without it, what is due when the command is applied."""
+    stop a clock still has a backlog); without it, what is due when the command is applied.
+    `topic`: the command topic of the stage whose deadline it is."""
     doc: dict[str, object] = {"ticket_id": ticket_id, "requested_at": requested_at}
     if until is not None:
         doc["until"] = until
-    return OutRecord(TICKETS_COMMANDS.name, ticket_id.encode(), orjson.dumps(doc),
-                     ((CMD_HEADER, CMD_DUE),))
+    return OutRecord(topic, ticket_id.encode(), orjson.dumps(doc), ((CMD_HEADER, CMD_DUE),))
 
 
 def due_until(value: bytes) -> datetime | None:

@@ -1,0 +1,146 @@
+"""The disputes stage on Kafka: the `disputes` table, two agents and the deadline timer.
+
+- Agent `dispute-actions` reads `tickets.actions` (any partitioner) and forwards each valid
+  dispute command to the internal `disputes.commands`, keyed by order id; bad ones are
+  dead-lettered on `channel.dlq`; ticket commands are left to the lifecycle stage.
+- Agent `disputes` reads `disputes.commands` (the engine's own partitioner: an order's
+  commands and its table entry share a partition number), runs the pure core
+  (`router.stages.disputes`), publishes the events, stores the dispute.
+- The deadline machinery is the SLA timers' (`streams.stages.deadlines.Deadlines`): an
+  in-memory index of the owned partitions, rebuilt from the table on recovery; each second
+  (or on time, by a one-shot wake-up) due orders become `due` commands on their partition of
+  `disputes.commands`, and the agent re-checks the stored deadlines, so a deadline fires once
+  across crashes, restarts and rebalances, and never after the dispute moved on.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import faust
+from faust.types import TP
+
+from router.clock import Clock, SystemClock
+from router.disputes.machine import VendorDirectory
+from router.disputes.policy import DEFAULT_DISPUTE_POLICY, DisputePolicy, load_dispute_policy
+from router.records import OutRecord
+from router.sla.policy import DEFAULT_POLICY_FILE, load_sla_config
+from router.stages.contract import InRecord, LocalData
+from router.stages.disputes import DisputesProcessor, dispute_due, stored_entry
+from schemas.topics import DISPUTES_CHANGELOG, DISPUTES_COMMANDS, DISPUTES_TABLE, TICKETS_ACTIONS
+from schemas.vendor import VendorProfile
+from streams.kafka.emit import Emitter
+from streams.kafka.faust_internals import committed_offsets
+from streams.kafka.topics import raw_topic
+from streams.settings import RouterSettings
+from streams.stages.deadlines import TICK_SECONDS, Deadlines
+from streams.stages.lifecycle import DeadlineTable, FaustLocalData
+from streams.stages.runner import BatchTable, StageRunner, headers_of, install_stage, write_notes
+from streams.stages.sla import EmitFn
+
+
+class DisputesStage:
+    """The processor, its deadline index and the timer (unit-testable without Kafka)."""
+
+    def __init__(
+        self,
+        settings: RouterSettings,
+        policy: DisputePolicy,
+        table: Any,  # MutableMapping[bytes, bytes]: the disputes table (a BatchTable on Kafka)
+        local: LocalData,
+        emit: EmitFn,
+        committed: Callable[[str, int], int | None] = lambda topic, partition: None,
+        vendors: VendorDirectory | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self._emit = emit
+        self.deadlines = Deadlines(local, self._send_due, clock=self.clock,
+                                   entry_of=stored_entry, name="disputes")  # fmt: skip
+        physical = settings.topic
+        self.processor = DisputesProcessor(
+            policy, table, max_record_bytes=settings.max_record_bytes, vendors=vendors,
+            index=self.deadlines.update,
+            committed=lambda logical, partition: committed(physical(logical), partition),
+        )  # fmt: skip
+
+    @property
+    def counts(self) -> Counter[str]:
+        return self.processor.counts
+
+    async def handle(
+        self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None,
+        headers: Any = None,
+    ) -> None:  # fmt: skip
+        """One record of a disputes input (physical topic name): processed and emitted."""
+        record = InRecord(self.settings.logical(topic), partition, offset, key, value, None,
+                          headers_of(headers))  # fmt: skip
+        await self._emit(self.processor.process(record, self.clock.now()), None)
+        write_notes(self.processor.notes)
+
+    async def tick(self) -> int:
+        return await self.deadlines.fire_due()
+
+    async def _send_due(
+        self, partition: int, order_id: str, now: float, until: float | None
+    ) -> None:
+        records: Iterable[OutRecord] = [dispute_due(order_id, now, until)]
+        await self._emit(records, partition)
+
+
+class _Vendors:
+    def __init__(self, lookup: Callable[[str], VendorProfile | None]) -> None:
+        self.get = lookup
+
+
+def install_disputes(
+    app: faust.App,
+    settings: RouterSettings,
+    emitter: Emitter,
+    vendors: Callable[[str], VendorProfile | None] | None = None,
+    clock: Clock | None = None,
+) -> DisputesStage:
+    """Add the stage's table, agents, timer and rebalance hook to `app`."""
+    calendars = load_sla_config(settings.sla_policies_file or DEFAULT_POLICY_FILE).calendars
+    policy = load_dispute_policy(settings.disputes_policy_file or DEFAULT_DISPUTE_POLICY,
+                                 calendars)  # fmt: skip
+    table = app.tables.add(
+        DeadlineTable(
+            app, name=DISPUTES_TABLE, default=None, beacon=app.tables.beacon,
+            key_type=bytes, value_type=bytes, partitions=settings.partitions,
+            help="per-order dispute state (router.disputes.machine)",
+            extra_topic_configs=dict(DISPUTES_CHANGELOG.configs),
+        )
+    )  # fmt: skip
+
+    def committed(topic: str, partition: int) -> int | None:
+        return committed_offsets(app.consumer).get(TP(topic, partition))
+
+    states = BatchTable.over(table)
+    stage = DisputesStage(
+        settings, policy, states, FaustLocalData(table, settings.partitions), emitter.emit,
+        committed=committed, vendors=_Vendors(vendors) if vendors is not None else None,
+        clock=clock,
+    )  # fmt: skip
+    table.deadlines = stage.deadlines  # type: ignore[attr-defined]  # tables.add: the base type
+    commands = raw_topic(app, settings, DISPUTES_COMMANDS.name)
+    actions = raw_topic(app, settings, TICKETS_ACTIONS.name)
+    apply = StageRunner(stage.processor, [states], emitter, stage.clock, settings.logical,
+                        with_headers=True)  # fmt: skip
+    forward = StageRunner(stage.processor, [], emitter, stage.clock, settings.logical)
+    wait_s = settings.batch_max_wait_ms / 1000
+    install_stage(app, commands, "disputes", apply, settings.batch_max_records, wait_s)
+    install_stage(app, actions, "dispute-actions", forward, settings.batch_max_records, wait_s)
+
+    @app.timer(TICK_SECONDS, name="dispute-deadlines")  # type: ignore[untyped-decorator]  # faust
+    async def deadlines() -> None:
+        await stage.tick()
+
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # faust types it as sync
+    async def on_revoked(sender: Any, revoked: set[TP], **kwargs: Any) -> None:
+        stage.deadlines.suspend()
+
+    return stage
