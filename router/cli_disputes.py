@@ -13,7 +13,9 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from router.cli_settings import SettingsOpt
 from router.disputes.policy import DisputePolicy, DisputePolicyError, load_dispute_policy
+from schemas.dispute import DisputeState
 
 console = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -115,3 +117,52 @@ def golden_test(
     console.print(f"[{'red' if failed else 'green'}]{total - failed} passed, {failed} failed[/]")
     if failed:
         raise typer.Exit(1)
+
+
+def _read_disputes(settings_file: Path | None) -> Any:
+    import asyncio
+
+    from router.cli_settings import load_settings
+    from router.disputes.views import fold
+    from schemas.topics import DISPUTES_EVENTS
+    from streams.logs import configure_logging
+    from streams.tools import topic_values
+
+    configure_logging("WARNING")  # library log lines on stderr, never mixed with the output
+    settings = load_settings(settings_file)
+    views, skipped = fold(asyncio.run(topic_values(settings, DISPUTES_EVENTS.name)))
+    if skipped:
+        err.print(f"[yellow]{skipped} records on {DISPUTES_EVENTS.name} are not dispute events[/]")
+    return views
+
+
+@disputes_app.command()
+def show(
+    order: Annotated[str, typer.Argument(help="Order id.")],
+    settings_file: SettingsOpt = None,
+) -> None:
+    """A dispute from disputes.events: state, parties, offer, verdict, deadlines, timeline."""
+    from router.disputes.views import show_lines
+
+    view = _read_disputes(settings_file).get(order)
+    if view is None:
+        err.print(f"no dispute on order {escape(order)!r}")
+        raise typer.Exit(1)
+    for line in show_lines(view):
+        console.print(line, markup=False)
+
+
+@disputes_app.command("list")
+def list_disputes(
+    state: Annotated[
+        DisputeState | None, typer.Option("--state", help="Only disputes in this state.")
+    ] = None,
+    vendor: Annotated[str | None, typer.Option("--vendor", help="Only this seller's.")] = None,
+    settings_file: SettingsOpt = None,
+) -> None:
+    """Disputes from disputes.events, oldest first: order, state, seller, buyer, reason,
+    amount, next deadline (tab-separated)."""
+    from router.disputes.views import list_row, select
+
+    for view in select(_read_disputes(settings_file), state, vendor):
+        typer.echo(list_row(view))

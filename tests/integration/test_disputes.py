@@ -7,6 +7,9 @@ Windows are a few seconds of the `always` calendar, so the timers fire during th
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,7 +19,7 @@ import orjson
 import pytest
 
 from schemas.topics import CHANNEL_DLQ, DISPUTES_EVENTS, TICKETS_ACTIONS
-from tests.harness import Output, produce
+from tests.harness import REPO, Output, produce
 from tests.integration.conftest import EngineUnderTest
 
 pytestmark = pytest.mark.integration
@@ -84,6 +87,15 @@ def refusals(outputs: list[Output]) -> dict[str, str]:
             original = orjson.loads(o.value["data"]["original"]["value"])
             out[original["id"]] = o.value["data"]["error"]
     return out
+
+
+def cli(engine: EngineUnderTest, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": engine.bootstrap,
+           "ROUTER_TOPIC_PREFIX": engine.prefix, "PYTHONPATH": str(REPO)}  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "router", "disputes", *args],
+        env=env, cwd=REPO, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
 
 
 def closed(order: str, topic: str = DISPUTES_EVENTS.name) -> Any:
@@ -158,6 +170,27 @@ def test_agreed_contested_withdrawn_and_forbidden(engine: EngineUnderTest, tmp_p
     assert not [o for o in outputs if o.topic == f"queue.vendor.{OTHER_SELLER}"]
     assert events(outputs, contested, "queue.dept.disputes") == ["platform_review"]
     assert_each_event_once(outputs)
+
+    shown = cli(engine, "show", contested)
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert lines[0] == f"order {contested}: closed (decided)"
+    assert "  verdict: refund_partial: half arrived" in lines
+    timeline = [line.split()[1:3] for line in lines[lines.index("  timeline:") + 1 :]]
+    assert timeline == [
+        ["opened", f"buyer:buyer-{contested}"], ["awaiting_seller", "timer:timer"],
+        ["note_added", "platform:agent-1"], ["seller_responded", f"seller:{SELLER}"],
+        ["platform_review", f"buyer:buyer-{contested}"], ["decided", "platform:agent-1"],
+        ["closed", "timer:timer"],
+    ]  # fmt: skip
+    listed = cli(engine, "list", "--state", "closed", "--vendor", SELLER)
+    assert listed.returncode == 0, listed.stderr
+    assert sorted(row.split("\t")[0] for row in listed.stdout.splitlines()) == sorted(
+        [agreed, contested, withdrawn]), (listed.stdout, listed.stderr)
+    assert cli(engine, "list", "--vendor", OTHER_SELLER).stdout == ""
+    missing = cli(engine, "show", "o-none")
+    assert missing.returncode == 1
+    assert "no dispute on order 'o-none'" in missing.stderr
 
 
 def test_silence_on_timers(engine: EngineUnderTest, tmp_path: Path) -> None:
