@@ -406,10 +406,14 @@ def apply(
     return Decision(dispute, refused=why)
 
 
-def fire_due(dispute: Dispute, now: datetime, policy: DisputePolicy) -> Decision:
-    """Fire the earliest due deadline of `dispute` (the timer's entry point)."""
+def fire_due(
+    dispute: Dispute, now: datetime, policy: DisputePolicy, *, until: datetime | None = None
+) -> Decision:
+    """Fire the earliest due deadline of `dispute` (the timer's entry point). `until`: fire
+    only a deadline due by then (the timer's horizon while commands have a backlog)."""
+    limit = now if until is None else min(now, until)
     for name, due in sorted(dispute.deadlines.items(), key=lambda item: item[1]):
-        if due <= now:
+        if due <= limit:
             return apply(dispute, Timeout(dispute.order_id, name), now, policy)
     return Decision(dispute, ignored="nothing is due")
 

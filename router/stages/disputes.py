@@ -6,7 +6,9 @@ Inputs, by logical topic:
   dead-lettered; ticket commands are the lifecycle stage's and are skipped;
 - `disputes.commands` (written only by the engine's producer, so an order's records share a
   partition number with its `disputes` table entry): a forwarded command is applied to the
-  order's dispute (`router.disputes.machine.apply`), a `due` command fires its deadline.
+  order's dispute (`router.disputes.machine.apply`), a `due` command fires its deadline (only
+  one due by its `until`, while `tickets.actions` has a backlog: a seller's answer waiting in
+  it is applied first).
 
 A refused command is dead-lettered as `action_refused` with the reason, the original key and
 bytes, and where it was first read. The table stores the dispute and, until the input offset
@@ -48,6 +50,7 @@ from router.sla.render import (
     CMD_HEADER,
     KEY_HEADER,
     due_command,
+    due_until,
     forwarded_command,
     read_source,
 )
@@ -59,6 +62,8 @@ from schemas.topics import DISPUTES_COMMANDS, TICKETS_ACTIONS
 # (partition, order id, index entry or None): the deadline index of the partitions owned here
 IndexUpdate = Callable[[int, str, tuple[float, str] | None], None]
 Committed = Callable[[str, int], int | None]
+# (logical topic, partition, offset, record timestamp): a `tickets.actions` record was read
+InputSeen = Callable[[str, int, int, float | None], None]
 
 
 def dispute_due(order_id: str, requested_at: float, until: float | None = None) -> OutRecord:
@@ -83,8 +88,10 @@ class DisputesProcessor:
         vendors: VendorDirectory | None = None,
         index: IndexUpdate = lambda partition, order_id, entry: None,
         committed: Committed = lambda topic, partition: None,
+        seen: InputSeen = lambda topic, partition, offset, timestamp: None,
     ) -> None:
         self.policy = policy
+        self._seen = seen
         self.table = table
         self.max_record_bytes = max_record_bytes
         self.vendors = vendors
@@ -108,6 +115,8 @@ class DisputesProcessor:
                 "exception": traceback.format_exc(limit=20)}))  # fmt: skip
             self.counts["failed"] += 1
             out.append(processing_failed(exc, record, now))
+        if record.topic == TICKETS_ACTIONS.name:
+            self._seen(record.topic, record.partition, record.offset, record.timestamp)
         return out
 
     def _forward(self, record: InRecord, now: datetime, out: list[OutRecord]) -> None:
@@ -151,11 +160,12 @@ class DisputesProcessor:
             self._apply(event.data.order_id, record.partition, position, run, refused, out)
         elif command == CMD_DUE:
             order_id = (record.key or b"").decode()
+            until = due_until(value)
 
             def tick(dispute: Dispute | None) -> Decision:
                 if dispute is None:
                     return Decision(None, ignored="no dispute")
-                return fire_due(dispute, now, policy)
+                return fire_due(dispute, now, policy, until=until)
 
             self._apply(order_id, record.partition, position, tick, None, out, reindex=True)
         else:

@@ -10,7 +10,9 @@
   in-memory index of the owned partitions, rebuilt from the table on recovery; each second
   (or on time, by a one-shot wake-up) due orders become `due` commands on their partition of
   `disputes.commands`, and the agent re-checks the stored deadlines, so a deadline fires once
-  across crashes, restarts and rebalances, and never after the dispute moved on.
+  across crashes, restarts and rebalances, and never after the dispute moved on. While
+  `tickets.actions` has a backlog here, it fires only what was due before the last command
+  read (`streams.stages.horizon`): a seller's answer waiting in the backlog is applied first.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ from streams.kafka.faust_internals import committed_offsets
 from streams.kafka.topics import raw_topic
 from streams.settings import RouterSettings
 from streams.stages.deadlines import TICK_SECONDS, Deadlines
-from streams.stages.lifecycle import DeadlineTable, FaustLocalData
+from streams.stages.horizon import InputWatermark, Positions
+from streams.stages.lifecycle import DeadlineTable, FaustLocalData, input_positions
 from streams.stages.runner import BatchTable, StageRunner, headers_of, install_stage, write_notes
 from streams.stages.sla import EmitFn
 
@@ -54,17 +57,22 @@ class DisputesStage:
         committed: Callable[[str, int], int | None] = lambda topic, partition: None,
         vendors: VendorDirectory | None = None,
         clock: Clock | None = None,
+        positions: Positions = lambda: (),
     ) -> None:
         self.settings = settings
         self.clock = clock or SystemClock()
         self._emit = emit
-        self.deadlines = Deadlines(local, self._send_due, clock=self.clock,
+        # `positions`: the assigned tickets.actions partitions (a seller's answer there stops
+        # its window; none: deadlines fire up to now)
+        self.watermark = InputWatermark(positions)
+        self.deadlines = Deadlines(local, self._send_due, self.watermark.horizon, self.clock,
                                    entry_of=stored_entry, name="disputes")  # fmt: skip
         physical = settings.topic
         self.processor = DisputesProcessor(
             policy, table, max_record_bytes=settings.max_record_bytes, vendors=vendors,
             index=self.deadlines.update,
             committed=lambda logical, partition: committed(physical(logical), partition),
+            seen=self.watermark.seen,
         )  # fmt: skip
 
     @property
@@ -73,10 +81,10 @@ class DisputesStage:
 
     async def handle(
         self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None,
-        headers: Any = None,
+        headers: Any = None, timestamp: float | None = None,
     ) -> None:  # fmt: skip
         """One record of a disputes input (physical topic name): processed and emitted."""
-        record = InRecord(self.settings.logical(topic), partition, offset, key, value, None,
+        record = InRecord(self.settings.logical(topic), partition, offset, key, value, timestamp,
                           headers_of(headers))  # fmt: skip
         await self._emit(self.processor.process(record, self.clock.now()), None)
         write_notes(self.processor.notes)
@@ -123,7 +131,7 @@ def install_disputes(
     stage = DisputesStage(
         settings, policy, states, FaustLocalData(table, settings.partitions), emitter.emit,
         committed=committed, vendors=_Vendors(vendors) if vendors is not None else None,
-        clock=clock,
+        clock=clock, positions=input_positions(app, settings, TICKETS_ACTIONS.name),
     )  # fmt: skip
     table.deadlines = stage.deadlines  # type: ignore[attr-defined]  # tables.add: the base type
     commands = raw_topic(app, settings, DISPUTES_COMMANDS.name)
@@ -142,5 +150,7 @@ def install_disputes(
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # faust types it as sync
     async def on_revoked(sender: Any, revoked: set[TP], **kwargs: Any) -> None:
         stage.deadlines.suspend()
+        for tp in revoked:
+            stage.watermark.revoked(settings.logical(tp.topic), tp.partition)
 
     return stage

@@ -68,6 +68,7 @@ from streams.kafka.topics import raw_table, raw_topic
 from streams.kafka.transport import RouterTable
 from streams.settings import RouterSettings
 from streams.stages.deadlines import TICK_SECONDS, Deadlines
+from streams.stages.horizon import Positions
 from streams.stages.runner import BatchTable, StageRunner, install_stage
 from streams.stages.sla import LifecycleStage
 
@@ -132,6 +133,29 @@ class FaustLocalData:
         return out
 
 
+def input_positions(app: faust.App, settings: RouterSettings, *logical: str) -> Positions:
+    """(logical topic, partition, high watermark, committed offset) of the partitions of
+    `logical` assigned to this worker: what a firing horizon watches."""
+
+    def positions() -> Iterable[tuple[str, int, int | None, int | None]]:
+        consumer = started_consumer(app)
+        if consumer is None:
+            return []
+        committed = committed_offsets(consumer)
+        out = []
+        for tp in consumer.assignment():
+            name = settings.logical(tp.topic)
+            if name in logical:
+                try:
+                    high = consumer.highwater(tp)
+                except Exception:  # being revoked: unknown, i.e. not read to the end
+                    high = None
+                out.append((name, tp.partition, high, committed.get(tp)))
+        return out
+
+    return positions
+
+
 class _Vendors:
     def __init__(self, lookup: Callable[[str], VendorProfile | None]) -> None:
         self.get = lookup
@@ -170,22 +194,8 @@ def install_lifecycle(
     def committed(topic: str, partition: int) -> int | None:
         return committed_offsets(app.consumer).get(TP(topic, partition))
 
-    def positions() -> Iterable[tuple[str, int, int | None, int | None]]:
-        # The inputs that can stop a clock, as far as this worker reads them (the horizon).
-        consumer = started_consumer(app)
-        if consumer is None:
-            return []
-        committed = committed_offsets(consumer)
-        out = []
-        for tp in consumer.assignment():
-            logical = settings.logical(tp.topic)
-            if logical in (TICKETS_ACTIONS.name, TICKETS_EVENTS.name):
-                try:
-                    high = consumer.highwater(tp)
-                except Exception:  # being revoked: unknown, i.e. not read to the end
-                    high = None
-                out.append((logical, tp.partition, high, committed.get(tp)))
-        return out
+    # The inputs that can stop a clock, as far as this worker reads them (the horizon).
+    positions = input_positions(app, settings, TICKETS_ACTIONS.name, TICKETS_EVENTS.name)
 
     parked = raw_table(app, settings, PARKED_TABLE,
                        "actions read before any event of their ticket (router.stages.parking)")

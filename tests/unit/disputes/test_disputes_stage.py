@@ -12,6 +12,7 @@ import orjson
 
 from router.clock import FakeClock
 from router.records import OutRecord
+from router.stages.disputes import dispute_due
 from schemas.topics import CHANNEL_DLQ, DISPUTES_COMMANDS, DISPUTES_EVENTS, TICKETS_ACTIONS
 from streams.settings import RouterSettings
 from streams.stages.disputes import DisputesStage
@@ -160,3 +161,42 @@ def test_the_index_is_rebuilt_from_the_table_after_recovery() -> None:
     h.run(h.stage.deadlines.on_recovered({PARTITION}))
     assert len(h.stage.deadlines.index) == 1
     assert h.stage.deadlines.last_rebuild["states_read"] == 1
+
+
+def test_a_backlog_of_commands_holds_the_timer_back_until_it_is_read() -> None:
+    positions = [(TICKETS_ACTIONS.name, 0, 2, 0)]  # two records on the partition, none read
+    h = Harness()
+    h.stage = DisputesStage(
+        RouterSettings(topic_prefix=""), policy(), h.table, Local(h.table, h.partition_of),
+        h.stage._emit, clock=h.clock, positions=lambda: positions,
+    )  # fmt: skip
+    h.run(h.stage.deadlines.on_recovered({PARTITION}))
+    h.run(h.stage.handle(TICKETS_ACTIONS.name, 0, 0, ORDER.encode(), OPEN,
+                         timestamp=MONDAY.timestamp()))  # fmt: skip
+    h.apply(h.sent.on(DISPUTES_COMMANDS.name)[0])
+    # the worker was down: the window has ended, but the seller's answer (offset 1, sent in
+    # time) is still in the backlog, so nothing fires
+    h.clock.set(MONDAY + timedelta(days=10))
+    assert h.run(h.stage.tick()) == 0
+    respond = command("c-resp", "respond", "vendor", VENDOR, offer={"kind": "replacement"})
+    h.run(h.stage.handle(TICKETS_ACTIONS.name, 0, 1, ORDER.encode(), respond,
+                         timestamp=(MONDAY + timedelta(hours=1)).timestamp()))  # fmt: skip
+    h.apply(h.sent.on(DISPUTES_COMMANDS.name)[-1])
+    assert h.types()[-1] == "support.dispute.seller_responded"
+    # read to the end: the buyer's window (72 h from the answer) is what is pending now
+    h.clock.set(MONDAY + timedelta(days=14))
+    assert h.run(h.stage.tick()) == 1
+    h.apply(h.sent.on(DISPUTES_COMMANDS.name)[-1])
+    assert h.types()[-2:] == ["support.dispute.resolved", "support.dispute.closed"]
+    assert "support.dispute.decided" not in h.types()
+
+
+def test_a_due_command_with_until_fires_only_what_was_due_by_then() -> None:
+    h = Harness()
+    h.act(OPEN)
+    h.clock.set(MONDAY + timedelta(days=10))
+    early = dispute_due(ORDER, h.clock.now().timestamp(), until=MONDAY.timestamp() + 60)
+    h.apply(early)
+    assert h.types() == ["support.dispute.opened", "support.dispute.awaiting_seller"]
+    h.apply(dispute_due(ORDER, h.clock.now().timestamp()))
+    assert h.types()[-1] == "support.dispute.closed"
