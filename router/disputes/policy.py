@@ -144,10 +144,13 @@ class DisputePolicyError(ValueError):
 
 
 def parse_dispute_policy(
-    text: str, calendars: Mapping[str, Calendar], file: str = "<dispute policy>"
-) -> DisputePolicy:
+    text: str, calendars: Mapping[str, Calendar], file: str = "<dispute policy>",
+    *, fallback: Calendar | None = None,
+) -> DisputePolicy:  # fmt: skip
     """Validate YAML (or JSON) text against the SLA calendars `calendars`; DisputePolicyError
-    names each problem with its line."""
+    names each problem with its line. `fallback` stands in for a calendar `calendars` lacks
+    (the bundled policy under an SLA file without the bundled calendars); without it, a
+    missing calendar is a problem."""
     try:
         src = parse_text(text, file, "json" if file.endswith(".json") else "yaml", aliases=True)
     except LoadError as exc:
@@ -161,10 +164,13 @@ def parse_dispute_policy(
         f"(the SLA policy file defines {sorted(calendars)})"
         for field, name in (("seller_calendar", spec.seller_calendar),
                             ("buyer_calendar", spec.buyer_calendar))
-        if name not in calendars
+        if name not in calendars and fallback is None
     ]  # fmt: skip
     if problems:
         raise DisputePolicyError(problems)
+    if fallback is not None:
+        named = (spec.seller_calendar, spec.buyer_calendar)
+        calendars = {**{n: fallback for n in named if n not in calendars}, **calendars}
     return build_policy(spec, calendars)
 
 
@@ -190,10 +196,12 @@ def build_policy(spec: DisputePolicyFile, calendars: Mapping[str, Calendar]) -> 
     )
 
 
-def load_dispute_policy(path: Path, calendars: Mapping[str, Calendar]) -> DisputePolicy:
+def load_dispute_policy(
+    path: Path, calendars: Mapping[str, Calendar], *, fallback: Calendar | None = None
+) -> DisputePolicy:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise DisputePolicyError([f"{path}: cannot read: {reason}"]) from None
-    return parse_dispute_policy(text, calendars, str(path))
+    return parse_dispute_policy(text, calendars, str(path), fallback=fallback)

@@ -22,12 +22,14 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import faust
+import structlog
 from faust.types import TP
 
 from router.clock import Clock, SystemClock
 from router.disputes.machine import VendorDirectory
 from router.disputes.policy import DEFAULT_DISPUTE_POLICY, DisputePolicy, load_dispute_policy
 from router.records import OutRecord
+from router.sla.calendar import AlwaysOpen
 from router.sla.policy import DEFAULT_POLICY_FILE, load_sla_config
 from router.stages.contract import InRecord, LocalData
 from router.stages.disputes import DisputesProcessor, dispute_due, stored_entry
@@ -42,6 +44,8 @@ from streams.stages.horizon import InputWatermark, Positions
 from streams.stages.lifecycle import DeadlineTable, FaustLocalData, input_positions
 from streams.stages.runner import BatchTable, StageRunner, headers_of, install_stage, write_notes
 from streams.stages.sla import EmitFn
+
+log = structlog.get_logger("router.disputes")
 
 
 class DisputesStage:
@@ -113,8 +117,15 @@ def install_disputes(
 ) -> DisputesStage:
     """Add the stage's table, agents, timer and rebalance hook to `app`."""
     calendars = load_sla_config(settings.sla_policies_file or DEFAULT_POLICY_FILE).calendars
-    policy = load_dispute_policy(settings.disputes_policy_file or DEFAULT_DISPUTE_POLICY,
-                                 calendars)  # fmt: skip
+    if settings.disputes_policy_file is not None:
+        policy = load_dispute_policy(settings.disputes_policy_file, calendars)
+    else:
+        # the bundled policy names the bundled SLA file's calendars: under another SLA file
+        # that lacks them, its windows run around the clock
+        policy = load_dispute_policy(DEFAULT_DISPUTE_POLICY, calendars, fallback=AlwaysOpen())
+        missing = sorted({policy.seller_calendar, policy.buyer_calendar} - set(calendars))
+        if missing:
+            log.warning("dispute_calendars_missing", calendars=missing, running_as="always")
     table = app.tables.add(
         DeadlineTable(
             app, name=DISPUTES_TABLE, default=None, beacon=app.tables.beacon,

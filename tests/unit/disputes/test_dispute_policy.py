@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from router.cli import app
 from router.disputes.policy import DisputePolicyError, parse_dispute_policy
+from router.sla.calendar import AlwaysOpen
 from schemas.dispute import Outcome, ReasonCode
 from schemas.vendor import VendorTier
 from tests.unit.disputes.dispute_support import EXAMPLE_POLICY, calendars, policy
@@ -118,3 +119,14 @@ def test_an_invalid_policy_fails_the_cli(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["disputes", "validate", str(bad)])
     assert result.exit_code == 1
     assert f"{bad}:6: currency: Input should be a valid string" in result.output
+
+
+def test_missing_calendars_run_as_the_fallback_only_when_one_is_given() -> None:
+    only_always = {"always": AlwaysOpen()}
+    with pytest.raises(DisputePolicyError) as info:
+        parse_dispute_policy(VALID, only_always, "p.yaml")
+    assert info.value.problems[0].startswith("p.yaml:7: seller_calendar: unknown calendar")
+    fallback = AlwaysOpen("fallback")
+    pol = parse_dispute_policy(VALID, only_always, "p.yaml", fallback=fallback)
+    assert pol.calendar("vendor_default") is fallback
+    assert pol.calendar("always") is only_always["always"]
