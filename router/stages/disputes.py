@@ -43,7 +43,7 @@ from router.disputes.render import (
 )
 from router.inbound import Rejected, source_position
 from router.records import OutRecord
-from router.sla.outbox import Pending, find_pending, join_stored, prune, source_key, split_stored
+from router.sla.outbox import next_stored, open_stored, source_key, split_stored
 from router.sla.render import (
     CMD_ACTION,
     CMD_DUE,
@@ -183,9 +183,7 @@ class DisputesProcessor:
         reindex: bool = False,
     ) -> None:
         key = order_id.encode()
-        raw = self.table.get(key)
-        stored, pending = split_stored(raw) if raw is not None else (None, [])
-        replay = find_pending(pending, position) if pending else None
+        stored, pending, replay = open_stored(self.table.get(key), position)
         if replay is not None and stored is not None:
             # Read again after a crash, already applied: re-send what it produced, same ids.
             self.counts["replayed"] += 1
@@ -207,10 +205,9 @@ class DisputesProcessor:
         out.extend(records)  # sent before the state is stored: a replay finds them pending
         new = decision.dispute
         if new is not None and new is not dispute:
-            kept = prune(pending, self._committed)
-            if records:
-                kept.append(Pending(position, tuple(records)))
-            self.table[key] = join_stored(encode_dispute(new), kept)
+            self.table[key] = next_stored(
+                encode_dispute(new), pending, position, records, self._committed
+            )
             self.counts["transitions"] += len(decision.events)
         if new is not None and (new is not dispute or reindex):
             self._index(partition, order_id, index_entry(new))

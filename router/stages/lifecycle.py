@@ -33,7 +33,7 @@ from router.outbound import outbound_reply
 from router.records import OutRecord
 from router.reroutes import TicketIndexEntry
 from router.sla.lifecycle import on_action, on_tick, on_ticket_event
-from router.sla.outbox import Pending, find_pending, join_stored, prune, source_key, split_stored
+from router.sla.outbox import next_stored, open_stored, source_key
 from router.sla.policy import SlaConfig
 from router.sla.render import (
     CMD_ACTION,
@@ -316,9 +316,7 @@ class LifecycleProcessor:
         reindex: bool,
     ) -> None:
         key = ticket_id.encode()
-        raw = self.table.get(key)
-        stored, pending = split_stored(raw) if raw is not None else (None, [])
-        replay = find_pending(pending, position) if pending else None
+        stored, pending, replay = open_stored(self.table.get(key), position)
         if replay is not None and stored is not None:
             # Read again after a crash, already applied: re-send what it produced, same ids.
             self.counts["replayed"] += 1
@@ -334,10 +332,9 @@ class LifecycleProcessor:
         if new_state is None:
             return
         if new_state is not state:
-            kept = prune(pending, self._committed)
-            if records:
-                kept.append(Pending(position, tuple(records)))
-            self.table[key] = join_stored(encode_state(new_state), kept)
+            self.table[key] = next_stored(
+                encode_state(new_state), pending, position, records, self._committed
+            )
             self.counts["stored"] += 1
         if new_state is not state or reindex:
             self._index(partition, ticket_id, index_entry(new_state))
