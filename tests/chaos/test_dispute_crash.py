@@ -4,52 +4,26 @@ event id), none is missing, and none fires for a dispute that moved on."""
 from __future__ import annotations
 
 import time
-from collections import defaultdict
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 from schemas.topics import DISPUTES_EVENTS
-from tests.harness import Output, wait_for
+from tests.harness import wait_for
 from tests.integration.conftest import EngineUnderTest
-from tests.integration.test_disputes import command, opening, send, write_policy
+from tests.integration.test_disputes import (
+    command,
+    expected,
+    ids_per_event,
+    send,
+    settled,
+    silent_disputes,
+    write_policy,
+)
 from tests.integration.test_disputes import events as kinds
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
-
-
-def ids_per_event(outputs: list[Output]) -> dict[tuple[bytes | None, str], set[str]]:
-    ids: dict[tuple[bytes | None, str], set[str]] = defaultdict(set)
-    for o in outputs:
-        if o.topic == DISPUTES_EVENTS.name:
-            ids[(o.key, o.value["type"].removeprefix("support.dispute."))].add(o.value["id"])
-    return ids
-
-
-def disputes(n: int, tag: str) -> tuple[list[str], list[tuple[str, bytes]]]:
-    """`n` disputes: even ones under the buyer-protection threshold, odd ones over it."""
-    orders = [f"{tag}-{i}" for i in range(n)]
-    return orders, [(o, opening(o, "item_not_received", "40.00" if i % 2 == 0 else "400.00"))
-                    for i, o in enumerate(orders)]  # fmt: skip
-
-
-def expected(orders: list[str], answered: frozenset[str] = frozenset()) -> set[tuple[bytes, str]]:
-    out = set()
-    for i, order in enumerate(orders):
-        if order in answered:
-            path = ["opened", "awaiting_seller", "seller_responded", "resolved", "closed"]
-        elif i % 2 == 0:
-            path = ["opened", "awaiting_seller", "decided", "closed"]
-        else:
-            path = ["opened", "awaiting_seller", "platform_review"]
-        out |= {(order.encode(), kind) for kind in path}
-    return out
-
-
-def settled(orders: list[str]) -> object:
-    return lambda outs: all(
-        "closed" in kinds(outs, o) or "platform_review" in kinds(outs, o) for o in orders)
 
 
 def test_sigkill_before_the_windows_end_then_restart_fires_each_once(
@@ -57,7 +31,7 @@ def test_sigkill_before_the_windows_end_then_restart_fires_each_once(
 ) -> None:
     policy = str(write_policy(tmp_path, window="8s"))
     first = engine.start_worker(ROUTER_DISPUTES_POLICY_FILE=policy)
-    orders, opens = disputes(20, "down")
+    orders, opens = silent_disputes(20, "down")
     # two of them answered and accepted before their window ends: theirs must never fire
     answered = frozenset(orders[:2])
     send(engine, opens + [
@@ -96,7 +70,7 @@ def test_sigkill_during_a_deadline_storm_then_restart_loses_none(
     policy = str(write_policy(tmp_path, window="6s"))
     # A long commit interval widens the window of processed but uncommitted due commands.
     first = engine.start_worker(ROUTER_DISPUTES_POLICY_FILE=policy, ROUTER_COMMIT_INTERVAL_S="5")
-    orders, opens = disputes(200, "storm")
+    orders, opens = silent_disputes(200, "storm")
     send(engine, opens)
     collector = engine.collector(DISPUTES_EVENTS.name)
     collector.poll_until(

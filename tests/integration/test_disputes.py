@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections import Counter
+from collections import Counter, defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -107,6 +107,39 @@ def assert_each_event_once(outputs: list[Output]) -> None:
     kinds = Counter((o.key, o.value["type"]) for o in outputs if o.topic == DISPUTES_EVENTS.name)
     assert max(kinds.values()) == 1, kinds
     assert max(ids.values()) == 1
+
+
+def ids_per_event(outputs: list[Output]) -> dict[tuple[bytes | None, str], set[str]]:
+    ids: dict[tuple[bytes | None, str], set[str]] = defaultdict(set)
+    for o in outputs:
+        if o.topic == DISPUTES_EVENTS.name:
+            ids[(o.key, o.value["type"].removeprefix("support.dispute."))].add(o.value["id"])
+    return ids
+
+
+def silent_disputes(n: int, tag: str) -> tuple[list[str], list[tuple[str, bytes]]]:
+    """`n` disputes: even ones under the buyer-protection threshold, odd ones over it."""
+    orders = [f"{tag}-{i}" for i in range(n)]
+    return orders, [(o, opening(o, "item_not_received", "40.00" if i % 2 == 0 else "400.00"))
+                    for i, o in enumerate(orders)]  # fmt: skip
+
+
+def expected(orders: list[str], answered: frozenset[str] = frozenset()) -> set[tuple[bytes, str]]:
+    out = set()
+    for i, order in enumerate(orders):
+        if order in answered:
+            path = ["opened", "awaiting_seller", "seller_responded", "resolved", "closed"]
+        elif i % 2 == 0:
+            path = ["opened", "awaiting_seller", "decided", "closed"]
+        else:
+            path = ["opened", "awaiting_seller", "platform_review"]
+        out |= {(order.encode(), kind) for kind in path}
+    return out
+
+
+def settled(orders: list[str]) -> object:
+    return lambda outs: all(
+        "closed" in events(outs, o) or "platform_review" in events(outs, o) for o in orders)
 
 
 def test_agreed_contested_withdrawn_and_forbidden(engine: EngineUnderTest, tmp_path: Path) -> None:
@@ -238,3 +271,20 @@ def test_silence_on_timers(engine: EngineUnderTest, tmp_path: Path) -> None:
         "opened", "awaiting_seller", "seller_responded", "resolved", "closed"]
     assert event(outputs, answered, "resolved")["data"]["refund"]["replacement"] is True
     assert_each_event_once(outputs)
+
+
+def test_two_workers_fire_each_window_once(engine: EngineUnderTest, tmp_path: Path) -> None:
+    policy = str(write_policy(tmp_path, window="12s"))
+    engine.start_worker(ROUTER_DISPUTES_POLICY_FILE=policy)
+    orders, opens = silent_disputes(120, "pair")
+    send(engine, opens)
+    collector = engine.collector(DISPUTES_EVENTS.name)
+    collector.poll_until(lambda outs: all("awaiting_seller" in events(outs, o) for o in orders),
+                         60, "every dispute waiting for its seller")  # fmt: skip
+    engine.start_worker(ROUTER_DISPUTES_POLICY_FILE=policy)  # rebalance while the windows run
+    outputs = collector.poll_until(
+        settled(orders), 90, "every window fired",
+        describe=lambda outs: f"{len(ids_per_event(outs))} distinct events")
+    ids = ids_per_event(outputs)
+    assert set(ids) == expected(orders), sorted(expected(orders) ^ set(ids))[:10]
+    assert {k: v for k, v in ids.items() if len(v) != 1} == {}
