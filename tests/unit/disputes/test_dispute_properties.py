@@ -34,6 +34,9 @@ POLICIES = {silence: policy(buyer_silence=silence) for silence in ("accept", "wi
 EDGES = {(row.source, row.target if row.target is not None else row.source)
          for row in TRANSITIONS}  # fmt: skip
 
+NATURAL = {Act.OPEN: ActorRole.BUYER, Act.RESPOND: ActorRole.VENDOR, Act.ACCEPT: ActorRole.BUYER,
+           Act.REJECT: ActorRole.BUYER, Act.DECIDE: ActorRole.AGENT,
+           Act.WITHDRAW: ActorRole.BUYER, Act.NOTE: ActorRole.AGENT}  # fmt: skip
 OFFERS = st.sampled_from([
     {"kind": "full_refund"}, {"kind": "partial_refund", "amount": "10.00"},
     {"kind": "partial_refund", "amount": "500.00"}, {"kind": "replacement"},
@@ -55,11 +58,12 @@ def steps(draw: st.DrawFn) -> tuple[str, object]:
     """("act", (act, role, actor id or None, fields)) or ("wait", hours) or ("timeout", name)."""
     kind = draw(st.sampled_from(["act", "act", "act", "wait", "timeout"]))
     if kind == "wait":
-        return ("wait", draw(st.integers(min_value=1, max_value=200)))
+        return ("wait", draw(st.integers(min_value=1, max_value=48)))
     if kind == "timeout":
         return ("timeout", draw(st.sampled_from(sorted(TIMEOUTS))))
-    act = draw(st.sampled_from(EXTERNAL_ACTS))
-    role = draw(st.sampled_from(list(ActorRole)))
+    act = draw(st.sampled_from([*EXTERNAL_ACTS, Act.RESPOND, Act.ACCEPT, Act.REJECT]))
+    # half the time the party the action belongs to, else anyone: both paths get explored
+    role = draw(st.one_of(st.just(NATURAL[act]), st.sampled_from(list(ActorRole))))
     stranger = draw(st.booleans()) and draw(st.booleans())
     fields: dict[str, object] = {}
     if act is Act.OPEN:
@@ -94,11 +98,16 @@ def check(before: Dispute | None, decision: Decision) -> None:
     assert set(after.deadlines) == waiting.get(after.state, set())
 
 
+OPEN_FIRST = ("act", (Act.OPEN, ActorRole.BUYER, None, {}))
+
+
 @settings(max_examples=400, deadline=None)
-@given(st.lists(steps(), max_size=30), st.sampled_from(sorted(POLICIES)))
+@given(st.lists(steps(), min_size=4, max_size=30), st.sampled_from(sorted(POLICIES)), st.booleans())
 def test_random_sequences_stay_legal_and_every_dispute_closes(
-    sequence: list[tuple[str, object]], silence: str
+    sequence: list[tuple[str, object]], silence: str, open_first: bool
 ) -> None:
+    if open_first:  # else the dispute opens when (and if) the sequence opens it
+        sequence = [OPEN_FIRST, *sequence]
     pol = POLICIES[silence]
     now = MONDAY
     dispute: Dispute | None = None
