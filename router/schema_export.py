@@ -12,6 +12,7 @@ from schemas.dispute import DisputeActionEvent, DisputeEventData
 from schemas.envelope import CloudEvent
 from schemas.message import InboundEvent
 from schemas.outbound import DeliveryOutcome, OutboundReplyEvent, UndeliveredReply
+from schemas.payment import ChargebackEvent
 from schemas.ticket import RoutedTicket, RoutingDecision, TicketEvent
 from schemas.vendor import VendorProfile
 
@@ -30,6 +31,7 @@ def exported_models() -> dict[str, type[BaseModel]]:
         "reply-undeliverable": CloudEvent[UndeliveredReply],
         "dispute-action": DisputeActionEvent,
         "dispute-event": CloudEvent[DisputeEventData],
+        "payment-chargeback": ChargebackEvent,
     }
     try:
         from schemas.sla import SlaEvent

@@ -32,6 +32,7 @@ from schemas.outbound import (
     OUTBOUND_REPLY,
     REPLY_UNDELIVERABLE,
 )
+from schemas.payment import PAYMENT_CHARGEBACK
 from schemas.rules_event import RULESET_PUBLISHED, RULESET_REFUSED
 from schemas.sla import SLA_BREACHED, SLA_MET, SLA_WARNING
 from schemas.ticket import ROUTING_DECIDED, TICKET_ROUTED, TicketEventKind
@@ -153,6 +154,10 @@ DISPUTES_EVENTS = Topic(
     "disputes.events", "order id", "every dispute transition (platform-only notes included)",
     "engine", "desks, payments, analytics", types=DISPUTE_EVENT_TYPES,
 )  # fmt: skip
+PAYMENTS_EVENTS = Topic(
+    "payments.events", "order id", "chargebacks reported by the payments system", "payments",
+    "engine (disputes stage)", types=(PAYMENT_CHARGEBACK,),
+)  # fmt: skip
 # Compaction keeps one record per ruleset name. Without a lag, a broken version written past
 # `router rules publish` could compact away the last good one, and a restarted worker would
 # fall back to its startup policy; for 30 days every version stays (that is also what
@@ -261,6 +266,7 @@ TOPICS: tuple[Topic, ...] = (
     QUEUE_VENDOR,
     SLA_EVENTS,
     DISPUTES_EVENTS,
+    PAYMENTS_EVENTS,
     ROUTING_RULES,
     ROUTING_RULES_EVENTS,
     DIRECTORY_VENDORS,

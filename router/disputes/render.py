@@ -1,4 +1,5 @@
-"""A dispute decision's records, and dispute commands read from `tickets.actions` (pure).
+"""A dispute decision's records, and dispute commands read from `tickets.actions` or made of
+a chargeback on `payments.events` (pure).
 
 Each event goes to `disputes.events` (key: order id) whole; the seller's copy goes to its
 `queue.vendor.<id>` without the platform-only fields (and a platform note not at all); a
@@ -15,20 +16,26 @@ import orjson
 
 from router.disputes.machine import Decision
 from router.disputes.policy import DisputePolicy
-from router.inbound import Rejected, dead_letter
+from router.ids import derive_id
+from router.inbound import ENGINE_SOURCE, Rejected, dead_letter
 from router.outputs import engine_record
 from router.records import OutRecord, queue_topic
 from router.sla.render import parse_command
+from schemas.action import Actor, ActorRole
 from schemas.dead_letter import RejectReason, SourcePosition
 from schemas.dispute import (
     DISPUTE_ACTION,
     PLATFORM_ONLY_FIELDS,
     DisputeActionEvent,
     DisputeState,
+    OpenDispute,
 )
+from schemas.envelope import envelope
+from schemas.payment import PAYMENT_CHARGEBACK, ChargebackEvent
 from schemas.topics import DISPUTES_EVENTS, QUEUE_VENDOR
 
 _DISPUTE_TYPE = DISPUTE_ACTION.encode()
+PAYMENTS_ACTOR = "payments"  # the system actor of a dispute a chargeback opened
 
 
 def is_dispute_action(value: bytes | None) -> bool:
@@ -60,6 +67,34 @@ def parse_dispute_action(
         RejectReason.SCHEMA_VIOLATION, error,
         dead_letter(RejectReason.SCHEMA_VIOLATION, error, [], source, key, value or b"", now),
     )  # fmt: skip
+
+
+def parse_chargeback(
+    value: bytes | None, key: bytes | None, source: SourcePosition, now: datetime, *,
+    max_record_bytes: int,
+) -> ChargebackEvent | Rejected:  # fmt: skip
+    """Validate one `payments.events` record; everything bad becomes a dead letter."""
+    return parse_command(value, key, source, now, ChargebackEvent, PAYMENT_CHARGEBACK,
+                         max_record_bytes=max_record_bytes)  # fmt: skip
+
+
+def chargeback_command(event: ChargebackEvent, now: datetime) -> tuple[str, bytes]:
+    """The `open_dispute` a chargeback stands for, acted by the system, as a dispute command
+    record (order id, value); its id derives from the chargeback's, so a redelivered
+    chargeback opens nothing more."""
+    cb = event.data
+    action = OpenDispute(
+        order_id=cb.order_id, actor=Actor(id=PAYMENTS_ACTOR, role=ActorRole.SYSTEM),
+        at=cb.reported_at or now, buyer_id=cb.buyer_id, vendor_id=cb.vendor_id,
+        reason_code=cb.reason_code, amount=cb.amount, currency=cb.currency,
+        category=cb.category, description=f"chargeback {cb.chargeback_id}",
+    )  # fmt: skip
+    doc = envelope(
+        event_id=derive_id(event.id, "chargeback"), source=ENGINE_SOURCE,
+        event_type=DISPUTE_ACTION, time=now, subject=cb.order_id,
+        data=action.model_dump(mode="json", exclude_none=True),
+    )  # fmt: skip
+    return cb.order_id, orjson.dumps(doc)
 
 
 def refused_dispute_action(

@@ -34,7 +34,6 @@ from schemas.envelope import CloudEvent
 from schemas.ticket import ROUTING_DECIDED, TICKET_ROUTED, TicketEvent
 from schemas.topics import (
     SLA_EVENTS,
-    TICKETS_ACTIONS,
     TICKETS_COMMANDS,
     TICKETS_DECISIONS,
     TICKETS_EVENTS,
@@ -145,8 +144,8 @@ def parse_command(
     *,
     max_record_bytes: int,
 ) -> EventT | Rejected:
-    """Validate one command record on `tickets.actions` as `model`, of CloudEvents type
-    `event_type`; everything bad becomes a dead letter."""
+    """Validate one command record (of `tickets.actions`, `payments.events`) as `model`, of
+    CloudEvents type `event_type`; everything bad becomes a dead letter."""
 
     def reject(reason: RejectReason, error: str, errors: Iterable[FieldError] = ()) -> Rejected:
         errors = list(errors)
@@ -175,7 +174,7 @@ def parse_command(
     if action.type != event_type:
         return reject(
             RejectReason.UNSUPPORTED_TYPE,
-            f"type is {action.type!r}; {TICKETS_ACTIONS.name} carries {event_type!r}",
+            f"type is {action.type!r}; {source.topic} carries {event_type!r}",
             [FieldError(field="type", error=f"expected {event_type!r}")],
         )
     return action

@@ -4,6 +4,8 @@ Inputs, by logical topic:
 - `tickets.actions` (external, any partitioner): dispute commands (`support.dispute.action`)
   are validated and forwarded to the internal `disputes.commands` keyed by order id, or
   dead-lettered; ticket commands are the lifecycle stage's and are skipped;
+- `payments.events`: a chargeback becomes an `open_dispute` by the system, forwarded the same
+  way (a redelivered chargeback carries the same id: it opens nothing more);
 - `disputes.commands` (written only by the engine's producer, so an order's records share a
   partition number with its `disputes` table entry): a forwarded command is applied to the
   order's dispute (`router.disputes.machine.apply`), a `due` command fires its deadline (only
@@ -36,7 +38,9 @@ from router.disputes.machine import (
 )
 from router.disputes.policy import DisputePolicy
 from router.disputes.render import (
+    chargeback_command,
     is_dispute_action,
+    parse_chargeback,
     parse_dispute_action,
     refused_dispute_action,
     render_decision,
@@ -57,7 +61,7 @@ from router.sla.render import (
 from router.stages.contract import InRecord, Note, processing_failed
 from schemas.dead_letter import SourcePosition
 from schemas.dispute import DisputeActionEvent
-from schemas.topics import DISPUTES_COMMANDS, TICKETS_ACTIONS
+from schemas.topics import DISPUTES_COMMANDS, PAYMENTS_EVENTS, TICKETS_ACTIONS
 
 # (partition, order id, index entry or None): the deadline index of the partitions owned here
 IndexUpdate = Callable[[int, str, tuple[float, str] | None], None]
@@ -105,6 +109,8 @@ class DisputesProcessor:
         try:
             if record.topic == TICKETS_ACTIONS.name:
                 self._forward(record, now, out)
+            elif record.topic == PAYMENTS_EVENTS.name:
+                self._chargeback(record, now, out)
             elif record.topic == DISPUTES_COMMANDS.name:
                 self._handle(record, now, out)
             else:
@@ -137,6 +143,22 @@ class DisputesProcessor:
         out.append(forwarded_command(DISPUTES_COMMANDS.name, parsed.data.order_id, record.value,
                                      record.key, source))  # fmt: skip
         self.counts["action_forwarded"] += 1
+
+    def _chargeback(self, record: InRecord, now: datetime, out: list[OutRecord]) -> None:
+        """A chargeback opens a dispute on its order (an `open_dispute` by the system)."""
+        source = source_position(record.topic, record.partition, record.offset, record.timestamp)
+        parsed = parse_chargeback(record.value, record.key, source, now,
+                                  max_record_bytes=self.max_record_bytes)  # fmt: skip
+        if isinstance(parsed, Rejected):
+            self.counts["chargeback_rejected"] += 1
+            self.notes.append(Note("warning", "chargeback_rejected", {
+                "reason": parsed.reason.value, "error": parsed.error,
+                "partition": record.partition, "offset": record.offset}))  # fmt: skip
+            out.append(parsed.record)
+            return
+        order_id, value = chargeback_command(parsed, now)
+        out.append(forwarded_command(DISPUTES_COMMANDS.name, order_id, value, record.key, source))
+        self.counts["chargeback_forwarded"] += 1
 
     def _handle(self, record: InRecord, now: datetime, out: list[OutRecord]) -> None:
         command = record.headers.get(CMD_HEADER)

@@ -1,8 +1,9 @@
 """The disputes stage on Kafka: the `disputes` table, two agents and the deadline timer.
 
-- Agent `dispute-actions` reads `tickets.actions` (any partitioner) and forwards each valid
-  dispute command to the internal `disputes.commands`, keyed by order id; bad ones are
-  dead-lettered on `channel.dlq`; ticket commands are left to the lifecycle stage.
+- Agent `dispute-actions` reads `tickets.actions` and `payments.events` (any partitioner) and
+  forwards each valid dispute command (a chargeback: the `open_dispute` it stands for) to the
+  internal `disputes.commands`, keyed by order id; bad ones are dead-lettered on
+  `channel.dlq`; ticket commands are left to the lifecycle stage.
 - Agent `disputes` reads `disputes.commands` (the engine's own partitioner: an order's
   commands and its table entry share a partition number), runs the pure core
   (`router.stages.disputes`), publishes the events, stores the dispute.
@@ -33,7 +34,13 @@ from router.sla.calendar import AlwaysOpen
 from router.sla.policy import DEFAULT_POLICY_FILE, load_sla_config
 from router.stages.contract import InRecord, LocalData
 from router.stages.disputes import DisputesProcessor, dispute_due, stored_entry
-from schemas.topics import DISPUTES_CHANGELOG, DISPUTES_COMMANDS, DISPUTES_TABLE, TICKETS_ACTIONS
+from schemas.topics import (
+    DISPUTES_CHANGELOG,
+    DISPUTES_COMMANDS,
+    DISPUTES_TABLE,
+    PAYMENTS_EVENTS,
+    TICKETS_ACTIONS,
+)
 from schemas.vendor import VendorProfile
 from streams.kafka.emit import Emitter
 from streams.kafka.faust_internals import committed_offsets
@@ -146,7 +153,7 @@ def install_disputes(
     )  # fmt: skip
     table.deadlines = stage.deadlines  # type: ignore[attr-defined]  # tables.add: the base type
     commands = raw_topic(app, settings, DISPUTES_COMMANDS.name)
-    actions = raw_topic(app, settings, TICKETS_ACTIONS.name)
+    actions = raw_topic(app, settings, TICKETS_ACTIONS.name, PAYMENTS_EVENTS.name)
     apply = StageRunner(stage.processor, [states], emitter, stage.clock, settings.logical,
                         with_headers=True)  # fmt: skip
     forward = StageRunner(stage.processor, [], emitter, stage.clock, settings.logical)

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 import pytest
 
-from schemas.topics import CHANNEL_DLQ, DISPUTES_EVENTS, TICKETS_ACTIONS
+from schemas.topics import CHANNEL_DLQ, DISPUTES_EVENTS, PAYMENTS_EVENTS, TICKETS_ACTIONS
 from tests.harness import REPO, Output, produce
 from tests.integration.conftest import EngineUnderTest
 
@@ -170,8 +170,18 @@ def test_agreed_contested_withdrawn_and_forbidden(engine: EngineUnderTest, tmp_p
         (withdrawn, command("w-late", withdrawn, "respond", "vendor", SELLER,
                             offer={"kind": "full_refund"})),
     ])  # fmt: skip
+    charged = "o-chargeback"
+    chargeback = orjson.dumps({
+        "specversion": "1.0", "id": "cb-77", "source": "urn:payments",
+        "type": "support.payment.chargeback",
+        "data": {"chargeback_id": "cb-77", "order_id": charged, "buyer_id": f"buyer-{charged}",
+                 "vendor_id": SELLER, "amount": "75.00", "currency": "EUR"}})  # fmt: skip
+    # delivered twice by the payments system: one dispute
+    produce(engine.bootstrap, f"{engine.prefix}{PAYMENTS_EVENTS.name}",
+            [(charged.encode(), chargeback), (charged.encode(), chargeback)])  # fmt: skip
     outputs = engine.collector(*TOPICS).poll_until(
-        lambda outs: all(closed(o)(outs) for o in (agreed, contested, withdrawn))
+        lambda outs: "awaiting_seller" in events(outs, charged)
+        and all(closed(o)(outs) for o in (agreed, contested, withdrawn))
         and closed(contested, f"queue.vendor.{SELLER}")(outs)  # created on demand: seen later
         and events(outs, contested, "queue.dept.disputes")
         and len(refusals(outs)) == 4, 90, "three closed disputes and four refusals",
@@ -188,6 +198,10 @@ def test_agreed_contested_withdrawn_and_forbidden(engine: EngineUnderTest, tmp_p
     decided = event(outputs, contested, "decided")["data"]
     assert (decided["verdict"], decided["refund"]["amount"]) == ("refund_partial", "30.00")
     assert events(outputs, withdrawn) == ["opened", "awaiting_seller", "closed"]
+    assert events(outputs, charged) == ["opened", "awaiting_seller"]
+    opened = event(outputs, charged, "opened")["data"]
+    assert opened["acted_by"] == {"id": "payments", "party": "system"}
+    assert (opened["reason_code"], opened["amount"]) == ("unauthorised_charge", "75.00")
     assert event(outputs, withdrawn, "closed")["data"]["outcome"] == "withdrawn"
     assert refusals(outputs) == {
         "a-wrong-seller": f"vendor {OTHER_SELLER!r} did not sell order {agreed!r}",

@@ -13,7 +13,13 @@ import orjson
 from router.clock import FakeClock
 from router.records import OutRecord
 from router.stages.disputes import dispute_due
-from schemas.topics import CHANNEL_DLQ, DISPUTES_COMMANDS, DISPUTES_EVENTS, TICKETS_ACTIONS
+from schemas.topics import (
+    CHANNEL_DLQ,
+    DISPUTES_COMMANDS,
+    DISPUTES_EVENTS,
+    PAYMENTS_EVENTS,
+    TICKETS_ACTIONS,
+)
 from streams.settings import RouterSettings
 from streams.stages.disputes import DisputesStage
 from tests.unit.disputes.dispute_support import BUYER, MONDAY, ORDER, VENDOR, policy
@@ -200,3 +206,48 @@ def test_a_due_command_with_until_fires_only_what_was_due_by_then() -> None:
     assert h.types() == ["support.dispute.opened", "support.dispute.awaiting_seller"]
     h.apply(dispute_due(ORDER, h.clock.now().timestamp()))
     assert h.types()[-1] == "support.dispute.closed"
+
+
+def chargeback(cid: str = "cb-1", **data: Any) -> bytes:
+    body = {"chargeback_id": cid, "order_id": ORDER, "buyer_id": BUYER, "vendor_id": VENDOR,
+            "amount": "40.00", "currency": "EUR", **data}  # fmt: skip
+    return orjson.dumps({"specversion": "1.0", "id": cid, "source": "urn:payments",
+                         "type": "support.payment.chargeback", "data": body})  # fmt: skip
+
+
+def test_a_chargeback_opens_a_dispute_once() -> None:
+    h = Harness()
+    for _ in range(2):  # the payments system delivers it twice
+        h.run(h.stage.handle(PAYMENTS_EVENTS.name, 1, next(h.offsets), ORDER.encode(),
+                             chargeback()))  # fmt: skip
+    for forwarded in h.sent.on(DISPUTES_COMMANDS.name):
+        h.apply(forwarded)
+    assert h.types() == ["support.dispute.opened", "support.dispute.awaiting_seller"]
+    opened = orjson.loads(h.sent.on(DISPUTES_EVENTS.name)[0].value)["data"]
+    assert opened["acted_by"] == {"id": "payments", "party": "system"}
+    assert opened["reason_code"] == "unauthorised_charge"
+    assert h.stage.counts["ignored"] == 1
+    # a second chargeback on the same order is refused: the order has its dispute
+    h.run(h.stage.handle(PAYMENTS_EVENTS.name, 1, next(h.offsets), ORDER.encode(),
+                         chargeback("cb-2")))  # fmt: skip
+    h.apply(h.sent.on(DISPUTES_COMMANDS.name)[-1])
+    (letter,) = [orjson.loads(r.value)["data"] for r in h.sent.on(CHANNEL_DLQ.name)]
+    assert letter["reason"] == "action_refused"
+    assert letter["source"]["topic"] == PAYMENTS_EVENTS.name
+    assert letter["error"] == f"order {ORDER!r} already has a dispute (awaiting_seller)"
+
+
+def test_a_bad_chargeback_is_dead_lettered() -> None:
+    h = Harness()
+    wrong = orjson.loads(chargeback())
+    wrong["type"] = "support.payment.refund"
+    h.run(h.stage.handle(PAYMENTS_EVENTS.name, 1, 0, ORDER.encode(), orjson.dumps(wrong)))
+    h.run(h.stage.handle(PAYMENTS_EVENTS.name, 1, 1, ORDER.encode(),
+                         chargeback(amount="lots")))  # fmt: skip
+    letters = [orjson.loads(r.value)["data"] for r in h.sent.on(CHANNEL_DLQ.name)]
+    assert [d["reason"] for d in letters] == ["unsupported_type", "schema_violation"]
+    assert letters[0]["error"] == (
+        "type is 'support.payment.refund'; payments.events carries 'support.payment.chargeback'"
+    )
+    assert "data.amount" in letters[1]["error"]
+    assert h.sent.on(DISPUTES_COMMANDS.name) == []
