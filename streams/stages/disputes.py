@@ -14,12 +14,16 @@
   across crashes, restarts and rebalances, and never after the dispute moved on. While
   `tickets.actions` has a backlog here, it fires only what was due before the last command
   read (`streams.stages.horizon`): a seller's answer waiting in the backlog is applied first.
+- The policy file is checked every few seconds and reloaded when it changed and validates
+  (`PolicySource`).
 """
 
 from __future__ import annotations
 
+import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -28,9 +32,14 @@ from faust.types import TP
 
 from router.clock import Clock, SystemClock
 from router.disputes.machine import VendorDirectory
-from router.disputes.policy import DEFAULT_DISPUTE_POLICY, DisputePolicy, load_dispute_policy
+from router.disputes.policy import (
+    DEFAULT_DISPUTE_POLICY,
+    DisputePolicy,
+    DisputePolicyError,
+    load_dispute_policy,
+)
 from router.records import OutRecord
-from router.sla.calendar import AlwaysOpen
+from router.sla.calendar import AlwaysOpen, Calendar
 from router.sla.policy import DEFAULT_POLICY_FILE, load_sla_config
 from router.stages.contract import InRecord, LocalData
 from router.stages.disputes import DisputesProcessor, dispute_due, stored_entry
@@ -54,6 +63,46 @@ from streams.stages.sla import EmitFn
 
 log = structlog.get_logger("router.disputes")
 
+POLICY_CHECK_SECONDS = 5.0
+
+
+class PolicySource:
+    """The dispute policy file, read again when it changes (hot reload). A changed file that
+    does not validate is refused, logged with its `file:line: field: message` problems, and
+    the policy in force stays. Deadlines already set keep their instants; a new policy's
+    windows apply to the deadlines set from then on."""
+
+    def __init__(
+        self, path: Path, calendars: Mapping[str, Calendar], fallback: Calendar | None = None
+    ) -> None:
+        self.path, self._calendars, self._fallback = path, calendars, fallback
+        self._signature = self._stat()
+        self.policy = load_dispute_policy(path, calendars, fallback=fallback)  # raises at start
+
+    def _stat(self) -> tuple[int, int] | None:
+        try:
+            status = self.path.stat()
+        except OSError:
+            return None
+        return status.st_mtime_ns, status.st_size
+
+    def reload_if_changed(self) -> DisputePolicy | None:
+        """The new policy when the file changed and validates, else None."""
+        signature = self._stat()
+        if signature == self._signature:
+            return None
+        self._signature = signature
+        try:
+            policy = load_dispute_policy(self.path, self._calendars, fallback=self._fallback)
+        except DisputePolicyError as exc:
+            log.error("dispute_policy_refused", path=str(self.path), problems=exc.problems)
+            return None
+        if policy.fingerprint == self.policy.fingerprint:
+            return None
+        self.policy = policy
+        log.info("dispute_policy_reloaded", path=str(self.path), fingerprint=policy.fingerprint)
+        return policy
+
 
 class DisputesStage:
     """The processor, its deadline index and the timer (unit-testable without Kafka)."""
@@ -69,10 +118,13 @@ class DisputesStage:
         vendors: VendorDirectory | None = None,
         clock: Clock | None = None,
         positions: Positions = lambda: (),
+        source: PolicySource | None = None,
     ) -> None:
         self.settings = settings
         self.clock = clock or SystemClock()
         self._emit = emit
+        self.source = source  # reread by the timer every POLICY_CHECK_SECONDS
+        self._checked_at = time.monotonic()
         # `positions`: the assigned tickets.actions partitions (a seller's answer there stops
         # its window; none: deadlines fire up to now)
         self.watermark = InputWatermark(positions)
@@ -101,7 +153,18 @@ class DisputesStage:
         write_notes(self.processor.notes)
 
     async def tick(self) -> int:
+        if self.source is not None and time.monotonic() - self._checked_at >= POLICY_CHECK_SECONDS:
+            self.check_policy()
         return await self.deadlines.fire_due()
+
+    def check_policy(self) -> bool:
+        """Take the policy file's new version, if it changed and validates."""
+        self._checked_at = time.monotonic()
+        policy = self.source.reload_if_changed() if self.source is not None else None
+        if policy is None:
+            return False
+        self.processor.policy = policy
+        return True
 
     async def _send_due(
         self, partition: int, order_id: str, now: float, until: float | None
@@ -125,11 +188,12 @@ def install_disputes(
     """Add the stage's table, agents, timer and rebalance hook to `app`."""
     calendars = load_sla_config(settings.sla_policies_file or DEFAULT_POLICY_FILE).calendars
     if settings.disputes_policy_file is not None:
-        policy = load_dispute_policy(settings.disputes_policy_file, calendars)
+        source = PolicySource(settings.disputes_policy_file, calendars)
     else:
         # the bundled policy names the bundled SLA file's calendars: under another SLA file
         # that lacks them, its windows run around the clock
-        policy = load_dispute_policy(DEFAULT_DISPUTE_POLICY, calendars, fallback=AlwaysOpen())
+        source = PolicySource(DEFAULT_DISPUTE_POLICY, calendars, fallback=AlwaysOpen())
+        policy = source.policy
         missing = sorted({policy.seller_calendar, policy.buyer_calendar} - set(calendars))
         if missing:
             log.warning("dispute_calendars_missing", calendars=missing, running_as="always")
@@ -147,9 +211,9 @@ def install_disputes(
 
     states = BatchTable.over(table)
     stage = DisputesStage(
-        settings, policy, states, FaustLocalData(table, settings.partitions), emitter.emit,
+        settings, source.policy, states, FaustLocalData(table, settings.partitions), emitter.emit,
         committed=committed, vendors=_Vendors(vendors) if vendors is not None else None,
-        clock=clock, positions=input_positions(app, settings, TICKETS_ACTIONS.name),
+        clock=clock, positions=input_positions(app, settings, TICKETS_ACTIONS.name), source=source,
     )  # fmt: skip
     table.deadlines = stage.deadlines  # type: ignore[attr-defined]  # tables.add: the base type
     commands = raw_topic(app, settings, DISPUTES_COMMANDS.name)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -21,8 +22,16 @@ from schemas.topics import (
     TICKETS_ACTIONS,
 )
 from streams.settings import RouterSettings
-from streams.stages.disputes import DisputesStage
-from tests.unit.disputes.dispute_support import BUYER, MONDAY, ORDER, VENDOR, policy
+from streams.stages.disputes import DisputesStage, PolicySource
+from tests.unit.disputes.dispute_support import (
+    BUYER,
+    EXAMPLE_POLICY,
+    MONDAY,
+    ORDER,
+    VENDOR,
+    calendars,
+    policy,
+)
 from tests.unit.sla.test_lifecycle_stage import Local, Sent
 
 PARTITION = 2
@@ -251,3 +260,28 @@ def test_a_bad_chargeback_is_dead_lettered() -> None:
     )
     assert "data.amount" in letters[1]["error"]
     assert h.sent.on(DISPUTES_COMMANDS.name) == []
+
+
+def test_the_policy_file_is_reloaded_when_it_changes_and_validates(tmp_path: Path) -> None:
+    path = tmp_path / "disputes.yaml"
+    path.write_text(EXAMPLE_POLICY.read_text())
+    source = PolicySource(path, calendars())
+    h = Harness()
+    h.stage = DisputesStage(RouterSettings(topic_prefix=""), source.policy, h.table,
+                            Local(h.table, h.partition_of), h.stage._emit, clock=h.clock,
+                            source=source)  # fmt: skip
+    assert not h.stage.check_policy()  # unchanged
+    broken = EXAMPLE_POLICY.read_text().replace("currency: EUR", "currency: euro")
+    path.write_text(broken)
+    assert not h.stage.check_policy()  # refused: the policy in force stays
+    assert h.stage.processor.policy.currency == "EUR"
+    path.write_text(EXAMPLE_POLICY.read_text().replace(
+        "seller_window: {default: 16h, gold: 24h, platinum: 24h}",
+        "seller_window: {default: 1h}"))  # fmt: skip
+    assert h.stage.check_policy()
+    opened = h.act(OPEN)
+    (awaiting,) = [orjson.loads(r.value)["data"] for r in opened
+                   if r.topic == DISPUTES_EVENTS.name
+                   and orjson.loads(r.value)["type"] == "support.dispute.awaiting_seller"]
+    # one business hour of the seller's calendar (Berlin, opening 10:00): 11:00, 10:00 UTC
+    assert awaiting["deadlines"]["seller_response"] == "2026-01-05T10:00:00Z"
