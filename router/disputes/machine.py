@@ -433,7 +433,7 @@ class _Step:
         self, dispute: Dispute | None, now: datetime, policy: DisputePolicy, action_id: str,
         vendors: VendorDirectory | None,
     ) -> None:  # fmt: skip
-        self.fields: dict[str, object] = dispute.model_dump() if dispute is not None else {}
+        self.dispute = dispute
         self.now, self.policy, self.action_id, self.vendors = now, policy, action_id, vendors
         self.events: list[DisputeEvent] = []
         self.set: dict[str, datetime] = {}
@@ -443,128 +443,131 @@ class _Step:
         actor_id = "timer" if isinstance(action, Timeout) else action.actor.id
         self._enter(row, action, party, actor_id)
         while True:
-            state = self.fields["state"]
+            state = self._current.state
             auto = [r for r in TRANSITIONS if r.source == state and r.automatic]
             if not auto:
                 break
             self._enter(auto[0], None, Party.TIMER, "timer")
-        applied = [*self.fields.get("applied", []), self.action_id][-MAX_APPLIED_IDS:]  # type: ignore[misc]
-        self.fields["applied"] = applied
-        dispute = Dispute.model_validate(self.fields)
+        dispute = self._update(applied=[*self._current.applied, self.action_id][-MAX_APPLIED_IDS:])
         return Decision(
             dispute, tuple(self.events), dict(self.set), tuple(dict.fromkeys(self.cancelled))
         )
 
+    @property
+    def _current(self) -> Dispute:
+        assert self.dispute is not None  # an open creates it before anything reads it
+        return self.dispute
+
+    def _update(self, **changes: object) -> Dispute:
+        self.dispute = self._current.model_copy(update=changes)
+        return self.dispute
+
     def _deadline(self, name: str, calendar: str, seconds: float) -> None:
         due = self.policy.calendar(calendar).add_business_seconds(self.now, seconds)
-        deadlines = dict(self.fields.get("deadlines", {}))  # type: ignore[call-overload]
-        deadlines[name] = due
-        self.fields["deadlines"] = deadlines
+        self._update(deadlines={**self._current.deadlines, name: due})
         self.set[name] = due
 
     def _cancel(self, *names: str) -> None:
-        deadlines = dict(self.fields.get("deadlines", {}))  # type: ignore[call-overload]
+        deadlines = dict(self._current.deadlines)
         for name in names:
             if deadlines.pop(name, None) is not None:
                 self.cancelled.append(name)
                 self.set.pop(name, None)
-        self.fields["deadlines"] = deadlines
+        self._update(deadlines=deadlines)
 
     def _refund(self, amount: Decimal, *, replacement: bool = False) -> None:
-        f = self.fields
-        order_id = str(f["order_id"])
-        self.fields["refund"] = RefundInstruction(
-            instruction_id=derive_id(order_id, "dispute-refund"), order_id=order_id,
-            buyer_id=str(f["buyer_id"]), vendor_id=str(f["vendor_id"]), amount=amount,
-            currency=str(f["currency"]), replacement=replacement,
+        d = self._current
+        self._update(refund=RefundInstruction(
+            instruction_id=derive_id(d.order_id, "dispute-refund"), order_id=d.order_id,
+            buyer_id=d.buyer_id, vendor_id=d.vendor_id, amount=amount, currency=d.currency,
+            replacement=replacement,
+        ))  # fmt: skip
+
+    def _open(self, action: OpenDispute) -> None:
+        profile = self.vendors.get(action.vendor_id) if self.vendors is not None else None
+        self.dispute = Dispute(
+            order_id=action.order_id, state=S.OPENED, buyer_id=action.buyer_id,
+            vendor_id=action.vendor_id, reason_code=action.reason_code, amount=action.amount,
+            currency=action.currency, category=action.category, opened_at=self.now,
+            tier=profile.tier if profile is not None else VendorTier.STANDARD,
+            seller_calendar=self.policy.calendar_for_seller(profile.calendar if profile else None),
         )  # fmt: skip
 
+    def _accepted(self) -> None:
+        """The buyer took the offer (or stayed silent and the policy says that accepts it)."""
+        self._cancel(BUYER_RESPONSE)
+        d = self._update(outcome=Outcome.ACCEPTED)
+        offer = d.offer
+        assert offer is not None  # only a responded dispute can be accepted
+        refunds = {OfferKind.FULL_REFUND: d.amount, OfferKind.PARTIAL_REFUND: offer.amount}
+        self._refund(refunds.get(offer.kind) or Decimal(0),
+                     replacement=offer.kind is OfferKind.REPLACEMENT)  # fmt: skip
+
     def _enter(self, row: Transition, action: Action | None, party: Party, actor_id: str) -> None:
-        f, policy = self.fields, self.policy
-        source = f.get("state") if f else None
+        policy = self.policy
+        source = self.dispute.state if self.dispute is not None else None
         note: str | None = None
         if isinstance(action, OpenDispute):
-            profile = self.vendors.get(action.vendor_id) if self.vendors is not None else None
-            f.update(
-                order_id=action.order_id, buyer_id=action.buyer_id, vendor_id=action.vendor_id,
-                reason_code=action.reason_code, amount=action.amount, currency=action.currency,
-                category=action.category, opened_at=self.now,
-                tier=profile.tier if profile is not None else VendorTier.STANDARD,
-                seller_calendar=policy.calendar_for_seller(profile.calendar if profile else None),
-            )  # fmt: skip
+            self._open(action)
         elif row.act is Act.START:
-            reason, tier = ReasonCode(str(f["reason_code"])), VendorTier(str(f["tier"]))
-            window = policy.seller_window(reason, tier)
-            self._deadline(SELLER_RESPONSE, str(f["seller_calendar"]), window)
+            d = self._current
+            window = policy.seller_window(d.reason_code, d.tier)
+            self._deadline(SELLER_RESPONSE, d.seller_calendar, window)
         elif isinstance(action, RespondToDispute):
             self._cancel(SELLER_RESPONSE)
-            f["offer"] = action.offer
-            window = policy.buyer_window(ReasonCode(str(f["reason_code"])))
+            window = policy.buyer_window(self._update(offer=action.offer).reason_code)
             self._deadline(BUYER_RESPONSE, policy.buyer_calendar, window)
-        elif isinstance(action, AcceptOffer) or (
-            row.act is Act.BUYER_TIMEOUT and row.target is S.RESOLVED
-        ):
-            self._cancel(BUYER_RESPONSE)
-            f["outcome"] = Outcome.ACCEPTED
-            offer = Offer.model_validate(f["offer"])
-            claim = Decimal(str(f["amount"]))
-            refunds = {OfferKind.FULL_REFUND: claim, OfferKind.PARTIAL_REFUND: offer.amount}
-            self._refund(
-                refunds.get(offer.kind) or Decimal(0),
-                replacement=offer.kind is OfferKind.REPLACEMENT,
-            )
+        elif isinstance(action, AcceptOffer):
+            self._accepted()
+        elif row.act is Act.BUYER_TIMEOUT:
+            if row.target is S.RESOLVED:
+                self._accepted()
+            else:  # silence withdraws
+                self._cancel(BUYER_RESPONSE)
+                self._update(outcome=Outcome.WITHDRAWN)
         elif isinstance(action, RejectOffer):
             self._cancel(BUYER_RESPONSE)
         elif row.act is Act.SELLER_TIMEOUT:
             self._cancel(SELLER_RESPONSE)
             if row.target is S.DECIDED:
-                f.update(verdict=Verdict.REFUND_FULL, verdict_reason=PROTECTION_REASON)
-                self._refund(Decimal(str(f["amount"])))
-        elif row.act is Act.BUYER_TIMEOUT:  # silence withdraws
-            self._cancel(BUYER_RESPONSE)
-            f["outcome"] = Outcome.WITHDRAWN
+                d = self._update(verdict=Verdict.REFUND_FULL, verdict_reason=PROTECTION_REASON)
+                self._refund(d.amount)
         elif isinstance(action, DecideDispute):
-            f.update(verdict=action.verdict, verdict_reason=action.reason)
+            d = self._update(verdict=action.verdict, verdict_reason=action.reason)
             note = action.internal_note
-            claim = Decimal(str(f["amount"]))
-            amounts = {Verdict.REFUND_FULL: claim, Verdict.DENY: Decimal(0)}
+            amounts = {Verdict.REFUND_FULL: d.amount, Verdict.DENY: Decimal(0)}
             self._refund(amounts.get(action.verdict, action.amount or Decimal(0)))
         elif isinstance(action, WithdrawDispute):
-            self._cancel(*dict(f.get("deadlines", {})))  # type: ignore[call-overload]
-            f["outcome"] = Outcome.WITHDRAWN
+            self._cancel(*self._current.deadlines)
+            self._update(outcome=Outcome.WITHDRAWN)
         elif row.act is Act.CLOSE:
-            f["outcome"] = Outcome.ACCEPTED if source == S.RESOLVED else Outcome.DECIDED
+            self._update(outcome=Outcome.ACCEPTED if source is S.RESOLVED else Outcome.DECIDED)
         elif isinstance(action, DisputeNote):
             note = action.body
-        target = row.target or DisputeState(str(source))
-        f["state"] = target
+        d = self._current
         if row.target is not None:
-            entry = HistoryEntry(
-                at=self.now, act=row.act, party=party, actor_id=actor_id,
-                source=DisputeState(str(source)) if source else None, target=target,
-            )  # fmt: skip
-            f["history"] = [*f.get("history", []), entry][-MAX_HISTORY:]  # type: ignore[misc]
+            entry = HistoryEntry(at=self.now, act=row.act, party=party, actor_id=actor_id,
+                                 source=source, target=row.target)  # fmt: skip
+            d = self._update(state=row.target, history=[*d.history, entry][-MAX_HISTORY:])
         self._emit(row, party, actor_id, source, note)
 
     def _emit(
-        self, row: Transition, party: Party, actor_id: str, source: object, note: str | None
-    ) -> None:
-        f = self.fields
-        dispute = Dispute.model_validate({**f, "applied": []})
+        self, row: Transition, party: Party, actor_id: str, source: DisputeState | None,
+        note: str | None,
+    ) -> None:  # fmt: skip
+        d = self._current
         kind = row.target.value if row.target is not None else "note_added"
         event_type = row.target.event_type if row.target is not None else DISPUTE_NOTE_ADDED
         data = DisputeEventData(
-            order_id=dispute.order_id, state=dispute.state,
-            previous_state=DisputeState(str(source)) if source else None, action=row.act.value,
+            order_id=d.order_id, state=d.state, previous_state=source, action=row.act.value,
             acted_by=ActedBy(id=actor_id, party=party.value), at=self.now,
-            buyer_id=dispute.buyer_id, vendor_id=dispute.vendor_id,
-            reason_code=dispute.reason_code, amount=dispute.amount, currency=dispute.currency,
-            category=dispute.category, offer=dispute.offer, verdict=dispute.verdict,
-            verdict_reason=dispute.verdict_reason, outcome=dispute.outcome,
-            refund=dispute.refund if dispute.state in (S.RESOLVED, S.DECIDED) else None,
-            deadlines=dict(dispute.deadlines), internal_note=note,
+            buyer_id=d.buyer_id, vendor_id=d.vendor_id, reason_code=d.reason_code,
+            amount=d.amount, currency=d.currency, category=d.category, offer=d.offer,
+            verdict=d.verdict, verdict_reason=d.verdict_reason, outcome=d.outcome,
+            refund=d.refund if d.state in (S.RESOLVED, S.DECIDED) else None,
+            deadlines=dict(d.deadlines), internal_note=note,
         )  # fmt: skip
         self.events.append(DisputeEvent(
-            derive_id(dispute.order_id, self.action_id, kind), event_type, data,
+            derive_id(d.order_id, self.action_id, kind), event_type, data,
             vendor_visible=row.act is not Act.NOTE,
         ))  # fmt: skip
