@@ -1,5 +1,5 @@
 """The `router` command line: worker, gateway, deliver, schemas, rules, simulate, lag, tail,
-vendors."""
+vendors, disputes."""
 
 from __future__ import annotations
 
@@ -288,6 +288,9 @@ def _mount_optional() -> None:
     from router.cli_vendors import mount as mount_vendor_commands
 
     mount_vendor_commands(vendors_app)  # vendors publish|remove|list
+    from router.cli_disputes import disputes_app
+
+    app.add_typer(disputes_app, name="disputes")  # disputes validate|test|show|list
     from router.cli_email import connect_app, email_app
 
     app.add_typer(email_app, name="email")  # email parse

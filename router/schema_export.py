@@ -8,6 +8,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from schemas.dead_letter import DeadLetter
+from schemas.dispute import DisputeActionEvent, DisputeEventData
 from schemas.envelope import CloudEvent
 from schemas.message import InboundEvent
 from schemas.outbound import (
@@ -17,6 +18,7 @@ from schemas.outbound import (
     OutboundReplyEvent,
     UndeliveredReply,
 )
+from schemas.payment import ChargebackEvent
 from schemas.ticket import RoutedTicket, RoutingDecision, TicketEvent
 from schemas.vendor import VendorProfile
 
@@ -35,6 +37,9 @@ def exported_models() -> dict[str, type[BaseModel]]:
         "reply-undeliverable": CloudEvent[UndeliveredReply],
         "delivery-receipt": DeliveryReceiptEvent,
         "message-status": CloudEvent[MessageStatus],
+        "dispute-action": DisputeActionEvent,
+        "dispute-event": CloudEvent[DisputeEventData],
+        "payment-chargeback": ChargebackEvent,
     }
     try:
         from schemas.sla import SlaEvent

@@ -19,6 +19,12 @@ from typing import Literal
 
 from schemas.action import TICKET_ACTION
 from schemas.dead_letter import MESSAGE_REJECTED
+from schemas.dispute import (
+    DISPUTE_ACTION,
+    DISPUTE_EVENT_TYPES,
+    DISPUTE_PLATFORM_REVIEW,
+    VENDOR_DISPUTE_EVENT_TYPES,
+)
 from schemas.message import MESSAGE_RECEIVED, Channel
 from schemas.outbound import (
     DELIVERY_EVENT_TYPES,
@@ -26,6 +32,7 @@ from schemas.outbound import (
     OUTBOUND_REPLY,
     REPLY_UNDELIVERABLE,
 )
+from schemas.payment import PAYMENT_CHARGEBACK
 from schemas.rules_event import RULESET_PUBLISHED, RULESET_REFUSED
 from schemas.sla import SLA_BREACHED, SLA_MET, SLA_WARNING
 from schemas.ticket import ROUTING_DECIDED, TICKET_ROUTED, TicketEventKind
@@ -114,8 +121,9 @@ CHANNEL_DLQ = Topic(
     configs=(("max.message.bytes", str(DLQ_MAX_MESSAGE_BYTES)),),
 )  # fmt: skip
 TICKETS_ACTIONS = Topic(
-    "tickets.actions", "ticket id", "a desk's or vendor's command on a ticket",
-    "desks, vendors", "engine", types=(TICKET_ACTION,),
+    "tickets.actions", "ticket id (a dispute action: order id)",
+    "a desk's, vendor's or buyer's command on a ticket or a dispute",
+    "desks, vendors, buyers", "engine", types=(TICKET_ACTION, DISPUTE_ACTION),
 )  # fmt: skip
 TICKETS_EVENTS = Topic(
     "tickets.events", "ticket id", "ticket lifecycle events; delivery state of replies",
@@ -128,18 +136,28 @@ TICKETS_DECISIONS = Topic(
     "engine", "audit", types=(ROUTING_DECIDED,),
 )  # fmt: skip
 QUEUE_DEPT = Topic(
-    "queue.dept.<name>", "ticket id", "ticket as routed", "engine", "department desks",
-    types=(TICKET_ROUTED,), creation="on_demand",
+    "queue.dept.<name>", "ticket id (a dispute event: order id)",
+    "ticket as routed; disputes for platform review", "engine", "department desks",
+    types=(TICKET_ROUTED, DISPUTE_PLATFORM_REVIEW), creation="on_demand",
 )  # fmt: skip
 QUEUE_VENDOR = Topic(
-    "queue.vendor.<id>", "ticket id", "ticket as routed", "engine", "that vendor only",
-    types=(TICKET_ROUTED,), creation="on_demand",
+    "queue.vendor.<id>", "ticket id (a dispute event: order id)",
+    "ticket as routed; the vendor's own dispute events", "engine", "that vendor only",
+    types=(TICKET_ROUTED, *VENDOR_DISPUTE_EVENT_TYPES), creation="on_demand",
 )  # fmt: skip
 # what the names of both queue families start with (one series, one check for "a queue")
 QUEUE_PREFIX = "queue."
 SLA_EVENTS = Topic(
     "sla.events", "ticket id", "SLA warning, breach or met", "engine", "desks, SREs",
     types=(SLA_WARNING, SLA_BREACHED, SLA_MET),
+)  # fmt: skip
+DISPUTES_EVENTS = Topic(
+    "disputes.events", "order id", "every dispute transition (platform-only notes included)",
+    "engine", "desks, payments, analytics", types=DISPUTE_EVENT_TYPES,
+)  # fmt: skip
+PAYMENTS_EVENTS = Topic(
+    "payments.events", "order id", "chargebacks reported by the payments system", "payments",
+    "engine (disputes stage)", types=(PAYMENT_CHARGEBACK,),
 )  # fmt: skip
 # Compaction keeps one record per ruleset name. Without a lag, a broken version written past
 # `router rules publish` could compact away the last good one, and a restarted worker would
@@ -188,6 +206,11 @@ TICKETS_REROUTES = Topic(
     "tickets.reroutes", "thread ref", "a ticket the lifecycle moved (router.reroutes)",
     "engine (ticket index)", "engine (inbound agent)", public=False,
 )  # fmt: skip
+DISPUTES_COMMANDS = Topic(
+    "disputes.commands", "order id",
+    "dispute actions re-keyed by the engine's own partitioner, and timer `due` commands",
+    "engine", "engine (disputes stage)", types=(DISPUTE_ACTION,), public=False,
+)  # fmt: skip
 BUYERS_CHANGES = Topic(
     "buyers.changes", "buyer id", "a buyer's ticket opened, resolved or reopened (router.buyers)",
     "engine (ticket index)", "engine (buyers stage)", public=False,
@@ -199,6 +222,7 @@ TICKET_INDEX_TABLE = "ticket-index"
 LIFECYCLE_TABLE = "lifecycle"
 PARKED_TABLE = "lifecycle-parked"
 BUYERS_TABLE = "buyers"
+DISPUTES_TABLE = "disputes"
 
 
 def _changelog(
@@ -224,6 +248,9 @@ LIFECYCLE_CHANGELOG = _changelog(
 PARKED_CHANGELOG = _changelog(
     PARKED_TABLE, "ticket id", "actions read before any event of their ticket"
 )
+DISPUTES_CHANGELOG = _changelog(
+    DISPUTES_TABLE, "order id", "a dispute's state and deadlines (router.disputes.machine)"
+)
 # created at start-up: every worker follows it whole from the start (`buyer.*` facts)
 BUYERS_CHANGELOG = _changelog(
     BUYERS_TABLE, "buyer id", "open and recent tickets of a buyer",
@@ -245,6 +272,8 @@ TOPICS: tuple[Topic, ...] = (
     QUEUE_DEPT,
     QUEUE_VENDOR,
     SLA_EVENTS,
+    DISPUTES_EVENTS,
+    PAYMENTS_EVENTS,
     ROUTING_RULES,
     ROUTING_RULES_EVENTS,
     DIRECTORY_VENDORS,
@@ -253,11 +282,13 @@ TOPICS: tuple[Topic, ...] = (
     DELIVERY_RECEIPTS,
     TICKETS_COMMANDS,
     TICKETS_REROUTES,
+    DISPUTES_COMMANDS,
     BUYERS_CHANGES,
     TICKETS_CHANGELOG,
     TICKET_INDEX_CHANGELOG,
     LIFECYCLE_CHANGELOG,
     PARKED_CHANGELOG,
+    DISPUTES_CHANGELOG,
     BUYERS_CHANGELOG,
     ASSIGNOR_LEADER,
 )

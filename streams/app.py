@@ -30,6 +30,7 @@ from streams.kafka.topics import TopicManager
 from streams.kafka.transport import RouterApp
 from streams.settings import RouterSettings
 from streams.stages.buyers import install_buyers
+from streams.stages.disputes import DisputesStage, install_disputes
 from streams.stages.lifecycle import LifecycleStage, install_lifecycle
 from streams.stages.routing import install_routing
 from streams.stages.rules_reload import install_rules_reload
@@ -49,6 +50,7 @@ class Engine:
     policy: PolicyHolder
     routing: StageRunner | None = None
     lifecycle: LifecycleStage | None = None
+    disputes: DisputesStage | None = None
 
     @property
     def processor(self) -> RoutingProcessor | None:
@@ -127,4 +129,5 @@ def create_engine(
         )
     if lifecycle:
         engine.lifecycle = install_lifecycle(app, settings, emitter, vendors=vendors, clock=clock)
+        engine.disputes = install_disputes(app, settings, emitter, vendors=vendors, clock=clock)
     return engine

@@ -164,6 +164,8 @@ class RouterSettings(BaseSettings):
     gateway_meta_verify_token: MetaVerifyToken | None = None
     gateway_meta_app_secrets: Annotated[list[GatewaySecret], Field(max_length=4)] = []
     sla_policies_file: Path | None = None  # SLA policies; default: router/sla/policies/default.yaml
+    # dispute windows and buyer protection; default: rules/examples/disputes/policy.yaml
+    disputes_policy_file: Path | None = None
 
     # `router deliver` (streams/deliver.py): replies from `outbound.<channel>` to the Graph API.
     deliver_base_url: str = Field(default="https://graph.facebook.com/v21.0", pattern=r"^https?://")
@@ -271,7 +273,9 @@ class RouterSettings(BaseSettings):
                 raise ValueError(f"not an RE2 pattern: {exc}") from None
         return raw or None
 
-    @field_validator("data_dir", "rules_file", "sla_policies_file", mode="before")
+    @field_validator(
+        "data_dir", "rules_file", "sla_policies_file", "disputes_policy_file", mode="before"
+    )
     @classmethod
     def _path_not_empty(cls, raw: Any) -> Any:
         if isinstance(raw, str) and not raw.strip():  # Path("") would be the working directory

@@ -75,6 +75,27 @@ async def tail_topic(
     return seen
 
 
+async def topic_values(settings: RouterSettings, logical: str) -> list[bytes]:
+    """Every record value of a topic, from the beginning to the end offsets it had when read
+    (empty when the topic does not exist). `earliest`: with aiokafka's default (`latest`)
+    this read nothing after the seek to the beginning."""
+    consumer = AIOKafkaConsumer(
+        **client_kwargs(settings), auto_offset_reset="earliest", enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        try:
+            tps = await topic_partitions(consumer, settings.topic(logical), timeout=5.0)
+        except LookupError:
+            return []
+        consumer.assign(tps)
+        ends = await consumer.end_offsets(tps)
+        await consumer.seek_to_beginning(*tps)
+        return [record.value async for record in bounded_records(consumer, ends) if record.value]
+    finally:
+        await stop_consumer(consumer)
+
+
 async def group_offsets(settings: RouterSettings, groups: list[str]) -> list[Offsets]:
     """Committed and end offsets of every partition each group has committed, read together
     (one admin client, one consumer)."""

@@ -110,3 +110,28 @@ def prune(
         if done is None or offset >= done:
             kept.append(entry)
     return kept
+
+
+def open_stored(
+    raw: bytes | None, position: str
+) -> tuple[bytes | None, list[Pending], Pending | None]:
+    """A key's stored value read for the input at `position`: the encoded state, the pending
+    entries, and the entry of that very input when it was applied before (a replay)."""
+    state, pending = split_stored(raw) if raw is not None else (None, [])
+    replay = find_pending(pending, position) if pending and state is not None else None
+    return state, pending, replay
+
+
+def next_stored(
+    state: bytes,
+    pending: Sequence[Pending],
+    position: str,
+    records: Sequence[OutRecord],
+    committed: Callable[[str, int], int | None],
+) -> bytes:
+    """The value to store after the input at `position` produced `records`: the new state,
+    the entries not yet committed, and this input's."""
+    kept = prune(pending, committed)
+    if records:
+        kept.append(Pending(position, tuple(records)))
+    return join_stored(state, kept)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 import orjson
 from pydantic import ValidationError
@@ -33,7 +34,6 @@ from schemas.envelope import CloudEvent
 from schemas.ticket import ROUTING_DECIDED, TICKET_ROUTED, TicketEvent
 from schemas.topics import (
     SLA_EVENTS,
-    TICKETS_ACTIONS,
     TICKETS_COMMANDS,
     TICKETS_DECISIONS,
     TICKETS_EVENTS,
@@ -53,6 +53,7 @@ LIFECYCLE_RULESET = "sla-lifecycle"
 LIFECYCLE_RULESET_VERSION = "1"
 
 _OWN = (STAGE_HEADER, STAGE_LIFECYCLE)
+EventT = TypeVar("EventT", bound=CloudEvent[Any])
 
 
 class TicketEventEnvelope(CloudEvent[TicketEvent]):
@@ -126,7 +127,25 @@ def parse_action(
     *,
     max_record_bytes: int,
 ) -> TicketActionEvent | Rejected:
-    """Validate one `tickets.actions` record; everything bad becomes a dead letter."""
+    """Validate one `tickets.actions` ticket command; everything bad becomes a dead letter."""
+    return parse_command(
+        value, key, source, now, TicketActionEvent, TICKET_ACTION,
+        max_record_bytes=max_record_bytes,
+    )  # fmt: skip
+
+
+def parse_command(
+    value: bytes | None,
+    key: bytes | None,
+    source: SourcePosition,
+    now: datetime,
+    model: type[EventT],
+    event_type: str,
+    *,
+    max_record_bytes: int,
+) -> EventT | Rejected:
+    """Validate one command record (of `tickets.actions`, `payments.events`) as `model`, of
+    CloudEvents type `event_type`; everything bad becomes a dead letter."""
 
     def reject(reason: RejectReason, error: str, errors: Iterable[FieldError] = ()) -> Rejected:
         errors = list(errors)
@@ -144,7 +163,7 @@ def parse_action(
     if repeated is not None:
         return reject(*repeated_key_violation(repeated))
     try:
-        action = TicketActionEvent.model_validate_json(value)
+        action = model.model_validate_json(value)
     except ValidationError as exc:
         errors = exc.errors(include_url=False, include_input=False)
         if any(e["type"] == "json_invalid" for e in errors):
@@ -152,11 +171,11 @@ def parse_action(
         fields = field_errors(errors)
         summary = "; ".join(f"{f.field}: {f.error}" for f in fields[:5])
         return reject(RejectReason.SCHEMA_VIOLATION, f"schema violation: {summary}", fields)
-    if action.type != TICKET_ACTION:
+    if action.type != event_type:
         return reject(
             RejectReason.UNSUPPORTED_TYPE,
-            f"type is {action.type!r}; {TICKETS_ACTIONS.name} carries {TICKET_ACTION!r}",
-            [FieldError(field="type", error=f"expected {TICKET_ACTION!r}")],
+            f"type is {action.type!r}; {source.topic} carries {event_type!r}",
+            [FieldError(field="type", error=f"expected {event_type!r}")],
         )
     return action
 
@@ -165,23 +184,34 @@ def action_command(
     action: TicketActionEvent, value: bytes, key: bytes | None, source: SourcePosition
 ) -> OutRecord:
     """Forward a valid action to `tickets.commands`, keyed by its ticket id, bytes unchanged."""
+    return forwarded_command(TICKETS_COMMANDS.name, action.data.ticket_id, value, key, source)
+
+
+def forwarded_command(
+    topic: str, subject: str, value: bytes, key: bytes | None, source: SourcePosition
+) -> OutRecord:
+    """A valid command forwarded to an internal command topic keyed by `subject`, bytes
+    unchanged, with where it was read and its original key in headers."""
     headers: list[tuple[str, bytes]] = [
         (CMD_HEADER, CMD_ACTION),
         (SOURCE_HEADER, _source_text(source).encode()),
     ]
     if key is not None:
         headers.append((KEY_HEADER, key))
-    return OutRecord(TICKETS_COMMANDS.name, action.data.ticket_id.encode(), value, tuple(headers))
+    return OutRecord(topic, subject.encode(), value, tuple(headers))
 
 
-def due_command(ticket_id: str, requested_at: float, until: float | None = None) -> OutRecord:
+def due_command(
+    ticket_id: str, requested_at: float, until: float | None = None,
+    topic: str = TICKETS_COMMANDS.name,
+) -> OutRecord:  # fmt: skip
     """`until`: fire only what was due by then (the timer's horizon while an input that can
-    stop a clock still has a backlog); without it, what is due when the command is applied."""
+    stop a clock still has a backlog); without it, what is due when the command is applied.
+    `topic`: the command topic of the stage whose deadline it is."""
     doc: dict[str, object] = {"ticket_id": ticket_id, "requested_at": requested_at}
     if until is not None:
         doc["until"] = until
-    return OutRecord(TICKETS_COMMANDS.name, ticket_id.encode(), orjson.dumps(doc),
-                     ((CMD_HEADER, CMD_DUE),))
+    return OutRecord(topic, ticket_id.encode(), orjson.dumps(doc), ((CMD_HEADER, CMD_DUE),))
 
 
 def due_until(value: bytes) -> datetime | None:

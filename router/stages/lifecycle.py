@@ -27,12 +27,13 @@ from collections import Counter
 from collections.abc import Callable, Mapping, MutableMapping
 from datetime import datetime
 
+from router.disputes.render import is_dispute_action
 from router.inbound import Rejected, source_position
 from router.outbound import outbound_reply
 from router.records import OutRecord
 from router.reroutes import TicketIndexEntry
 from router.sla.lifecycle import on_action, on_tick, on_ticket_event
-from router.sla.outbox import Pending, find_pending, join_stored, prune, source_key, split_stored
+from router.sla.outbox import next_stored, open_stored, source_key
 from router.sla.policy import SlaConfig
 from router.sla.render import (
     CMD_ACTION,
@@ -145,7 +146,11 @@ class LifecycleProcessor:
     # -- tickets.actions -------------------------------------------------------------------------
 
     def _forward_action(self, record: InRecord, now: datetime, out: list[OutRecord]) -> None:
-        """Validate an action; forward it keyed by ticket id, or dead-letter it."""
+        """Validate an action; forward it keyed by ticket id, or dead-letter it. Dispute
+        commands share the topic and are the disputes stage's."""
+        if is_dispute_action(record.value):
+            self.counts["dispute_action"] += 1
+            return
         source = source_position(record.topic, record.partition, record.offset, record.timestamp)
         parsed = parse_action(
             record.value, record.key, source, now, max_record_bytes=self.max_record_bytes
@@ -325,9 +330,7 @@ class LifecycleProcessor:
         reindex: bool,
     ) -> None:
         key = ticket_id.encode()
-        raw = self.table.get(key)
-        stored, pending = split_stored(raw) if raw is not None else (None, [])
-        replay = find_pending(pending, position) if pending else None
+        stored, pending, replay = open_stored(self.table.get(key), position)
         if replay is not None and stored is not None:
             # Read again after a crash, already applied: re-send what it produced, same ids.
             self.counts["replayed"] += 1
@@ -343,10 +346,9 @@ class LifecycleProcessor:
         if new_state is None:
             return
         if new_state is not state:
-            kept = prune(pending, self._committed)
-            if records:
-                kept.append(Pending(position, tuple(records)))
-            self.table[key] = join_stored(encode_state(new_state), kept)
+            self.table[key] = next_stored(
+                encode_state(new_state), pending, position, records, self._committed
+            )
             self.counts["stored"] += 1
         if new_state is not state or reindex:
             self._index(partition, ticket_id, index_entry(new_state))

@@ -1,4 +1,6 @@
-"""The deadline index of the lifecycle partitions owned here, its rebuild, and the timer.
+"""The deadline index of the table partitions owned here, its rebuild, and the timer: the
+lifecycle stage's SLA deadlines, and the disputes stage's response windows (`entry_of` reads
+an index entry from a stored value).
 
 The index is a cache of the `lifecycle` table (router.sla.index): rebuilt from the local table
 data when table recovery completes, for newly assigned active partitions; refreshed for keys
@@ -34,6 +36,12 @@ _REBUILD_YIELD_EVERY = 10_000
 # partition of tickets.commands
 SendDue = Callable[[int, str, float, float | None], Awaitable[None]]
 Horizon = Callable[[float], float]  # now -> fire what is due by then (streams.stages.horizon)
+# a stored table value -> its (due epoch seconds, key) entry, None when nothing is pending
+EntryOf = Callable[[bytes], tuple[float, str] | None]
+
+
+def lifecycle_entry(raw: bytes) -> tuple[float, str] | None:
+    return index_entry_from_json(state_part(raw))
 
 
 class Deadlines:
@@ -45,8 +53,12 @@ class Deadlines:
         send_due: SendDue,
         horizon: Horizon = lambda now: now,
         clock: Clock | None = None,
+        entry_of: EntryOf = lifecycle_entry,
+        name: str = "lifecycle",
     ) -> None:
         self.local = local
+        self._entry_of = entry_of
+        self.name = name  # whose deadlines, in log lines
         self.clock = clock or SystemClock()
         self._send_due = send_due
         self._horizon = horizon
@@ -158,7 +170,7 @@ class Deadlines:
                 loaded.pop(key, None)
                 continue
             try:
-                loaded[key] = (value, index_entry_from_json(state_part(value)))
+                loaded[key] = (value, self._entry_of(value))
             except ValueError:  # left to on_recovered's read, which reports it as before
                 loaded.pop(key, None)
         self._recovered_records += count
@@ -170,7 +182,7 @@ class Deadlines:
         hit = self._loaded[partition].get(key) if partition in self._loaded else None
         if hit is not None and hit[0] is raw:
             return hit[1]
-        return index_entry_from_json(state_part(raw))
+        return self._entry_of(raw)
 
     async def on_recovered(self, active: set[int]) -> None:
         """Table recovery is complete and `active` are the table partitions owned here."""
@@ -210,5 +222,5 @@ class Deadlines:
             "changelog_seconds": round(started - since, 3) if since is not None else 0.0,
         }
         self._recovering_since, self._recovered_records = None, 0
-        log.info("lifecycle_index_rebuilt", **self.last_rebuild)
+        log.info(f"{self.name}_index_rebuilt", **self.last_rebuild)
         self._schedule_wakeup(self.clock.now().timestamp())  # overdue ones fire right away

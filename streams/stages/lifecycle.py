@@ -21,8 +21,8 @@
   stage has not seen.
 - Table recovery reads the changelog with a plain consumer straight into the store
   (`streams/kafka/changelog_recovery.py`; faust's own path manages ~4k records/s), and the stage
-  takes each loaded state's index entry as it arrives (`LifecycleTable.changelog_loaded`).
-- After table recovery (`LifecycleTable.on_recovery_completed`) the index is rebuilt from the
+  takes each loaded state's index entry as it arrives (`DeadlineTable.changelog_loaded`).
+- After table recovery (`DeadlineTable.on_recovery_completed`) the index is rebuilt from the
   local table data of newly assigned active partitions, refreshed for changelog records
   recovered into partitions it kept, and dropped for partitions no longer active. Between a
   revocation and the end of recovery the timer fires nothing.
@@ -67,38 +67,39 @@ from streams.kafka.faust_internals import committed_offsets, started_consumer
 from streams.kafka.topics import raw_table, raw_topic
 from streams.kafka.transport import RouterTable
 from streams.settings import RouterSettings
-from streams.stages.deadlines import TICK_SECONDS
+from streams.stages.deadlines import TICK_SECONDS, Deadlines
+from streams.stages.horizon import Positions
 from streams.stages.runner import BatchTable, StageRunner, install_stage
 from streams.stages.sla import LifecycleStage
 
 __all__ = [
-    "LIFECYCLE_TABLE", "PARKED_TABLE", "LifecycleStage", "LifecycleTable", "install_lifecycle"
+    "LIFECYCLE_TABLE", "PARKED_TABLE", "DeadlineTable", "LifecycleStage", "install_lifecycle",
 ]
 
 
-class LifecycleTable(RouterTable):
-    """faust's Table, telling the stage what recovery applied and when it completed."""
+class DeadlineTable(RouterTable):
+    """faust's Table, telling a stage's deadline index what recovery applied and when it
+    completed (the lifecycle table, the disputes table)."""
 
-    stage: LifecycleStage | None = None
+    deadlines: Deadlines | None = None
 
     def apply_changelog_batch(self, batch: Iterable[Any]) -> None:
         events = list(batch)
         super().apply_changelog_batch(events)
-        if self.stage is not None:
-            self.stage.deadlines.changelog_applied(
-                (e.message.partition, e.message.key) for e in events
-            )
+        if self.deadlines is not None:
+            self.deadlines.changelog_applied((e.message.partition, e.message.key) for e in events)
 
     def changelog_loaded(self, partition: int, records: list[tuple[bytes, bytes | None]]) -> None:
         """(key, value) records `streams.kafka.changelog_recovery` read straight into the store."""
-        if self.stage is not None:
-            self.stage.deadlines.changelog_loaded(partition, records)
+        if self.deadlines is not None:
+            self.deadlines.changelog_loaded(partition, records)
 
     async def on_recovery_completed(self, active_tps: set[TP], standby_tps: set[TP]) -> None:
         await super().on_recovery_completed(active_tps, standby_tps)
-        if self.stage is not None:
+        if self.deadlines is not None:
             with gc_paused():  # up to a million index entries built at once
-                await self.stage.deadlines.on_recovered({tp.partition for tp in active_tps})
+                await self.deadlines.on_recovered({tp.partition for tp in active_tps})
+
 
 
 class FaustLocalData:
@@ -132,6 +133,29 @@ class FaustLocalData:
         return out
 
 
+def input_positions(app: faust.App, settings: RouterSettings, *logical: str) -> Positions:
+    """(logical topic, partition, high watermark, committed offset) of the partitions of
+    `logical` assigned to this worker: what a firing horizon watches."""
+
+    def positions() -> Iterable[tuple[str, int, int | None, int | None]]:
+        consumer = started_consumer(app)
+        if consumer is None:
+            return []
+        committed = committed_offsets(consumer)
+        out = []
+        for tp in consumer.assignment():
+            name = settings.logical(tp.topic)
+            if name in logical:
+                try:
+                    high = consumer.highwater(tp)
+                except Exception:  # being revoked: unknown, i.e. not read to the end
+                    high = None
+                out.append((name, tp.partition, high, committed.get(tp)))
+        return out
+
+    return positions
+
+
 class _Vendors:
     def __init__(self, lookup: Callable[[str], VendorProfile | None]) -> None:
         self.get = lookup
@@ -153,7 +177,7 @@ def install_lifecycle(
     config = load_sla_config(settings.sla_policies_file or DEFAULT_POLICY_FILE)
     install_fast_recovery(app, settings)  # every loadable table, this one included
     table = app.tables.add(
-        LifecycleTable(
+        DeadlineTable(
             app,
             name=LIFECYCLE_TABLE,
             default=None,
@@ -170,22 +194,8 @@ def install_lifecycle(
     def committed(topic: str, partition: int) -> int | None:
         return committed_offsets(app.consumer).get(TP(topic, partition))
 
-    def positions() -> Iterable[tuple[str, int, int | None, int | None]]:
-        # The inputs that can stop a clock, as far as this worker reads them (the horizon).
-        consumer = started_consumer(app)
-        if consumer is None:
-            return []
-        committed = committed_offsets(consumer)
-        out = []
-        for tp in consumer.assignment():
-            logical = settings.logical(tp.topic)
-            if logical in (TICKETS_ACTIONS.name, TICKETS_EVENTS.name):
-                try:
-                    high = consumer.highwater(tp)
-                except Exception:  # being revoked: unknown, i.e. not read to the end
-                    high = None
-                out.append((logical, tp.partition, high, committed.get(tp)))
-        return out
+    # The inputs that can stop a clock, as far as this worker reads them (the horizon).
+    positions = input_positions(app, settings, TICKETS_ACTIONS.name, TICKETS_EVENTS.name)
 
     parked = raw_table(app, settings, PARKED_TABLE,
                        "actions read before any event of their ticket (router.stages.parking)")
@@ -202,7 +212,7 @@ def install_lifecycle(
         parked=parked_actions, parked_local=FaustLocalData(parked, settings.partitions),
         clock=clock, threads=lambda ticket_id: thread_of(index, ticket_id),
     )  # fmt: skip
-    table.stage = stage  # type: ignore[attr-defined]  # app.tables.add returns the base type
+    table.deadlines = stage.deadlines  # type: ignore[attr-defined]  # tables.add: the base type
     inputs = raw_topic(app, settings, TICKETS_EVENTS.name, TICKETS_COMMANDS.name)
     actions = raw_topic(app, settings, TICKETS_ACTIONS.name)
     # Both runners share the processor; only the first writes tables (forwarding an action

@@ -21,7 +21,8 @@ from tests.harness import REPO
 README = REPO / "README.md"
 FILE_SUFFIXES = (".yaml", ".yml", ".json", ".jsonl")
 # need no broker: run them as written
-RUN_OFFLINE = {("rules", "validate"), ("rules", "test"), ("rules", "explain"), ("simulate",)}
+RUN_OFFLINE = {("rules", "validate"), ("rules", "test"), ("rules", "explain"), ("simulate",),
+               ("disputes", "validate"), ("disputes", "test")}  # fmt: skip
 
 
 def readme_commands() -> list[list[str]]:

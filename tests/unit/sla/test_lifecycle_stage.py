@@ -232,3 +232,11 @@ def test_due_entries_that_could_not_be_sent_stay_indexed(harness: Harness) -> No
     harness.stage.deadlines._send_due = broken
     assert harness.run(harness.stage.deadlines.fire_due()) == 0
     assert len(harness.stage.deadlines.index) == 1  # retried on the next tick
+
+
+def test_dispute_actions_are_left_to_the_disputes_stage(harness: Harness) -> None:
+    dispute = {"specversion": "1.0", "id": "d-1", "source": "app", "type": "support.dispute.action",
+               "data": {"action": "accept_offer", "order_id": "o-1", "at": "2025-03-03T10:00:00Z",
+                        "actor": {"id": "b-1", "role": "buyer"}}}  # fmt: skip
+    harness.run(harness.stage.handle(TICKETS_ACTIONS.name, 3, 0, b"o-1", orjson.dumps(dispute)))
+    assert harness.sent == []  # neither forwarded nor dead-lettered
