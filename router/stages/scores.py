@@ -28,7 +28,7 @@ from router.outbound import outbound_reply
 from router.outputs import engine_record
 from router.records import OutRecord
 from router.scores.book import WINDOWS, Book, as_date
-from router.scores.facts import QUEUE_SUBJECT, VENDOR_SUBJECT, Fact
+from router.scores.facts import QUEUE_SUBJECT, VENDOR_SUBJECT, Fact, FactKind
 from router.scores.formula import ScoreFormula
 from router.scores.tickets import (
     Input,
@@ -228,11 +228,15 @@ class ScoreBooksProcessor:
             out.extend(self._vendor(fact.subject.removeprefix(VENDOR_SUBJECT), book, fact, now))
         elif fact.subject.startswith(QUEUE_SUBJECT):
             queue = fact.subject.removeprefix(QUEUE_SUBJECT)
-            day = book.support_day(queue, fact.day)
-            out.append(engine_record(
-                METRICS_SUPPORT.name, queue, derive_id(fact.subject, fact.id, "day"),
-                SUPPORT_DAY, now, day.model_dump(mode="json"),
-            ))  # fmt: skip
+            # a backlog change moves the backlog at the end of every later day too
+            moves = fact.kind in (FactKind.OPENED, FactKind.BACKLOG)
+            days = sorted(d for d in book.days if d == fact.day or (moves and d > fact.day))
+            for day in days:
+                figures = book.support_day(queue, day)
+                out.append(engine_record(
+                    METRICS_SUPPORT.name, queue, derive_id(fact.subject, fact.id, "day", str(day)),
+                    SUPPORT_DAY, now, figures.model_dump(mode="json"),
+                ))  # fmt: skip
         self.table[key] = book.to_bytes()
         return out
 
