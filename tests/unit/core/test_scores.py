@@ -194,7 +194,8 @@ def test_a_scripted_week_gives_the_figures_worked_out_by_hand() -> None:
     monday = run.days()[("vendor:acme", "2026-01-05")]
     # resolutions 1800, 3600, 14400 s: p50 rank 1 -> 3600, p90 rank 1.8 -> 3600; backlog: 5 opened, T1, T2 (twice), T5 resolved, T2
     # reopened once; SLA: T4 breached, T5 met
-    assert close(monday["ttr_p50"], 3600) and close(monday["ttr_p90"], 3600)
+    assert close(monday["ttr_p50"], 3600)
+    assert close(monday["ttr_p90"], 3600)
     assert (monday["opened"], monday["backlog"], monday["resolution_rate"]) == (5, 2, 0.6)
     assert (monday["sla_attainment"], monday["csat_avg"], monday["nps"]) == (0.5, 3.5, 0.0)
     # Tuesday T3 moved to the escalations desk
@@ -220,11 +221,10 @@ def test_a_survey_goes_out_once_per_resolution_not_twice_for_a_reopen_in_the_win
 def test_the_same_events_twice_or_shuffled_give_the_same_figures() -> None:
     baseline = Run().feed(scripted())
     twice = Run().feed([x for item in scripted() for x in (item, item)])
-    assert twice.scores() == baseline.scores() and twice.days() == baseline.days()
-    assert (
-        twice.tickets.counts["duplicate"] > 0
-        and twice.books.counts["applied"] == (baseline.books.counts["applied"])
-    )
+    assert twice.scores() == baseline.scores()
+    assert twice.days() == baseline.days()
+    assert twice.tickets.counts["duplicate"] > 0
+    assert twice.books.counts["applied"] == (baseline.books.counts["applied"])
     # tickets interleaved differently; SLA events and disputes (reversed) and surveys (in
     # their order: one ticket's commands share a partition) ahead of their tickets
     items = scripted()
@@ -232,7 +232,8 @@ def test_the_same_events_twice_or_shuffled_give_the_same_figures() -> None:
     surveys = [i for i in items if isinstance(i, InRecord) and i.topic == "tickets.commands"]
     events = [i for i in items if i not in loose and i not in surveys]
     shuffled = Run().feed([*reversed(loose), *surveys, *sorted(events, key=lambda r: r.key or b"")])
-    assert shuffled.scores() == baseline.scores() and shuffled.days() == baseline.days()
+    assert shuffled.scores() == baseline.scores()
+    assert shuffled.days() == baseline.days()
 
 
 def interleavings() -> st.SearchStrategy[list[InRecord | DisputeSignal]]:
@@ -339,7 +340,8 @@ def test_days_past_the_retention_leave_the_book_but_keep_the_backlog() -> None:
     book = Book()
     assert book.apply(Fact("a", "queue/dept:x", 100, FactKind.OPENED))
     assert book.apply(Fact("b", "queue/dept:x", 140, FactKind.BACKLOG, 1.0))
-    assert list(book.days) == [140] and book.backlog_before == 1
+    assert list(book.days) == [140]
+    assert book.backlog_before == 1
     assert not book.apply(Fact("c", "queue/dept:x", 105, FactKind.OPENED))  # too old
     assert book.support_day("dept:x", 140).backlog == 2
     assert Book.from_bytes(book.to_bytes()) == book
