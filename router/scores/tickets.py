@@ -203,6 +203,12 @@ class Folded:
     dropped: int = 0  # inputs that could not wait for the ticket (pending full)
 
 
+DEFAULT_SURVEY_MESSAGE = (
+    "Your request has been resolved. How satisfied are you with the help you got, "
+    "from 1 (not at all) to 5 (very)?"
+)
+
+
 @dataclass(frozen=True, slots=True)
 class SurveyPolicy:
     enabled: bool = True

@@ -31,6 +31,7 @@ from router.scores.book import WINDOWS, Book, as_date
 from router.scores.facts import QUEUE_SUBJECT, VENDOR_SUBJECT, Fact, FactKind
 from router.scores.formula import ScoreFormula
 from router.scores.tickets import (
+    DEFAULT_SURVEY_MESSAGE,
     Input,
     SellerTime,
     SlaInput,
@@ -57,10 +58,6 @@ from schemas.topics import (
 )
 
 SURVEY_ACTOR = Actor(id="survey", role=ActorRole.SYSTEM)
-DEFAULT_SURVEY_MESSAGE = (
-    "Your request has been resolved. How satisfied are you with the help you got, "
-    "from 1 (not at all) to 5 (very)?"
-)
 _TICKET_KINDS = frozenset({"opened", "routed", "replied", "resolved", "reopened"})
 _DELIVERY = tuple(f'"type":"{t}"'.encode() for t in DELIVERY_EVENT_TYPES)
 _SURVEY = b'"survey_response"'
