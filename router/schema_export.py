@@ -17,6 +17,7 @@ from schemas.outbound import (
     OutboundReplyEvent,
     UndeliveredReply,
 )
+from schemas.scores import SupportDay, TierChanged, VendorScores
 from schemas.ticket import RoutedTicket, RoutingDecision, TicketEvent
 from schemas.vendor import VendorProfile
 
@@ -51,6 +52,9 @@ def exported_models() -> dict[str, type[BaseModel]]:
         models["ticket-action"] = TicketActionEvent
     except ImportError:  # pragma: no cover
         pass
+    models["vendor-scores"] = CloudEvent[VendorScores]
+    models["vendor-tier-changed"] = CloudEvent[TierChanged]
+    models["support-day"] = CloudEvent[SupportDay]
     return models
 
 
