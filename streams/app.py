@@ -37,7 +37,7 @@ from streams.stages.lifecycle import LifecycleStage, install_lifecycle
 from streams.stages.routing import install_routing
 from streams.stages.rules_reload import install_rules_reload
 from streams.stages.runner import StageRunner
-from streams.stages.scores import install_scores
+from streams.stages.scores import install_scores, install_standings
 from streams.stages.vendor_directory import install_vendor_directory
 
 log = structlog.get_logger("router.app")
@@ -127,9 +127,11 @@ def create_engine(
     buyers = install_buyers(app, settings, emitter if lifecycle else None, clock)
     if routing:
         install_rules_reload(app, settings, holder, topics)  # hot reload from routing.rules
+        standings = install_standings(app, settings)  # `vendor.score*` facts
         engine.routing = install_routing(
-            app, settings, emitter, holder, clock, vendors=vendors, buyers=buyers.history
-        )
+            app, settings, emitter, holder, clock, vendors=vendors, buyers=buyers.history,
+            standings=standings.get,
+        )  # fmt: skip
     if lifecycle:
         engine.lifecycle = install_lifecycle(app, settings, emitter, vendors=vendors, clock=clock)
     if settings.stage == "scores" or (settings.scores_enabled and lifecycle):

@@ -6,6 +6,8 @@
   satisfaction surveys to `outbound.<channel>`.
 - `scores-books` reads `scores.facts` (keyed by vendor or queue) into `score-books` and writes
   `vendors.scores`, `vendors.events` and `metrics.support`.
+- `VendorStandings`: a worker that routes reads `vendors.scores` whole (a groupless follower,
+  like the vendor directory) and gives the rules `vendor.score` and `vendor.score_tier`.
 
 Crash safety is the runner's (outputs before table writes, offsets committed after both)
 plus the folds' deduplication: a batch read again re-emits facts with the same ids, which the
@@ -19,10 +21,12 @@ from collections.abc import Callable
 from typing import Any
 
 from router.clock import Clock
+from router.routing import VendorStanding
 from router.scores.formula import load_formula
 from router.scores.tickets import SellerTime, SurveyPolicy
 from router.sla.policy import DEFAULT_POLICY_FILE, load_sla_config
 from router.stages.scores import ScoreBooksProcessor, ScoreTicketsProcessor, TierChange
+from router.views import KeyedView, vendor_standing
 from schemas.topics import (
     SCORE_BOOKS_TABLE,
     SCORE_TICKETS_TABLE,
@@ -30,12 +34,32 @@ from schemas.topics import (
     SLA_EVENTS,
     TICKETS_COMMANDS,
     TICKETS_EVENTS,
+    VENDORS_SCORES,
 )
 from schemas.vendor import VendorProfile
+from streams.kafka.compacted import install_follower, view_follower
 from streams.kafka.emit import Emitter
 from streams.kafka.topics import raw_table, raw_topic
 from streams.settings import RouterSettings
 from streams.stages.runner import BatchTable, StageRunner, install_stage
+
+
+class VendorStandings(KeyedView[VendorStanding]):
+    """vendor id -> latest score and tier, from `vendors.scores` (every routing worker)."""
+
+    def __init__(self, settings: RouterSettings) -> None:
+        super().__init__(vendor_standing)
+        self.follower = view_follower(
+            settings, VENDORS_SCORES.name, self, name="vendor_scores", what="vendor_standings",
+            invalid="vendor_scores_invalid", key_field="vendor_id", log_updates=False,
+        )  # fmt: skip
+
+
+def install_standings(app: Any, settings: RouterSettings) -> VendorStandings:
+    """Follow `vendors.scores` on this worker (caught up before faust starts)."""
+    standings = VendorStandings(settings)
+    install_follower(app, standings.follower)
+    return standings
 
 
 def install_scores(

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from router.inbound import Rejected
 from router.outbound import idempotency_key
 from router.records import OutRecord
+from router.routing import VendorStanding
 from router.scores.book import Book
 from router.scores.facts import Fact, FactKind, day_of
 from router.scores.formula import ScoreFormula, ScoreFormulaError, load_formula
@@ -28,9 +29,11 @@ from router.sla.policy import parse_sla_config
 from router.sla.render import CMD_ACTION, CMD_HEADER, parse_action
 from router.stages.contract import InRecord
 from router.stages.scores import ScoreBooksProcessor, ScoreTicketsProcessor
+from router.views import InvalidValue, vendor_standing
 from schemas.dead_letter import RejectReason, SourcePosition
 from schemas.scores import ScoreTier
 from schemas.vendor import VendorProfile
+from tests.unit.rules.rules_support import decide, make_input, parse
 
 SLA = """
 version: 1
@@ -382,3 +385,45 @@ def test_a_bad_survey_response_is_dead_lettered_with_its_reason(
     )
     assert not isinstance(parse_action(good, b"T1", source, NOW, max_record_bytes=65_536),
                           Rejected)  # fmt: skip
+
+
+def rule_matches(test: str, standing: VendorStanding | None) -> bool:
+    ruleset = parse(
+        f"""\
+        - id: probe
+          when: {test}
+          then: {{route: "dept:disputes"}}
+        - id: catch-all
+          then: {{route: "dept:general"}}
+        """
+    )
+    return decide(ruleset, make_input()._replace(standing=standing)).rule_id == "probe"
+
+
+@pytest.mark.parametrize(
+    ("test", "standing", "expected"),
+    [
+        ("{field: vendor.score_tier, eq: at_risk}", VendorStanding(42.5, "at_risk"), True),
+        ("{field: vendor.score_tier, eq: at_risk}", VendorStanding(91.0, "top"), False),
+        ("{field: vendor.score_tier, eq: at_risk}", None, False),
+        ("{field: vendor.score, lt: 60}", VendorStanding(42.5, "at_risk"), True),
+        ("{field: vendor.score, lt: 60}", VendorStanding(None, "standard"), False),
+        ("{field: vendor.scored, eq: true}", VendorStanding(None, "standard"), True),
+        ("{field: vendor.scored, eq: true}", None, False),
+    ],
+)
+def test_rules_see_the_vendors_score_and_tier(
+    test: str, standing: VendorStanding | None, expected: bool
+) -> None:
+    assert rule_matches(test, standing) is expected
+
+
+def test_the_published_scores_are_what_the_routing_stage_reads() -> None:
+    run = Run().feed(scripted())
+    [latest] = [r for r in run.out if r.topic == "vendors.scores"][-1:]
+    standing = vendor_standing("acme", latest.value)
+    assert standing == VendorStanding(63.92, "standard")
+    with pytest.raises(InvalidValue, match="is not the record key 'other'"):
+        vendor_standing("other", latest.value)
+    with pytest.raises(InvalidValue, match=r"data\.tier"):
+        vendor_standing("acme", latest.value.replace(b'"tier":"standard"', b'"tier":"gold"'))
