@@ -1,4 +1,4 @@
-"""Operator tools over Kafka: tail a topic, read the engine's consumer lag."""
+"""Operator tools over Kafka: tail a topic, read one whole, read the engine's consumer lag."""
 
 from __future__ import annotations
 
@@ -71,6 +71,23 @@ async def tail_topic(
     finally:
         await stop_consumer(consumer)
     return seen
+
+
+async def read_values(settings: RouterSettings, logical: str) -> list[bytes]:
+    """Every record value of a topic up to the end offsets it had when the read began, each
+    partition in order (the latest record of a key comes last). LookupError: no such topic."""
+    consumer = AIOKafkaConsumer(
+        **client_kwargs(settings), auto_offset_reset="earliest", enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        tps = await topic_partitions(consumer, settings.topic(logical), timeout=5.0)
+        consumer.assign(tps)
+        ends = await consumer.end_offsets(tps)
+        await consumer.seek_to_beginning(*tps)
+        return [r.value async for r in bounded_records(consumer, ends) if r.value]
+    finally:
+        await stop_consumer(consumer)
 
 
 async def group_lag(

@@ -5,6 +5,10 @@ fresh state (in-process, and a worker with a new app id) gives the same figures.
 from __future__ import annotations
 
 import asyncio
+import os
+import re
+import subprocess
+import sys
 import time
 from datetime import datetime
 from pathlib import Path
@@ -24,7 +28,7 @@ from router.stages.contract import InRecord
 from router.stages.scores import ScoreBooksProcessor, ScoreTicketsProcessor, vendor_scores
 from schemas.topics import SLA_EVENTS, TICKETS_COMMANDS, TICKETS_EVENTS
 from tests.factories import inbound_bytes
-from tests.harness import Output
+from tests.harness import REPO, Output
 from tests.integration.conftest import EngineUnderTest
 from tests.integration.test_sla import action_bytes, send_actions
 
@@ -177,6 +181,19 @@ def test_a_scripted_run_scores_the_vendor_and_a_rebuild_from_zero_agrees(
     assert sorted(surveys(outputs)) == sorted([t1, t2])  # T2's reopen-resolve pair: one
     assert [r["reason"] for r in rejected(outputs)] == ["schema_violation"]
     assert "data.survey_response.csat" in rejected(outputs)[0]["error"]
+
+    # `router report` reads the topics: acme among the vendors, the page written.
+    page = tmp_path / "report.html"
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": engine.bootstrap,
+           "ROUTER_TOPIC_PREFIX": engine.prefix, "PYTHONPATH": str(REPO)}  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "router", "report", "--top", "3", "--html", str(page)],
+        env=env, cwd=REPO, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"│ acme +│ +[0-9.]+ │ standard +│ +3 │", done.stdout), done.stderr
+    assert "│ vendor:acme" in done.stdout
+    assert "<td>acme</td>" in page.read_text()
 
     # A rebuild from offset zero, fresh state, in this process.
     assert rebuild(read_inputs(engine.bootstrap, engine.prefix), policy)["acme"] == live
