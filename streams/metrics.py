@@ -15,9 +15,17 @@ Series (README "Metrics" has the table for operators):
   `router_sla_firing_held_seconds` (streams/stages/horizon.py; 0 unless a backlog holds it);
 - `router_ruleset_info{ruleset,version}` (1 for the live policy);
 - `router_consumer_lag{topic,partition}`: high watermark minus committed offset;
+- scores stage: `router_scores_records_total{step,outcome}`,
+  `router_vendor_tier_changes_total{previous,tier}`, `router_vendors_by_tier{tier}`, and per
+  queue (department queues by name, every vendor queue folded into `vendor:*` unless
+  `scores_vendor_metrics`): `router_support_backlog{queue}`, and for department queues
+  `router_support_first_response_seconds{queue,quantile}`, `router_support_sla_attainment`,
+  `router_support_csat` (each queue's latest day, from the books this worker holds);
+  `router_vendor_score{vendor}` only with `scores_vendor_metrics`;
 - `process_*`: CPU, memory, open files of the worker.
 
-Cardinality stays bounded: no vendor id, ticket id or buyer id appears in a label.
+Cardinality stays bounded: no vendor id, ticket id or buyer id appears in a label (vendor ids
+only when `scores_vendor_metrics` asks for them).
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import start_http_server
 from prometheus_client.registry import Collector
 
+from schemas.scores import ScoreTier, SupportDay
 from schemas.topics import QUEUE_DEPT, QUEUE_VENDOR
 from streams.kafka.faust_internals import committed_offsets, started_consumer
 
@@ -62,13 +71,17 @@ def _copy(counts: Mapping[K, V]) -> dict[K, V]:
 class EngineCollector(Collector):
     """Reads the engine's own state at scrape time (see the module doc for the series)."""
 
-    def __init__(self, engine: Any, logical: Callable[[str], str]) -> None:
+    def __init__(
+        self, engine: Any, logical: Callable[[str], str], *, per_vendor: bool = False
+    ) -> None:
         self.engine = engine
         self.logical = logical
+        self.per_vendor = per_vendor
 
     def collect(self) -> Iterable[Metric]:
         yield from self._processor()
         yield from self._lifecycle()
+        yield from self._scores()
         yield from self._ruleset()
         yield from self._lag()
 
@@ -128,6 +141,76 @@ class EngineCollector(Collector):
                 value=watermark.behind_seconds,
             )
 
+    def _scores(self) -> Iterator[Metric]:
+        stage = getattr(self.engine, "scores", None)
+        if stage is None:
+            return
+        tickets, books = stage
+        records = CounterMetricFamily(
+            "router_scores_records", "Records of the scores stage by step and outcome.",
+            labels=["step", "outcome"],
+        )  # fmt: skip
+        for step, processor in (("tickets", tickets), ("books", books)):
+            for outcome, n in sorted(_copy(processor.counts).items()):
+                records.add_metric([step, outcome], n)
+        yield records
+        changes = CounterMetricFamily(
+            "router_vendor_tier_changes", "Vendors that moved tier.", labels=["previous", "tier"]
+        )
+        for (previous, tier), n in sorted(_copy(books.tier_changes).items()):
+            changes.add_metric([previous, tier], n)
+        yield changes
+        tiers = _copy(books.tiers)
+        by_tier = GaugeMetricFamily(
+            "router_vendors_by_tier", "Vendors scored here, by tier.", labels=["tier"]
+        )
+        for tier in ScoreTier:
+            by_tier.add_metric([tier.value], sum(1 for t in tiers.values() if t is tier))
+        yield by_tier
+        yield from self._support(_copy(books.latest_days))
+        if self.per_vendor:
+            score = GaugeMetricFamily(
+                "router_vendor_score", "A vendor's responsiveness score.", labels=["vendor"]
+            )
+            for vendor, value in sorted(_copy(books.scores).items()):
+                if value is not None:
+                    score.add_metric([vendor], value)
+            yield score
+
+    def _support(self, latest: Mapping[str, SupportDay]) -> Iterator[Metric]:
+        backlog: Counter[str] = Counter()
+        frt = GaugeMetricFamily(
+            "router_support_first_response_seconds",
+            "First-response time of a queue's latest day, business seconds.",
+            labels=["queue", "quantile"],
+        )
+        sla = GaugeMetricFamily(
+            "router_support_sla_attainment", "SLA targets met of a queue's latest day.",
+            labels=["queue"],
+        )  # fmt: skip
+        csat = GaugeMetricFamily(
+            "router_support_csat", "CSAT average of a queue's latest day.", labels=["queue"]
+        )
+        for queue, day in sorted(latest.items()):
+            folded = not self.per_vendor and queue.startswith("vendor:")
+            backlog["vendor:*" if folded else queue] += day.backlog
+            if folded:
+                continue
+            for quantile, value in (("0.5", day.frt_p50), ("0.9", day.frt_p90)):
+                if value is not None:
+                    frt.add_metric([queue, quantile], value)
+            if day.sla_attainment is not None:
+                sla.add_metric([queue], day.sla_attainment)
+            if day.csat_avg is not None:
+                csat.add_metric([queue], day.csat_avg)
+        open_tickets = GaugeMetricFamily(
+            "router_support_backlog", "Open tickets at the end of a queue's latest day.",
+            labels=["queue"],
+        )  # fmt: skip
+        for queue, n in sorted(backlog.items()):
+            open_tickets.add_metric([queue], n)
+        yield from (open_tickets, frt, sla, csat)
+
     def _ruleset(self) -> Iterator[Metric]:
         policy = self.engine.policy.policy
         info = GaugeMetricFamily(
@@ -178,11 +261,13 @@ def consumer_lag(app: Any) -> list[tuple[str, int, int]]:
     return out
 
 
-def engine_registry(engine: Any, logical: Callable[[str], str]) -> CollectorRegistry:
+def engine_registry(
+    engine: Any, logical: Callable[[str], str], *, per_vendor: bool = False
+) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
-    registry.register(EngineCollector(engine, logical))
+    registry.register(EngineCollector(engine, logical, per_vendor=per_vendor))
     return registry
 
 

@@ -36,7 +36,9 @@ def run_worker(settings: RouterSettings, policy: RoutingPolicy | None = None) ->
     log.info("worker_starting", settings=settings.masked())
     engine = create_engine(settings, policy)
     serve_metrics(
-        engine_registry(engine, settings.logical), settings.metrics_host, settings.metrics_port
+        engine_registry(engine, settings.logical, per_vendor=settings.scores_vendor_metrics),
+        settings.metrics_host,
+        settings.metrics_port,
     )
     if not early.run(_prepare_topics(settings, engine.policy.policy)):
         return

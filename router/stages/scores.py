@@ -46,7 +46,14 @@ from router.sla.render import CMD_ACTION, CMD_HEADER
 from router.stages.contract import InRecord, Note
 from schemas.action import Actor, ActorRole, ReplyAction, SurveyResponseAction, TicketActionEvent
 from schemas.outbound import DELIVERY_EVENT_TYPES
-from schemas.scores import SUPPORT_DAY, TIER_CHANGED, VENDOR_SCORES, ScoreTier, VendorScores
+from schemas.scores import (
+    SUPPORT_DAY,
+    TIER_CHANGED,
+    VENDOR_SCORES,
+    ScoreTier,
+    SupportDay,
+    VendorScores,
+)
 from schemas.topics import (
     METRICS_SUPPORT,
     SCORES_FACTS,
@@ -200,6 +207,11 @@ class ScoreBooksProcessor:
         self.on_tier_change = on_tier_change
         self.counts: Counter[str] = Counter()
         self.notes: list[Note] = []
+        # for metrics at scrape time: each queue's latest day, each vendor's tier and score
+        self.latest_days: dict[str, SupportDay] = {}
+        self.tiers: dict[str, ScoreTier] = {}
+        self.scores: dict[str, float | None] = {}
+        self.tier_changes: Counter[tuple[str, str]] = Counter()
 
     def process(self, record: InRecord, now: datetime) -> list[OutRecord]:
         if not record.value:
@@ -230,6 +242,9 @@ class ScoreBooksProcessor:
             days = sorted(d for d in book.days if d == fact.day or (moves and d > fact.day))
             for day in days:
                 figures = book.support_day(queue, day)
+                latest = self.latest_days.get(queue)
+                if latest is None or latest.day <= figures.day:
+                    self.latest_days[queue] = figures
                 out.append(engine_record(
                     METRICS_SUPPORT.name, queue, derive_id(fact.subject, fact.id, "day", str(day)),
                     SUPPORT_DAY, now, figures.model_dump(mode="json"),
@@ -245,8 +260,10 @@ class ScoreBooksProcessor:
         )]  # fmt: skip
         previous = book.tier
         book.tier = scores.tier.value
+        self.tiers[vendor_id], self.scores[vendor_id] = scores.tier, scores.score
         if previous is not None and previous != scores.tier.value:
             before = ScoreTier(previous)
+            self.tier_changes[(before.value, scores.tier.value)] += 1
             self.on_tier_change(vendor_id, before, scores.tier)
             change = {"vendor_id": vendor_id, "previous": previous, "tier": scores.tier.value,
                       "score": scores.score, "as_of": scores.as_of.isoformat()}  # fmt: skip

@@ -1,5 +1,6 @@
-"""`router report`: the tables and the HTML page from the scores stage's records; the page is
-opened in headless Chromium, which must render every chart without a console error."""
+"""`router report`: the tables and the HTML page from the scores stage's records (the page is
+opened in headless Chromium, which must render every chart without a console error); the
+scores stage's Prometheus series."""
 
 from __future__ import annotations
 
@@ -7,15 +8,22 @@ import io
 import re
 import shutil
 import subprocess
+from collections import Counter
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import orjson
 import pytest
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 
 from router.records import OutRecord
 from router.report import Report, duration, html_page, terminal_tables
-from tests.unit.core.test_scores import Run, scripted
+from router.scores.sketch import RELATIVE_ACCURACY
+from streams.metrics import engine_registry
+from tests.unit.core.test_scores import Run, at, opened, replied, scripted
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 BROWSER_DEADLINE_S = 120
@@ -100,3 +108,43 @@ def test_the_page_renders_in_headless_chromium(tmp_path: Path) -> None:
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert shot.stat().st_size > 20_000  # a blank page is a few kB
     assert [line for line in snap.stderr.splitlines() if "CONSOLE" in line] == []
+
+
+def scrape(
+    engine: Any, *, per_vendor: bool
+) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    registry = engine_registry(engine, lambda t: t, per_vendor=per_vendor)
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(generate_latest(registry).decode())
+        for s in family.samples
+    }
+
+
+def scored_engine() -> Any:
+    run = Run().feed([*scripted(), *opened("P1", "dept:payments", at(0, 9)),
+                      replied("P1", at(0, 10), "agent")])  # fmt: skip
+    return SimpleNamespace(
+        processor=None, lifecycle=None, emitter=SimpleNamespace(sent=Counter()),
+        policy=SimpleNamespace(policy=SimpleNamespace(name="p", version="1")),
+        app=SimpleNamespace(), scores=(run.tickets, run.books),
+    )  # fmt: skip
+
+
+def test_support_metrics_are_per_queue_and_fold_vendor_queues() -> None:
+    got = scrape(scored_engine(), per_vendor=False)
+    assert got[("router_support_backlog", (("queue", "vendor:*"),))] == 1  # acme's Tuesday
+    assert got[("router_support_backlog", (("queue", "dept:payments"),))] == 1
+    assert got[("router_support_first_response_seconds",
+                (("quantile", "0.5"), ("queue", "dept:payments")))] == pytest.approx(
+        3600, rel=RELATIVE_ACCURACY)  # fmt: skip
+    assert got[("router_vendors_by_tier", (("tier", "standard"),))] == 1
+    assert got[("router_scores_records_total", (("outcome", "facts"), ("step", "tickets")))] > 0
+    assert not any("acme" in str(labels) for _, labels in got)
+    assert not any(name == "router_vendor_score" for name, _ in got)
+
+
+def test_vendor_series_only_when_asked() -> None:
+    got = scrape(scored_engine(), per_vendor=True)
+    assert got[("router_vendor_score", (("vendor", "acme"),))] == 63.92
+    assert got[("router_support_backlog", (("queue", "vendor:acme"),))] == 1
