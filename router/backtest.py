@@ -324,7 +324,9 @@ def simulate(
     return bt.report
 
 
-def outcome_dict(where: str, record: InRecord, new: Outcome, old: Outcome | None) -> dict[str, Any]:
+def outcome_dict(
+    where: str, record: InRecord, new: Outcome, old: Outcome | None
+) -> dict[str, Any]:
     """One line of `router simulate --outcomes`: the record (where, topic, key) and what the
     engine does with it (with --baseline, under both rulesets)."""
     key = record.key.decode("utf-8", "replace") if record.key is not None else None

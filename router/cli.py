@@ -24,6 +24,7 @@ app.add_typer(schemas_app, name="schemas")
 app.add_typer(vendors_app, name="vendors")
 
 
+
 @app.command()
 def worker(
     settings_file: SettingsOpt = None,
@@ -67,7 +68,9 @@ def gateway(
             err=True,
         )
         raise typer.Exit(2)
-    overrides = {k: v for k, v in (("gateway_host", host), ("gateway_port", port)) if v is not None}
+    overrides = {
+        k: v for k, v in (("gateway_host", host), ("gateway_port", port)) if v is not None
+    }
     run_gateway(settings.model_copy(update=overrides))
 
 
@@ -165,7 +168,9 @@ def vendors_acls(
 
 @app.command()
 def deliver(
-    channel: Annotated[str, typer.Option(help="Which outbound topic to deliver: chat or social.")],
+    channel: Annotated[
+        str, typer.Option(help="Which outbound topic to deliver: chat or social.")
+    ],
     settings_file: SettingsOpt = None,
 ) -> None:
     """Deliver replies from outbound.<channel> to the Graph API until SIGTERM/SIGINT."""

@@ -24,7 +24,6 @@ from schemas.vendor import VendorProfile
 console = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
-
 def _settings(path: Path | None) -> Any:
     from streams.logs import configure_logging
 
@@ -69,10 +68,8 @@ def load_profiles(path: Path) -> tuple[list[VendorProfile], list[str]]:
             continue
         line = src.line((*base, i))
         if profile.vendor_id in seen:
-            problems.append(
-                f"{path}:{line or '?'}: {label}: vendor {profile.vendor_id!r} "
-                f"listed twice (first at line {first_line[profile.vendor_id]})"
-            )
+            problems.append(f"{path}:{line or '?'}: {label}: vendor {profile.vendor_id!r} "
+                            f"listed twice (first at line {first_line[profile.vendor_id]})")
             continue
         seen.add(profile.vendor_id)
         first_line[profile.vendor_id] = line

@@ -137,11 +137,9 @@ def repeated_key_violation(key: str) -> tuple[RejectReason, str, list[FieldError
     """A record giving a key twice: refused, not read as whichever copy came last."""
     name = printable(key)
     error = f"key {name!r} given twice in one object (only one copy may be given)"
-    return (
-        RejectReason.SCHEMA_VIOLATION,
-        f"schema violation: {error}",
-        [FieldError(field=name, error="given twice in one object")],
-    )
+    return RejectReason.SCHEMA_VIOLATION, f"schema violation: {error}", [
+        FieldError(field=name, error="given twice in one object")
+    ]
 
 
 def _classify(exc: ValidationError) -> tuple[RejectReason, str, list[FieldError]]:

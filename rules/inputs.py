@@ -187,7 +187,8 @@ class Context:
             ticket=ticket,
             vendor=self.vendors.get(msg.vendor_id) if msg.vendor_id else None,
             buyer=_with_vouched(self.buyers.get(msg.sender.id), msg),
-            order=(self.orders.get(msg.order_id) if msg.order_id else None) or message_order(msg),
+            order=(self.orders.get(msg.order_id) if msg.order_id else None)
+            or message_order(msg),
         )
 
 

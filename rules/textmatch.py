@@ -138,20 +138,10 @@ class FieldMatcher:
         # Ids the candidate index looks rules up by, and their index fields (`index_test`).
         self.indexed_phrases: frozenset[int] = NONE
         self.indexed_regexes: frozenset[int] = NONE
-        self.phrase_field = FieldSpec(
-            f"{path}#phrases",
-            Kind.SET,
-            self._indexed_phrase_hits,
-            f"indexed phrases found in {path}",
-            indexable=True,
-        )
-        self.regex_field = FieldSpec(
-            f"{path}#regexes",
-            Kind.SET,
-            self._indexed_regex_hits,
-            f"indexed regexes found in {path}",
-            indexable=True,
-        )
+        self.phrase_field = FieldSpec(f"{path}#phrases", Kind.SET, self._indexed_phrase_hits,
+                                      f"indexed phrases found in {path}", indexable=True)
+        self.regex_field = FieldSpec(f"{path}#regexes", Kind.SET, self._indexed_regex_hits,
+                                     f"indexed regexes found in {path}", indexable=True)
 
     def _indexed_phrase_hits(self, f: Facts) -> frozenset[int]:
         return f.phrase_hits(self).indexed
@@ -187,10 +177,8 @@ class FieldMatcher:
         self._needed = None if None in needed else tuple(n for n in needed if n is not None)
         if self._needed is not None and all(_WORD_LITERAL.fullmatch(n) for n in self._needed):
             self._needed_words = tuple(n.encode("ascii") for n in self._needed)
-        if (
-            self._phrase_one is not None
-            and self._regex_one is not None
-            and (len(self.regex_list) <= BOTH_MAX_REGEXES)
+        if self._phrase_one is not None and self._regex_one is not None and (
+            len(self.regex_list) <= BOTH_MAX_REGEXES
         ):
             # A phrase with a non-ASCII token never occurs in ASCII text: left out.
             ascii_ids = [i for i, p in enumerate(self.phrase_list)

@@ -128,15 +128,8 @@ class Deliverer:
             if isinstance(verdict, Delivered):
                 log.info("reply_delivered", ticket_id=reply.ticket_id, key=event.id,
                          attempts=attempt)  # fmt: skip
-                return [
-                    delivered_record(
-                        reply,
-                        attempt,
-                        verdict.status,
-                        provider_message_id(answer.body),
-                        self._now(),
-                    )
-                ]
+                return [delivered_record(reply, attempt, verdict.status,
+                                         provider_message_id(answer.body), self._now())]
             log.warning("reply_failed", ticket_id=reply.ticket_id, key=event.id,
                         attempts=attempt, reason=verdict.reason)  # fmt: skip
             return failed_records(event, value, key, source, attempt, verdict, self._now())

@@ -30,10 +30,8 @@ def _retriable(arg: object) -> bool:
     if isinstance(arg, KafkaError):
         return bool(arg.retriable)
     # some messages pass the error class, not an instance
-    return (
-        isinstance(arg, type)
-        and issubclass(arg, KafkaError)
-        and bool(getattr(arg, "retriable", False))
+    return isinstance(arg, type) and issubclass(arg, KafkaError) and bool(
+        getattr(arg, "retriable", False)
     )
 
 
@@ -46,7 +44,10 @@ class TransientKafkaErrors(logging.Filter):
         if (
             record.levelno == logging.ERROR
             and record.name.startswith("aiokafka")
-            and (record.msg in _TRANSIENT_MESSAGES or any(_retriable(a) for a in _args(record)))
+            and (
+                record.msg in _TRANSIENT_MESSAGES
+                or any(_retriable(a) for a in _args(record))
+            )
         ):
             record.levelno, record.levelname = logging.WARNING, "WARNING"
         return True

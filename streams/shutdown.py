@@ -89,9 +89,8 @@ class ShutdownWatchdog:
             loop.call_soon_threadsafe(_log_pending_tasks, loop, described)
         if not described.wait(2.0):  # the loop does not answer: show every thread instead
             faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
-        log.error(
-            "shutdown_overdue", reason=reason, deadline_s=self.deadline_s, exit_code=EXIT_OVERDUE
-        )
+        log.error("shutdown_overdue", reason=reason, deadline_s=self.deadline_s,
+                  exit_code=EXIT_OVERDUE)
         sys.stderr.flush()
         os._exit(EXIT_OVERDUE)
 
@@ -135,10 +134,7 @@ class BoundedWorker(faust.Worker):
     """faust's worker with a deadline on its stop, whatever started the stop."""
 
     def __init__(
-        self,
-        *args: Any,
-        shutdown_timeout_s: float,
-        early: EarlySignals | None = None,
+        self, *args: Any, shutdown_timeout_s: float, early: EarlySignals | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)

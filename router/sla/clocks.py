@@ -61,17 +61,8 @@ _STOPPED: Final = ClockStatus.STOPPED
 
 
 CLOCK_FIELDS: Final = (
-    "metric",
-    "cycle",
-    "status",
-    "banked",
-    "segment_start_us",
-    "target",
-    "deadline_us",
-    "breach_anchor",
-    "fired",
-    "next_marker",
-    "next_at_us",
+    "metric", "cycle", "status", "banked", "segment_start_us", "target", "deadline_us",
+    "breach_anchor", "fired", "next_marker", "next_at_us",
 )
 
 

@@ -80,18 +80,8 @@ def _fire(run: Transition, metric: SlaMetric, until_us: int) -> None:
         late = is_late(run.now_us, due_us, run.config.late_grace_seconds)
         run.outputs.append(
             sla_event_out(
-                sla_event_id(state.ticket_id, clock, marker),
-                state.ticket_id,
-                clock,
-                marker,
-                context_of(state),
-                deadline_us,
-                due_us,
-                due_tz,
-                run.now,
-                spent,
-                "notified",
-                late,
+                sla_event_id(state.ticket_id, clock, marker), state.ticket_id, clock, marker,
+                context_of(state), deadline_us, due_us, due_tz, run.now, spent, "notified", late,
             )
         )
         return
@@ -142,19 +132,9 @@ def _escalate(
     else:
         action = "rerouted" if raised_to is None else "priority_raised,rerouted"
     record = sla_event_out(
-        event_id,
-        state.ticket_id,
-        clock,
-        marker,
-        before,
-        scheduled_us if level > 1 else deadline_us,
-        due_us,
-        due_tz,
-        run.now,
-        spent,
-        action,
-        late,
-        raised_to,
-        new_queue,
+        event_id, state.ticket_id, clock, marker, before,
+        scheduled_us if level > 1 else deadline_us, due_us, due_tz, run.now, spent, action, late,
+        raised_to, new_queue,
     )
     run.outputs.insert(position, record)
+

@@ -46,7 +46,9 @@ class _MarkerFacts(NamedTuple):
 
 def _facts(marker: str) -> _MarkerFacts:
     level = clocks.marker_level(marker)
-    kind = {clocks.WARNING: _WARNING, clocks.MET: _MET}.get(marker, _BREACHED)
+    kind = {clocks.WARNING: _WARNING, clocks.MET: _MET}.get(
+        marker, _BREACHED
+    )
     id_kind = "breached" if marker.startswith("breached:") else marker
     return _MarkerFacts(kind, level, id_kind, str(level))
 
@@ -140,6 +142,8 @@ def output_id(ticket_id: str, cause: str, what: str) -> str:
     return _uuid_text(f"{ticket_id}\x1f{cause}\x1f{what}".encode())
 
 
+
+
 def sla_event_out(
     event_id: str,
     ticket_id: str,
@@ -160,24 +164,9 @@ def sla_event_out(
     facts = _facts_of(marker)
     policy, queue, priority = context
     record = SlaRecord(
-        ticket_id,
-        facts.kind,
-        policy,
-        clock.metric,
-        facts.level,
-        clock.cycle,
-        deadline_us,
-        due_us,
-        due_tz,
-        fired_at,
-        late,
-        queue,
-        priority,
-        action_taken,
-        new_priority,
-        new_queue,
-        clock.target,
-        0.0 if elapsed < 0.0 else elapsed,  # max(elapsed, 0.0)
+        ticket_id, facts.kind, policy, clock.metric, facts.level, clock.cycle, deadline_us,
+        due_us, due_tz, fired_at, late, queue, priority, action_taken, new_priority, new_queue,
+        clock.target, 0.0 if elapsed < 0.0 else elapsed,  # max(elapsed, 0.0)
     )
     return SlaEventOut(event_id, record)
 

@@ -56,7 +56,9 @@ _RESOLUTION: Final = SlaMetric.RESOLUTION
 _ROUTED: Final = TicketEventKind.ROUTED
 _VENDOR: Final = ActorRole.VENDOR
 
-_OWN_KINDS: Final = frozenset({_REPLIED, _EV_RESOLVED, _REOPENED})
+_OWN_KINDS: Final = frozenset(
+    {_REPLIED, _EV_RESOLVED, _REOPENED}
+)
 _CUSTOMER_ROLES: Final = frozenset({"buyer", "guest"})
 _BUYER_ACTIONS: Final = (ReplyAction, ReopenAction)
 _VENDOR_ACTIONS: Final = (ReplyAction, InternalNoteAction, PendAction, ResolveAction)
@@ -74,7 +76,9 @@ def on_ticket_event(
     vendors: VendorDirectory | None = None,
 ) -> Step:
     """Apply one `tickets.events` record (`event_id`: its CloudEvents id)."""
-    if event.kind in _OWN_KINDS or (event.kind is _ROUTED and event.actor == LIFECYCLE_ACTOR):
+    if event.kind in _OWN_KINDS or (
+        event.kind is _ROUTED and event.actor == LIFECYCLE_ACTOR
+    ):
         return Step(state, [])
     if state is not None and event_id in state.recent_inputs:
         return Step(state, [])

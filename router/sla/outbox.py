@@ -98,7 +98,9 @@ def find_pending(pending: Sequence[Pending], source: str) -> Pending | None:
     return None
 
 
-def prune(pending: Sequence[Pending], committed: Callable[[str, int], int | None]) -> list[Pending]:
+def prune(
+    pending: Sequence[Pending], committed: Callable[[str, int], int | None]
+) -> list[Pending]:
     """Keep the entries whose input is not yet committed (`committed(topic, partition)` is the
     group's committed offset: the next offset to read, None when unknown)."""
     kept = []

@@ -20,24 +20,9 @@ from schemas.sla import SlaEvent, SlaEventKind, SlaMetric
 from schemas.ticket import Priority, RoutedTicket, TicketEvent, TicketEventKind
 
 _SLA_RECORD_FIELDS: Final = (
-    "ticket_id",
-    "kind",
-    "policy",
-    "metric",
-    "level",
-    "cycle",
-    "deadline_us",
-    "due_us",
-    "due_tz",
-    "fired_at",
-    "late",
-    "queue",
-    "priority",
-    "action_taken",
-    "new_priority",
-    "new_queue",
-    "target_seconds",
-    "elapsed_business_seconds",
+    "ticket_id", "kind", "policy", "metric", "level", "cycle", "deadline_us", "due_us", "due_tz",
+    "fired_at", "late", "queue", "priority", "action_taken", "new_priority", "new_queue",
+    "target_seconds", "elapsed_business_seconds",
 )
 
 
@@ -89,6 +74,7 @@ class SlaRecord(FieldValues):
         self.new_queue = new_queue
         self.target_seconds = target_seconds
         self.elapsed_business_seconds = elapsed_business_seconds
+
 
     def wire_document(self) -> dict[str, Any]:
         """The `SlaEvent` as a dict of its fields in the schema's order, enums and datetimes
@@ -163,15 +149,7 @@ class SlaEventOut:
 
 
 _TICKET_EVENT_FIELDS: Final = (
-    "ticket_id",
-    "kind",
-    "at",
-    "queue",
-    "actor",
-    "sender_role",
-    "priority",
-    "sla_policy",
-    "ticket",
+    "ticket_id", "kind", "at", "queue", "actor", "sender_role", "priority", "sla_policy", "ticket",
 )
 
 
@@ -202,6 +180,7 @@ class TicketEventFields(FieldValues):
         self.priority = priority
         self.sla_policy = sla_policy
         self.ticket = ticket
+
 
     def event(self) -> TicketEvent:
         return TicketEvent(
@@ -269,14 +248,7 @@ class TicketEventOut:
 
 
 _REROUTE_FIELDS: Final = (
-    "id",
-    "ticket_id",
-    "queue",
-    "previous_queue",
-    "rule_id",
-    "reason",
-    "at",
-    "snapshot",
+    "id", "ticket_id", "queue", "previous_queue", "rule_id", "reason", "at", "snapshot",
 )
 
 
@@ -310,6 +282,7 @@ class RerouteOut(FieldValues):
         self.reason = reason
         self.at = at
         self.snapshot = snapshot
+
 
     @property
     def ticket(self) -> RoutedTicket | None:

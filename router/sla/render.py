@@ -65,11 +65,7 @@ def render_output(out: SlaEventOut | TicketEventOut | RerouteOut) -> list[OutRec
         record = out.record  # rendered without building the pydantic model
         return [
             _record(
-                SLA_EVENTS.name,
-                record.ticket_id,
-                out.id,
-                out.type,
-                record.fired_at,
+                SLA_EVENTS.name, record.ticket_id, out.id, out.type, record.fired_at,
                 orjson.Fragment(record.json_bytes()),
             )
         ]
@@ -77,13 +73,8 @@ def render_output(out: SlaEventOut | TicketEventOut | RerouteOut) -> list[OutRec
         event = out.data
         return [
             _record(
-                TICKETS_EVENTS.name,
-                event.ticket_id,
-                out.id,
-                out.type,
-                event.at,
-                event.model_dump(mode="json", exclude_none=True),
-                (CE_HEADER, _OWN),
+                TICKETS_EVENTS.name, event.ticket_id, out.id, out.type, event.at,
+                event.model_dump(mode="json", exclude_none=True), (CE_HEADER, _OWN),
             )
         ]
     return _reroute(out)
@@ -96,11 +87,7 @@ def _reroute(out: RerouteOut) -> list[OutRecord]:
     if ticket is not None:  # None only when no routed snapshot was ever seen
         records.append(
             _record(
-                queue_topic(out.queue),
-                out.ticket_id,
-                out.id,
-                TICKET_ROUTED,
-                out.at,
+                queue_topic(out.queue), out.ticket_id, out.id, TICKET_ROUTED, out.at,
                 ticket.model_dump(mode="json"),
             )
         )
@@ -193,9 +180,8 @@ def due_command(ticket_id: str, requested_at: float, until: float | None = None)
     doc: dict[str, object] = {"ticket_id": ticket_id, "requested_at": requested_at}
     if until is not None:
         doc["until"] = until
-    return OutRecord(
-        TICKETS_COMMANDS.name, ticket_id.encode(), orjson.dumps(doc), ((CMD_HEADER, CMD_DUE),)
-    )
+    return OutRecord(TICKETS_COMMANDS.name, ticket_id.encode(), orjson.dumps(doc),
+                     ((CMD_HEADER, CMD_DUE),))
 
 
 def due_until(value: bytes) -> datetime | None:

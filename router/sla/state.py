@@ -68,25 +68,9 @@ class TicketStatus(StrEnum):
 
 
 STATE_FIELDS: Final = (
-    "ticket_id",
-    "status",
-    "queue",
-    "priority",
-    "policy",
-    "calendar",
-    "opened_at",
-    "clock_at_us",
-    "clock_at_tz",
-    "requester_role",
-    "responded",
-    "vendor_response_target",
-    "queue_pinned",
-    "priority_pinned",
-    "reroutes",
-    "clocks",
-    "snapshot",
-    "recent_inputs",
-    "next_due_ts",
+    "ticket_id", "status", "queue", "priority", "policy", "calendar", "opened_at", "clock_at_us",
+    "clock_at_tz", "requester_role", "responded", "vendor_response_target", "queue_pinned",
+    "priority_pinned", "reroutes", "clocks", "snapshot", "recent_inputs", "next_due_ts",
     "schedule_of",
 )
 
@@ -153,6 +137,7 @@ class LifecycleState(FieldValues):
         self.next_due_ts = next_due_ts
         # Fingerprint of the policy file the deadlines were computed with (recomputed on change).
         self.schedule_of = schedule_of
+
 
     @property
     def clock_at(self) -> datetime:
@@ -274,17 +259,10 @@ def _instant(us: int, zone: tzinfo | None) -> int | str:
 def _clock_row(c: MetricClock) -> list[Any]:
     codes = _MARKER_CODES
     return [
-        _METRIC_CODES[c.metric],
-        c.cycle,
-        _CLOCK_STATUS_CODES[c.status],
-        c.banked,
-        c.segment_start_us,
-        c.target,
-        c.deadline_us,
-        c.breach_anchor,
+        _METRIC_CODES[c.metric], c.cycle, _CLOCK_STATUS_CODES[c.status], c.banked,
+        c.segment_start_us, c.target, c.deadline_us, c.breach_anchor,
         [codes[m] if m in codes else _code_of(m) for m in c.fired],
-        None if c.next_marker is None else _code_of(c.next_marker),
-        c.next_at_us,
+        None if c.next_marker is None else _code_of(c.next_marker), c.next_at_us,
     ]
 
 
@@ -296,23 +274,12 @@ def encode_state(state: LifecycleState) -> bytes:
     )
     head = orjson.dumps(
         [
-            _VERSION,
-            state.ticket_id,
-            state.next_due_ts,
-            _STATUS_CODES[state.status],
-            state.queue,
-            _PRIORITY_CODES[state.priority],
-            state.policy,
-            state.calendar,
+            _VERSION, state.ticket_id, state.next_due_ts, _STATUS_CODES[state.status],
+            state.queue, _PRIORITY_CODES[state.priority], state.policy, state.calendar,
             _instant(*split_moment(state.opened_at)),
-            _instant(state.clock_at_us, state.clock_at_tz),
-            state.requester_role,
-            flags,
-            state.vendor_response_target,
-            state.reroutes,
-            state.schedule_of,
-            state.recent_inputs,
-            [_clock_row(c) for c in state.clocks.values()],
+            _instant(state.clock_at_us, state.clock_at_tz), state.requester_role, flags,
+            state.vendor_response_target, state.reroutes, state.schedule_of,
+            state.recent_inputs, [_clock_row(c) for c in state.clocks.values()],
         ]
     )
     snapshot = state.snapshot
@@ -328,36 +295,12 @@ _MetricCode = Annotated[int, Field(ge=0, lt=len(_METRICS))]
 _ClockStatusCode = Annotated[int, Field(ge=0, lt=len(_CLOCK_STATUSES))]
 _Flags = Annotated[int, Field(ge=0, lt=8)]
 _ClockRow = tuple[
-    _MetricCode,
-    _Count,
-    _ClockStatusCode,
-    float,
-    int | None,
-    float,
-    int | None,
-    float | None,
-    list[_Marker],
-    _Marker | None,
-    int | None,
+    _MetricCode, _Count, _ClockStatusCode, float, int | None, float, int | None, float | None,
+    list[_Marker], _Marker | None, int | None,
 ]
 _Row = tuple[
-    Literal[1],
-    str,
-    float | None,
-    _StatusCode,
-    str | None,
-    _PriorityCode,
-    str,
-    str,
-    _Instant,
-    _Instant,
-    str | None,
-    _Flags,
-    float | None,
-    _Count,
-    str | None,
-    list[str],
-    list[_ClockRow],
+    Literal[1], str, float | None, _StatusCode, str | None, _PriorityCode, str, str, _Instant,
+    _Instant, str | None, _Flags, float | None, _Count, str | None, list[str], list[_ClockRow],
 ]
 _ROW: Final[TypeAdapter[Any]] = TypeAdapter(_Row)
 
@@ -373,61 +316,26 @@ def decode_state(raw: bytes) -> LifecycleState:
     """
     head, _, snapshot = raw.partition(_SNAPSHOT_SEPARATOR)
     row = _ROW.validate_json(head)
-    (
-        _,
-        ticket_id,
-        due,
-        status,
-        queue,
-        priority,
-        policy,
-        calendar,
-        opened_at,
-        clock_at,
-        requester_role,
-        flags,
-        target,
-        reroutes,
-        schedule_of,
-        recent,
-        rows,
-    ) = row
+    (_, ticket_id, due, status, queue, priority, policy, calendar, opened_at, clock_at,
+     requester_role, flags, target, reroutes, schedule_of, recent, rows) = row
     clocks = {}
     for metric, cycle, c_status, banked, start, c_target, deadline, anchor, fired, nxt, at in rows:
         clocks[_METRICS[metric]] = MetricClock(
-            metric=_METRICS[metric],
-            cycle=cycle,
-            status=_CLOCK_STATUSES[c_status],
-            banked=banked,
-            segment_start_us=start,
-            target=c_target,
-            deadline_us=deadline,
-            breach_anchor=anchor,
+            metric=_METRICS[metric], cycle=cycle, status=_CLOCK_STATUSES[c_status], banked=banked,
+            segment_start_us=start, target=c_target, deadline_us=deadline, breach_anchor=anchor,
             fired=tuple([_marker_of(m) for m in fired]),
-            next_marker=None if nxt is None else _marker_of(nxt),
-            next_at_us=at,
+            next_marker=None if nxt is None else _marker_of(nxt), next_at_us=at,
         )
     return LifecycleState(
-        ticket_id=ticket_id,
-        status=_STATUSES[status],
-        queue=queue,
-        priority=_PRIORITIES[priority],
-        policy=policy,
-        calendar=calendar,
-        opened_at=_moment(opened_at),
+        ticket_id=ticket_id, status=_STATUSES[status], queue=queue, priority=_PRIORITIES[priority],
+        policy=policy, calendar=calendar, opened_at=_moment(opened_at),
         clock_at_us=clock_at if isinstance(clock_at, int) else to_us(clock_at),
         clock_at_tz=None if isinstance(clock_at, int) else clock_at.tzinfo,
         requester_role=requester_role,
-        responded=bool(flags & _RESPONDED),
-        vendor_response_target=target,
-        queue_pinned=bool(flags & _QUEUE_PINNED),
-        priority_pinned=bool(flags & _PRIORITY_PINNED),
-        reroutes=reroutes,
-        clocks=clocks,
-        snapshot=Snapshot(snapshot) if snapshot else None,
-        recent_inputs=recent,
-        next_due_ts=due,
-        schedule_of=schedule_of,
+        responded=bool(flags & _RESPONDED), vendor_response_target=target,
+        queue_pinned=bool(flags & _QUEUE_PINNED), priority_pinned=bool(flags & _PRIORITY_PINNED),
+        reroutes=reroutes, clocks=clocks, snapshot=Snapshot(snapshot) if snapshot else None,
+        recent_inputs=recent, next_due_ts=due, schedule_of=schedule_of,
     )
 
 

@@ -72,20 +72,8 @@ class Transition:
     """Owns `state` (a shell copy, see LifecycleState.shell_copy) for one lifecycle call."""
 
     __slots__ = (
-        "_calendar",
-        "_dirty",
-        "_owned",
-        "_policy",
-        "_terms",
-        "_vendor_terms",
-        "config",
-        "due_us",
-        "now",
-        "now_us",
-        "outputs",
-        "state",
-        "synced",
-        "vendors",
+        "_calendar", "_dirty", "_owned", "_policy", "_terms", "_vendor_terms",
+        "config", "due_us", "now", "now_us", "outputs", "state", "synced", "vendors",
     )
 
     def __init__(
@@ -268,18 +256,8 @@ class Transition:
         event_id = sla_event_id(ticket_id, clock, clocks.MET)
         self.outputs.append(
             sla_event_out(
-                event_id,
-                ticket_id,
-                clock,
-                clocks.MET,
-                context_of(self.state),
-                deadline_us,
-                due_us,
-                due_tz,
-                self.now,
-                spent,
-                "none",
-                late,
+                event_id, ticket_id, clock, clocks.MET, context_of(self.state), deadline_us,
+                due_us, due_tz, self.now, spent, "none", late,
             )
         )
 
@@ -401,13 +379,11 @@ class Transition:
         )
 
     def sla_terms(self) -> TermsUpdate:
-        deadlines = tuple(
-            [
-                (METRIC_NAMES[metric], clock.deadline_us)  # plain str: see TermsUpdate
-                for metric, clock in self.state.clocks.items()
-                if clock.deadline_us is not None
-            ]
-        )
+        deadlines = tuple([
+            (METRIC_NAMES[metric], clock.deadline_us)  # plain str: see TermsUpdate
+            for metric, clock in self.state.clocks.items()
+            if clock.deadline_us is not None
+        ])
         return (self.state.policy, deadlines)
 
     def publish(

@@ -262,13 +262,8 @@ class LifecycleProcessor:
             thread = self._threads(reply.ticket_id)
             if thread is None:
                 self.counts["reply_without_thread"] += 1
-                self.notes.append(
-                    Note(
-                        "warning",
-                        "reply_without_thread",
-                        {"ticket_id": reply.ticket_id, "action_id": action_id},
-                    )
-                )
+                self.notes.append(Note("warning", "reply_without_thread",
+                                       {"ticket_id": reply.ticket_id, "action_id": action_id}))
                 return records
             outbound = outbound_reply(
                 reply, action_id, thread.channel, thread.thread_ref, now, reply_to=thread.reply_to
@@ -345,3 +340,4 @@ class LifecycleProcessor:
         if new_state is not state or reindex:
             self._index(partition, ticket_id, index_entry(new_state))
         self.counts["sla_events"] += sum(r.topic == SLA_EVENTS.name for r in records)
+

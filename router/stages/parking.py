@@ -55,21 +55,14 @@ class Parked:
 
 def encode_parked(parked: Parked) -> bytes:
     # Bytes as latin-1 text, like the outbox (router.sla.outbox): lossless, JSON-safe.
-    return orjson.dumps(
-        {
-            "since": parked.since,
-            "actions": [
-                [
-                    a.topic,
-                    a.partition,
-                    a.offset,
-                    a.value.decode("latin-1"),
-                    [[name, value.decode("latin-1")] for name, value in a.headers.items()],
-                ]
-                for a in parked.actions
-            ],
-        }
-    )
+    return orjson.dumps({
+        "since": parked.since,
+        "actions": [
+            [a.topic, a.partition, a.offset, a.value.decode("latin-1"),
+             [[name, value.decode("latin-1")] for name, value in a.headers.items()]]
+            for a in parked.actions
+        ],
+    })
 
 
 def decode_parked(raw: bytes) -> Parked:
@@ -77,13 +70,8 @@ def decode_parked(raw: bytes) -> Parked:
     return Parked(
         since=float(doc["since"]),
         actions=tuple(
-            ParkedAction(
-                topic,
-                partition,
-                offset,
-                value.encode("latin-1"),
-                {name: text.encode("latin-1") for name, text in headers},
-            )
+            ParkedAction(topic, partition, offset, value.encode("latin-1"),
+                         {name: text.encode("latin-1") for name, text in headers})
             for topic, partition, offset, value, headers in doc["actions"]
         ),
     )
@@ -111,12 +99,8 @@ class ParkingLot:
         """Park `action` under its ticket; False when the ticket already has its fill."""
         raw = self.table.get(key)
         parked = decode_parked(raw) if raw is not None else Parked(now, ())
-        if any(
-            a.topic == action.topic
-            and a.partition == action.partition
-            and a.offset == action.offset
-            for a in parked.actions
-        ):
+        if any(a.topic == action.topic and a.partition == action.partition
+               and a.offset == action.offset for a in parked.actions):
             return True  # read again after a crash: parked already
         if len(parked.actions) >= self.max_per_ticket:
             return False

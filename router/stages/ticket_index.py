@@ -126,11 +126,8 @@ class TicketIndexProcessor:
                     out.append(OutRecord(TICKETS_REROUTES.name, notice.thread_ref.encode(),
                                          notice.to_bytes()))  # fmt: skip
                     self.counts["moved"] += 1
-                    self.notes.append(
-                        Note(
-                            "info", "ticket_moved", {"ticket_id": ticket_id, "queue": notice.queue}
-                        )
-                    )
+                    self.notes.append(Note("info", "ticket_moved",
+                                           {"ticket_id": ticket_id, "queue": notice.queue}))
         if updated is not None and (stored is None or updated != entry):
             self.table[key] = updated.to_bytes()
         return out

@@ -45,7 +45,9 @@ class InvalidMessage(ValueError):
 
 
 class ChannelPublisher:
-    def __init__(self, settings: RouterSettings, *, source: str, max_in_flight: int = 1000) -> None:
+    def __init__(
+        self, settings: RouterSettings, *, source: str, max_in_flight: int = 1000
+    ) -> None:
         if max_in_flight < 1:
             raise ValueError("max_in_flight must be at least 1")
         self.settings = settings

@@ -97,7 +97,9 @@ class Gateway:
         channel = channel_of(request.match_info["channel"])
         if isinstance(channel, Refused):
             return _refused(channel)
-        limit = self.settings.gateway_batch_max_bytes if batch else self.settings.max_record_bytes
+        limit = (
+            self.settings.gateway_batch_max_bytes if batch else self.settings.max_record_bytes
+        )
         body = await _read_body(request, limit)
         if isinstance(body, web.Response):
             return body

@@ -110,17 +110,10 @@ def build() -> dict[str, Any]:
         "requestBody": {
             "required": True,
             "content": {
-                media: {
-                    "schema": {
-                        "type": "array",
-                        "items": {
-                            "oneOf": [
-                                {"$ref": "#/components/schemas/InboundEvent"},
-                                {"$ref": "#/components/schemas/InboundMessage"},
-                            ]
-                        },
-                    }
-                }
+                media: {"schema": {"type": "array", "items": {"oneOf": [
+                    {"$ref": "#/components/schemas/InboundEvent"},
+                    {"$ref": "#/components/schemas/InboundMessage"},
+                ]}}}
                 for media in (BATCH, JSON)
             },
         },
@@ -141,34 +134,20 @@ def build() -> dict[str, Any]:
         "tags": ["webhooks"],
         "summary": "Meta's subscription handshake (WhatsApp Cloud API, Messenger, Instagram)",
         "parameters": [
-            {"name": "hub.mode", "in": "query", "required": True, "schema": {"const": "subscribe"}},
-            {
-                "name": "hub.verify_token",
-                "in": "query",
-                "required": True,
-                "schema": {"type": "string"},
-                "description": "gateway_meta_verify_token",
-            },
-            {
-                "name": "hub.challenge",
-                "in": "query",
-                "required": True,
-                "schema": {"type": "string", "maxLength": meta.MAX_CHALLENGE_CHARS},
-            },
+            {"name": "hub.mode", "in": "query", "required": True,
+             "schema": {"const": "subscribe"}},
+            {"name": "hub.verify_token", "in": "query", "required": True,
+             "schema": {"type": "string"}, "description": "gateway_meta_verify_token"},
+            {"name": "hub.challenge", "in": "query", "required": True,
+             "schema": {"type": "string", "maxLength": meta.MAX_CHALLENGE_CHARS}},
         ],
         "responses": {
-            "200": {
-                "description": "the challenge, echoed",
-                "content": {"text/plain": {"schema": {"type": "string"}}},
-            },
-            "400": {
-                "description": "a malformed challenge",
-                "content": {"text/plain": {"schema": {"type": "string"}}},
-            },
-            "403": {
-                "description": "not subscribe, or not our verify token",
-                "content": {"text/plain": {"schema": {"type": "string"}}},
-            },
+            "200": {"description": "the challenge, echoed",
+                    "content": {"text/plain": {"schema": {"type": "string"}}}},
+            "400": {"description": "a malformed challenge",
+                    "content": {"text/plain": {"schema": {"type": "string"}}}},
+            "403": {"description": "not subscribe, or not our verify token",
+                    "content": {"text/plain": {"schema": {"type": "string"}}}},
         },
     }
     meta_delivery = {
@@ -181,26 +160,14 @@ def build() -> dict[str, Any]:
         "engine puts them on the thread's ticket as support.message.status); receipts, echoes "
         "and reactions open nothing. 200 only once Kafka acknowledged every record.",
         "parameters": [
-            {
-                "name": meta.SIGNATURE_HEADER,
-                "in": "header",
-                "required": True,
-                "schema": {"type": "string", "example": "sha256=<64 hex>"},
-                "description": "hex HMAC-SHA256 of the raw body with the app secret",
-            },
+            {"name": meta.SIGNATURE_HEADER, "in": "header", "required": True,
+             "schema": {"type": "string", "example": "sha256=<64 hex>"},
+             "description": "hex HMAC-SHA256 of the raw body with the app secret"},
         ],
-        "requestBody": {
-            "required": True,
-            "content": {
-                JSON: {
-                    "schema": {
-                        "type": "object",
-                        "required": ["object", "entry"],
-                        "properties": {"object": {"type": "string"}, "entry": {"type": "array"}},
-                    }
-                }
-            },
-        },
+        "requestBody": {"required": True, "content": {JSON: {"schema": {
+            "type": "object", "required": ["object", "entry"],
+            "properties": {"object": {"type": "string"}, "entry": {"type": "array"}},
+        }}}},
         "responses": {
             "200": {
                 "description": "every record acknowledged by Kafka",
@@ -280,45 +247,18 @@ def build() -> dict[str, Any]:
             "/v1/channels/{channel}/messages": {"post": one},
             "/v1/channels/{channel}/messages:batch": {"post": many},
             "/v1/webhooks/meta": {"get": meta_handshake, "post": meta_delivery},
-            "/healthz": {
-                "get": {
-                    "summary": "alive",
-                    "responses": {
-                        "200": {
-                            "description": "the process serves",
-                            "content": {JSON: {"schema": status}},
-                        }
-                    },
-                }
-            },
-            "/readyz": {
-                "get": {
-                    "summary": "Kafka answers and the topics the gateway writes exist",
-                    "responses": {
-                        "200": {"description": "ready", "content": {JSON: {"schema": status}}},
-                        "503": {"description": "not ready", "content": {JSON: {"schema": status}}},
-                    },
-                }
-            },
-            "/openapi.json": {
-                "get": {
-                    "summary": "this document",
-                    "responses": {
-                        "200": {"description": "OpenAPI 3.1", "content": {JSON: {"schema": status}}}
-                    },
-                }
-            },
-            "/metrics": {
-                "get": {
-                    "summary": "Prometheus metrics of this gateway process",
-                    "responses": {
-                        "200": {
-                            "description": "the Prometheus text format",
-                            "content": {"text/plain": {"schema": {"type": "string"}}},
-                        }
-                    },
-                }
-            },
+            "/healthz": {"get": {"summary": "alive", "responses": {"200": {
+                "description": "the process serves", "content": {JSON: {"schema": status}}}}}},
+            "/readyz": {"get": {"summary": "Kafka answers and the topics the gateway writes exist",
+                "responses": {
+                    "200": {"description": "ready", "content": {JSON: {"schema": status}}},
+                    "503": {"description": "not ready", "content": {JSON: {"schema": status}}},
+                }}},
+            "/openapi.json": {"get": {"summary": "this document", "responses": {
+                "200": {"description": "OpenAPI 3.1", "content": {JSON: {"schema": status}}}}}},
+            "/metrics": {"get": {"summary": "Prometheus metrics of this gateway process",
+                "responses": {"200": {"description": "the Prometheus text format",
+                    "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
         },
         "components": {"schemas": schemas},
     }

@@ -96,7 +96,9 @@ class ChannelSink:
         if producer is None:
             return {"ready": False, "error": "not connected to Kafka"}
         try:
-            cluster = await asyncio.wait_for(producer.client.fetch_all_metadata(), READY_TIMEOUT_S)
+            cluster = await asyncio.wait_for(
+                producer.client.fetch_all_metadata(), READY_TIMEOUT_S
+            )
         except (TimeoutError, KafkaError) as exc:
             return {"ready": False, "error": f"Kafka does not answer: {exc!r}"}
         wanted = [self.settings.topic(t.name) for t in (*CHANNELS.values(), DELIVERY_RECEIPTS)]

@@ -86,10 +86,8 @@ def loadable(table: Any) -> bool:
     A table that does more with recovered records than storing them (its own
     `apply_changelog_batch`, an `on_changelog_event` callback) qualifies only with a
     `changelog_loaded(partition, [(key, value), ...])` method for this path."""
-    bypassed = (
-        type(table).apply_changelog_batch is not faust.Table.apply_changelog_batch
-        or changelog_callback(table) is not None
-    )
+    bypassed = (type(table).apply_changelog_batch is not faust.Table.apply_changelog_batch
+                or changelog_callback(table) is not None)
     return (
         isinstance(table.data, MemoryStore)
         and table.key_type is bytes
@@ -202,12 +200,9 @@ class ChangelogLoader:
         pending = dict.fromkeys(by_tp)
         while pending:
             if loop.time() > stop_at:
-                log.warning(
-                    "changelog_load_budget_spent",
-                    budget_s=round(budget_s, 1),
-                    records=sum(per_tp.values()),
-                    left_to_faust=sorted(str(by_tp[k]) for k in pending),
-                )
+                log.warning("changelog_load_budget_spent", budget_s=round(budget_s, 1),
+                            records=sum(per_tp.values()),
+                            left_to_faust=sorted(str(by_tp[k]) for k in pending))
                 return
             batch = await consumer.getmany(*pending, timeout_ms=_POLL_MS)
             for ktp in list(pending):
@@ -238,11 +233,8 @@ class FastRecovery(Recovery):
         await super()._build_offsets(consumer, tps, destination, title)
         if title != "active":
             return
-        tables = {
-            tp: self.tp_to_table[tp]
-            for tp in tps
-            if tp in self.tp_to_table and loadable(self.tp_to_table[tp])
-        }
+        tables = {tp: self.tp_to_table[tp] for tp in tps
+                  if tp in self.tp_to_table and loadable(self.tp_to_table[tp])}
         ends = {tp: self.active_highwaters[tp] + 1 for tp in tables}  # faust's "-1" convention
         budget = LOAD_BUDGET * float(self.app.conf.broker_request_timeout)
         await self.loader.load(tables, destination, ends, budget)
@@ -267,8 +259,7 @@ def install_fast_recovery(app: Any, settings: RouterSettings) -> FastRecovery:
     recovery = FastRecovery(app, manager, beacon=manager.beacon, loop=manager.loop)
     guarantee = str(getattr(app.conf, "processing_guarantee", "")).lower()
     recovery.loader = ChangelogLoader(
-        settings,
-        "read_committed" if "exactly_once" in guarantee else "read_uncommitted",
+        settings, "read_committed" if "exactly_once" in guarantee else "read_uncommitted",
         progress=recovery.loaded,
     )
     replace_table_recovery(manager, recovery)

@@ -56,8 +56,8 @@ class Deadlines:
         self.last_rebuild: dict[str, Any] = {}
         self._changed: dict[int, set[bytes]] = defaultdict(set)
         # recovery only: key -> (stored value, its index entry), see changelog_loaded
-        self._loaded: dict[int, dict[bytes, tuple[bytes, tuple[float, str] | None]]] = defaultdict(
-            dict
+        self._loaded: dict[int, dict[bytes, tuple[bytes, tuple[float, str] | None]]] = (
+            defaultdict(dict)
         )
         self._wakeup: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[int]] = set()

@@ -73,23 +73,19 @@ class InputWatermark:
         # a partition not read at all yet: behind by as long as this hold has lasted
         since = self._holding_since if self._holding_since is not None else self._monotonic()
         self.behind_seconds = (
-            0.0 if horizon >= now else now - horizon if horizon > 0 else self._monotonic() - since
+            0.0 if horizon >= now
+            else now - horizon if horizon > 0 else self._monotonic() - since
         )
         if horizon >= now:
             if self._holding_since is not None:
-                log.info(
-                    "sla_firing_caught_up",
-                    held_seconds=round(self._monotonic() - self._holding_since, 1),
-                )
+                log.info("sla_firing_caught_up",
+                         held_seconds=round(self._monotonic() - self._holding_since, 1))
             self._held, self.stalled, self._holding_since = None, False, None
             return now
         if self._holding_since is None:
             self._holding_since = self._monotonic()
-            log.info(
-                "sla_firing_held",
-                behind_seconds=round(now - horizon, 1) if horizon > 0 else None,
-                backlog=lagging,
-            )
+            log.info("sla_firing_held", behind_seconds=round(now - horizon, 1)
+                     if horizon > 0 else None, backlog=lagging)
         held = self._held
         if held is None or held[0] != self._records:  # holding, and reading: keep waiting
             self._held, self.stalled = (self._records, self._monotonic()), False
@@ -98,9 +94,6 @@ class InputWatermark:
             return horizon
         if not self.stalled:
             self.stalled = True
-            log.warning(
-                "sla_horizon_stalled",
-                held_seconds=round(self._monotonic() - held[1]),
-                horizon=horizon if horizon > 0 else None,
-            )
+            log.warning("sla_horizon_stalled", held_seconds=round(self._monotonic() - held[1]),
+                        horizon=horizon if horizon > 0 else None)
         return now

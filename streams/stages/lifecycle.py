@@ -72,11 +72,7 @@ from streams.stages.runner import BatchTable, StageRunner, install_stage
 from streams.stages.sla import LifecycleStage
 
 __all__ = [
-    "LIFECYCLE_TABLE",
-    "PARKED_TABLE",
-    "LifecycleStage",
-    "LifecycleTable",
-    "install_lifecycle",
+    "LIFECYCLE_TABLE", "PARKED_TABLE", "LifecycleStage", "LifecycleTable", "install_lifecycle"
 ]
 
 
@@ -191,12 +187,8 @@ def install_lifecycle(
                 out.append((logical, tp.partition, high, committed.get(tp)))
         return out
 
-    parked = raw_table(
-        app,
-        settings,
-        PARKED_TABLE,
-        "actions read before any event of their ticket (router.stages.parking)",
-    )
+    parked = raw_table(app, settings, PARKED_TABLE,
+                       "actions read before any event of their ticket (router.stages.parking)")
     states, parked_actions = BatchTable.over(table), BatchTable.over(parked)
     # The ticket index reads the same events, keyed and partitioned alike: it runs on this
     # stream rather than consuming the topic a second time.

@@ -23,6 +23,7 @@ from streams.kafka.faust_internals import memory_store
 log = structlog.get_logger("router.stage")
 
 
+
 class BatchTable(MutableMapping[bytes, bytes]):
     """A table's local data (raw bytes, faust's `memory://` store) seen through one batch's
     pending writes; `flush` applies them to the store and its changelog."""

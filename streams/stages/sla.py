@@ -107,9 +107,8 @@ class LifecycleStage:
         """The 1 s timer: fire what is due, now and then settle parked actions and log a line
         of counters."""
         fired = await self.deadlines.fire_due()
-        if time.monotonic() - self._swept_at >= min(
-            SWEEP_EVERY_SECONDS, self.parking.ttl_seconds / 4
-        ):
+        if time.monotonic() - self._swept_at >= min(SWEEP_EVERY_SECONDS,
+                                                     self.parking.ttl_seconds / 4):
             await self.sweep_parked()
         self._log_stats()
         return fired
