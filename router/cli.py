@@ -269,7 +269,8 @@ def lag(settings_file: SettingsOpt = None) -> None:
     settings = load_settings(settings_file)
     assert isinstance(settings, RouterSettings)
     total = 0
-    for group in dict.fromkeys((settings.group_id("routing"), settings.group_id("lifecycle"))):
+    stages = ("routing", "lifecycle", "scores")  # a group that committed nothing lists nothing
+    for group in dict.fromkeys(settings.group_id(stage) for stage in stages):
         rows = asyncio.run(group_lag(settings, group))
         for topic, partition, committed, end in rows:
             lag_n = end - (committed if committed >= 0 else 0)

@@ -33,7 +33,8 @@ from router.views import InvalidValue, vendor_standing
 from schemas.dead_letter import RejectReason, SourcePosition
 from schemas.scores import ScoreTier
 from schemas.vendor import VendorProfile
-from tests.unit.rules.rules_support import decide, make_input, parse
+from tests.unit.rules.rules_support import make_input
+from tests.unit.rules.test_rules_operators import matches
 
 SLA = """
 version: 1
@@ -387,19 +388,6 @@ def test_a_bad_survey_response_is_dead_lettered_with_its_reason(
                           Rejected)  # fmt: skip
 
 
-def rule_matches(test: str, standing: VendorStanding | None) -> bool:
-    ruleset = parse(
-        f"""\
-        - id: probe
-          when: {test}
-          then: {{route: "dept:disputes"}}
-        - id: catch-all
-          then: {{route: "dept:general"}}
-        """
-    )
-    return decide(ruleset, make_input()._replace(standing=standing)).rule_id == "probe"
-
-
 @pytest.mark.parametrize(
     ("test", "standing", "expected"),
     [
@@ -415,7 +403,7 @@ def rule_matches(test: str, standing: VendorStanding | None) -> bool:
 def test_rules_see_the_vendors_score_and_tier(
     test: str, standing: VendorStanding | None, expected: bool
 ) -> None:
-    assert rule_matches(test, standing) is expected
+    assert matches(test, make_input()._replace(standing=standing)) is expected
 
 
 def test_the_published_scores_are_what_the_routing_stage_reads() -> None:
