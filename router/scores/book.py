@@ -147,9 +147,9 @@ class Book:
             return WindowFigures(days=days, volume=0, answered=0)
         t = self.merged(self.as_of - days + 1, self.as_of)
         volume, resolved = t.n("opened"), t.n("resolved")
+        frt_p50, frt_p90 = t.frt.quantiles(0.5, 0.9)
         return WindowFigures(
-            days=days, volume=volume, answered=t.n("answered"),
-            frt_p50=t.frt.quantile(0.5), frt_p90=t.frt.quantile(0.9),
+            days=days, volume=volume, answered=t.n("answered"), frt_p50=frt_p50, frt_p90=frt_p90,
             answered_within=_capped(t.n("within"), volume),
             resolution_rate=_capped(resolved, volume),
             reopen_rate=_capped(t.n("reopened"), resolved),
@@ -165,10 +165,11 @@ class Book:
         backlog = self.backlog_before + sum(
             tally.n("backlog") for d, tally in self.days.items() if d <= day
         )
+        frt_p50, frt_p90 = t.frt.quantiles(0.5, 0.9)
+        ttr_p50, ttr_p90 = t.ttr.quantiles(0.5, 0.9)
         return SupportDay(
-            queue=queue, day=as_date(day), opened=opened,
-            frt_p50=t.frt.quantile(0.5), frt_p90=t.frt.quantile(0.9),
-            ttr_p50=t.ttr.quantile(0.5), ttr_p90=t.ttr.quantile(0.9),
+            queue=queue, day=as_date(day), opened=opened, frt_p50=frt_p50, frt_p90=frt_p90,
+            ttr_p50=ttr_p50, ttr_p90=ttr_p90,
             resolution_rate=_capped(t.n("resolved"), opened), backlog=backlog,
             sla_attainment=_share(met, met + breached), **_surveys(t),
         )  # fmt: skip

@@ -51,15 +51,19 @@ class Sketch:
 
     def quantile(self, q: float) -> float | None:
         """The `q` quantile (0..1), None when empty."""
+        return self.quantiles(q)[0]
+
+    def quantiles(self, *qs: float) -> list[float | None]:
+        """Several quantiles from one DDSketch built from the buckets (None each when empty)."""
         if self.count == 0:
-            return None
+            return [None for _ in qs]
         sketch = DDSketch(RELATIVE_ACCURACY)
         if self.zeros:
             sketch.add(0.0, self.zeros)
         for key, count in self.bins.items():
             sketch.add(_MAPPING.value(key), count)
-        value = sketch.get_quantile_value(q)
-        return None if value is None else max(0.0, float(value))
+        values = (sketch.get_quantile_value(q) for q in qs)
+        return [None if v is None else max(0.0, float(v)) for v in values]
 
     def to_json(self) -> dict[str, Any]:
         return {"z": self.zeros, "b": sorted([k, c] for k, c in self.bins.items())}
