@@ -15,8 +15,9 @@ after a crash, or of the topics from the start, counts nothing twice.
 
 from __future__ import annotations
 
+import traceback
 from collections import Counter
-from collections.abc import Callable, MutableMapping
+from collections.abc import MutableMapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -43,7 +44,7 @@ from router.scores.tickets import (
     fold_ticket,
 )
 from router.sla.render import CMD_ACTION, CMD_HEADER
-from router.stages.contract import InRecord, Note
+from router.stages.contract import InRecord, Note, processing_failed
 from schemas.action import Actor, ActorRole, ReplyAction, SurveyResponseAction, TicketActionEvent
 from schemas.outbound import DELIVERY_EVENT_TYPES
 from schemas.scores import (
@@ -147,7 +148,19 @@ class ScoreTicketsProcessor:
                 "topic": record.topic, "partition": record.partition, "offset": record.offset,
                 "error": repr(exc)[:300]}))  # fmt: skip
             return []
-        return self.apply(item) if item is not None else []
+        if item is None:
+            return []
+        try:
+            return self.apply(item)
+        except Exception as exc:  # a bug must not stop the stage: park the record, go on
+            return self._failed(exc, record, now)
+
+    def _failed(self, exc: Exception, record: InRecord, now: datetime) -> list[OutRecord]:
+        self.counts["failed"] += 1
+        self.notes.append(Note("error", "score_failed", {
+            "topic": record.topic, "partition": record.partition, "offset": record.offset,
+            "exception": traceback.format_exc(limit=20)}))  # fmt: skip
+        return [processing_failed(exc, record, now)]
 
     def _input(self, record: InRecord, value: bytes) -> Input | None:
         topic = record.topic
@@ -190,9 +203,6 @@ class ScoreTicketsProcessor:
         return out
 
 
-TierChange = Callable[[str, ScoreTier, ScoreTier], None]
-
-
 class ScoreBooksProcessor:
     """Step 2: facts into per-subject books; vendor scores and queue days out."""
 
@@ -200,11 +210,9 @@ class ScoreBooksProcessor:
         self,
         table: MutableMapping[bytes, bytes],
         formula: ScoreFormula,
-        on_tier_change: TierChange = lambda vendor, previous, tier: None,
     ) -> None:
         self.table = table
         self.formula = formula
-        self.on_tier_change = on_tier_change
         self.counts: Counter[str] = Counter()
         self.notes: list[Note] = []
         # for metrics at scrape time: each queue's latest day, each vendor's tier and score
@@ -222,7 +230,14 @@ class ScoreBooksProcessor:
             self.counts["unreadable"] += 1
             self.notes.append(Note("warning", "score_fact_unreadable", {"error": repr(exc)}))
             return []
-        return self.apply(fact, now)
+        try:
+            return self.apply(fact, now)
+        except Exception as exc:  # a bug must not stop the stage: park the record, go on
+            self.counts["failed"] += 1
+            self.notes.append(Note("error", "score_failed", {
+                "subject": fact.subject, "partition": record.partition, "offset": record.offset,
+                "exception": traceback.format_exc(limit=20)}))  # fmt: skip
+            return [processing_failed(exc, record, now)]
 
     def apply(self, fact: Fact, now: datetime) -> list[OutRecord]:
         key = fact.subject.encode()
@@ -264,7 +279,6 @@ class ScoreBooksProcessor:
         if previous is not None and previous != scores.tier.value:
             before = ScoreTier(previous)
             self.tier_changes[(before.value, scores.tier.value)] += 1
-            self.on_tier_change(vendor_id, before, scores.tier)
             change = {"vendor_id": vendor_id, "previous": previous, "tier": scores.tier.value,
                       "score": scores.score, "as_of": scores.as_of.isoformat()}  # fmt: skip
             out.append(engine_record(

@@ -25,7 +25,7 @@ from router.routing import VendorStanding
 from router.scores.formula import load_formula
 from router.scores.tickets import SellerTime, SurveyPolicy
 from router.sla.policy import DEFAULT_POLICY_FILE, load_sla_config
-from router.stages.scores import ScoreBooksProcessor, ScoreTicketsProcessor, TierChange
+from router.stages.scores import ScoreBooksProcessor, ScoreTicketsProcessor
 from router.views import KeyedView, vendor_standing
 from schemas.topics import (
     SCORE_BOOKS_TABLE,
@@ -68,7 +68,6 @@ def install_scores(
     emitter: Emitter,
     clock: Clock,
     vendors: Callable[[str], VendorProfile | None] | None = None,
-    on_tier_change: TierChange | None = None,
 ) -> tuple[ScoreTicketsProcessor, ScoreBooksProcessor]:
     """Add the stage's tables and agents to `app`; returns its two processors (counts)."""
     config = load_sla_config(settings.sla_policies_file or DEFAULT_POLICY_FILE)
@@ -81,11 +80,7 @@ def install_scores(
     tickets = ScoreTicketsProcessor(
         tracks, SellerTime(config, vendors), surveys, settings.survey_message
     )
-    folds = (
-        ScoreBooksProcessor(books, formula, on_tier_change)
-        if on_tier_change is not None
-        else ScoreBooksProcessor(books, formula)
-    )
+    folds = ScoreBooksProcessor(books, formula)
     wait_s = settings.batch_max_wait_ms / 1000
     inputs = raw_topic(app, settings, TICKETS_EVENTS.name, SLA_EVENTS.name, TICKETS_COMMANDS.name)
     first = StageRunner(tickets, [tracks], emitter, clock, settings.logical, with_headers=True)

@@ -308,8 +308,7 @@ def test_the_sketch_quantiles_are_within_its_relative_accuracy_and_merge() -> No
 
 def test_a_vendor_moving_tier_is_announced_once_per_move() -> None:
     formula = ScoreFormula(min_volume=1, top_at=90, at_risk_below=50)
-    moved: list[tuple[str, ScoreTier, ScoreTier]] = []
-    books = ScoreBooksProcessor({}, formula, lambda v, a, b: moved.append((v, a, b)))
+    books = ScoreBooksProcessor({}, formula)
     day = day_of(MONDAY.timestamp())
     subject = "vendor/acme"
     out: list[OutRecord] = []
@@ -326,8 +325,7 @@ def test_a_vendor_moving_tier_is_announced_once_per_move() -> None:
         ("support.vendor.tier_changed", "at_risk", "standard"),
         ("support.vendor.tier_changed", "standard", "top"),
     ]
-    assert moved == [("acme", ScoreTier.AT_RISK, ScoreTier.STANDARD),
-                     ("acme", ScoreTier.STANDARD, ScoreTier.TOP)]  # fmt: skip
+    assert books.tier_changes == {("at_risk", "standard"): 1, ("standard", "top"): 1}
 
 
 def test_the_formula_file_is_validated(tmp_path: Path) -> None:
@@ -415,3 +413,20 @@ def test_the_published_scores_are_what_the_routing_stage_reads() -> None:
         vendor_standing("other", latest.value)
     with pytest.raises(InvalidValue, match=r"data\.tier"):
         vendor_standing("acme", latest.value.replace(b'"tier":"standard"', b'"tier":"gold"'))
+
+
+def test_a_failure_while_folding_parks_the_record_and_the_stage_goes_on() -> None:
+    class Broken(SellerTime):
+        def terms(self, *args: Any) -> tuple[str, float | None]:
+            raise RuntimeError("calendar gone")
+
+    tickets = ScoreTicketsProcessor({}, Broken(CONFIG))
+    first, routed = opened("T9", "vendor:acme", at(0, 9))
+    assert tickets.process(first, NOW) == []
+    [parked] = tickets.process(routed, NOW)
+    assert parked.topic == "channel.dlq"
+    letter = orjson.loads(parked.value)["data"]
+    assert (letter["reason"], letter["source"]["topic"]) == ("processing_error", "tickets.events")
+    assert "calendar gone" in letter["error"]
+    assert tickets.counts["failed"] == 1
+    assert tickets.notes[-1].event == "score_failed"
