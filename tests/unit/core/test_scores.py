@@ -30,6 +30,7 @@ from router.sla.render import CMD_ACTION, CMD_HEADER, parse_action
 from router.stages.contract import InRecord
 from router.stages.scores import ScoreBooksProcessor, ScoreTicketsProcessor
 from router.views import InvalidValue, vendor_standing
+from rules.inputs import input_from_mapping
 from schemas.dead_letter import RejectReason, SourcePosition
 from schemas.scores import ScoreTier
 from schemas.vendor import VendorProfile
@@ -430,3 +431,12 @@ def test_a_failure_while_folding_parks_the_record_and_the_stage_goes_on() -> Non
     assert "calendar gone" in letter["error"]
     assert tickets.counts["failed"] == 1
     assert tickets.notes[-1].event == "score_failed"
+
+
+def test_a_rules_case_can_give_the_vendors_standing() -> None:
+    case = {"message": {"body": "where is it?", "vendor_id": "acme"},
+            "standing": {"score": 41.5, "tier": "at_risk"}}  # fmt: skip
+    assert matches("{field: vendor.score_tier, eq: at_risk}", input_from_mapping(case))
+    assert not matches("{field: vendor.score, gt: 50}", input_from_mapping(case))
+    with pytest.raises(ValueError, match=r"standing\.tier"):
+        input_from_mapping({**case, "standing": {"tier": "gold"}})
