@@ -60,6 +60,7 @@ bench: $(STAMP) $(NATIVE) ## benchmarks: figures and ratios against in-run basel
 	$(PY) tests/bench/bench_pipeline.py
 	@if [ -f tests/bench/bench_rules.py ]; then $(PY) tests/bench/bench_rules.py; fi
 	@if [ -f tests/bench/bench_sla.py ]; then $(PY) tests/bench/bench_sla.py; fi
+	$(PY) tests/bench/bench_scores.py
 	$(PY) tests/bench/bench_gateway.py
 
 lint: $(STAMP) ## ruff on everything, mypy (strict) on schemas, rules, router and streams

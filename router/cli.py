@@ -242,6 +242,49 @@ def tail(
 
 
 @app.command()
+def report(
+    settings_file: SettingsOpt = None,
+    top: Annotated[
+        int, typer.Option(min=1, max=1000, help="Vendors in the top and bottom lists.")
+    ] = 10,
+    html_file: Annotated[
+        Path | None,
+        typer.Option("--html", help="Also write a self-contained HTML page with charts here."),
+    ] = None,
+) -> None:
+    """Seller scores and support metrics: tables per queue, the top and bottom vendors."""
+    from rich.console import Console
+
+    from router.report import Report, html_page, terminal_tables
+    from schemas.topics import METRICS_SUPPORT, VENDORS_SCORES
+    from streams.settings import RouterSettings
+    from streams.tools import topic_values
+
+    settings = load_settings(settings_file)
+    assert isinstance(settings, RouterSettings)
+
+    async def read() -> tuple[list[bytes], list[bytes]]:
+        scores = await topic_values(settings, VENDORS_SCORES.name)
+        return scores, await topic_values(settings, METRICS_SUPPORT.name)
+
+    try:
+        scores, days = asyncio.run(read())
+    except LookupError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+    found = Report.from_values(scores, days)
+    console = Console(width=200)
+    for table in terminal_tables(found, top):
+        console.print(table)
+    if found.skipped:
+        typer.echo(f"{found.skipped} unreadable records skipped", err=True)
+    if html_file is not None:
+        html_file.write_text(html_page(found, top), encoding="utf-8")
+        typer.echo(f"wrote {html_file}")
+
+
+
+@app.command()
 def lag(
     settings_file: SettingsOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON: one document per read")] = False,

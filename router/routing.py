@@ -40,6 +40,14 @@ class BuyerHistory:
 
 
 @dataclass(frozen=True, slots=True)
+class VendorStanding:
+    """A vendor's latest responsiveness score and tier (`vendors.scores`, router.scores)."""
+
+    score: float | None
+    tier: str
+
+
+@dataclass(frozen=True, slots=True)
 class RoutingContext:
     message: InboundMessage
     ticket: TicketFacts
@@ -47,6 +55,7 @@ class RoutingContext:
     vendor: VendorProfile | None = None
     buyer: BuyerHistory | None = None
     order: Mapping[str, Any] = field(default_factory=dict)
+    standing: VendorStanding | None = None
 
 
 @dataclass(frozen=True, slots=True)

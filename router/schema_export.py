@@ -19,6 +19,7 @@ from schemas.outbound import (
     UndeliveredReply,
 )
 from schemas.payment import ChargebackEvent
+from schemas.scores import SupportDay, TierChanged, VendorScores
 from schemas.ticket import RoutedTicket, RoutingDecision, TicketEvent
 from schemas.vendor import VendorProfile
 
@@ -56,6 +57,9 @@ def exported_models() -> dict[str, type[BaseModel]]:
         models["ticket-action"] = TicketActionEvent
     except ImportError:  # pragma: no cover
         pass
+    models["vendor-scores"] = CloudEvent[VendorScores]
+    models["vendor-tier-changed"] = CloudEvent[TierChanged]
+    models["support-day"] = CloudEvent[SupportDay]
     return models
 
 

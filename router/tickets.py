@@ -18,7 +18,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from router.buyers import merge_history
 from router.ids import ticket_id_for
-from router.routing import BuyerHistory, Decision, RoutingContext, RoutingPolicy, TicketFacts
+from router.routing import (
+    BuyerHistory,
+    Decision,
+    RoutingContext,
+    RoutingPolicy,
+    TicketFacts,
+    VendorStanding,
+)
 from rules.inputs import message_order, vouched_buyer
 from schemas.dead_letter import SourcePosition
 from schemas.message import Channel, InboundEvent, InboundMessage, SenderRole
@@ -108,6 +115,7 @@ class Rekey:
 
 VendorLookup = Callable[[str], VendorProfile | None]
 BuyerLookup = Callable[[str, datetime], BuyerHistory | None]  # buyer id, now -> kept history
+StandingLookup = Callable[[str], VendorStanding | None]  # vendor id -> score and tier
 
 
 def thread_message(
@@ -119,6 +127,7 @@ def thread_message(
     now: datetime,
     vendor_lookup: VendorLookup | None = None,
     buyer_lookup: BuyerLookup | None = None,
+    standing_lookup: StandingLookup | None = None,
 ) -> Threaded | Duplicate | Rekey:
     """Join the message to its ticket. Routing is decided once, when the ticket opens."""
     msg = event.data
@@ -171,6 +180,9 @@ def thread_message(
                 vendor=vendor,
                 buyer=_buyer(msg, now, buyer_lookup),
                 order=_order(msg),
+                standing=(
+                    standing_lookup(msg.vendor_id) if standing_lookup and msg.vendor_id else None
+                ),
             )
         )
         new_state = _open(ticket_id, msg, now, decision, ticket_message, event.id, seen_entry)

@@ -16,8 +16,10 @@ from typing import Generic, Protocol, TypeVar
 from pydantic import ValidationError
 
 from router.buyers import BuyerTickets
+from router.routing import VendorStanding
 from rules.source import LoadError, parse_text, printable
 from schemas.envelope import CloudEvent
+from schemas.scores import VENDOR_SCORES, VendorScores
 from schemas.vendor import VENDOR_PROFILE, VendorProfile
 
 V = TypeVar("V")
@@ -123,3 +125,19 @@ def vendor_profile(key: str, value: bytes) -> VendorProfile:
 def buyer_tickets(key: str, value: bytes) -> BuyerTickets:
     """A value of the `buyers` table's changelog (`router.buyers`)."""
     return BuyerTickets.from_bytes(value)
+
+
+def vendor_standing(key: str, value: bytes) -> VendorStanding:
+    """A `vendors.scores` value: a `support.vendor.scores` CloudEvent for vendor `key`."""
+    try:
+        event = CloudEvent[VendorScores].model_validate_json(value)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)[:5]
+        raise InvalidValue("; ".join(
+            printable(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}") for e in errors
+        )) from None  # fmt: skip
+    if event.type != VENDOR_SCORES:
+        raise InvalidValue(f"type {event.type!r} is not {VENDOR_SCORES!r}")
+    if event.data.vendor_id != key:
+        raise InvalidValue(f"data.vendor_id {event.data.vendor_id!r} is not the record key {key!r}")
+    return VendorStanding(event.data.score, event.data.tier.value)

@@ -92,6 +92,15 @@ class BuyerInfo:
     vip: bool = False
 
 
+class StandingView(Protocol):
+    """A vendor's responsiveness score and tier (`vendors.scores`, router.scores)."""
+
+    @property
+    def score(self) -> float | None: ...
+    @property
+    def tier(self) -> str: ...
+
+
 class InputView(Protocol):
     """What an evaluator reads: `RuleInput`, or any record with these attributes
     (`router.routing.RoutingContext` is one, so the router passes it as it is)."""
@@ -108,6 +117,8 @@ class InputView(Protocol):
     def buyer(self) -> BuyerView | None: ...
     @property
     def order(self) -> Mapping[str, Any]: ...
+    @property
+    def standing(self) -> StandingView | None: ...
 
 
 class RuleInput(NamedTuple):
@@ -119,6 +130,7 @@ class RuleInput(NamedTuple):
     vendor: VendorProfile | None = None
     buyer: BuyerView | None = None
     order: Mapping[str, Any] = EMPTY_ORDER
+    standing: StandingView | None = None
 
 
 # --- text normalisation -------------------------------------------------------------------
@@ -308,6 +320,7 @@ class Facts:
         "msg_fields",
         "now",
         "order",
+        "standing",
         "text_cache",
         "ticket",
         "vendor",
@@ -315,10 +328,11 @@ class Facts:
 
     def __init__(self, inp: InputView, derive: Derivations) -> None:
         if type(inp) is RuleInput:  # one tuple unpacking instead of six attribute reads
-            msg, now, ticket, vendor, buyer, order = inp
+            msg, now, ticket, vendor, buyer, order, standing = inp
         else:
             msg, now, ticket = inp.message, inp.now, inp.ticket
             vendor, buyer, order = inp.vendor, inp.buyer, inp.order
+            standing = inp.standing
         self.msg = msg
         # The pydantic message's field values: a dict read costs a fraction of a pydantic
         # attribute read (which goes through BaseModel's __getattr__ hook); `rules.codegen`
@@ -329,6 +343,7 @@ class Facts:
         self.vendor = vendor
         self.buyer = buyer
         self.order = order
+        self.standing = standing
         self.derive = derive
         self._views: dict[str, TextView] | None = None
         self._intents: frozenset[str] | None = None

@@ -19,6 +19,7 @@ from typing import Any
 
 from rules.facts import Facts, aware
 from schemas.message import Channel, SenderRole
+from schemas.scores import ScoreTier
 from schemas.ticket import Priority
 from schemas.vendor import VendorStatus, VendorTier
 
@@ -72,6 +73,14 @@ def _vendor_attr(name: str) -> Getter:
     def get(f: Facts) -> Any:
         v = f.vendor
         return None if v is None else getattr(v, name)
+
+    return get
+
+
+def _standing_attr(name: str) -> Getter:
+    def get(f: Facts) -> Any:
+        s = f.standing
+        return None if s is None else getattr(s, name)
 
     return get
 
@@ -230,6 +239,17 @@ _STATIC: tuple[FieldSpec, ...] = (
         Kind.NUM,
         _vendor_attr("response_hours"),
         "contracted response time",
+    ),
+    # seller responsiveness (vendors.scores, router.scores)
+    FieldSpec("vendor.scored", Kind.BOOL, lambda f: f.standing is not None, "a score exists"),
+    FieldSpec("vendor.score", Kind.NUM, _standing_attr("score"), "responsiveness score 0-100"),
+    FieldSpec(
+        "vendor.score_tier",
+        Kind.STR,
+        _standing_attr("tier"),
+        "top|standard|at_risk",
+        _enum(ScoreTier),
+        indexable=True,
     ),
     # buyer history (engine tables)
     FieldSpec("buyer.known", Kind.BOOL, lambda f: f.buyer is not None, "history exists"),

@@ -2,7 +2,8 @@
 
 A case (or `explain` input) is a mapping: `message` (the inbound `data`; message_id,
 thread_ref, channel and sender get defaults), and optionally `ticket`, `vendor` (a vendor
-profile), `buyer` (history), `order` (attributes) and `now`. A bare inbound CloudEvent or
+profile), `standing` (the vendor's score and tier), `buyer` (history), `order` (attributes)
+and `now`. A bare inbound CloudEvent or
 bare message `data` is accepted too. A context file gives backtests the engine's tables:
 
     vendors: [{vendor_id: acme, status: active, tier: gold, timezone: Europe/Berlin}]
@@ -15,12 +16,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from rules.facts import BuyerInfo, RuleInput, TicketInfo
 from schemas.message import Channel, InboundMessage
+from schemas.scores import ScoreTier
 from schemas.ticket import Priority
 from schemas.vendor import VendorProfile
 
@@ -51,12 +53,22 @@ class BuyerDoc(BaseModel):
         return BuyerInfo(self.open_tickets, self.recent_tickets, self.lifetime_orders, self.vip)
 
 
+class StandingDoc(BaseModel):
+    """A vendor's responsiveness as `vendors.scores` gives it (`vendor.score*` facts)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    score: Annotated[float, Field(ge=0, le=100)] | None = None
+    tier: ScoreTier = ScoreTier.STANDARD
+
+
 class InputDoc(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     message: dict[str, Any]
     ticket: TicketDoc | None = None
     vendor: VendorProfile | None = None
+    standing: StandingDoc | None = None
     buyer: BuyerDoc | None = None
     order: dict[str, Any] = {}
     now: datetime | None = None
@@ -133,6 +145,7 @@ def input_from_doc(doc: InputDoc, name: str = "case", now: datetime | None = Non
         now=clock,
         ticket=ticket,
         vendor=doc.vendor,
+        standing=doc.standing,
         # as the engine: without explicit facts, the message's own attributes count
         buyer=doc.buyer.info() if doc.buyer is not None else vouched_buyer(msg),
         order=doc.order or message_order(msg),

@@ -13,6 +13,7 @@ is one of the objects below, chosen by its `action` field:
 | `reopen`          | `reason`                 | agent, buyer, system                     |
 | `reassign`        | `queue`, `reason`        | agent, system                            |
 | `change_priority` | `priority`, `reason`     | agent, system                            |
+| `survey_response` | `csat`, `nps`, `comment` | buyer, system (a survey tool relaying)   |
 
 Common fields: `ticket_id`, `actor` {`id`, `role`: agent|vendor|buyer|system}, `at` (when the
 person acted, with a UTC offset). A vendor acts only on tickets in its own queue
@@ -27,7 +28,10 @@ SLA effects: agent and vendor replies satisfy first and next response (vendor re
 vendor response); system replies (auto-responders) satisfy nothing; a buyer reply restarts next
 response. `pend` pauses resolution until the buyer writes or the ticket is reopened; `resolve`
 stops every clock; `reopen` resumes them; `change_priority` recomputes deadlines; `reassign`
-switches the SLA policy and calendar that apply to the new queue.
+switches the SLA policy and calendar that apply to the new queue. `survey_response` (the
+buyer's answer to the satisfaction survey sent when the ticket was resolved: `csat` 1-5,
+`nps` 0-10, at least one of them, and an optional `comment`) touches no clock; the scores stage
+counts it once (`router.scores`).
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 from schemas.envelope import CloudEvent
 from schemas.ticket import Priority, Queue
@@ -107,6 +111,27 @@ class ChangePriorityAction(_ActionBase):
     reason: Reason = None
 
 
+MAX_SURVEY_COMMENT_CHARS = 4096
+CSAT_MIN, CSAT_MAX = 1, 5
+NPS_MIN, NPS_MAX = 0, 10
+_SURVEY_ROLES = frozenset({ActorRole.BUYER, ActorRole.SYSTEM})
+
+
+class SurveyResponseAction(_ActionBase):
+    action: Literal["survey_response"] = "survey_response"
+    csat: Annotated[int, Field(ge=CSAT_MIN, le=CSAT_MAX, strict=True)] | None = None
+    nps: Annotated[int, Field(ge=NPS_MIN, le=NPS_MAX, strict=True)] | None = None
+    comment: Annotated[str, Field(max_length=MAX_SURVEY_COMMENT_CHARS)] | None = None
+
+    @model_validator(mode="after")
+    def _answers_something_as_the_buyer(self) -> SurveyResponseAction:
+        if self.csat is None and self.nps is None:
+            raise ValueError("a survey response needs `csat` (1-5), `nps` (0-10) or both")
+        if self.actor.role not in _SURVEY_ROLES:
+            raise ValueError(f"a survey response comes from the buyer, not a {self.actor.role}")
+        return self
+
+
 TicketAction = Annotated[
     ReplyAction
     | InternalNoteAction
@@ -114,7 +139,8 @@ TicketAction = Annotated[
     | ResolveAction
     | ReopenAction
     | ReassignAction
-    | ChangePriorityAction,
+    | ChangePriorityAction
+    | SurveyResponseAction,
     Field(discriminator="action"),
 ]
 
@@ -139,6 +165,7 @@ __all__ = [
     "ReopenAction",
     "ReplyAction",
     "ResolveAction",
+    "SurveyResponseAction",
     "TicketAction",
     "TicketActionEvent",
 ]

@@ -34,6 +34,7 @@ from schemas.outbound import (
 )
 from schemas.payment import PAYMENT_CHARGEBACK
 from schemas.rules_event import RULESET_PUBLISHED, RULESET_REFUSED
+from schemas.scores import SUPPORT_DAY, TIER_CHANGED, VENDOR_SCORES
 from schemas.sla import SLA_BREACHED, SLA_MET, SLA_WARNING
 from schemas.ticket import ROUTING_DECIDED, TICKET_ROUTED, TicketEventKind
 from schemas.vendor import VENDOR_PROFILE
@@ -195,6 +196,20 @@ OUTBOUND_DLQ = Topic(
     "outbound.dlq", "ticket id", "a reply not delivered after its last attempt, with the reason",
     "`router deliver`", "platform engineers", types=(REPLY_UNDELIVERABLE,),
 )  # fmt: skip
+# Seller responsiveness and support metrics (the scores stage, `router.scores`).
+VENDORS_SCORES = Topic(
+    "vendors.scores", "vendor id", "a vendor's figures over 7 and 30 days, score and tier",
+    "engine (scores stage)", "marketplace, rules, `router report`", types=(VENDOR_SCORES,),
+    cleanup="compact",
+)  # fmt: skip
+VENDORS_EVENTS = Topic(
+    "vendors.events", "vendor id", "a vendor moved tier", "engine (scores stage)",
+    "marketplace, platform oversight", types=(TIER_CHANGED,),
+)  # fmt: skip
+METRICS_SUPPORT = Topic(
+    "metrics.support", "queue", "a queue's figures for one day (latest record per day wins)",
+    "engine (scores stage)", "support leads, `router report`", types=(SUPPORT_DAY,),
+)  # fmt: skip
 
 # Internal: written and read by the engine only.
 TICKETS_COMMANDS = Topic(
@@ -215,6 +230,11 @@ BUYERS_CHANGES = Topic(
     "buyers.changes", "buyer id", "a buyer's ticket opened, resolved or reopened (router.buyers)",
     "engine (ticket index)", "engine (buyers stage)", public=False,
 )  # fmt: skip
+SCORES_FACTS = Topic(
+    "scores.facts", "`vendor/<id>` or `queue/<queue>`",
+    "what a ticket event adds to a vendor's or a queue's figures (router.scores.facts)",
+    "engine (scores stage)", "engine (scores stage)", public=False,
+)  # fmt: skip
 
 # faust's tables, and their changelogs (faust names them `<app_id>-<table>-changelog`).
 TICKETS_TABLE = "tickets"
@@ -223,6 +243,8 @@ LIFECYCLE_TABLE = "lifecycle"
 PARKED_TABLE = "lifecycle-parked"
 BUYERS_TABLE = "buyers"
 DISPUTES_TABLE = "disputes"
+SCORE_TICKETS_TABLE = "score-tickets"
+SCORE_BOOKS_TABLE = "score-books"
 
 
 def _changelog(
@@ -256,6 +278,12 @@ BUYERS_CHANGELOG = _changelog(
     BUYERS_TABLE, "buyer id", "open and recent tickets of a buyer",
     "every worker (`buyer.*` facts)", creation="startup",
 )  # fmt: skip
+SCORE_TICKETS_CHANGELOG = _changelog(
+    SCORE_TICKETS_TABLE, "ticket id", "what the scores count of a ticket so far"
+)
+SCORE_BOOKS_CHANGELOG = _changelog(
+    SCORE_BOOKS_TABLE, "`vendor/<id>` or `queue/<queue>`", "daily tallies of the last 30 days"
+)
 ASSIGNOR_LEADER = Topic(
     "<app_id>-__assignor-__leader", "none", "faust's partition assignor leader election",
     "engine", "engine", partitions=1, public=False, creation="faust",
@@ -280,16 +308,22 @@ TOPICS: tuple[Topic, ...] = (
     OUTBOUND,
     OUTBOUND_DLQ,
     DELIVERY_RECEIPTS,
+    VENDORS_SCORES,
+    VENDORS_EVENTS,
+    METRICS_SUPPORT,
     TICKETS_COMMANDS,
     TICKETS_REROUTES,
     DISPUTES_COMMANDS,
     BUYERS_CHANGES,
+    SCORES_FACTS,
     TICKETS_CHANGELOG,
     TICKET_INDEX_CHANGELOG,
     LIFECYCLE_CHANGELOG,
     PARKED_CHANGELOG,
     DISPUTES_CHANGELOG,
     BUYERS_CHANGELOG,
+    SCORE_TICKETS_CHANGELOG,
+    SCORE_BOOKS_CHANGELOG,
     ASSIGNOR_LEADER,
 )
 # What the names of the families created on first write start with (the emitter creates them).

@@ -4,7 +4,9 @@
   group `<app_id>`);
 - `lifecycle`: SLA clocks, desk actions, the ticket index and buyer history, on
   `tickets.events` / `tickets.commands` / `tickets.actions` (group `<app_id>-lifecycle`);
-- `all`: both in one process and group (the default, and what the demo runs).
+- `all`: both in one process and group (the default, and what the demo runs);
+- `scores`: only the scores stage (`streams/stages/scores.py`, group `<app_id>-scores`), which
+  also runs in an `all` or `lifecycle` worker when `scores_enabled` is set.
 
 Table changelogs are named after `<app_id>` whichever group hosts the table, so the same
 state serves a worker of either layout.
@@ -23,6 +25,7 @@ from router.clock import Clock, SystemClock
 from router.default_policy import DefaultPolicy
 from router.routing import RoutingPolicy
 from router.stages.routing import PolicyHolder, RoutingProcessor
+from router.stages.scores import ScoreBooksProcessor, ScoreTicketsProcessor
 from streams.kafka.client import client_kwargs
 from streams.kafka.emit import Emitter, KeyedSender
 from streams.kafka.faust_internals import aiokafka_producer
@@ -35,6 +38,7 @@ from streams.stages.lifecycle import LifecycleStage, install_lifecycle
 from streams.stages.routing import install_routing
 from streams.stages.rules_reload import install_rules_reload
 from streams.stages.runner import StageRunner
+from streams.stages.scores import install_scores, install_standings
 from streams.stages.vendor_directory import install_vendor_directory
 
 log = structlog.get_logger("router.app")
@@ -51,6 +55,7 @@ class Engine:
     routing: StageRunner | None = None
     lifecycle: LifecycleStage | None = None
     disputes: DisputesStage | None = None
+    scores: tuple[ScoreTicketsProcessor, ScoreBooksProcessor] | None = None
 
     @property
     def processor(self) -> RoutingProcessor | None:
@@ -124,10 +129,14 @@ def create_engine(
     buyers = install_buyers(app, settings, emitter if lifecycle else None, clock)
     if routing:
         install_rules_reload(app, settings, holder, topics)  # hot reload from routing.rules
+        standings = install_standings(app, settings)  # `vendor.score*` facts
         engine.routing = install_routing(
-            app, settings, emitter, holder, clock, vendors=vendors, buyers=buyers.history
-        )
+            app, settings, emitter, holder, clock, vendors=vendors, buyers=buyers.history,
+            standings=standings.get,
+        )  # fmt: skip
     if lifecycle:
         engine.lifecycle = install_lifecycle(app, settings, emitter, vendors=vendors, clock=clock)
         engine.disputes = install_disputes(app, settings, emitter, vendors=vendors, clock=clock)
+    if settings.stage == "scores" or (settings.scores_enabled and lifecycle):
+        engine.scores = install_scores(app, settings, emitter, clock, vendors)
     return engine

@@ -23,9 +23,17 @@ Series (README "Metrics" has the table for operators):
   has waited (0 when caught up): now minus the timestamp of the last record processed there, an
   upper bound exact to within the gap between two records; absent until a partition with a
   backlog has processed one record;
+- scores stage: `router_scores_records_total{step,outcome}`,
+  `router_vendor_tier_changes_total{previous,tier}`, `router_vendors_by_tier{tier}`, and per
+  queue (department queues by name, every vendor queue folded into `vendor:*` unless
+  `scores_vendor_metrics`): `router_support_backlog{queue}`, and for department queues
+  `router_support_first_response_seconds{queue,quantile}`, `router_support_sla_attainment`,
+  `router_support_csat` (each queue's latest day, from the books this worker holds);
+  `router_vendor_score{vendor}` only with `scores_vendor_metrics`;
 - `process_*`: CPU, memory, open files of the worker.
 
-Cardinality stays bounded: no vendor id, ticket id or buyer id appears in a label.
+Cardinality stays bounded: no vendor id, ticket id or buyer id appears in a label (vendor ids
+only when `scores_vendor_metrics` asks for them).
 """
 
 from __future__ import annotations
@@ -46,6 +54,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import make_wsgi_app
 from prometheus_client.registry import Collector
 
+from schemas.scores import ScoreTier, SupportDay
 from schemas.sla import SLA_BREACHED, SLA_MET, SLA_WARNING
 from schemas.topics import QUEUE_DEPT, QUEUE_VENDOR
 from streams.health import WorkerHealth, answer
@@ -81,15 +90,22 @@ class EngineCollector(Collector):
     """Reads the engine's own state at scrape time (see the module doc for the series)."""
 
     def __init__(
-        self, engine: Any, logical: Callable[[str], str], health: WorkerHealth | None = None
+        self,
+        engine: Any,
+        logical: Callable[[str], str],
+        health: WorkerHealth | None = None,
+        *,
+        per_vendor: bool = False,
     ) -> None:
         self.engine = engine
         self.logical = logical
         self.health = health
+        self.per_vendor = per_vendor
 
     def collect(self) -> Iterable[Metric]:
         yield from self._processor()
         yield from self._lifecycle()
+        yield from self._scores()
         yield from self._ruleset()
         yield from self._ready()
         yield from self._lag()
@@ -150,6 +166,76 @@ class EngineCollector(Collector):
                 "(0 when caught up).",
                 value=watermark.behind_seconds,
             )
+
+    def _scores(self) -> Iterator[Metric]:
+        stage = getattr(self.engine, "scores", None)
+        if stage is None:
+            return
+        tickets, books = stage
+        records = CounterMetricFamily(
+            "router_scores_records", "Records of the scores stage by step and outcome.",
+            labels=["step", "outcome"],
+        )  # fmt: skip
+        for step, processor in (("tickets", tickets), ("books", books)):
+            for outcome, n in sorted(_copy(processor.counts).items()):
+                records.add_metric([step, outcome], n)
+        yield records
+        changes = CounterMetricFamily(
+            "router_vendor_tier_changes", "Vendors that moved tier.", labels=["previous", "tier"]
+        )
+        for (previous, tier), n in sorted(_copy(books.tier_changes).items()):
+            changes.add_metric([previous, tier], n)
+        yield changes
+        tiers = _copy(books.tiers)
+        by_tier = GaugeMetricFamily(
+            "router_vendors_by_tier", "Vendors scored here, by tier.", labels=["tier"]
+        )
+        for tier in ScoreTier:
+            by_tier.add_metric([tier.value], sum(1 for t in tiers.values() if t is tier))
+        yield by_tier
+        yield from self._support(_copy(books.latest_days))
+        if self.per_vendor:
+            score = GaugeMetricFamily(
+                "router_vendor_score", "A vendor's responsiveness score.", labels=["vendor"]
+            )
+            for vendor, value in sorted(_copy(books.scores).items()):
+                if value is not None:
+                    score.add_metric([vendor], value)
+            yield score
+
+    def _support(self, latest: Mapping[str, SupportDay]) -> Iterator[Metric]:
+        backlog: Counter[str] = Counter()
+        frt = GaugeMetricFamily(
+            "router_support_first_response_seconds",
+            "First-response time of a queue's latest day, business seconds.",
+            labels=["queue", "quantile"],
+        )
+        sla = GaugeMetricFamily(
+            "router_support_sla_attainment", "SLA targets met of a queue's latest day.",
+            labels=["queue"],
+        )  # fmt: skip
+        csat = GaugeMetricFamily(
+            "router_support_csat", "CSAT average of a queue's latest day.", labels=["queue"]
+        )
+        for queue, day in sorted(latest.items()):
+            folded = not self.per_vendor and queue.startswith("vendor:")
+            backlog["vendor:*" if folded else queue] += day.backlog
+            if folded:
+                continue
+            for quantile, value in (("0.5", day.frt_p50), ("0.9", day.frt_p90)):
+                if value is not None:
+                    frt.add_metric([queue, quantile], value)
+            if day.sla_attainment is not None:
+                sla.add_metric([queue], day.sla_attainment)
+            if day.csat_avg is not None:
+                csat.add_metric([queue], day.csat_avg)
+        open_tickets = GaugeMetricFamily(
+            "router_support_backlog", "Open tickets at the end of a queue's latest day.",
+            labels=["queue"],
+        )  # fmt: skip
+        for queue, n in sorted(backlog.items()):
+            open_tickets.add_metric([queue], n)
+        yield from (open_tickets, frt, sla, csat)
 
     def _ruleset(self) -> Iterator[Metric]:
         policy = self.engine.policy.policy
@@ -273,12 +359,16 @@ def time_lag(app: Any, now: float) -> list[tuple[str, int, float]]:
 
 
 def engine_registry(
-    engine: Any, logical: Callable[[str], str], health: WorkerHealth | None = None
+    engine: Any,
+    logical: Callable[[str], str],
+    health: WorkerHealth | None = None,
+    *,
+    per_vendor: bool = False,
 ) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
-    registry.register(EngineCollector(engine, logical, health))
+    registry.register(EngineCollector(engine, logical, health, per_vendor=per_vendor))
     return registry
 
 

@@ -26,6 +26,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from router.scores.tickets import DEFAULT_SURVEY_MESSAGE
 from rules.source import LoadError, dotted, parse_text
 from schemas.message import VendorId
 
@@ -99,7 +100,8 @@ class RouterSettings(BaseSettings):
     # Which stages this worker runs: `routing` (channel topics -> queues), `lifecycle` (SLA
     # clocks, actions, ticket index, buyer history; its own consumer group `<app_id>-lifecycle`)
     # or `all` in one process and group. Split, each stage scales and lags on its own.
-    stage: Literal["all", "routing", "lifecycle"] = "all"
+    # `scores` runs only the scores stage (group `<app_id>-scores`; see `scores_enabled`).
+    stage: Literal["all", "routing", "lifecycle", "scores"] = "all"
     topic_prefix: str = Field(default="", pattern=r"^[A-Za-z0-9._-]*$")
     partitions: int = Field(default=6, ge=1, le=1024)
     replication_factor: int = Field(default=1, ge=1, le=7)
@@ -166,6 +168,20 @@ class RouterSettings(BaseSettings):
     sla_policies_file: Path | None = None  # SLA policies; default: router/sla/policies/default.yaml
     # dispute windows and buyer protection; default: rules/examples/disputes/policy.yaml
     disputes_policy_file: Path | None = None
+
+    # Seller scores and support metrics (router/scores/): the scores stage runs in a worker of
+    # stage `all` or `lifecycle` when enabled, and in a worker of stage `scores` always.
+    scores_enabled: bool = False
+    scores_formula_file: Path | None = None  # YAML (router/scores/formula.py); default weights
+    # When a ticket is resolved, a satisfaction survey goes out on its outbound topic; not
+    # again for the same ticket within `survey_window_s` (a reopen and a new resolution).
+    survey_enabled: bool = True
+    survey_window_s: float = Field(default=7 * 86400, ge=0, le=366 * 86400)
+    survey_message: Annotated[str, StringConstraints(min_length=1, max_length=2000)] = (
+        DEFAULT_SURVEY_MESSAGE
+    )
+    # Prometheus series per vendor (one per vendor and tier); off: per queue and tier only.
+    scores_vendor_metrics: bool = False
 
     # `router deliver` (streams/deliver.py): replies from `outbound.<channel>` to the Graph API.
     deliver_base_url: str = Field(default="https://graph.facebook.com/v21.0", pattern=r"^https?://")
@@ -274,7 +290,8 @@ class RouterSettings(BaseSettings):
         return raw or None
 
     @field_validator(
-        "data_dir", "rules_file", "sla_policies_file", "disputes_policy_file", mode="before"
+        "data_dir", "rules_file", "sla_policies_file", "disputes_policy_file",
+        "scores_formula_file", mode="before"
     )
     @classmethod
     def _path_not_empty(cls, raw: Any) -> Any:
@@ -293,7 +310,8 @@ class RouterSettings(BaseSettings):
         """The consumer group (and faust app id) of a worker running `stage` (default: this
         worker's). Changelog topics keep the base name whichever group hosts a table."""
         base = f"{self.topic_prefix}{self.app_id}"
-        return f"{base}-lifecycle" if (stage or self.stage) == "lifecycle" else base
+        chosen = stage or self.stage
+        return f"{base}-{chosen}" if chosen in ("lifecycle", "scores") else base
 
     def masked(self) -> dict[str, Any]:
         """For logs: secrets stay masked (SecretStr renders as '**********')."""

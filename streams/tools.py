@@ -1,4 +1,4 @@
-"""Operator tools over Kafka: tail a topic, read the engine's consumer lag."""
+"""Operator tools over Kafka: tail a topic, read one whole, read the engine's consumer lag."""
 
 from __future__ import annotations
 
@@ -160,8 +160,10 @@ async def oldest_timestamps(
 async def engine_lag(
     settings: RouterSettings, before: list[Offsets] | None = None
 ) -> tuple[list[Offsets], list[PartitionLag]]:
-    """The engine's groups (routing, and lifecycle when it runs on its own): this read, and
-    its figures with rates against `before`."""
-    groups = list(dict.fromkeys((settings.group_id("routing"), settings.group_id("lifecycle"))))
+    """The engine's groups (routing, and lifecycle and scores when they run on their own; a
+    group that committed nothing lists nothing): this read, and its figures with rates against
+    `before`."""
+    stages = ("routing", "lifecycle", "scores")
+    groups = list(dict.fromkeys(settings.group_id(stage) for stage in stages))
     now = await group_offsets(settings, groups)
     return now, partition_lags(now, await oldest_timestamps(settings, now), before)

@@ -40,10 +40,10 @@ def run_worker(settings: RouterSettings, policy: RoutingPolicy | None = None) ->
         engine, loop, commit_stall_s=settings.health_commit_stall_s,
         loop_timeout_s=settings.health_loop_timeout_s,
     )  # fmt: skip
-    serve_worker_http(
-        engine_registry(engine, settings.logical, health), health, settings.metrics_host,
-        settings.metrics_port,
-    )  # fmt: skip
+    registry = engine_registry(
+        engine, settings.logical, health, per_vendor=settings.scores_vendor_metrics
+    )
+    serve_worker_http(registry, health, settings.metrics_host, settings.metrics_port)
     if not early.run(_prepare_topics(settings, engine.policy.policy)):
         return
     # Latest good ruleset and the vendor directory in place before any record is processed.

@@ -62,7 +62,7 @@ from router.sla.state import (
 from router.sla.transitions import VendorDirectory
 from router.stages.contract import InRecord, Note, processing_failed
 from router.stages.parking import ParkedAction, ParkingLot
-from schemas.action import ReplyAction, TicketActionEvent
+from schemas.action import ReplyAction, SurveyResponseAction, TicketActionEvent
 from schemas.dead_letter import SourcePosition
 from schemas.outbound import DELIVERY_EVENT_TYPES
 from schemas.sla import SLA_BREACHED, SLA_MET, SLA_WARNING
@@ -235,6 +235,9 @@ class LifecycleProcessor:
     ) -> None:
         """A forwarded action: applied to its ticket, or parked while the ticket is unknown."""
         action = TicketActionEvent.model_validate_json(read.value)
+        if isinstance(action.data, SurveyResponseAction):
+            self.counts["survey_response"] += 1  # no clock: the scores stage counts it
+            return
         ticket_id = action.data.ticket_id
         key = ticket_id.encode()
         source = read.source

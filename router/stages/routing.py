@@ -26,6 +26,7 @@ from router.tickets import (
     BuyerLookup,
     Duplicate,
     Rekey,
+    StandingLookup,
     Threaded,
     TicketState,
     VendorLookup,
@@ -58,12 +59,14 @@ class RoutingProcessor:
         max_record_bytes: int,
         vendors: VendorLookup | None = None,
         buyers: BuyerLookup | None = None,
+        standings: StandingLookup | None = None,
     ) -> None:
         self.table = table
         self.policy = policy
         self.max_record_bytes = max_record_bytes
         self.vendors = vendors
         self.buyers = buyers
+        self.standings = standings
         self.counts: Counter[str] = Counter()
         self.dead_letters: Counter[str] = Counter()
         self.notes: list[Note] = []
@@ -98,8 +101,9 @@ class RoutingProcessor:
         raw_state = self.table.get(skey)
         state = TicketState.from_bytes(raw_state) if raw_state is not None else None
         result = thread_message(
-            parsed, record.key, source, state, self.policy.policy, now, self.vendors, self.buyers
-        )
+            parsed, record.key, source, state, self.policy.policy, now, self.vendors, self.buyers,
+            self.standings,
+        )  # fmt: skip
         if isinstance(result, Rekey):
             self.counts["rekeyed"] += 1
             assert record.value is not None  # parse_inbound rejected empty values

@@ -7,7 +7,7 @@ from typing import Any
 
 from router.clock import Clock
 from router.stages.routing import PolicyHolder, RoutingProcessor
-from router.tickets import BuyerLookup, VendorLookup
+from router.tickets import BuyerLookup, StandingLookup, VendorLookup
 from schemas.topics import (
     CHANNEL_TOPICS,
     DELIVERY_RECEIPTS,
@@ -29,6 +29,7 @@ def install_routing(
     clock: Clock,
     vendors: VendorLookup | None = None,
     buyers: BuyerLookup | None = None,
+    standings: StandingLookup | None = None,
 ) -> StageRunner:
     table = app.Table(
         TICKETS_TABLE,
@@ -43,7 +44,7 @@ def install_routing(
     tickets = BatchTable.over(table)
     processor = RoutingProcessor(
         tickets, policy, max_record_bytes=settings.max_record_bytes, vendors=vendors,
-        buyers=buyers,
+        buyers=buyers, standings=standings,
     )  # fmt: skip
     runner = StageRunner(processor, [tickets], emitter, clock, settings.logical)
     # lifecycle re-routes and receipts arrive keyed by thread, co-partitioned with the channels

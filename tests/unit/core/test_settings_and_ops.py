@@ -62,7 +62,8 @@ def test_schema_export_writes_a_json_schema_per_record(tmp_path: Path) -> None:
     names = {p.name for p in written}
     assert {"inbound-message.schema.json", "routed-ticket.schema.json",
             "dead-letter.schema.json", "routing-decision.schema.json",
-            "ruleset-refused.schema.json"} <= names
+            "ruleset-refused.schema.json", "vendor-scores.schema.json",
+            "vendor-tier-changed.schema.json", "support-day.schema.json"} <= names
     inbound = json.loads((tmp_path / "inbound-message.schema.json").read_text())
     data_ref = inbound["properties"]["data"]["$ref"].split("/")[-1]
     assert set(inbound["$defs"][data_ref]["required"]) >= {
