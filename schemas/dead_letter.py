@@ -25,6 +25,7 @@ class RejectReason(StrEnum):
     TOO_MANY_PARTS = "too_many_parts"
     NO_SENDER = "no_sender"
     NOT_AN_EMAIL = "not_an_email"
+    SENDER_RATE_LIMITED = "sender_rate_limited"
 
 
 class FieldError(BaseModel):

@@ -175,6 +175,13 @@ ROUTING_RULES_EVENTS = Topic(
     "routing.rules.events", "ruleset name", "a refused ruleset version", "engine",
     "platform engineers", types=(RULESET_REFUSED,),
 )  # fmt: skip
+# The email intake's memory of threads for replies that drop every threading header
+# (router/email/fallback.py); every connector reads it whole.
+EMAIL_THREADS = Topic(
+    "email.threads", "sender and subject (a digest)",
+    "the thread a sender last wrote to under a subject", "`router connect email`",
+    "`router connect email`", cleanup="compact",
+)  # fmt: skip
 DIRECTORY_VENDORS = Topic(
     "directory.vendors", "vendor id", "vendor profile", "`router vendors publish`",
     "every worker", types=(VENDOR_PROFILE,), cleanup="compact",
@@ -305,6 +312,7 @@ TOPICS: tuple[Topic, ...] = (
     ROUTING_RULES,
     ROUTING_RULES_EVENTS,
     DIRECTORY_VENDORS,
+    EMAIL_THREADS,
     OUTBOUND,
     OUTBOUND_DLQ,
     DELIVERY_RECEIPTS,

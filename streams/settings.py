@@ -233,6 +233,14 @@ class RouterSettings(BaseSettings):
     email_smtp_port: int = Field(default=-1, ge=-1, le=65535)
     # how long a message waits for Kafka before the answer is 451 (the sender retries)
     email_ack_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    # Mail storms: messages per hour one sender may open or add to tickets through the live
+    # intake (bursts of `email_sender_burst`); past it they are dead-lettered as
+    # `sender_rate_limited`. 0: no limit.
+    email_sender_rate_per_hour: float = Field(default=60.0, ge=0, le=1_000_000)
+    email_sender_burst: int = Field(default=20, ge=1, le=100_000)
+    # A reply whose client dropped every threading header joins the thread its sender last
+    # wrote to under the same subject, within this window (router/email/fallback.py).
+    email_thread_fallback_s: float = Field(default=14 * 86400, ge=0, le=365 * 86400)
     # `router deliver --channel email`: replies go to this relay (retries: deliver_*), from
     # `email_reply_from` (default: the first of email_support_addresses)
     email_relay_host: str | None = None

@@ -16,17 +16,21 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
+from router.email.config import EmailConfig
+from router.email.fallback import ThreadMemory, memory_value
 from router.email.noise import Classification, Noise
-from router.email.parse import Classified, Outcome, Parsed
+from router.email.parse import Classified, Outcome, Parsed, parse_email
 from router.email.reply import replied_action
 from router.ids import derive_id
+from router.inbound import dead_letter
+from router.intake.limits import RateLimiter
 from router.outbound import idempotency_key
 from router.outputs import engine_record
 from router.records import OutRecord
 from schemas.dead_letter import RejectReason, SourcePosition
 from schemas.message import Channel
 from schemas.outbound import MESSAGE_FAILED, DeliveryOutcome
-from schemas.topics import CHANNELS, TICKETS_EVENTS
+from schemas.topics import CHANNELS, EMAIL_THREADS, TICKETS_EVENTS
 
 SMTP_SOURCE_PREFIX = "smtp:"
 IMAP_SOURCE_PREFIX = "imap:"
@@ -57,6 +61,45 @@ def intake_step(outcome: Outcome, now: datetime) -> Step:
         marker = bounce_marker(c, now)
         return Step(Kind(c.kind.value), (marker,) if marker else (), detail=c.why)
     return Step(Kind.REFUSED, (outcome.record,), reason=outcome.reason, detail=outcome.error)
+
+
+@dataclass
+class LiveIntake:
+    """What the live intake (IMAP and SMTP; not an import) keeps between messages:
+
+    - a token bucket per sender address (`email_sender_rate_per_hour`, bursts of
+      `email_sender_burst`): a mail storm's messages past it are dead-lettered as
+      `sender_rate_limited`, whole, instead of opening tickets (nothing lost, a replay is one
+      `router tail` away);
+    - the thread each sender last wrote to under a subject (`router.email.fallback`), for
+      replies from clients that drop every threading header; each published message also
+      writes its entry to `email.threads`, acknowledged with it.
+    """
+
+    config: EmailConfig
+    limiter: RateLimiter | None
+    memory: ThreadMemory
+
+    def step(self, raw: bytes, now: datetime, source: SourcePosition) -> Step:
+        at = now.timestamp()
+        outcome = parse_email(raw, self.config, now, source,
+                              lambda sender, subject: self.memory.recall(sender, subject, at))
+        step = intake_step(outcome, now)
+        if step.kind is not Kind.RECORD or not isinstance(outcome, Parsed):
+            return step
+        data = outcome.event.data
+        sender = (data.sender.address or data.sender.id).lower()
+        if self.limiter is not None and self.limiter.take(sender, 1, at) > 0:
+            error = f"more than the rate allowed from one sender ({sender})"
+            letter = dead_letter(RejectReason.SENDER_RATE_LIMITED, error, [], source,
+                                 outcome.key, outcome.value, now)  # fmt: skip
+            return Step(Kind.REFUSED, (letter,), reason=RejectReason.SENDER_RATE_LIMITED,
+                        detail=error)  # fmt: skip
+        key = self.memory.remember(sender, data.subject or "", data.thread_ref, at)
+        if key is None:
+            return step
+        noted = OutRecord(EMAIL_THREADS.name, key.encode(), memory_value(data.thread_ref, at))
+        return Step(step.kind, (*step.records, noted), event_id=step.event_id)
 
 
 def bounce_marker(bounce: Classification, now: datetime) -> OutRecord | None:
@@ -115,9 +158,13 @@ _SIZE_REASONS = (RejectReason.OVERSIZE,)
 
 def smtp_answer(step: Step, acknowledged: bool) -> str:
     """`250` once Kafka holds the outcome; `451` (the sender retries) while it cannot; `5xx`
-    with the reason for a message the parser refuses (its dead letter is written first)."""
+    with the reason for a message the parser refuses (its dead letter is written first). A
+    storm's message held in the dead-letter topic is answered `250`: a bounce would only feed
+    an auto-responder loop, and a `4xx` would bring it back."""
     if not acknowledged:
         return TRY_LATER
+    if step.reason is RejectReason.SENDER_RATE_LIMITED:
+        return "250 2.0.0 OK, held: sender_rate_limited"
     if step.kind is Kind.REFUSED:
         reason = step.reason.value if step.reason is not None else "refused"
         code = "552 5.3.4" if step.reason in _SIZE_REASONS else "554 5.6.0"

@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 
 from router.email.config import EmailConfig
+from router.email.fallback import is_reply
 from router.email.mime import check_limits, header, read_content
 from router.email.noise import Classification, classify
 from router.email.text import latest_reply, subject_key
@@ -74,7 +75,17 @@ class Classified:
 Outcome = Parsed | Classified | Rejected
 
 
-def parse_email(raw: bytes, config: EmailConfig, now: datetime, source: SourcePosition) -> Outcome:
+# (sender address, subject) -> the thread ref that sender last wrote to under that subject
+Recall = Callable[[str, str], str | None]
+
+
+def parse_email(
+    raw: bytes,
+    config: EmailConfig,
+    now: datetime,
+    source: SourcePosition,
+    recall: Recall | None = None,
+) -> Outcome:
     """`source` names where the message came from (an IMAP mailbox and UID, a file) for the
     dead letter of a refused one. Never raises on any input."""
 
@@ -100,7 +111,7 @@ def parse_email(raw: bytes, config: EmailConfig, now: datetime, source: SourcePo
     if exceeded is not None:
         return reject(exceeded.reason, exceeded.error)
     try:
-        return _outcome(raw, msg, config, now, source, reject)
+        return _outcome(raw, msg, config, now, source, reject, recall)
     except RecursionError:
         return reject(RejectReason.MIME_TOO_DEEP, "MIME parts nest too deep to read")
     except Exception as exc:  # a bug must cost one message its ticket, not the intake
@@ -109,7 +120,7 @@ def parse_email(raw: bytes, config: EmailConfig, now: datetime, source: SourcePo
 
 def _outcome(
     raw: bytes, msg: Message, config: EmailConfig, now: datetime, source: SourcePosition,
-    reject: Callable[[RejectReason, str], Rejected],
+    reject: Callable[[RejectReason, str], Rejected], recall: Recall | None,
 ) -> Outcome:  # fmt: skip
     digest = hashlib.sha256(raw).hexdigest()
     own_ids = message_ids(header(msg, "message-id"))
@@ -131,9 +142,19 @@ def _outcome(
         + [header(msg, "envelope-to")]
     )]  # fmt: skip
     tags = plus_tags(recipients, config)
-    root = thread_root(header(msg, "references"), header(msg, "in-reply-to"), message_id)
+    references, in_reply_to = header(msg, "references"), header(msg, "in-reply-to")
+    root = thread_root(references, in_reply_to, message_id)
     token = tags.thread_token or thread_token(root)
     subject = header(msg, "subject")[:_SHORT]
+    thread = thread_ref_for(token)
+    # a reply whose client dropped every threading header: the sender's thread under the subject
+    headerless = not (tags.thread_token or message_ids(references) or message_ids(in_reply_to))
+    remembered = (
+        recall(address, subject) if recall is not None and headerless and is_reply(subject)
+        else None
+    )  # fmt: skip
+    if remembered is not None:
+        thread = remembered
     content = read_content(msg)
     whole = "\n\n".join(content.texts)
     reply = latest_reply(whole, config.reply_languages)
@@ -158,12 +179,14 @@ def _outcome(
         attributes["email_sender_header"] = sender_header
     if tags.thread_token:
         attributes["email_reply_token"] = tags.thread_token
+    if remembered is not None:
+        attributes["email_thread_fallback"] = "subject_and_sender"
     if len(content.attachments) > MAX_ATTACHMENTS:
         attributes["email_attachments_total"] = len(content.attachments)
     doc: dict[str, Any] = {
         "channel": Channel.EMAIL.value,
         "message_id": message_id,
-        "thread_ref": thread_ref_for(token),
+        "thread_ref": thread,
         "sender": {"id": EMAIL_SENDER_PREFIX + address.lower(), "role": "guest",
                    "address": address},
         "body": body,

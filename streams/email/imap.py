@@ -28,8 +28,8 @@ from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
 
 from router.email.config import EmailConfig
-from router.email.intake import Kind, Step, imap_source, intake_step
-from router.email.parse import parse_email
+from router.email.intake import Kind, LiveIntake, Step, imap_source
+from streams.email.live import live_intake
 from streams.gateway.sink import ChannelSink
 from streams.settings import RouterSettings
 
@@ -61,12 +61,19 @@ def fetched_messages(answer: Mapping[int, Mapping[bytes, Any]]) -> list[Fetched]
 
 
 class ImapIntake:
-    def __init__(self, settings: RouterSettings, config: EmailConfig, sink: ChannelSink) -> None:
+    def __init__(
+        self,
+        settings: RouterSettings,
+        config: EmailConfig,
+        sink: ChannelSink,
+        live: LiveIntake | None = None,
+    ) -> None:
         if not settings.email_imap_host or not settings.email_imap_user:
             raise ValueError("IMAP intake needs email_imap_host and email_imap_user")
         self.settings = settings
         self.config = config
         self.sink = sink
+        self.live = live or live_intake(settings, config)
         self.account = f"{settings.email_imap_user}@{settings.email_imap_host}"
         self.counts: Counter[str] = Counter()
         self.connected = asyncio.Event()  # set while logged in with the mailbox selected
@@ -150,8 +157,7 @@ class ImapIntake:
         for message in fetched_messages(answer):
             source = imap_source(self.account, self.settings.email_imap_mailbox,
                                  self._uidvalidity, message.uid)  # fmt: skip
-            outcome = parse_email(message.raw, self.config, now, source)
-            steps.append((message, intake_step(outcome, now)))
+            steps.append((message, self.live.step(message.raw, now, source)))
         records = [r for _, step in steps for r in step.records]
         acked = await self.sink.send(records) if records else []
         done: list[int] = []

@@ -22,12 +22,12 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from router.email.config import EmailConfig
 from router.email.intake import (
     Kind,
-    intake_step,
+    LiveIntake,
     smtp_answer,
     smtp_source,
     with_envelope_recipients,
 )
-from router.email.parse import parse_email
+from streams.email.live import live_intake
 from streams.gateway.sink import ChannelSink
 from streams.settings import RouterSettings
 
@@ -39,9 +39,12 @@ SESSION_TIMEOUT_S = 300  # RFC 5321's minimum server timeouts are 5 minutes
 class IntakeHandler:
     """aiosmtpd's handler: the DATA hook does the work."""
 
-    def __init__(self, config: EmailConfig, sink: ChannelSink, listener: str) -> None:
+    def __init__(
+        self, config: EmailConfig, sink: ChannelSink, listener: str, live: LiveIntake
+    ) -> None:
         self.config = config
         self.sink = sink
+        self.live = live
         self.listener = listener
         self.counts: Counter[str] = Counter()
 
@@ -49,7 +52,7 @@ class IntakeHandler:
         raw = with_envelope_recipients(envelope.original_content or b"", envelope.rcpt_tos)
         source = smtp_source(self.listener, raw)
         now = datetime.now(UTC)
-        step = intake_step(parse_email(raw, self.config, now, source), now)
+        step = self.live.step(raw, now, source)
         acked = all(await self.sink.send(step.records)) if step.records else True
         answer = smtp_answer(step, acked)
         self.counts[step.kind.value if acked else "deferred"] += 1
@@ -60,10 +63,17 @@ class IntakeHandler:
 
 
 class SmtpIntake:
-    def __init__(self, settings: RouterSettings, config: EmailConfig, sink: ChannelSink) -> None:
+    def __init__(
+        self,
+        settings: RouterSettings,
+        config: EmailConfig,
+        sink: ChannelSink,
+        live: LiveIntake | None = None,
+    ) -> None:
         self.settings = settings
         self.config = config
         self.sink = sink
+        self.live = live or live_intake(settings, config)
         self.port = 0
         self.handler: IntakeHandler | None = None
         self._server: asyncio.Server | None = None
@@ -71,7 +81,8 @@ class SmtpIntake:
     async def start(self) -> int:
         """Listen; the port (the chosen one when `email_smtp_port` is 0)."""
         host = self.settings.email_smtp_host
-        handler = IntakeHandler(self.config, self.sink, f"{host}:{self.settings.email_smtp_port}")
+        listener = f"{host}:{self.settings.email_smtp_port}"
+        handler = IntakeHandler(self.config, self.sink, listener, self.live)
         self.handler = handler
         loop = asyncio.get_running_loop()
 

@@ -17,7 +17,8 @@ import pytest
 from imapclient import IMAPClient
 
 from router.cli_email import email_config
-from schemas.topics import CHANNEL_DLQ, CHANNELS, TICKETS_EVENTS
+from schemas.topics import CHANNEL_DLQ, CHANNELS, EMAIL_THREADS, TICKETS_EVENTS
+from streams.email.connect import connect_email
 from streams.email.imap import ImapIntake
 from streams.email.smtp import SmtpIntake
 from streams.gateway.sink import ChannelSink
@@ -51,7 +52,7 @@ def email_settings(bootstrap: str, prefix: str, server: LocalDovecot | None = No
 
 
 def create_topics(settings: RouterSettings) -> None:
-    names = [t.name for t in CHANNELS.values()] + [CHANNEL_DLQ.name]
+    names = [t.name for t in CHANNELS.values()] + [CHANNEL_DLQ.name, EMAIL_THREADS.name]
     asyncio.run(TopicManager(settings).ensure(names))
 
 
@@ -457,3 +458,65 @@ def test_smtp_answers_451_while_kafka_is_unreachable_and_250_once_it_is_back(
     assert len({o.value["id"] for o in outputs if o.topic == EMAIL}) == 1  # retries: one id
     (letter,) = [o for o in outputs if o.topic == CHANNEL_DLQ.name]
     assert letter.value["data"]["reason"] == "no_sender"
+
+
+# --- replies without threading headers, mail storms: the connector's memory ------------------
+
+
+def smtp_connector(settings: RouterSettings) -> LoopThread:
+    """`router connect email` with only its SMTP side, as the command runs it."""
+
+    async def body(stop: asyncio.Event) -> None:
+        await connect_email(settings, email_config(settings), stop, imap=False, smtp=True)
+
+    return LoopThread(body)
+
+
+def listening(port: int) -> bool:
+    try:
+        with smtplib.SMTP("127.0.0.1", port, timeout=5) as client:
+            return client.noop()[0] == 250
+    except OSError:
+        return False
+
+
+def test_headerless_replies_join_their_thread_across_restarts_and_storms_are_held(
+    kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    port = free_port()
+    settings = email_settings(kafka_bootstrap, topic_prefix, email_smtp_port=port,
+                              email_sender_burst=2, email_sender_rate_per_hour=1,
+                              metrics_port=-1)  # fmt: skip
+    create_topics(settings)
+    original = mail("<zip-1@buyer.example>", "Broken zipper", "The zipper broke on day one.")
+    # an old webmail: no References, no In-Reply-To, no reply address kept
+    reply = mail("<zip-2@buyer.example>", "Re: Broken zipper", "Any news?")
+    with smtp_connector(settings):
+        wait_for(lambda: listening(port), 30, "the SMTP intake to listen")
+        assert send(port, original)[0] == 250
+        assert send(port, reply)[0] == 250
+    # a new process: it reads the memory back from email.threads before it matters
+    again = mail("<zip-3@buyer.example>", "AW: Broken zipper", "Hallo?")
+    more = mail("<zip-4@buyer.example>", "Broken zipper!", "Hallo??")
+    storm = mail("<zip-5@buyer.example>", "Broken zipper!!", "Hallo???")
+    with smtp_connector(settings):
+        wait_for(lambda: listening(port), 30, "the SMTP intake to listen again")
+        outputs = on_topics(settings, [EMAIL_THREADS.name], lambda outs: len(outs) >= 2,
+                            "the remembered thread")  # fmt: skip
+        assert send(port, again)[0] == 250
+        assert send(port, more)[0] == 250
+        held = send(port, storm)  # past the burst of 2 of this process, within the hour
+    outputs = on_topics(
+        settings, [EMAIL, CHANNEL_DLQ.name],
+        lambda outs: len(ids_on(outs, EMAIL)) >= 4 and any(
+            o.topic == CHANNEL_DLQ.name for o in outs),
+        "four records and the held storm message",
+    )  # fmt: skip
+    threads = {o.value["data"]["message_id"]: o.value["data"]["thread_ref"]
+               for o in outputs if o.topic == EMAIL}  # fmt: skip
+    assert threads["zip-2@buyer.example"] == threads["zip-1@buyer.example"]
+    assert threads["zip-3@buyer.example"] == threads["zip-1@buyer.example"]
+    assert "zip-5@buyer.example" not in threads
+    (letter,) = [o for o in outputs if o.topic == CHANNEL_DLQ.name]
+    assert letter.value["data"]["reason"] == "sender_rate_limited"
+    assert held == (250, "accepted")  # held, not bounced
