@@ -62,6 +62,7 @@ bench: $(STAMP) $(NATIVE) ## benchmarks: figures and ratios against in-run basel
 	@if [ -f tests/bench/bench_sla.py ]; then $(PY) tests/bench/bench_sla.py; fi
 	$(PY) tests/bench/bench_scores.py
 	$(PY) tests/bench/bench_gateway.py
+	$(PY) tests/bench/bench_email.py
 
 lint: $(STAMP) ## ruff on everything, mypy (strict) on schemas, rules, router and streams
 	$(VENV)/bin/ruff check .

@@ -195,10 +195,11 @@ def test_a_scripted_run_scores_the_vendor_and_a_rebuild_from_zero_agrees(
     assert "│ vendor:acme" in done.stdout
     assert "<td>acme</td>" in page.read_text()
     # `router lag` also asks the scores group (none here: the stage runs in the worker's own)
-    lag = subprocess.run([sys.executable, "-m", "router", "lag"], env=env, cwd=REPO,
-                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    lag = subprocess.run([sys.executable, "-m", "router", "lag", "--json", "--interval", "0.2"],
+                         env=env, cwd=REPO, capture_output=True, text=True, timeout=60)  # fmt: skip
     assert lag.returncode == 0, lag.stderr
-    assert f"{engine.prefix}ticket-router\t{engine.prefix}tickets.events\t" in lag.stdout
+    listed = {(p["group"], p["topic"]) for p in orjson.loads(lag.stdout)["partitions"]}
+    assert (f"{engine.prefix}ticket-router", "tickets.events") in listed
 
     # A rebuild from offset zero, fresh state, in this process.
     assert rebuild(read_inputs(engine.bootstrap, engine.prefix), policy)["acme"] == live
