@@ -32,7 +32,7 @@ $(NATIVE): $(STAMP) router/native.py router/native_build.py $(NATIVE_SOURCES)
 native: $(NATIVE) ## compile the SLA firing and rule decision paths with mypyc (every target below does it; ~1.5 min)
 
 dist: $(STAMP) $(NATIVE) ## dist/: a wheel with this platform's compiled modules, and the sdist (sources only)
-	rm -rf dist build/lib build/bdist.*
+	rm -rf dist build/lib build/bdist.* *.egg-info  # nothing from an earlier build leaks in
 	$(PY) -m build --no-isolation --sdist --outdir dist . >/dev/null
 	$(PY) -m build --no-isolation --wheel --outdir dist . >/dev/null
 	@ls -1 dist
