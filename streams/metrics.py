@@ -42,6 +42,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from http import HTTPStatus
 from socketserver import ThreadingMixIn
 from typing import Any, TypeVar
@@ -288,73 +289,65 @@ def _pending_deadlines(stage: Any) -> int | None:
         return None
 
 
-def consumer_lag(app: Any) -> list[tuple[str, int, int]]:
-    """(topic, partition, lag) for the partitions assigned to this worker's consumer."""
-    consumer = started_consumer(app)  # do not create one at scrape time
-    if consumer is None:
-        return []
-    try:
-        assigned = list(consumer.assignment())
-        committed = _copy(committed_offsets(consumer))
-    except Exception:  # not started, or being rebalanced: no figures this scrape
-        return []
-    out = []
-    for tp in sorted(assigned):
-        try:
-            high = consumer.highwater(tp)
-        except Exception:
-            continue
-        done = committed.get(tp)
-        if high is None or done is None:
-            continue
-        out.append((tp.topic, tp.partition, max(0, int(high) - int(done))))
-    return out
+@dataclass(frozen=True, slots=True)
+class PartitionState:
+    """One assigned partition as this worker's consumer sees it."""
+
+    topic: str
+    partition: int
+    committed: int | None
+    high: int | None  # the high watermark; None before the first fetch
 
 
-def committed_positions(app: Any) -> list[tuple[str, int, int]]:
-    """(topic, partition, committed offset) for the assigned partitions with a commit."""
+def assigned_partitions(app: Any) -> list[PartitionState]:
+    """The consumer's assigned partitions, read from another thread at scrape time: empty
+    while there is no consumer (none is created here) or a rebalance changes it under us."""
     consumer = started_consumer(app)
     if consumer is None:
         return []
     try:
-        assigned = list(consumer.assignment())
+        assigned = sorted(consumer.assignment())
         committed = _copy(committed_offsets(consumer))
     except Exception:  # not started, or being rebalanced: no figures this scrape
         return []
     out = []
-    for tp in sorted(assigned):
-        offset = committed.get(tp)
-        if offset is not None:
-            out.append((tp.topic, tp.partition, int(offset)))
+    for tp in assigned:
+        try:
+            high = consumer.highwater(tp)
+        except Exception:
+            high = None
+        done = committed.get(tp)
+        out.append(PartitionState(tp.topic, tp.partition, None if done is None else int(done),
+                                  None if high is None else int(high)))  # fmt: skip
     return out
+
+
+def consumer_lag(app: Any) -> list[tuple[str, int, int]]:
+    """(topic, partition, lag) for the partitions assigned to this worker's consumer."""
+    return [(p.topic, p.partition, max(0, p.high - p.committed)) for p in assigned_partitions(app)
+            if p.high is not None and p.committed is not None]  # fmt: skip
+
+
+def committed_positions(app: Any) -> list[tuple[str, int, int]]:
+    """(topic, partition, committed offset) for the assigned partitions with a commit."""
+    return [(p.topic, p.partition, p.committed) for p in assigned_partitions(app)
+            if p.committed is not None]  # fmt: skip
 
 
 def time_lag(app: Any, now: float) -> list[tuple[str, int, float]]:
     """(topic, partition, seconds the oldest unprocessed record has waited) per assigned
     partition whose figure is known (see the module docstring)."""
-    consumer = started_consumer(app)
-    if consumer is None:
-        return []
     last = _copy(input_progress(app).last)
-    try:
-        assigned = list(consumer.assignment())
-        committed = _copy(committed_offsets(consumer))
-    except Exception:  # not started, or being rebalanced: no figures this scrape
-        return []
     out = []
-    for tp in sorted(assigned):
-        try:
-            high = consumer.highwater(tp)
-        except Exception:
+    for p in assigned_partitions(app):
+        if p.high is None:
             continue
-        if high is None:
-            continue
-        seen = last.get((tp.topic, tp.partition))
-        done = seen[0] + 1 if seen is not None else committed.get(tp)
-        if done is not None and int(high) <= done:
-            out.append((tp.topic, tp.partition, 0.0))
+        seen = last.get((p.topic, p.partition))
+        done = seen[0] + 1 if seen is not None else p.committed
+        if done is not None and p.high <= done:
+            out.append((p.topic, p.partition, 0.0))
         elif seen is not None and seen[1] is not None:
-            out.append((tp.topic, tp.partition, max(0.0, now - seen[1])))
+            out.append((p.topic, p.partition, max(0.0, now - seen[1])))
     return out
 
 
