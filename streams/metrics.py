@@ -337,9 +337,12 @@ def committed_positions(app: Any) -> list[tuple[str, int, int]]:
 def time_lag(app: Any, now: float) -> list[tuple[str, int, float]]:
     """(topic, partition, seconds the oldest unprocessed record has waited) per assigned
     partition whose figure is known (see the module docstring)."""
+    partitions = assigned_partitions(app)
+    if not partitions:  # no consumer yet: nothing processed either
+        return []
     last = _copy(input_progress(app).last)
     out = []
-    for p in assigned_partitions(app):
+    for p in partitions:
         if p.high is None:
             continue
         seen = last.get((p.topic, p.partition))
