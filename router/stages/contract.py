@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -71,6 +72,15 @@ class Combined:
                     self.notes.extend(processor.notes)
                     processor.notes.clear()
         return out
+
+
+def failure_note(event: str, record: InRecord, **fields: Any) -> Note:
+    """The error note of a record a processor failed on, with where it was read and the
+    traceback of the exception being handled (call it in the `except` block)."""
+    return Note("error", event, {
+        "topic": record.topic, "partition": record.partition, "offset": record.offset, **fields,
+        "exception": traceback.format_exc(limit=20),
+    })  # fmt: skip
 
 
 def processing_failed(exc: Exception, record: InRecord, now: datetime) -> OutRecord:

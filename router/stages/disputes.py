@@ -21,7 +21,6 @@ dispute moved on fires nothing (the machine re-checks the stored deadlines).
 
 from __future__ import annotations
 
-import traceback
 from collections import Counter
 from collections.abc import Callable, MutableMapping
 from datetime import datetime
@@ -58,7 +57,7 @@ from router.sla.render import (
     forwarded_command,
     read_source,
 )
-from router.stages.contract import InRecord, Note, processing_failed
+from router.stages.contract import InRecord, Note, failure_note, processing_failed
 from schemas.dead_letter import SourcePosition
 from schemas.dispute import DisputeActionEvent
 from schemas.topics import DISPUTES_COMMANDS, PAYMENTS_EVENTS, TICKETS_ACTIONS
@@ -116,9 +115,7 @@ class DisputesProcessor:
             else:
                 raise ValueError(f"not a disputes input: {record.topic}")
         except Exception as exc:  # a bug must not stop the stage: park the record, go on
-            self.notes.append(Note("error", "dispute_failed", {
-                "topic": record.topic, "partition": record.partition, "offset": record.offset,
-                "exception": traceback.format_exc(limit=20)}))  # fmt: skip
+            self.notes.append(failure_note("dispute_failed", record))
             self.counts["failed"] += 1
             out.append(processing_failed(exc, record, now))
         if record.topic == TICKETS_ACTIONS.name:

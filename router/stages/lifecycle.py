@@ -22,7 +22,6 @@ timer reads); the processor tells them what changed through two callables.
 
 from __future__ import annotations
 
-import traceback
 from collections import Counter
 from collections.abc import Callable, Mapping, MutableMapping
 from datetime import datetime
@@ -60,7 +59,7 @@ from router.sla.state import (
     index_entry_from_json,
 )
 from router.sla.transitions import VendorDirectory
-from router.stages.contract import InRecord, Note, processing_failed
+from router.stages.contract import InRecord, Note, failure_note, processing_failed
 from router.stages.parking import ParkedAction, ParkingLot
 from schemas.action import ReplyAction, SurveyResponseAction, TicketActionEvent
 from schemas.dead_letter import SourcePosition
@@ -134,9 +133,7 @@ class LifecycleProcessor:
                 self._handle(record, now, out)
         except Exception as exc:  # a bug must not stop the stage: park the record, go on
             event = "action_failed" if record.topic == TICKETS_ACTIONS.name else "lifecycle_failed"
-            self.notes.append(Note("error", event, {
-                "topic": record.topic, "partition": record.partition, "offset": record.offset,
-                "exception": traceback.format_exc(limit=20)}))  # fmt: skip
+            self.notes.append(failure_note(event, record))
             self.counts["failed"] += 1
             out.append(processing_failed(exc, record, now))
         if record.topic in (TICKETS_EVENTS.name, TICKETS_ACTIONS.name):

@@ -10,7 +10,6 @@ re-emits its first outputs with the same ids (`router.tickets`).
 
 from __future__ import annotations
 
-import traceback
 from collections import Counter
 from collections.abc import MutableMapping
 from datetime import datetime
@@ -21,7 +20,7 @@ from router.receipts import parse_receipt, status_record
 from router.records import OutRecord
 from router.reroutes import RerouteNotice, apply_reroute
 from router.routing import RoutingPolicy
-from router.stages.contract import InRecord, Note, processing_failed
+from router.stages.contract import InRecord, Note, failure_note, processing_failed
 from router.tickets import (
     BuyerLookup,
     Duplicate,
@@ -80,9 +79,7 @@ class RoutingProcessor:
                 return self._receipt(record, now)
             return self._route(record, now)
         except Exception as exc:  # a bug must not stop the stage: park the record, go on
-            self.notes.append(Note("error", "processing_failed", {
-                "topic": record.topic, "partition": record.partition, "offset": record.offset,
-                "exception": traceback.format_exc(limit=20)}))  # fmt: skip
+            self.notes.append(failure_note("processing_failed", record))
             self.counts["rejected"] += 1
             self.dead_letters[RejectReason.PROCESSING_ERROR.value] += 1
             return [processing_failed(exc, record, now)]

@@ -44,7 +44,7 @@ from router.scores.tickets import (
     fold_ticket,
 )
 from router.sla.render import CMD_ACTION, CMD_HEADER
-from router.stages.contract import InRecord, Note, processing_failed
+from router.stages.contract import InRecord, Note, failure_note, processing_failed
 from schemas.action import Actor, ActorRole, ReplyAction, SurveyResponseAction, TicketActionEvent
 from schemas.outbound import DELIVERY_EVENT_TYPES
 from schemas.scores import (
@@ -157,9 +157,7 @@ class ScoreTicketsProcessor:
 
     def _failed(self, exc: Exception, record: InRecord, now: datetime) -> list[OutRecord]:
         self.counts["failed"] += 1
-        self.notes.append(Note("error", "score_failed", {
-            "topic": record.topic, "partition": record.partition, "offset": record.offset,
-            "exception": traceback.format_exc(limit=20)}))  # fmt: skip
+        self.notes.append(failure_note("score_failed", record))
         return [processing_failed(exc, record, now)]
 
     def _input(self, record: InRecord, value: bytes) -> Input | None:
