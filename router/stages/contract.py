@@ -9,7 +9,7 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Any, NamedTuple, Protocol
 
-from router.inbound import dead_letter, source_position
+from router.inbound import Rejected, dead_letter, source_position
 from router.records import OutRecord
 from schemas.dead_letter import RejectReason
 
@@ -80,6 +80,14 @@ def failure_note(event: str, record: InRecord, **fields: Any) -> Note:
     return Note("error", event, {
         "topic": record.topic, "partition": record.partition, "offset": record.offset, **fields,
         "exception": traceback.format_exc(limit=20),
+    })  # fmt: skip
+
+
+def rejected_note(event: str, rejected: Rejected, record: InRecord) -> Note:
+    """The warning note of a record refused as bad input (its dead letter goes out beside)."""
+    return Note("warning", event, {
+        "reason": rejected.reason.value, "error": rejected.error, "topic": record.topic,
+        "partition": record.partition, "offset": record.offset,
     })  # fmt: skip
 
 

@@ -57,7 +57,7 @@ from router.sla.render import (
     forwarded_command,
     read_source,
 )
-from router.stages.contract import InRecord, Note, failure_note, processing_failed
+from router.stages.contract import InRecord, Note, failure_note, processing_failed, rejected_note
 from schemas.dead_letter import SourcePosition
 from schemas.dispute import DisputeActionEvent
 from schemas.topics import DISPUTES_COMMANDS, PAYMENTS_EVENTS, TICKETS_ACTIONS
@@ -131,9 +131,7 @@ class DisputesProcessor:
                                       max_record_bytes=self.max_record_bytes)  # fmt: skip
         if isinstance(parsed, Rejected):
             self.counts["action_rejected"] += 1
-            self.notes.append(Note("warning", "dispute_action_rejected", {
-                "reason": parsed.reason.value, "error": parsed.error,
-                "partition": record.partition, "offset": record.offset}))  # fmt: skip
+            self.notes.append(rejected_note("dispute_action_rejected", parsed, record))
             out.append(parsed.record)
             return
         assert record.value is not None  # parse_dispute_action rejects empty values
@@ -148,9 +146,7 @@ class DisputesProcessor:
                                   max_record_bytes=self.max_record_bytes)  # fmt: skip
         if isinstance(parsed, Rejected):
             self.counts["chargeback_rejected"] += 1
-            self.notes.append(Note("warning", "chargeback_rejected", {
-                "reason": parsed.reason.value, "error": parsed.error,
-                "partition": record.partition, "offset": record.offset}))  # fmt: skip
+            self.notes.append(rejected_note("chargeback_rejected", parsed, record))
             out.append(parsed.record)
             return
         order_id, value = chargeback_command(parsed, now)

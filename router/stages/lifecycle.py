@@ -59,7 +59,7 @@ from router.sla.state import (
     index_entry_from_json,
 )
 from router.sla.transitions import VendorDirectory
-from router.stages.contract import InRecord, Note, failure_note, processing_failed
+from router.stages.contract import InRecord, Note, failure_note, processing_failed, rejected_note
 from router.stages.parking import ParkedAction, ParkingLot
 from schemas.action import ReplyAction, SurveyResponseAction, TicketActionEvent
 from schemas.dead_letter import SourcePosition
@@ -154,9 +154,7 @@ class LifecycleProcessor:
         )
         if isinstance(parsed, Rejected):
             self.counts["action_rejected"] += 1
-            self.notes.append(Note("warning", "action_rejected", {
-                "reason": parsed.reason.value, "error": parsed.error,
-                "partition": record.partition, "offset": record.offset}))  # fmt: skip
+            self.notes.append(rejected_note("action_rejected", parsed, record))
             out.append(parsed.record)
             return
         assert record.value is not None  # parse_action rejects empty values

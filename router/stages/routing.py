@@ -20,7 +20,7 @@ from router.receipts import parse_receipt, status_record
 from router.records import OutRecord
 from router.reroutes import RerouteNotice, apply_reroute
 from router.routing import RoutingPolicy
-from router.stages.contract import InRecord, Note, failure_note, processing_failed
+from router.stages.contract import InRecord, Note, failure_note, processing_failed, rejected_note
 from router.tickets import (
     BuyerLookup,
     Duplicate,
@@ -138,10 +138,7 @@ class RoutingProcessor:
     def _reject(self, rejected: Rejected, record: InRecord) -> list[OutRecord]:
         self.counts["rejected"] += 1
         self.dead_letters[rejected.reason.value] += 1
-        self.notes.append(Note("warning", "record_rejected", {
-            "reason": rejected.reason.value, "error": rejected.error, "topic": record.topic,
-            "partition": record.partition, "offset": record.offset,
-        }))  # fmt: skip
+        self.notes.append(rejected_note("record_rejected", rejected, record))
         return [rejected.record]
 
     def _apply_reroute(self, value: bytes | None) -> None:
