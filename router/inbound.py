@@ -65,7 +65,7 @@ def parse_inbound(
 ) -> InboundEvent | Rejected:
     """Decode once (pydantic straight from bytes) and map every failure to a reason."""
     event = decode_event(
-        InboundEvent, MESSAGE_RECEIVED, "channel topics", value, key, source, now,
+        InboundEvent, MESSAGE_RECEIVED, "channel topics carry", value, key, source, now,
         max_record_bytes,
     )  # fmt: skip
     if isinstance(event, Rejected):
@@ -91,8 +91,9 @@ def decode_event(
     now: datetime,
     max_record_bytes: int,
 ) -> EventT | Rejected:
-    """A record of a topic whose values are `model` CloudEvents of `event_type` (what
-    `carried_by` names in the error), or why not with its dead-letter record."""
+    """A record of a topic whose values are `model` CloudEvents of `event_type`, or why not
+    with its dead-letter record; `carried_by` ends the wrong-type error (`channel topics
+    carry`, `tickets.actions carries`)."""
     if value is None or not value:
         return rejected(
             RejectReason.SCHEMA_VIOLATION, "record value is empty (tombstone?)", [],
@@ -113,7 +114,7 @@ def decode_event(
     if event.type != event_type:
         return rejected(
             RejectReason.UNSUPPORTED_TYPE,
-            f"type is {event.type!r}; {carried_by} carry {event_type!r}",
+            f"type is {event.type!r}; {carried_by} {event_type!r}",
             [FieldError(field="type", error=f"expected {event_type!r}")],
             source, key, value, now,
         )  # fmt: skip

@@ -26,7 +26,7 @@ def parse_receipt(
     max_record_bytes: int,
 ) -> DeliveryReceiptEvent | Rejected:
     return decode_event(
-        DeliveryReceiptEvent, MESSAGE_RECEIPT, "receipt topics", value, key, source, now,
+        DeliveryReceiptEvent, MESSAGE_RECEIPT, "receipt topics carry", value, key, source, now,
         max_record_bytes,
     )  # fmt: skip
 

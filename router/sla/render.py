@@ -14,22 +14,19 @@ so it is co-partitioned with `tickets.events`). Its records carry their kind in 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, TypeVar
 
 import orjson
-from pydantic import ValidationError
 
 from router.ids import derive_id
-from router.inbound import Rejected, dead_letter, field_errors, repeated_key_violation
-from router.json_keys import repeated_key
+from router.inbound import EventT, Rejected, dead_letter, decode_event
 from router.outputs import CE_HEADER
 from router.outputs import engine_record as _record
 from router.records import OutRecord, queue_topic
 from router.sla.state import RerouteOut, SlaEventOut, TicketEventOut
 from schemas.action import TICKET_ACTION, TicketActionEvent
-from schemas.dead_letter import FieldError, RejectReason, SourcePosition
+from schemas.dead_letter import RejectReason, SourcePosition
 from schemas.envelope import CloudEvent
 from schemas.ticket import ROUTING_DECIDED, TICKET_ROUTED, TicketEvent
 from schemas.topics import (
@@ -53,7 +50,6 @@ LIFECYCLE_RULESET = "sla-lifecycle"
 LIFECYCLE_RULESET_VERSION = "1"
 
 _OWN = (STAGE_HEADER, STAGE_LIFECYCLE)
-EventT = TypeVar("EventT", bound=CloudEvent[Any])
 
 
 class TicketEventEnvelope(CloudEvent[TicketEvent]):
@@ -145,39 +141,11 @@ def parse_command(
     max_record_bytes: int,
 ) -> EventT | Rejected:
     """Validate one command record (of `tickets.actions`, `payments.events`) as `model`, of
-    CloudEvents type `event_type`; everything bad becomes a dead letter."""
-
-    def reject(reason: RejectReason, error: str, errors: Iterable[FieldError] = ()) -> Rejected:
-        errors = list(errors)
-        return Rejected(
-            reason, error, dead_letter(reason, error, errors, source, key, value or b"", now)
-        )
-
-    if not value:
-        return reject(RejectReason.SCHEMA_VIOLATION, "record value is empty (tombstone?)")
-    if len(value) > max_record_bytes:
-        return reject(
-            RejectReason.OVERSIZE, f"record is {len(value)} bytes; the limit is {max_record_bytes}"
-        )
-    repeated = repeated_key(value)
-    if repeated is not None:
-        return reject(*repeated_key_violation(repeated))
-    try:
-        action = model.model_validate_json(value)
-    except ValidationError as exc:
-        errors = exc.errors(include_url=False, include_input=False)
-        if any(e["type"] == "json_invalid" for e in errors):
-            return reject(RejectReason.INVALID_JSON, f"invalid JSON: {errors[0]['msg']}")
-        fields = field_errors(errors)
-        summary = "; ".join(f"{f.field}: {f.error}" for f in fields[:5])
-        return reject(RejectReason.SCHEMA_VIOLATION, f"schema violation: {summary}", fields)
-    if action.type != event_type:
-        return reject(
-            RejectReason.UNSUPPORTED_TYPE,
-            f"type is {action.type!r}; {source.topic} carries {event_type!r}",
-            [FieldError(field="type", error=f"expected {event_type!r}")],
-        )
-    return action
+    CloudEvents type `event_type`; everything bad becomes a dead letter (the channel records'
+    checks and reasons, `router.inbound.decode_event`)."""
+    return decode_event(
+        model, event_type, f"{source.topic} carries", value, key, source, now, max_record_bytes
+    )
 
 
 def action_command(
