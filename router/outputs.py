@@ -7,13 +7,21 @@ from typing import Any
 
 import orjson
 
+from router.disputes.opening import open_dispute_command
 from router.ids import derive_id
 from router.inbound import ENGINE_SOURCE
 from router.records import OutRecord, queue_topic
 from router.tickets import Threaded, TicketState
+from schemas.dispute import DISPUTE_ACTION
 from schemas.envelope import envelope
-from schemas.ticket import ROUTING_DECIDED, TICKET_ROUTED, TicketEventKind
-from schemas.topics import TICKETS_DECISIONS, TICKETS_EVENTS
+from schemas.ticket import (
+    ROUTING_DECIDED,
+    TICKET_ROUTED,
+    RuleDispute,
+    TicketEventKind,
+    TicketMessage,
+)
+from schemas.topics import TICKETS_ACTIONS, TICKETS_DECISIONS, TICKETS_EVENTS
 
 CE_HEADER = ("content-type", b"application/cloudevents+json")
 _CE_HEADERS = (CE_HEADER,)
@@ -103,6 +111,11 @@ def render(threaded: Threaded, inbound_id: str, now: datetime) -> list[OutRecord
                     "ruleset_version": decision.ruleset_version,
                     "explanation": decision.explanation,
                     "trace": [t.model_dump() for t in decision.trace],
+                    **(
+                        {"dispute": state.dispute.model_dump(mode="json", exclude_none=True)}
+                        if state.dispute is not None
+                        else {}
+                    ),
                     "decided_at": now,
                 },
             )
@@ -143,4 +156,30 @@ def render(threaded: Threaded, inbound_id: str, now: datetime) -> list[OutRecord
                 ticket=routed,
             )
         )
+        dispute = state.dispute
+        if dispute is not None and dispute.command_id is not None:
+            out.append(_open_dispute(state, dispute, dispute.command_id, message, now))
     return out
+
+
+def _open_dispute(
+    state: TicketState,
+    dispute: RuleDispute,
+    command_id: str,
+    first: TicketMessage,
+    now: datetime,
+) -> OutRecord:
+    """The system's `open_dispute` on `tickets.actions` for a rule's claim (checked when the
+    ticket opened: the state keeps it only with a command id when it is valid)."""
+    assert state.order_id is not None
+    assert state.buyer_id is not None
+    assert state.vendor_id is not None
+    command = open_dispute_command(
+        dispute.model_dump(include={"rule_id", "reason_code", "amount", "currency", "category"}),
+        order_id=state.order_id, buyer_id=state.buyer_id, vendor_id=state.vendor_id,
+        first=first, ticket_id=state.ticket_id,
+    )  # fmt: skip
+    return engine_record(
+        TICKETS_ACTIONS.name, state.order_id, command_id, DISPUTE_ACTION, now,
+        command.model_dump(mode="json", exclude_none=True),
+    )  # fmt: skip

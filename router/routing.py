@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
+from rules.result import DisputeRequest
 from schemas.message import InboundMessage
 from schemas.ticket import Priority, RuleTrace
 from schemas.vendor import VendorProfile
@@ -69,6 +70,7 @@ class Decision:
     tags: tuple[str, ...] = ()
     explanation: str = ""
     trace: tuple[RuleTrace, ...] = ()
+    dispute: DisputeRequest | None = None  # a matching rule's `open_dispute`, as read
 
 
 @runtime_checkable

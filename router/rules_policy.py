@@ -25,11 +25,11 @@ from schemas.topics import ROUTING_RULES
 # object.__setattr__ and costs about as much as a whole rules decision. The decision is
 # built here by writing its slots directly; a test holds this equal to `Decision(...)`.
 _DECISION_FIELDS = ("queue", "priority", "sla_policy", "rule_id", "ruleset", "ruleset_version",
-                    "tags", "explanation", "trace")  # fmt: skip
+                    "tags", "explanation", "trace", "dispute")  # fmt: skip
 _SLOT_SETTERS: tuple[Callable[[Decision, Any], None], ...] = tuple(
     getattr(Decision, name).__set__ for name in _DECISION_FIELDS
 )
-_SET_Q, _SET_P, _SET_S, _SET_R, _SET_RS, _SET_V, _SET_T, _SET_E, _SET_TR = _SLOT_SETTERS
+_SET_Q, _SET_P, _SET_S, _SET_R, _SET_RS, _SET_V, _SET_T, _SET_E, _SET_TR, _SET_D = _SLOT_SETTERS
 _new_object = object.__new__
 
 
@@ -45,6 +45,7 @@ def decision_of(res: RuleResult) -> Decision:
     _SET_T(d, res.tags)
     _SET_E(d, res.explanation)
     _SET_TR(d, res.trace)
+    _SET_D(d, None)
     return d
 
 
@@ -93,11 +94,16 @@ class RulesetPolicy:
         res = self._compiled.evaluate(ctx)
         known = self._decisions.get(id(res))
         if known is not None and known[0] is res:
-            return known[1]
-        decision = decision_of(res)
-        if len(self._decisions) >= DECISIONS_MAX:
-            self._decisions.clear()
-        self._decisions[id(res)] = (res, decision)
+            decision = known[1]
+        else:
+            decision = decision_of(res)
+            if len(self._decisions) >= DECISIONS_MAX:
+                self._decisions.clear()
+            self._decisions[id(res)] = (res, decision)
+        if self._compiled.dispute_claims:  # per message: never part of the shared decision
+            request = self._compiled.dispute_request(ctx, res.matched)
+            if request is not None:
+                return dataclasses.replace(decision, dispute=request)
         return decision
 
 

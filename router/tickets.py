@@ -17,6 +17,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field
 
 from router.buyers import merge_history
+from router.disputes.opening import rule_dispute
 from router.ids import ticket_id_for
 from router.routing import (
     BuyerHistory,
@@ -29,7 +30,7 @@ from router.routing import (
 from rules.inputs import message_order, vouched_buyer
 from schemas.dead_letter import SourcePosition
 from schemas.message import Channel, InboundEvent, InboundMessage, SenderRole
-from schemas.ticket import Priority, TicketMessage
+from schemas.ticket import Priority, RuleDispute, TicketMessage
 from schemas.vendor import VendorProfile
 
 # Bounded state: the routed ticket carries the most recent messages, the dedup window the most
@@ -72,6 +73,7 @@ class TicketState(BaseModel):
     message_count: int
     messages: Annotated[list[TicketMessage], Field(max_length=MAX_MESSAGES_KEPT)]
     seen: dict[str, SeenInbound]
+    dispute: RuleDispute | None = None  # a routing rule's `open_dispute` when it opened
 
     def to_bytes(self) -> bytes:
         return self.model_dump_json().encode()
@@ -186,6 +188,9 @@ def thread_message(
             )
         )
         new_state = _open(ticket_id, msg, now, decision, ticket_message, event.id, seen_entry)
+        if decision.dispute is not None:
+            claim = rule_dispute(decision.dispute, msg, ticket_message, ticket_id, event.id)
+            new_state = new_state.model_copy(update={"dispute": claim})
         return Threaded(new_state, ticket_message, decision, is_new=True)
 
     window = dict(state.seen)

@@ -30,7 +30,7 @@ from rules.load import (
     ruleset_record,
 )
 from rules.naive import NaiveEvaluator
-from rules.result import RuleResult
+from rules.result import DisputeRequest, RuleResult
 from rules.validate import Problem
 from schemas.rules_event import RULESET_PUBLISHED
 
@@ -38,6 +38,7 @@ __all__ = [
     "RULESET_PUBLISHED",
     "BuyerInfo",
     "CompiledRuleset",
+    "DisputeRequest",
     "InputView",
     "NaiveEvaluator",
     "Problem",

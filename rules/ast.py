@@ -79,6 +79,22 @@ class Template:
 
 
 @dataclass(frozen=True, slots=True)
+class DisputeClaim:
+    """A rule's `open_dispute`: the reason, and where the claim's values come from."""
+
+    reason: str  # a `schemas.dispute.ReasonCode` value
+    amount: FieldSpec
+    currency: FieldSpec | str  # a field, or a fixed ISO 4217 code
+    category: FieldSpec | None
+
+    def values(self, facts: Facts) -> tuple[Any, Any, Any]:
+        """(amount, currency, category) for one input, as found (None where absent)."""
+        currency = self.currency if isinstance(self.currency, str) else self.currency.getter(facts)
+        category = self.category.getter(facts) if self.category is not None else None
+        return self.amount.getter(facts), currency, category
+
+
+@dataclass(frozen=True, slots=True)
 class Action:
     route: Template | None  # "dept:..." (constant) or "vendor:..." (maybe templated)
     to_vendor: bool
@@ -88,6 +104,7 @@ class Action:
     tags: tuple[Template, ...]
     sla: str | None
     terminal: bool
+    open_dispute: DisputeClaim | None = None
 
 
 @dataclass(frozen=True, slots=True)

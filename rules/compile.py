@@ -12,7 +12,7 @@ fallback) are those of `rules.result`, and the decisions equal the reference eva
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 from typing import Any
 
 from rules.ast import Rule, Ruleset
@@ -22,7 +22,7 @@ from rules.facts import Facts, InputView, words
 from rules.fields import Kind
 from rules.index import CACHE_MAX, CandidateIndex, conjuncts, plan
 from rules.operators import Phrase
-from rules.result import NO_SLA, PRIORITIES, RuleResult, summary
+from rules.result import NO_SLA, PRIORITIES, DisputeRequest, RuleResult, summary
 from rules.textmatch import Matchers
 from schemas.ticket import RuleTrace
 
@@ -77,6 +77,19 @@ class CompiledRuleset:
         # Key positions of the string fields: tags inserting only these render per chain.
         kinds = (Kind.STR, Kind.TEXT)
         self._string_slots = {s.path: i for i, s in enumerate((*low, *high)) if s.kind in kinds}
+        # The rules that open a dispute, by id (most rulesets have none: nothing to look up).
+        self.dispute_claims = {
+            r.id: r.then.open_dispute for r in ruleset.rules if r.then.open_dispute is not None
+        }
+
+    def dispute_request(self, inp: InputView, matched: Sequence[str]) -> DisputeRequest | None:
+        """The `open_dispute` of the first matching rule that has one, read from the input."""
+        for rule_id in matched:
+            claim = self.dispute_claims.get(rule_id)
+            if claim is not None:
+                amount, currency, category = claim.values(Facts(inp, self._derive))
+                return DisputeRequest(rule_id, claim.reason, amount, currency, category)
+        return None
 
     def candidates(self, inp: InputView) -> tuple[str, ...]:
         """Rule ids the index selects for an input, in order (for tests and tools)."""

@@ -154,4 +154,6 @@ def _adds(rule: Rule) -> str:
         parts.append(f"priority {then.priority.value}")
     if then.sla is not None:
         parts.append(f"sla {then.sla}")
+    if then.open_dispute is not None:
+        parts.append(f"open_dispute {then.open_dispute.reason}")
     return "; ".join(parts) or "nothing"

@@ -15,6 +15,7 @@
           rule: fraud-or-chargeback
           sla: disputes
           fallback: false                 # whether a vendor route fell back
+          dispute: none                   # the reason of a rule's `open_dispute`, or none
 
 Every expectation is optional; a failing case reports each differing field.
 """
@@ -29,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from rules.compile import CompiledRuleset
 from rules.inputs import BuyerDoc, InputDoc, TicketDoc, input_from_doc
-from rules.result import RuleResult
+from rules.result import DisputeRequest, RuleResult
 from rules.source import SourceDoc
 from schemas.ticket import Priority
 from schemas.vendor import VendorProfile
@@ -46,6 +47,7 @@ class Expect(BaseModel):
     rule: str | None = None
     sla: str | None = None
     fallback: bool | None = None
+    dispute: str | None = None  # a reason code, or "none"
 
 
 class Case(BaseModel):
@@ -101,7 +103,7 @@ def load_cases(src: SourceDoc) -> CasesDoc:
         ) from None
 
 
-def _diffs(expect: Expect, res: RuleResult) -> list[Diff]:
+def _diffs(expect: Expect, res: RuleResult, dispute: DisputeRequest | None) -> list[Diff]:
     out: list[Diff] = []
 
     def check(name: str, want: Any, got: Any) -> None:
@@ -112,6 +114,7 @@ def _diffs(expect: Expect, res: RuleResult) -> list[Diff]:
     check("priority", expect.priority.value if expect.priority else None, res.priority.value)
     check("rule", expect.rule, res.rule_id)
     check("sla", expect.sla, res.sla_policy)
+    check("dispute", expect.dispute, "none" if dispute is None else dispute.reason)
     if expect.fallback is not None and expect.fallback != (res.fallback is not None):
         out.append(Diff("fallback", str(expect.fallback).lower(), res.fallback or "false"))
     got = set(res.tags)
@@ -150,7 +153,9 @@ def run_cases(compiled: CompiledRuleset, src: SourceDoc) -> list[CaseOutcome]:
             outcomes.append(CaseOutcome(name, line, error=f"bad case: {msg}"))
             continue
         res = compiled.evaluate(inp)
-        outcomes.append(CaseOutcome(name, line, tuple(_diffs(case.expect, res)), None, res))
+        dispute = compiled.dispute_request(inp, res.matched)
+        diffs = tuple(_diffs(case.expect, res, dispute))
+        outcomes.append(CaseOutcome(name, line, diffs, None, res))
     return outcomes
 
 

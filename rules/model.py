@@ -37,6 +37,7 @@ from pydantic import (
     model_validator,
 )
 
+from schemas.claim import ReasonCode
 from schemas.ticket import Priority
 
 OPERATOR_NAMES = (
@@ -125,6 +126,20 @@ CondDoc = Annotated[
 ]
 
 
+class OpenDisputeDoc(BaseModel):
+    """`then: {open_dispute: ...}`: open a dispute on the message's order, by the system.
+
+    `amount`, `currency` and `category` name field paths (`order.total`); `currency` may
+    instead be a fixed ISO 4217 code (`EUR`)."""
+
+    model_config = _Strict
+
+    reason: ReasonCode
+    amount: str
+    currency: str
+    category: str | None = None
+
+
 class ThenDoc(BaseModel):
     """What a matching rule does. Without `continue: true` a rule is terminal and must route."""
 
@@ -136,6 +151,7 @@ class ThenDoc(BaseModel):
     priority: Priority | None = None  # merged by maximum over every matching rule
     tags: list[str] = []  # added; "{field.path}" placeholders are filled in
     sla: str | None = None  # last matching rule that names one wins
+    open_dispute: OpenDisputeDoc | None = None  # the first matching rule naming one wins
     continue_: bool = Field(default=False, alias="continue")
 
 
@@ -219,6 +235,7 @@ class RulesetDoc(RulesetHeader):
 AllDoc.model_rebuild()
 AnyDoc.model_rebuild()
 NotDoc.model_rebuild()
+OpenDisputeDoc.model_rebuild()
 ThenDoc.model_rebuild()
 RuleDoc.model_rebuild()
 RulesetDoc.model_rebuild()

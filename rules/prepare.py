@@ -9,9 +9,18 @@ import re
 from collections.abc import Collection
 from dataclasses import dataclass, field
 
-from rules.ast import Action, AllOf, AnyOf, Cond, NotOf, Template, Test
+from rules.ast import Action, AllOf, AnyOf, Cond, DisputeClaim, NotOf, Template, Test
 from rules.fields import FieldSpec, Kind, resolve, unknown_field_message
-from rules.model import QUEUE_NAME, AllDoc, AnyDoc, CondDoc, LeafDoc, NotDoc, ThenDoc
+from rules.model import (
+    QUEUE_NAME,
+    AllDoc,
+    AnyDoc,
+    CondDoc,
+    LeafDoc,
+    NotDoc,
+    OpenDisputeDoc,
+    ThenDoc,
+)
 from rules.operators import LiteralScope, describe, prepare_literal
 from rules.source import Path
 from schemas.message import VENDOR_ID_PATTERN
@@ -19,6 +28,13 @@ from schemas.message import VENDOR_ID_PATTERN
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 _VENDOR_ID = re.compile(VENDOR_ID_PATTERN)
 _TEMPLATE_KINDS = frozenset({Kind.STR, Kind.NUM, Kind.BOOL, Kind.ANY})
+_CURRENCY_CODE = re.compile(r"^[A-Z]{3}$")
+# What each value of a dispute claim may be read from.
+_CLAIM_KINDS = {
+    "amount": frozenset({Kind.NUM, Kind.ANY}),
+    "currency": frozenset({Kind.STR, Kind.ANY}),
+    "category": frozenset({Kind.STR, Kind.TEXT, Kind.ANY}),
+}
 MAX_TEXT = 160
 
 
@@ -158,6 +174,9 @@ class Preparer:
         for i, t in enumerate(doc.tags):
             if not t.strip():
                 self.problem((*path, "tags", i), "empty tag")
+        claim = None
+        if doc.open_dispute is not None:
+            claim = self.dispute_claim(doc.open_dispute, (*path, "open_dispute"))
         if len(self.problems) != before:
             return None
         return Action(
@@ -169,7 +188,35 @@ class Preparer:
             tags=tuple(t for t in tags if t is not None),
             sla=doc.sla,
             terminal=terminal,
+            open_dispute=claim,
         )
+
+    def dispute_claim(self, doc: OpenDisputeDoc, path: Path) -> DisputeClaim | None:
+        amount = self._claim_field("amount", doc.amount, path)
+        currency: FieldSpec | str | None = doc.currency
+        if not _CURRENCY_CODE.match(doc.currency):
+            currency = self._claim_field("currency", doc.currency, path)
+        category = None
+        if doc.category is not None:
+            category = self._claim_field("category", doc.category, path)
+            if category is None:
+                return None
+        if amount is None or currency is None:
+            return None
+        return DisputeClaim(doc.reason.value, amount, currency, category)
+
+    def _claim_field(self, name: str, field_path: str, path: Path) -> FieldSpec | None:
+        spec = resolve(field_path)
+        if spec is None:
+            hint = "; or a fixed ISO 4217 code like EUR" if name == "currency" else ""
+            self.problem((*path, name), f"open_dispute {name}: "
+                                        f"{unknown_field_message(field_path)}{hint}")  # fmt: skip
+            return None
+        if spec.kind not in _CLAIM_KINDS[name]:
+            self.problem((*path, name), f"open_dispute {name} cannot be read from {field_path} "
+                                        f"(a {spec.kind.value} field)")  # fmt: skip
+            return None
+        return spec
 
 
 def _clip(text: str) -> str:

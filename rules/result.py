@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from rules.ast import Action, Rule, Ruleset
 from rules.facts import Facts
@@ -47,6 +47,17 @@ class RuleResult(NamedTuple):
     trace: tuple[RuleTrace, ...]  # compact: first failing condition per tried rule
     matched: tuple[str, ...]  # every matching rule, continue rules first, in order
     fallback: str | None = None  # why a vendor route fell back, when it did
+
+
+class DisputeRequest(NamedTuple):
+    """A matching rule's `open_dispute` with its values as the input gave them (None where
+    absent): the router checks them and writes the command."""
+
+    rule_id: str
+    reason: str
+    amount: Any
+    currency: Any
+    category: Any
 
 
 def resolve_route(

@@ -31,6 +31,7 @@ from typing import Annotated, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
 
 from schemas.action import Actor
+from schemas.claim import Amount, Category, Currency, ReasonCode
 from schemas.envelope import CloudEvent
 from schemas.message import VendorId
 
@@ -39,15 +40,10 @@ DISPUTE_EVENT_PREFIX = "support.dispute."
 
 MAX_EVIDENCE_ITEMS = 20
 MAX_DISPUTE_TEXT_CHARS = 8_192
-# Larger claims are typos or attacks; a real order is far below.
-MAX_AMOUNT = Decimal("1000000000")
 
 OrderId = Annotated[str, Field(min_length=1, max_length=128)]
 PartyId = Annotated[str, Field(min_length=1, max_length=256)]
 Text = Annotated[str, Field(min_length=1, max_length=MAX_DISPUTE_TEXT_CHARS)]
-Amount = Annotated[Decimal, Field(gt=0, le=MAX_AMOUNT, decimal_places=2, allow_inf_nan=False)]
-Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
-Category = Annotated[str, Field(min_length=1, max_length=128)]
 
 
 class DisputeState(StrEnum):
@@ -62,13 +58,6 @@ class DisputeState(StrEnum):
     @property
     def event_type(self) -> str:
         return DISPUTE_EVENT_PREFIX + self.value
-
-
-class ReasonCode(StrEnum):
-    ITEM_NOT_RECEIVED = "item_not_received"
-    NOT_AS_DESCRIBED = "not_as_described"
-    DAMAGED = "damaged"
-    UNAUTHORISED_CHARGE = "unauthorised_charge"
 
 
 class OfferKind(StrEnum):

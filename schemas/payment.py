@@ -17,7 +17,8 @@ from typing import Annotated
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from schemas.dispute import Amount, Category, Currency, OrderId, PartyId, ReasonCode
+from schemas.claim import Amount, Category, Currency, ReasonCode
+from schemas.dispute import OrderId, PartyId
 from schemas.envelope import CloudEvent
 from schemas.message import VendorId
 

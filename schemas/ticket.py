@@ -8,6 +8,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from schemas.claim import Amount, Category, Currency, ReasonCode
 from schemas.message import Attachment, Channel, Sender
 
 TICKET_ROUTED = "support.ticket.routed"
@@ -101,6 +102,22 @@ class RuleTrace(BaseModel):
     reason: str = ""
 
 
+class RuleDispute(BaseModel):
+    """A routing rule's `open_dispute` for a new ticket's order: the claim it read from the
+    message, and the `open_dispute` command written for it (`command_id`) or why none was
+    (`problem`). Kept in the ticket's state too, so a replay writes the same command."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    rule_id: str
+    reason_code: ReasonCode
+    amount: Amount | None = None
+    currency: Currency | None = None
+    category: Category | None = None
+    command_id: str | None = None
+    problem: str | None = None
+
+
 class RoutingDecision(BaseModel):
     """`data` of `support.routing.decided` on `tickets.decisions` (the audit trail)."""
 
@@ -118,6 +135,7 @@ class RoutingDecision(BaseModel):
     ruleset_version: str
     explanation: str
     trace: list[RuleTrace] = []
+    dispute: RuleDispute | None = None
     decided_at: datetime
 
 

@@ -124,7 +124,8 @@ CHANNEL_DLQ = Topic(
 TICKETS_ACTIONS = Topic(
     "tickets.actions", "ticket id (a dispute action: order id)",
     "a desk's, vendor's or buyer's command on a ticket or a dispute",
-    "desks, vendors, buyers", "engine", types=(TICKET_ACTION, DISPUTE_ACTION),
+    "desks, vendors, buyers; engine (a routing rule's `open_dispute`)", "engine",
+    types=(TICKET_ACTION, DISPUTE_ACTION),
 )  # fmt: skip
 TICKETS_EVENTS = Topic(
     "tickets.events", "ticket id", "ticket lifecycle events; delivery state of replies",

@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from router.disputes.policy import DisputePolicy
 from router.ids import derive_id
 from schemas.action import ActorRole
+from schemas.claim import ReasonCode
 from schemas.dispute import (
     DISPUTE_NOTE_ADDED,
     AcceptOffer,
@@ -45,7 +46,6 @@ from schemas.dispute import (
     OfferKind,
     OpenDispute,
     Outcome,
-    ReasonCode,
     RefundInstruction,
     RejectOffer,
     RespondToDispute,

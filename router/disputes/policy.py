@@ -35,7 +35,8 @@ from router.ids import derive_id
 from router.sla.calendar import Calendar
 from router.sla.policy import Duration
 from rules.source import LoadError, parse_text, validation_errors
-from schemas.dispute import Amount, Category, Currency, Outcome, ReasonCode
+from schemas.claim import Amount, Category, Currency, ReasonCode
+from schemas.dispute import Outcome
 from schemas.vendor import VendorTier
 
 DEFAULT_TIER_KEY: Final = "default"

@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 from router.cli import app
 from router.disputes.policy import DisputePolicyError, parse_dispute_policy
 from router.sla.calendar import AlwaysOpen
-from schemas.dispute import Outcome, ReasonCode
+from schemas.claim import ReasonCode
+from schemas.dispute import Outcome
 from schemas.vendor import VendorTier
 from tests.unit.disputes.dispute_support import EXAMPLE_POLICY, calendars, policy
 
