@@ -130,3 +130,10 @@ def test_missing_calendars_run_as_the_fallback_only_when_one_is_given() -> None:
     pol = parse_dispute_policy(VALID, only_always, "p.yaml", fallback=fallback)
     assert pol.calendar("vendor_default") is fallback
     assert pol.calendar("always") is only_always["always"]
+
+
+def test_the_chargeback_golden_cases_pass() -> None:
+    cases = Path(__file__).with_name("chargeback.cases.yaml")
+    result = CliRunner().invoke(app, ["disputes", "test", str(cases)])
+    assert result.exit_code == 0, result.output
+    assert "5 passed, 0 failed" in result.output

@@ -236,14 +236,80 @@ def test_a_chargeback_opens_a_dispute_once() -> None:
     assert opened["acted_by"] == {"id": "payments", "party": "system"}
     assert opened["reason_code"] == "unauthorised_charge"
     assert h.stage.counts["ignored"] == 1
-    # a second chargeback on the same order is refused: the order has its dispute
+    assert opened["chargeback_id"] == "cb-1"
+
+
+def charge(h: Harness, cid: str, **data: Any) -> list[OutRecord]:
+    """A chargeback through the forwarder and the command agent; what it produced."""
+    before = len(h.sent)
     h.run(h.stage.handle(PAYMENTS_EVENTS.name, 1, next(h.offsets), ORDER.encode(),
-                         chargeback("cb-2")))  # fmt: skip
-    h.apply(h.sent.on(DISPUTES_COMMANDS.name)[-1])
+                         chargeback(cid, **data)))  # fmt: skip
+    for forwarded in [r for t, r, _ in h.sent[before:] if t == DISPUTES_COMMANDS.name]:
+        h.apply(forwarded)
+    return [r for _, r, _ in h.sent[before:]]
+
+
+def on(records: list[OutRecord], topic: str) -> list[dict[str, Any]]:
+    return [orjson.loads(r.value) for r in records if r.topic == topic]
+
+
+def test_a_chargeback_on_an_open_dispute_escalates_it_to_platform_review_once() -> None:
+    h = Harness()
+    h.act(OPEN)
+    out = charge(h, "cb-9")
+    (review,) = on(out, DISPUTES_EVENTS.name)
+    assert review["type"] == "support.dispute.platform_review"
+    assert review["data"]["previous_state"] == "awaiting_seller"
+    assert review["data"]["chargeback_id"] == "cb-9"
+    assert review["data"]["deadlines"] == {}  # nobody is awaited: the seller's window is off
+    assert [e["id"] for e in on(out, "queue.dept.disputes")] == [review["id"]]
+    assert [e["id"] for e in on(out, f"queue.vendor.{VENDOR}")] == [review["id"]]
+    h.clock.set(MONDAY + timedelta(days=10))  # the seller's window would have ended
+    before = len(h.sent.on(DISPUTES_EVENTS.name))
+    h.apply(dispute_due(ORDER, h.clock.now().timestamp()))
+    assert len(h.sent.on(DISPUTES_EVENTS.name)) == before
+    # the payments system delivers it again: nothing more happens
+    ignored = h.stage.counts["ignored"]
+    assert on(charge(h, "cb-9"), DISPUTES_EVENTS.name) == []
+    assert h.stage.counts["ignored"] == ignored + 1
+    # another chargeback while in review: recorded, no state change, not on the desk's queue
+    out = charge(h, "cb-10")
+    (recorded,) = on(out, DISPUTES_EVENTS.name)
+    assert recorded["type"] == "support.dispute.chargeback_recorded"
+    assert (recorded["data"]["state"], recorded["data"]["previous_state"]) == (
+        "platform_review", "platform_review")
+    assert "flag" not in recorded["data"]
+    assert on(out, "queue.dept.disputes") == []
+
+
+def test_a_chargeback_after_the_decision_is_flagged_for_the_desk_only() -> None:
+    h = Harness()
+    h.act(OPEN)
+    h.act(command("c-withdraw", "withdraw", "buyer", BUYER))
+    out = charge(h, "cb-late")
+    (recorded,) = on(out, DISPUTES_EVENTS.name)
+    assert recorded["type"] == "support.dispute.chargeback_recorded"
+    assert recorded["data"]["state"] == "closed"
+    assert recorded["data"]["flag"] == "chargeback cb-late after the dispute closed (withdrawn)"
+    (desk,) = on(out, "queue.dept.disputes")
+    assert desk == recorded
+    (seller,) = on(out, f"queue.vendor.{VENDOR}")
+    assert seller["id"] == recorded["id"]
+    assert "flag" not in seller["data"]  # platform only
+    assert seller["data"]["chargeback_id"] == "cb-late"
+
+
+def test_a_chargeback_naming_another_seller_is_refused() -> None:
+    h = Harness()
+    h.act(OPEN)
+    charge(h, "cb-x", vendor_id="someone-else")
     (letter,) = [orjson.loads(r.value)["data"] for r in h.sent.on(CHANNEL_DLQ.name)]
     assert letter["reason"] == "action_refused"
     assert letter["source"]["topic"] == PAYMENTS_EVENTS.name
-    assert letter["error"] == f"order {ORDER!r} already has a dispute (awaiting_seller)"
+    assert letter["error"] == (
+        f"chargeback 'cb-x' names buyer {BUYER!r} and seller 'someone-else'; the dispute on "
+        f"order {ORDER!r} is between {BUYER!r} and {VENDOR!r}"
+    )
 
 
 def test_a_bad_chargeback_is_dead_lettered() -> None:
