@@ -271,3 +271,24 @@ VENDOR_DISPUTE_EVENT_TYPES: tuple[str, ...] = (
 )
 # Fields a vendor never sees.
 PLATFORM_ONLY_FIELDS: frozenset[str] = frozenset({"internal_note", "flag"})
+
+
+# --- the published policy (`disputes.policy`) -----------------------------------------------
+
+DISPUTE_POLICY_PUBLISHED = "support.disputes.policy_published"
+DISPUTE_POLICY_KEY = "disputes"  # the one policy: compaction keeps its versions under one key
+MAX_POLICY_TEXT_CHARS = 256 * 1024  # a policy is a few KiB
+
+
+class PublishedDisputePolicy(BaseModel):
+    """`data` of a `support.disputes.policy_published` record: the policy file's text as
+    published (each worker validates it against its own SLA calendars)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    file: Annotated[str, Field(min_length=1, max_length=1024)]  # the name it was published from
+    text: Annotated[str, Field(min_length=1, max_length=MAX_POLICY_TEXT_CHARS)]
+
+
+class PublishedDisputePolicyEvent(CloudEvent[PublishedDisputePolicy]):
+    """A whole record on `disputes.policy` (key: `disputes`)."""

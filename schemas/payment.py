@@ -15,7 +15,6 @@ chargeback twice acts once.
 
 from __future__ import annotations
 
-
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
 from schemas.dispute import (

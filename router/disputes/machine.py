@@ -8,15 +8,15 @@ claim, else to platform review). Rows taken by the timer with `automatic=True` f
 
 Parties: the order's `buyer`, the selling vendor (`seller`), a platform agent (`platform`), an
 integration acting for the platform (`system`: a routing rule, a chargeback) and the engine's
-own deadlines (`timer`).
+own deadlines (`timer`). Anything else is refused with a reason, as data: the caller sends the
+action to the dead-letter topic as `action_refused`.
 
 A chargeback (the system's `chargeback`) opens the order's dispute when it has none. On an
 open one the payment provider has already pulled the money, so the platform must judge now:
 waiting for the seller or on an offer, the dispute moves to platform review (its deadlines
-cancelled); in platform review the chargeback is recorded (history, a
-`chargeback_recorded` event) without a state change; on a closed dispute (resolved and
-decided close at once) it is recorded and flagged for the disputes desk. Anything else is refused with a reason, as data: the caller sends the
-action to the dead-letter topic as `action_refused`.
+cancelled); in platform review the chargeback is recorded (history, a `chargeback_recorded`
+event) without a state change; on a closed dispute (resolved and decided close at once) it is
+recorded and flagged for the disputes desk.
 
     decision = apply(dispute, action, now, policy, action_id=ce.id, vendors=vendors)
     decision = fire_due(dispute, now, policy)      # when the deadline index pops the order

@@ -435,7 +435,8 @@ def test_a_chargeback_in_platform_review_is_recorded_without_a_state_change() ->
     assert event.event_type == "support.dispute.chargeback_recorded"
     assert (event.data.previous_state, event.data.state) == (S.PLATFORM_REVIEW, S.PLATFORM_REVIEW)
     assert event.data.flag is None
-    assert not recorded.set_deadlines and not recorded.cancelled_deadlines
+    assert not recorded.set_deadlines
+    assert not recorded.cancelled_deadlines
     assert run.state is S.PLATFORM_REVIEW
     entry = run.dispute.history[-1]  # type: ignore[union-attr]
     assert (entry.act, entry.source, entry.target) == (Act.CHARGEBACK, S.PLATFORM_REVIEW,
@@ -461,7 +462,8 @@ def test_a_chargeback_after_the_dispute_closed_is_recorded_and_flagged(
     assert event.event_type == "support.dispute.chargeback_recorded"
     assert event.data.state is S.CLOSED
     assert event.data.flag == f"chargeback cb-late after the dispute closed ({outcome})"
-    assert run.dispute is not None and closed is not None
+    assert run.dispute is not None
+    assert closed is not None
     assert (run.dispute.outcome, run.dispute.refund) == (closed.outcome, closed.refund)
 
 
@@ -489,8 +491,10 @@ def test_only_the_system_reports_chargebacks_and_only_for_the_disputes_parties()
         refused = run.do(Act.CHARGEBACK, role, chargeback_id="cb-1").refused
         assert refused == f"a {party} may not chargeback (only: system)", role
     refused = chargeback(run, "cb-2", buyer_id="buyer-8").refused
-    assert refused == (f"chargeback 'cb-2' names buyer 'buyer-8' and seller {VENDOR!r}; the "
-                       f"dispute on order {ORDER!r} is between {BUYER!r} and {VENDOR!r}")  # fmt: skip
+    assert refused == (
+        f"chargeback 'cb-2' names buyer 'buyer-8' and seller {VENDOR!r}; the "
+        f"dispute on order {ORDER!r} is between {BUYER!r} and {VENDOR!r}"
+    )
     assert run.state is S.AWAITING_SELLER
 
 
