@@ -1,7 +1,7 @@
 """The disputes stage on Kafka: the `disputes` table, two agents and the deadline timer.
 
 - Agent `dispute-actions` reads `tickets.actions` and `payments.events` (any partitioner) and
-  forwards each valid dispute command (a chargeback: the `open_dispute` it stands for) to the
+  forwards each valid dispute command (a chargeback: the system's `chargeback` action) to the
   internal `disputes.commands`, keyed by order id; bad ones are dead-lettered on
   `channel.dlq`; ticket commands are left to the lifecycle stage.
 - Agent `disputes` reads `disputes.commands` (the engine's own partitioner: an order's
