@@ -1,7 +1,9 @@
-"""`router disputes validate|test|show|list`: dispute policies, their golden cases, and the
-disputes on `disputes.events`.
+"""`router disputes validate|test|show|list|policy publish|policy show`: dispute policies,
+their golden cases, the disputes on `disputes.events`, and the policy workers follow on
+`disputes.policy`.
 
-Exit codes: 0 ok, 1 invalid input or failing cases (or no such dispute), 2 usage errors.
+Exit codes: 0 ok, 1 invalid input or failing cases (or no such dispute, no published policy;
+nothing is published then), 2 usage errors.
 """
 
 from __future__ import annotations
@@ -23,6 +25,11 @@ disputes_app = typer.Typer(
     help="Disputes: policies, golden cases, and the disputes on disputes.events.",
     no_args_is_help=True,
 )
+policy_app = typer.Typer(
+    help="The dispute policy every worker follows (the compacted disputes.policy topic).",
+    no_args_is_help=True,
+)
+disputes_app.add_typer(policy_app, name="policy")
 
 SlaFileOption = Annotated[
     Path | None,
@@ -166,3 +173,79 @@ def list_disputes(
 
     for view in select(_read_disputes(settings_file), state, vendor):
         typer.echo(list_row(view))
+
+
+@policy_app.command("publish")
+def publish_policy(
+    file: Annotated[Path, typer.Argument(help="Dispute policy file (YAML).")],
+    sla_config: SlaFileOption = None,
+    settings_file: SettingsOpt = None,
+) -> None:
+    """Validate, then write the policy to disputes.policy: every worker takes it (its
+    windows apply to the deadlines set from then on). Invalid: the problems, nothing written."""
+    import asyncio
+    from datetime import UTC, datetime
+
+    from router.cli_settings import load_settings
+    from router.disputes.policy import published_value
+    from schemas.dispute import DISPUTE_POLICY_KEY
+    from schemas.topics import DISPUTES_POLICY
+    from streams.kafka.compacted import publish
+    from streams.logs import configure_logging
+
+    policy = load_policy(file, sla_config)
+    text = file.read_text(encoding="utf-8")  # load_policy read it: a read error has exited
+    configure_logging("WARNING")
+    settings = load_settings(settings_file)
+    value = published_value(text, file.name, datetime.now(UTC))
+    (done,) = asyncio.run(
+        publish(settings, DISPUTES_POLICY.name, [(DISPUTE_POLICY_KEY.encode(), value)])
+    )
+    console.print(
+        f"published {file} (fingerprint {policy.fingerprint}) to {done.topic} "
+        f"(partition {done.partition}, offset {done.offset})",
+        markup=False,
+    )
+
+
+@policy_app.command("show")
+def show_policy(
+    sla_config: SlaFileOption = None,
+    settings_file: SettingsOpt = None,
+) -> None:
+    """The policy in force on disputes.policy (the newest record that validates against the
+    SLA calendars) and any newer record workers refused; its text."""
+    import asyncio
+    from datetime import UTC, datetime
+
+    from router.cli_settings import load_settings
+    from router.disputes.policy import newest_valid, read_published
+    from schemas.topics import DISPUTES_POLICY
+    from streams.kafka.compacted import CompactedReader
+    from streams.logs import configure_logging
+
+    configure_logging("WARNING")
+    settings = load_settings(settings_file)
+    reader = CompactedReader(settings, DISPUTES_POLICY.name, "disputes-policy-show")
+    try:
+        records = asyncio.run(reader.read_to_end())
+    except LookupError:
+        records = []
+    positions = {f"{reader.topic}[{r.partition}]@{r.offset}": r for r in records}
+    choice = newest_valid([(where, r.value) for where, r in positions.items()],
+                          calendars_of(sla_config))  # fmt: skip
+    for where, problems in choice.refused:
+        err.print(f"[yellow]refused[/] {escape(where)}:")
+        for problem in problems:
+            err.print(f"  {escape(problem)}")
+    if choice.policy is None or choice.where is None:
+        err.print(f"no valid policy published on {escape(reader.topic)}: workers run with "
+                  "their disputes_policy_file (or the built-in policy)")  # fmt: skip
+        raise typer.Exit(1)
+    record = positions[choice.where]
+    assert record.value is not None  # newest_valid skips tombstones
+    published = read_published(record.value, choice.where)
+    at = datetime.fromtimestamp(record.timestamp / 1000, UTC).isoformat()
+    console.print(f"{choice.where}: {published.file}, published {at}, "
+                  f"fingerprint {choice.policy.fingerprint}", markup=False)  # fmt: skip
+    typer.echo(published.text.rstrip("\n"))

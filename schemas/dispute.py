@@ -10,7 +10,9 @@ below, chosen by its `action` field:
 - `respond` (`offer` {`kind`, `amount`, `evidence`, `message`}): the selling vendor;
 - `accept_offer`, `reject_offer` (`reason`), `withdraw` (`reason`): the order's buyer;
 - `decide` (`verdict`, `amount`, `reason`, `internal_note`): a platform agent;
-- `note` (`body`, platform only: never on a vendor-readable topic): a platform agent.
+- `note` (`body`, platform only: never on a vendor-readable topic): a platform agent;
+- `chargeback` (`chargeback_id` and the claim's fields of `open_dispute`): the system, made of
+  a `payments.events` chargeback: opens the order's dispute, or escalates the open one.
 
 Common fields: `order_id`, `actor` {`id`, `role`: agent|vendor|buyer|system}, `at`.
 
@@ -44,6 +46,7 @@ MAX_DISPUTE_TEXT_CHARS = 8_192
 OrderId = Annotated[str, Field(min_length=1, max_length=128)]
 PartyId = Annotated[str, Field(min_length=1, max_length=256)]
 Text = Annotated[str, Field(min_length=1, max_length=MAX_DISPUTE_TEXT_CHARS)]
+ChargebackId = Annotated[str, Field(min_length=1, max_length=256)]
 
 
 class DisputeState(StrEnum):
@@ -111,16 +114,29 @@ class _DisputeActionBase(BaseModel):
     at: AwareDatetime
 
 
-class OpenDispute(_DisputeActionBase):
-    action: Literal["open_dispute"] = "open_dispute"
+class _Claim(_DisputeActionBase):
+    """What opens a dispute: the order's parties and what is claimed."""
+
     buyer_id: PartyId  # the order's buyer
     vendor_id: VendorId  # the selling vendor
     reason_code: ReasonCode
     amount: Amount
     currency: Currency
     category: Category | None = None  # the item's category (buyer-protection scope)
+
+
+class OpenDispute(_Claim):
+    action: Literal["open_dispute"] = "open_dispute"
     evidence: EvidenceList = []
     description: Text | None = None
+
+
+class ReportChargeback(_Claim):
+    """The payments system reports a chargeback on the order (the system's action, made of a
+    `payments.events` record): it opens the order's dispute, or escalates the open one."""
+
+    action: Literal["chargeback"] = "chargeback"
+    chargeback_id: ChargebackId
 
 
 class RespondToDispute(_DisputeActionBase):
@@ -164,7 +180,8 @@ DisputeAction = Annotated[
     | RejectOffer
     | DecideDispute
     | WithdrawDispute
-    | DisputeNote,
+    | DisputeNote
+    | ReportChargeback,
     Field(discriminator="action"),
 ]
 DISPUTE_ACTION_ADAPTER: TypeAdapter[DisputeAction] = TypeAdapter(DisputeAction)
@@ -196,7 +213,8 @@ class ActedBy(BaseModel):
 
 
 class DisputeEventData(BaseModel):
-    """`data` of every `support.dispute.<state>` event (and `support.dispute.note_added`)."""
+    """`data` of every `support.dispute.<state>` event (and `support.dispute.note_added`,
+    `support.dispute.chargeback_recorded`)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -218,18 +236,48 @@ class DisputeEventData(BaseModel):
     outcome: Outcome | None = None
     refund: RefundInstruction | None = None
     deadlines: dict[str, datetime] = {}
+    chargeback_id: str | None = None  # the chargeback that caused it
     # platform only: stripped from the seller's copy
     internal_note: str | None = None
+    flag: str | None = None  # why the disputes desk must look (a chargeback after closing)
 
 
 DISPUTE_NOTE_ADDED = DISPUTE_EVENT_PREFIX + "note_added"
+# A chargeback on a dispute already with the platform (or closed): recorded, no state change.
+DISPUTE_CHARGEBACK_RECORDED = DISPUTE_EVENT_PREFIX + "chargeback_recorded"
 # also on the review desk's queue (the policy's `review_queue`)
 DISPUTE_PLATFORM_REVIEW = DisputeState.PLATFORM_REVIEW.event_type
 DISPUTE_EVENT_TYPES: tuple[str, ...] = (
     *(state.event_type for state in DisputeState),
     DISPUTE_NOTE_ADDED,
+    DISPUTE_CHARGEBACK_RECORDED,
 )
-# What a vendor's queue carries of its disputes: every transition, never a platform note.
-VENDOR_DISPUTE_EVENT_TYPES: tuple[str, ...] = tuple(state.event_type for state in DisputeState)
+# What a vendor's queue carries of its disputes: every transition and recorded chargeback,
+# never a platform note.
+VENDOR_DISPUTE_EVENT_TYPES: tuple[str, ...] = (
+    *(state.event_type for state in DisputeState),
+    DISPUTE_CHARGEBACK_RECORDED,
+)
 # Fields a vendor never sees.
-PLATFORM_ONLY_FIELDS: frozenset[str] = frozenset({"internal_note"})
+PLATFORM_ONLY_FIELDS: frozenset[str] = frozenset({"internal_note", "flag"})
+
+
+# --- the published policy (`disputes.policy`) -----------------------------------------------
+
+DISPUTE_POLICY_PUBLISHED = "support.disputes.policy_published"
+DISPUTE_POLICY_KEY = "disputes"  # the one policy: compaction keeps its versions under one key
+MAX_POLICY_TEXT_CHARS = 256 * 1024  # a policy is a few KiB
+
+
+class PublishedDisputePolicy(BaseModel):
+    """`data` of a `support.disputes.policy_published` record: the policy file's text as
+    published (each worker validates it against its own SLA calendars)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    file: Annotated[str, Field(min_length=1, max_length=1024)]  # the name it was published from
+    text: Annotated[str, Field(min_length=1, max_length=MAX_POLICY_TEXT_CHARS)]
+
+
+class PublishedDisputePolicyEvent(CloudEvent[PublishedDisputePolicy]):
+    """A whole record on `disputes.policy` (key: `disputes`)."""

@@ -1,8 +1,10 @@
 """Records of the payments system on `payments.events` (key: order id).
 
-A chargeback (`support.payment.chargeback`) opens a dispute on its order, acted by the system:
-the buyer's bank has already reversed the charge, and the platform judges it like any other
-dispute. Its CloudEvents `id` is the idempotency key: the same chargeback twice opens one.
+A chargeback (`support.payment.chargeback`) is the system's `chargeback` dispute action: it
+opens a dispute on its order (the buyer's bank has already reversed the charge, and the
+platform judges it like any other dispute), or escalates the order's open dispute to platform
+review (`router.disputes.machine`). Its CloudEvents `id` is the idempotency key: the same
+chargeback twice acts once.
 
     {"specversion": "1.0", "id": "cb-81f2", "source": "urn:payments", "type":
      "support.payment.chargeback", "subject": "o-1001",
@@ -13,12 +15,10 @@ dispute. Its CloudEvents `id` is the idempotency key: the same chargeback twice 
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict
 
 from schemas.claim import Amount, Category, Currency, ReasonCode
-from schemas.dispute import OrderId, PartyId
+from schemas.dispute import ChargebackId, OrderId, PartyId
 from schemas.envelope import CloudEvent
 from schemas.message import VendorId
 
@@ -28,7 +28,7 @@ PAYMENT_CHARGEBACK = "support.payment.chargeback"
 class Chargeback(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    chargeback_id: Annotated[str, Field(min_length=1, max_length=256)]
+    chargeback_id: ChargebackId
     order_id: OrderId
     buyer_id: PartyId
     vendor_id: VendorId

@@ -21,8 +21,10 @@ from schemas.action import TICKET_ACTION
 from schemas.dead_letter import MESSAGE_REJECTED
 from schemas.dispute import (
     DISPUTE_ACTION,
+    DISPUTE_CHARGEBACK_RECORDED,
     DISPUTE_EVENT_TYPES,
     DISPUTE_PLATFORM_REVIEW,
+    DISPUTE_POLICY_PUBLISHED,
     VENDOR_DISPUTE_EVENT_TYPES,
 )
 from schemas.message import MESSAGE_RECEIVED, Channel
@@ -140,7 +142,8 @@ TICKETS_DECISIONS = Topic(
 QUEUE_DEPT = Topic(
     "queue.dept.<name>", "ticket id (a dispute event: order id)",
     "ticket as routed; disputes for platform review", "engine", "department desks",
-    types=(TICKET_ROUTED, DISPUTE_PLATFORM_REVIEW), creation="on_demand",
+    types=(TICKET_ROUTED, DISPUTE_PLATFORM_REVIEW, DISPUTE_CHARGEBACK_RECORDED),
+    creation="on_demand",
 )  # fmt: skip
 QUEUE_VENDOR = Topic(
     "queue.vendor.<id>", "ticket id (a dispute event: order id)",
@@ -158,7 +161,9 @@ DISPUTES_EVENTS = Topic(
     "engine", "desks, payments, analytics", types=DISPUTE_EVENT_TYPES,
 )  # fmt: skip
 PAYMENTS_EVENTS = Topic(
-    "payments.events", "order id", "chargebacks reported by the payments system", "payments",
+    "payments.events", "order id",
+    "chargebacks reported by the payments system (open or escalate the order's dispute)",
+    "payments",
     "engine (disputes stage)", types=(PAYMENT_CHARGEBACK,),
 )  # fmt: skip
 # Compaction keeps one record per ruleset name. Without a lag, a broken version written past
@@ -171,6 +176,14 @@ ROUTING_RULES = Topic(
     "every worker (hot reload)", types=(RULESET_PUBLISHED,), cleanup="compact",
     # one partition: every worker reads it whole, in publication order
     partitions=1, configs=(("min.compaction.lag.ms", str(RULES_COMPACTION_LAG_MS)),),
+)  # fmt: skip
+# The dispute policy in force, followed by every worker like the rules; every version kept as
+# long as a ruleset's, for the same reason.
+DISPUTES_POLICY = Topic(
+    "disputes.policy", "`disputes`", "the dispute policy file's text",
+    "`router disputes policy publish`", "every worker (hot reload)",
+    types=(DISPUTE_POLICY_PUBLISHED,), cleanup="compact", partitions=1,
+    configs=(("min.compaction.lag.ms", str(RULES_COMPACTION_LAG_MS)),),
 )  # fmt: skip
 ROUTING_RULES_EVENTS = Topic(
     "routing.rules.events", "ruleset name", "a refused ruleset version", "engine",
@@ -312,6 +325,7 @@ TOPICS: tuple[Topic, ...] = (
     PAYMENTS_EVENTS,
     ROUTING_RULES,
     ROUTING_RULES_EVENTS,
+    DISPUTES_POLICY,
     DIRECTORY_VENDORS,
     EMAIL_THREADS,
     OUTBOUND,

@@ -166,7 +166,8 @@ class RouterSettings(BaseSettings):
     gateway_meta_verify_token: MetaVerifyToken | None = None
     gateway_meta_app_secrets: Annotated[list[GatewaySecret], Field(max_length=4)] = []
     sla_policies_file: Path | None = None  # SLA policies; default: router/sla/policies/default.yaml
-    # dispute windows and buyer protection; default: rules/examples/disputes/policy.yaml
+    # dispute windows and buyer protection, read at start (a policy published on
+    # disputes.policy wins over it); default: rules/examples/disputes/policy.yaml
     disputes_policy_file: Path | None = None
 
     # Seller scores and support metrics (router/scores/): the scores stage runs in a worker of

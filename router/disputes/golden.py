@@ -153,7 +153,7 @@ def _action_data(case: Case, step: Step, now: datetime) -> dict[str, Any]:
         "action": step.action, "order_id": case.order_id, "at": now,
         "actor": {"id": step.actor or ids[step.by], "role": step.by.value},
     }  # fmt: skip
-    if step.action == "open_dispute":
+    if step.action in ("open_dispute", "chargeback"):  # the case's order and parties
         data |= {"buyer_id": case.buyer_id, "vendor_id": case.vendor_id, "currency": "EUR"}
     data |= step.model_extra or {}
     return data

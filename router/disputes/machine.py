@@ -11,6 +11,13 @@ integration acting for the platform (`system`: a routing rule, a chargeback) and
 own deadlines (`timer`). Anything else is refused with a reason, as data: the caller sends the
 action to the dead-letter topic as `action_refused`.
 
+A chargeback (the system's `chargeback`) opens the order's dispute when it has none. On an
+open one the payment provider has already pulled the money, so the platform must judge now:
+waiting for the seller or on an offer, the dispute moves to platform review (its deadlines
+cancelled); in platform review the chargeback is recorded (history, a `chargeback_recorded`
+event) without a state change; on a closed dispute (resolved and decided close at once) it is
+recorded and flagged for the disputes desk.
+
     decision = apply(dispute, action, now, policy, action_id=ce.id, vendors=vendors)
     decision = fire_due(dispute, now, policy)      # when the deadline index pops the order
 
@@ -34,6 +41,7 @@ from router.ids import derive_id
 from schemas.action import ActorRole
 from schemas.claim import ReasonCode
 from schemas.dispute import (
+    DISPUTE_CHARGEBACK_RECORDED,
     DISPUTE_NOTE_ADDED,
     AcceptOffer,
     ActedBy,
@@ -48,6 +56,7 @@ from schemas.dispute import (
     Outcome,
     RefundInstruction,
     RejectOffer,
+    ReportChargeback,
     RespondToDispute,
     Verdict,
     WithdrawDispute,
@@ -82,6 +91,7 @@ class Act(StrEnum):
     WITHDRAW = "withdraw"
     CLOSE = "close"
     NOTE = "note"
+    CHARGEBACK = "chargeback"
 
 
 class Guard(StrEnum):
@@ -93,6 +103,7 @@ class Guard(StrEnum):
     NOT_PROTECTED = "not_buyer_protected"
     SILENCE_ACCEPTS = "silence_accepts"
     SILENCE_WITHDRAWS = "silence_withdraws"
+    SAME_ORDER = "same_order"  # a chargeback names the dispute's buyer and seller
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +141,11 @@ TRANSITIONS: tuple[Transition, ...] = (
     _t(S.RESOLVED, Act.CLOSE, {_TM}, S.CLOSED, automatic=True),
     _t(S.DECIDED, Act.CLOSE, {_TM}, S.CLOSED, automatic=True),
     *(_t(s, Act.NOTE, {_P}, None) for s in _OPEN_STATES),
+    _t(None, Act.CHARGEBACK, {_SY}, S.OPENED, Guard.VALID_CLAIM),
+    _t(S.AWAITING_SELLER, Act.CHARGEBACK, {_SY}, S.PLATFORM_REVIEW, Guard.SAME_ORDER),
+    _t(S.SELLER_RESPONDED, Act.CHARGEBACK, {_SY}, S.PLATFORM_REVIEW, Guard.SAME_ORDER),
+    _t(S.PLATFORM_REVIEW, Act.CHARGEBACK, {_SY}, None, Guard.SAME_ORDER),
+    _t(S.CLOSED, Act.CHARGEBACK, {_SY}, None, Guard.SAME_ORDER),
 )
 TERMINAL: frozenset[DisputeState] = frozenset({S.CLOSED})
 TIMEOUTS: Mapping[str, Act] = {
@@ -291,7 +307,7 @@ GuardCheck = Callable[[Dispute | None, Action, DisputePolicy], str | None]
 
 
 def _valid_claim(_: Dispute | None, action: Action, policy: DisputePolicy) -> str | None:
-    assert isinstance(action, OpenDispute)
+    assert isinstance(action, OpenDispute | ReportChargeback)
     if action.currency != policy.currency:
         return f"amount is in {action.currency}; disputes are settled in {policy.currency}"
     return None
@@ -319,6 +335,16 @@ def _valid_verdict(dispute: Dispute | None, action: Action, _: DisputePolicy) ->
             return f"refund_partial needs an amount below the claim ({dispute.amount})"
     elif action.amount is not None:
         return f"only refund_partial names an amount, not {action.verdict.value}"
+    return None
+
+
+def _same_order(dispute: Dispute | None, action: Action, _: DisputePolicy) -> str | None:
+    assert isinstance(action, ReportChargeback)
+    assert dispute is not None
+    if (action.buyer_id, action.vendor_id) != (dispute.buyer_id, dispute.vendor_id):
+        return (f"chargeback {action.chargeback_id!r} names buyer {action.buyer_id!r} and "
+                f"seller {action.vendor_id!r}; the dispute on order {dispute.order_id!r} is "
+                f"between {dispute.buyer_id!r} and {dispute.vendor_id!r}")  # fmt: skip
     return None
 
 
@@ -357,6 +383,7 @@ GUARDS: Mapping[Guard, GuardCheck] = {
     Guard.NOT_PROTECTED: _not_protected,
     Guard.SILENCE_ACCEPTS: _silence(Outcome.ACCEPTED),
     Guard.SILENCE_WITHDRAWS: _silence(Outcome.WITHDRAWN),
+    Guard.SAME_ORDER: _same_order,
 }
 
 
@@ -483,7 +510,7 @@ class _Step:
             replacement=replacement,
         ))  # fmt: skip
 
-    def _open(self, action: OpenDispute) -> None:
+    def _open(self, action: OpenDispute | ReportChargeback) -> None:
         profile = self.vendors.get(action.vendor_id) if self.vendors is not None else None
         self.dispute = Dispute(
             order_id=action.order_id, state=S.OPENED, buyer_id=action.buyer_id,
@@ -507,8 +534,15 @@ class _Step:
         policy = self.policy
         source = self.dispute.state if self.dispute is not None else None
         note: str | None = None
+        chargeback: str | None = None
         if isinstance(action, OpenDispute):
             self._open(action)
+        elif isinstance(action, ReportChargeback):
+            chargeback = action.chargeback_id
+            if self.dispute is None:
+                self._open(action)
+            elif row.target is S.PLATFORM_REVIEW:  # the platform judges now: nobody is awaited
+                self._cancel(*self._current.deadlines)
         elif row.act is Act.START:
             d = self._current
             window = policy.seller_window(d.reason_code, d.tier)
@@ -545,19 +579,28 @@ class _Step:
         elif isinstance(action, DisputeNote):
             note = action.body
         d = self._current
-        if row.target is not None:
+        if row.act is not Act.NOTE:  # a note's record is its platform-only event
+            target = row.target or d.state
             entry = HistoryEntry(at=self.now, act=row.act, party=party, actor_id=actor_id,
-                                 source=source, target=row.target)  # fmt: skip
-            d = self._update(state=row.target, history=[*d.history, entry][-MAX_HISTORY:])
-        self._emit(row, party, actor_id, source, note)
+                                 source=source, target=target)  # fmt: skip
+            d = self._update(state=target, history=[*d.history, entry][-MAX_HISTORY:])
+        self._emit(row, party, actor_id, source, note, chargeback)
 
     def _emit(
         self, row: Transition, party: Party, actor_id: str, source: DisputeState | None,
-        note: str | None,
+        note: str | None, chargeback: str | None,
     ) -> None:  # fmt: skip
         d = self._current
-        kind = row.target.value if row.target is not None else "note_added"
-        event_type = row.target.event_type if row.target is not None else DISPUTE_NOTE_ADDED
+        if row.target is not None:
+            kind, event_type = row.target.value, row.target.event_type
+        elif row.act is Act.CHARGEBACK:
+            kind, event_type = "chargeback_recorded", DISPUTE_CHARGEBACK_RECORDED
+        else:
+            kind, event_type = "note_added", DISPUTE_NOTE_ADDED
+        flag = None
+        if row.act is Act.CHARGEBACK and d.state in TERMINAL:
+            outcome = d.outcome.value if d.outcome is not None else "closed"
+            flag = f"chargeback {chargeback} after the dispute closed ({outcome})"
         data = DisputeEventData(
             order_id=d.order_id, state=d.state, previous_state=source, action=row.act.value,
             acted_by=ActedBy(id=actor_id, party=party.value), at=self.now,
@@ -565,7 +608,7 @@ class _Step:
             amount=d.amount, currency=d.currency, category=d.category, offer=d.offer,
             verdict=d.verdict, verdict_reason=d.verdict_reason, outcome=d.outcome,
             refund=d.refund if d.state in (S.RESOLVED, S.DECIDED) else None,
-            deadlines=dict(d.deadlines), internal_note=note,
+            deadlines=dict(d.deadlines), chargeback_id=chargeback, internal_note=note, flag=flag,
         )  # fmt: skip
         self.events.append(DisputeEvent(
             derive_id(d.order_id, self.action_id, kind), event_type, data,

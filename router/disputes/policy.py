@@ -19,16 +19,23 @@
 Calendars are the SLA policy file's (`router.sla.policy`), named here, never defined twice.
 Durations use the SLA file's syntax (`90s`, `45m`, `8h`, `1h30m`). Errors follow the ruleset
 standard, one `file:line: field: message` line each (`rules.source`).
+
+Published policies: `router disputes policy publish` writes the file's text to the compacted
+`disputes.policy` (`published_value`); every worker validates each record against its own
+calendars (`published_policy`), and the newest one that validates is the policy in force
+(`newest_valid`); a record that does not is refused and the policy before it stays.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Final, Literal
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from router.ids import derive_id
@@ -36,7 +43,14 @@ from router.sla.calendar import Calendar
 from router.sla.policy import Duration
 from rules.source import LoadError, parse_text, validation_errors
 from schemas.claim import Amount, Category, Currency, ReasonCode
-from schemas.dispute import Outcome
+from schemas.dispute import (
+    DISPUTE_POLICY_KEY,
+    DISPUTE_POLICY_PUBLISHED,
+    Outcome,
+    PublishedDisputePolicy,
+    PublishedDisputePolicyEvent,
+)
+from schemas.envelope import envelope
 from schemas.vendor import VendorTier
 
 DEFAULT_TIER_KEY: Final = "default"
@@ -206,3 +220,69 @@ def load_dispute_policy(
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise DisputePolicyError([f"{path}: cannot read: {reason}"]) from None
     return parse_dispute_policy(text, calendars, str(path), fallback=fallback)
+
+
+# --- published policies (`disputes.policy`) -------------------------------------------------
+
+
+def published_value(text: str, file: str, now: datetime, source: str = "router-cli") -> bytes:
+    """The `disputes.policy` record value of a policy file's text (its id: the text's)."""
+    data = PublishedDisputePolicy(file=file, text=text)
+    return orjson.dumps(envelope(
+        event_id=derive_id(DISPUTE_POLICY_KEY, text), source=source,
+        event_type=DISPUTE_POLICY_PUBLISHED, time=now, subject=DISPUTE_POLICY_KEY,
+        data=data.model_dump(),
+    ))  # fmt: skip
+
+
+def read_published(value: bytes, where: str) -> PublishedDisputePolicy:
+    """The published file of a `disputes.policy` record (`where`: its topic position);
+    DisputePolicyError when the record is not one."""
+    try:
+        event = PublishedDisputePolicyEvent.model_validate_json(value)
+    except ValidationError as exc:
+        raise DisputePolicyError([
+            f"{where}: {'.'.join(str(p) for p in e['loc']) or 'record'}: {e['msg']}"
+            for e in exc.errors()[:10]
+        ]) from None  # fmt: skip
+    if event.type != DISPUTE_POLICY_PUBLISHED:
+        raise DisputePolicyError([f"{where}: type: is {event.type!r}, "
+                                  f"expected {DISPUTE_POLICY_PUBLISHED!r}"])  # fmt: skip
+    return event.data
+
+
+def published_policy(
+    value: bytes, where: str, calendars: Mapping[str, Calendar]
+) -> DisputePolicy:
+    """The policy of a `disputes.policy` record, validated like a file: problems read
+    `<where>:<file>:line: field: message`."""
+    published = read_published(value, where)
+    return parse_dispute_policy(published.text, calendars, f"{where}:{published.file}")
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyChoice:
+    """Which record of `disputes.policy` is in force: the newest valid one (`where`), and the
+    records newer than it that were refused, oldest first, with their problems."""
+
+    policy: DisputePolicy | None = None
+    where: str | None = None
+    refused: list[tuple[str, list[str]]] = field(default_factory=list)
+
+
+def newest_valid(
+    records: Sequence[tuple[str, bytes | None]], calendars: Mapping[str, Calendar]
+) -> PolicyChoice:
+    """`records`: (position, value) oldest first; a tombstone (None) is skipped: deleting the
+    topic's record never leaves a worker without a policy."""
+    refused: list[tuple[str, list[str]]] = []
+    for where, value in reversed(records):
+        if value is None:
+            continue
+        try:
+            policy = published_policy(value, where, calendars)
+        except DisputePolicyError as exc:
+            refused.append((where, exc.problems))
+            continue
+        return PolicyChoice(policy, where, refused[::-1])
+    return PolicyChoice(refused=refused[::-1])

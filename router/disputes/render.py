@@ -3,7 +3,8 @@ a chargeback on `payments.events` (pure).
 
 Each event goes to `disputes.events` (key: order id) whole; the seller's copy goes to its
 `queue.vendor.<id>` without the platform-only fields (and a platform note not at all); a
-dispute entering platform review is also put on the review desk's queue. The copies keep the
+dispute entering platform review, and a flagged event (a chargeback after the dispute closed),
+are also put on the review desk's queue. The copies keep the
 event's id: a reader of several topics dedupes on it. A refused action becomes an
 `action_refused` dead letter on `channel.dlq` with the reason, its key and bytes kept.
 """
@@ -28,7 +29,7 @@ from schemas.dispute import (
     PLATFORM_ONLY_FIELDS,
     DisputeActionEvent,
     DisputeState,
-    OpenDispute,
+    ReportChargeback,
 )
 from schemas.envelope import envelope
 from schemas.payment import PAYMENT_CHARGEBACK, ChargebackEvent
@@ -79,15 +80,15 @@ def parse_chargeback(
 
 
 def chargeback_command(event: ChargebackEvent, now: datetime) -> tuple[str, bytes]:
-    """The `open_dispute` a chargeback stands for, acted by the system, as a dispute command
+    """The system's `chargeback` dispute action a chargeback stands for, as a dispute command
     record (order id, value); its id derives from the chargeback's, so a redelivered
-    chargeback opens nothing more."""
+    chargeback acts once."""
     cb = event.data
-    action = OpenDispute(
+    action = ReportChargeback(
         order_id=cb.order_id, actor=Actor(id=PAYMENTS_ACTOR, role=ActorRole.SYSTEM),
         at=cb.reported_at or now, buyer_id=cb.buyer_id, vendor_id=cb.vendor_id,
         reason_code=cb.reason_code, amount=cb.amount, currency=cb.currency,
-        category=cb.category, description=f"chargeback {cb.chargeback_id}",
+        category=cb.category, chargeback_id=cb.chargeback_id,
     )  # fmt: skip
     doc = envelope(
         event_id=derive_id(event.id, "chargeback"), source=ENGINE_SOURCE,
@@ -118,7 +119,10 @@ def render_decision(decision: Decision, policy: DisputePolicy) -> list[OutRecord
                 QUEUE_VENDOR.of(data.vendor_id), order_id, event.event_id, event.event_type,
                 data.at, seller,
             ))  # fmt: skip
-        if data.state is DisputeState.PLATFORM_REVIEW and data.previous_state != data.state:
+        entered_review = (
+            data.state is DisputeState.PLATFORM_REVIEW and data.previous_state != data.state
+        )
+        if entered_review or data.flag is not None:
             records.append(engine_record(
                 queue_topic(policy.review_queue), order_id, event.event_id, event.event_type,
                 data.at, doc,

@@ -26,7 +26,7 @@ class TimelineEntry:
     party: str
     actor: str
     state: DisputeState
-    note: str | None = None  # a platform note, a verdict's reason
+    note: str | None = None  # a flag, a platform note, a verdict's reason, a chargeback
 
 
 @dataclass(slots=True)
@@ -64,8 +64,9 @@ def fold(values: Iterable[bytes]) -> tuple[dict[str, DisputeView], int]:
         view.timeline.append(TimelineEntry(
             at=data.at, event_id=record.id, kind=record.type.rsplit(".", 1)[-1],
             action=data.action, party=data.acted_by.party, actor=data.acted_by.id,
-            state=data.state, note=data.internal_note or (
-                data.verdict_reason if data.state is DisputeState.DECIDED else None),
+            state=data.state, note=data.flag or data.internal_note or (
+                data.verdict_reason if data.state is DisputeState.DECIDED else None) or (
+                f"chargeback {data.chargeback_id}" if data.chargeback_id else None),
         ))  # fmt: skip
     return views, skipped
 

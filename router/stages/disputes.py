@@ -4,8 +4,9 @@ Inputs, by logical topic:
 - `tickets.actions` (external, any partitioner): dispute commands (`support.dispute.action`)
   are validated and forwarded to the internal `disputes.commands` keyed by order id, or
   dead-lettered; ticket commands are the lifecycle stage's and are skipped;
-- `payments.events`: a chargeback becomes an `open_dispute` by the system, forwarded the same
-  way (a redelivered chargeback carries the same id: it opens nothing more);
+- `payments.events`: a chargeback becomes the system's `chargeback` dispute action (it opens
+  the order's dispute or escalates the open one), forwarded the same way (a redelivered
+  chargeback carries the same id: it acts once);
 - `disputes.commands` (written only by the engine's producer, so an order's records share a
   partition number with its `disputes` table entry): a forwarded command is applied to the
   order's dispute (`router.disputes.machine.apply`), a `due` command fires its deadline (only
@@ -140,7 +141,7 @@ class DisputesProcessor:
         self.counts["action_forwarded"] += 1
 
     def _chargeback(self, record: InRecord, now: datetime, out: list[OutRecord]) -> None:
-        """A chargeback opens a dispute on its order (an `open_dispute` by the system)."""
+        """A chargeback becomes the system's `chargeback` action on its order's dispute."""
         source = source_position(record.topic, record.partition, record.offset, record.timestamp)
         parsed = parse_chargeback(record.value, record.key, source, now,
                                   max_record_bytes=self.max_record_bytes)  # fmt: skip

@@ -18,8 +18,9 @@ Two phases:
 If the worker was not started through `run_worker`, the task catches up first, then follows.
 
 `CompactedFollower` is the one way to do this: what a record does is its owner's (the rules
-reload's handlers, or a `router.views.KeyedView` fold for the vendor directory and the buyers
-changelog, see `view_follower`).
+reload's handlers, the dispute policy's, or a `router.views.KeyedView` fold for the vendor
+directory and the buyers changelog, see `view_follower`). `publish` writes records to one of
+these topics (creating it first, should no worker have yet).
 """
 
 from __future__ import annotations
@@ -31,11 +32,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import structlog
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.structs import RecordMetadata
 
 from router.views import KeyedView
-from streams.kafka.client import client_kwargs
+from streams.kafka.client import client_kwargs, producer_kwargs
 from streams.kafka.faust_internals import cluster_metadata
+from streams.kafka.topics import TopicManager, core_topics
 from streams.settings import RouterSettings
 
 log = structlog.get_logger("router.follower")
@@ -240,3 +243,19 @@ def install_follower(app: Any, follower: CompactedFollower) -> None:
 async def catch_up_followers(app: Any) -> None:
     """Catch every follower of `app` up (concurrently); call before faust starts."""
     await asyncio.gather(*(f.catch_up() for f in _FOLLOWERS.get(app, ())))
+
+
+async def publish(
+    settings: RouterSettings, logical: str, records: Sequence[tuple[bytes, bytes | None]]
+) -> list[RecordMetadata]:
+    """Write (key, value) records to the registry topic `logical` (created as the registry
+    says if missing), in order; where each landed."""
+    await TopicManager(settings).ensure([logical], core_topics(settings))
+    producer = AIOKafkaProducer(**producer_kwargs(settings))
+    await producer.start()
+    try:
+        topic = settings.topic(logical)
+        futures = [await producer.send(topic, value, key=key) for key, value in records]
+        return [await future for future in futures]
+    finally:
+        await producer.stop()

@@ -1,7 +1,7 @@
 """The disputes stage on Kafka: the `disputes` table, two agents and the deadline timer.
 
 - Agent `dispute-actions` reads `tickets.actions` and `payments.events` (any partitioner) and
-  forwards each valid dispute command (a chargeback: the `open_dispute` it stands for) to the
+  forwards each valid dispute command (a chargeback: the system's `chargeback` action) to the
   internal `disputes.commands`, keyed by order id; bad ones are dead-lettered on
   `channel.dlq`; ticket commands are left to the lifecycle stage.
 - Agent `disputes` reads `disputes.commands` (the engine's own partitioner: an order's
@@ -14,20 +14,22 @@
   across crashes, restarts and rebalances, and never after the dispute moved on. While
   `tickets.actions` has a backlog here, it fires only what was due before the last command
   read (`streams.stages.horizon`): a seller's answer waiting in the backlog is applied first.
-- The policy file is checked every few seconds and reloaded when it changed and validates
-  (`PolicySource`).
+- The policy: at start, the file setting (else the bundled default); then every worker
+  follows the compacted `disputes.policy` (`DisputePolicyReload`, on the one compacted-topic
+  follower `streams.kafka.compacted`): the newest published policy that validates against this
+  worker's calendars is in force, caught up before the worker processes anything; a record
+  that does not validate is logged (`dispute_policy_refused`) and the policy before it stays.
 """
 
 from __future__ import annotations
 
-import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, TypeAlias
 
 import faust
 import structlog
+from aiokafka import ConsumerRecord
 from faust.types import TP
 
 from router.clock import Clock, SystemClock
@@ -35,8 +37,8 @@ from router.disputes.machine import VendorDirectory
 from router.disputes.policy import (
     DEFAULT_DISPUTE_POLICY,
     DisputePolicy,
-    DisputePolicyError,
     load_dispute_policy,
+    newest_valid,
 )
 from router.records import OutRecord
 from router.sla.calendar import AlwaysOpen, Calendar
@@ -46,11 +48,13 @@ from router.stages.disputes import DisputesProcessor, dispute_due, stored_entry
 from schemas.topics import (
     DISPUTES_CHANGELOG,
     DISPUTES_COMMANDS,
+    DISPUTES_POLICY,
     DISPUTES_TABLE,
     PAYMENTS_EVENTS,
     TICKETS_ACTIONS,
 )
 from schemas.vendor import VendorProfile
+from streams.kafka.compacted import CompactedFollower, install_follower
 from streams.kafka.emit import Emitter
 from streams.kafka.faust_internals import committed_offsets
 from streams.kafka.topics import raw_topic
@@ -63,45 +67,49 @@ from streams.stages.sla import EmitFn
 
 log = structlog.get_logger("router.disputes")
 
-POLICY_CHECK_SECONDS = 5.0
+Record: TypeAlias = ConsumerRecord[bytes, bytes]
 
 
-class PolicySource:
-    """The dispute policy file, read again when it changes (hot reload). A changed file that
-    does not validate is refused, logged with its `file:line: field: message` problems, and
-    the policy in force stays. Deadlines already set keep their instants; a new policy's
-    windows apply to the deadlines set from then on."""
+class DisputePolicyReload:
+    """Keeps `stage`'s policy on the newest valid record of `disputes.policy` (see the module
+    doc). Deadlines already set keep their instants; a new policy's windows apply to the
+    deadlines set from then on."""
 
     def __init__(
-        self, path: Path, calendars: Mapping[str, Calendar], fallback: Calendar | None = None
+        self, settings: RouterSettings, stage: DisputesStage, calendars: Mapping[str, Calendar]
     ) -> None:
-        self.path, self._calendars, self._fallback = path, calendars, fallback
-        self._signature = self._stat()
-        self.policy = load_dispute_policy(path, calendars, fallback=fallback)  # raises at start
+        self.stage = stage
+        self._calendars = calendars
+        self.follower = CompactedFollower(
+            settings, DISPUTES_POLICY.name, "disputes-policy", load=self.on_catch_up,
+            update=self.on_records,
+        )  # fmt: skip
+        self.active: str | None = None  # the topic position of the policy in force, if any
 
-    def _stat(self) -> tuple[int, int] | None:
-        try:
-            status = self.path.stat()
-        except OSError:
-            return None
-        return status.st_mtime_ns, status.st_size
+    def _where(self, record: Record) -> str:
+        return f"{self.follower.reader.topic}[{record.partition}]@{record.offset}"
 
-    def reload_if_changed(self) -> DisputePolicy | None:
-        """The new policy when the file changed and validates, else None."""
-        signature = self._stat()
-        if signature == self._signature:
-            return None
-        self._signature = signature
-        try:
-            policy = load_dispute_policy(self.path, self._calendars, fallback=self._fallback)
-        except DisputePolicyError as exc:
-            log.error("dispute_policy_refused", path=str(self.path), problems=exc.problems)
-            return None
-        if policy.fingerprint == self.policy.fingerprint:
-            return None
-        self.policy = policy
-        log.info("dispute_policy_reloaded", path=str(self.path), fingerprint=policy.fingerprint)
-        return policy
+    async def on_catch_up(self, records: Sequence[Record]) -> None:
+        self._take([(self._where(r), r.value) for r in records], startup=True)
+
+    async def on_records(self, records: Sequence[Record]) -> None:
+        for record in records:  # one by one: each valid one is in force until the next
+            self._take([(self._where(record), record.value)], startup=False)
+
+    def _take(self, records: list[tuple[str, bytes | None]], *, startup: bool) -> None:
+        choice = newest_valid(records, self._calendars)
+        kept = self.stage.processor.policy.fingerprint
+        for where, problems in choice.refused:
+            log.error("dispute_policy_refused", record=where, problems=problems, kept=kept)
+        if choice.policy is not None and choice.policy.fingerprint != kept:
+            self.stage.processor.policy = choice.policy  # between two records: the agent is sync
+            log.info("dispute_policy_activated", record=choice.where,
+                     fingerprint=choice.policy.fingerprint, previous=kept)  # fmt: skip
+        self.active = choice.where or self.active
+        if startup:
+            log.info("dispute_policy_caught_up", records=len(records),
+                     source="topic" if self.active else "startup",
+                     fingerprint=self.stage.processor.policy.fingerprint)  # fmt: skip
 
 
 class DisputesStage:
@@ -118,13 +126,11 @@ class DisputesStage:
         vendors: VendorDirectory | None = None,
         clock: Clock | None = None,
         positions: Positions = lambda: (),
-        source: PolicySource | None = None,
     ) -> None:
         self.settings = settings
         self.clock = clock or SystemClock()
         self._emit = emit
-        self.source = source  # reread by the timer every POLICY_CHECK_SECONDS
-        self._checked_at = time.monotonic()
+        self.policy_reload: DisputePolicyReload | None = None  # on Kafka: `disputes.policy`
         # `positions`: the assigned tickets.actions partitions (a seller's answer there stops
         # its window; none: deadlines fire up to now)
         self.watermark = InputWatermark(positions)
@@ -153,18 +159,7 @@ class DisputesStage:
         write_notes(self.processor.notes)
 
     async def tick(self) -> int:
-        if self.source is not None and time.monotonic() - self._checked_at >= POLICY_CHECK_SECONDS:
-            self.check_policy()
         return await self.deadlines.fire_due()
-
-    def check_policy(self) -> bool:
-        """Take the policy file's new version, if it changed and validates."""
-        self._checked_at = time.monotonic()
-        policy = self.source.reload_if_changed() if self.source is not None else None
-        if policy is None:
-            return False
-        self.processor.policy = policy
-        return True
 
     async def _send_due(
         self, partition: int, order_id: str, now: float, until: float | None
@@ -188,12 +183,11 @@ def install_disputes(
     """Add the stage's table, agents, timer and rebalance hook to `app`."""
     calendars = load_sla_config(settings.sla_policies_file or DEFAULT_POLICY_FILE).calendars
     if settings.disputes_policy_file is not None:
-        source = PolicySource(settings.disputes_policy_file, calendars)
+        policy = load_dispute_policy(settings.disputes_policy_file, calendars)  # raises at start
     else:
         # the bundled policy names the bundled SLA file's calendars: under another SLA file
         # that lacks them, its windows run around the clock
-        source = PolicySource(DEFAULT_DISPUTE_POLICY, calendars, fallback=AlwaysOpen())
-        policy = source.policy
+        policy = load_dispute_policy(DEFAULT_DISPUTE_POLICY, calendars, fallback=AlwaysOpen())
         missing = sorted({policy.seller_calendar, policy.buyer_calendar} - set(calendars))
         if missing:
             log.warning("dispute_calendars_missing", calendars=missing, running_as="always")
@@ -211,10 +205,12 @@ def install_disputes(
 
     states = BatchTable.over(table)
     stage = DisputesStage(
-        settings, source.policy, states, FaustLocalData(table, settings.partitions), emitter.emit,
+        settings, policy, states, FaustLocalData(table, settings.partitions), emitter.emit,
         committed=committed, vendors=_Vendors(vendors) if vendors is not None else None,
-        clock=clock, positions=input_positions(app, settings, TICKETS_ACTIONS.name), source=source,
+        clock=clock, positions=input_positions(app, settings, TICKETS_ACTIONS.name),
     )  # fmt: skip
+    stage.policy_reload = DisputePolicyReload(settings, stage, calendars)
+    install_follower(app, stage.policy_reload.follower)  # caught up before faust starts
     table.deadlines = stage.deadlines  # type: ignore[attr-defined]  # tables.add: the base type
     commands = raw_topic(app, settings, DISPUTES_COMMANDS.name)
     actions = raw_topic(app, settings, TICKETS_ACTIONS.name, PAYMENTS_EVENTS.name)

@@ -22,15 +22,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaProducer
 
 from router.views import KeyedView, vendor_profile
 from schemas.envelope import envelope
 from schemas.topics import DIRECTORY_VENDORS
 from schemas.vendor import VENDOR_PROFILE, VendorProfile
-from streams.kafka.client import producer_kwargs
-from streams.kafka.compacted import install_follower, view_follower
-from streams.kafka.topics import TopicManager, core_topics
+from streams.kafka.compacted import install_follower, publish, view_follower
 from streams.settings import RouterSettings
 
 
@@ -72,17 +69,7 @@ def profile_value(profile: VendorProfile, at: datetime, source: str = "router-cl
 
 
 async def _produce(settings: RouterSettings, records: list[tuple[bytes, bytes | None]]) -> int:
-    await TopicManager(settings).ensure([DIRECTORY_VENDORS.name], core_topics(settings))
-    producer = AIOKafkaProducer(**producer_kwargs(settings))
-    await producer.start()
-    try:
-        topic = settings.topic(DIRECTORY_VENDORS.name)
-        futures = [await producer.send(topic, value, key=key) for key, value in records]
-        for future in futures:
-            await future
-    finally:
-        await producer.stop()
-    return len(records)
+    return len(await publish(settings, DIRECTORY_VENDORS.name, records))
 
 
 async def publish_profiles(

@@ -65,6 +65,7 @@ def test_the_readme_has_the_examples_this_test_reads() -> None:
     paths = {parse(words)[0] for words in COMMANDS}
     assert paths >= RUN_OFFLINE
     assert ("vendors", "publish") in paths
+    assert ("disputes", "policy", "publish") in paths
     assert sum(bool(file_args(w)) for w in COMMANDS) >= 7
 
 
@@ -85,6 +86,10 @@ def test_readme_example(words: list[str]) -> None:
             result = runner.invoke(app, ["rules", "validate", str(ruleset)])
             assert result.exit_code == 0, result.output
             checked.add(str(ruleset))
+    if path == ("disputes", "policy", "publish"):
+        result = runner.invoke(app, ["disputes", "validate", str(params["file"])])
+        assert result.exit_code == 0, result.output
+        checked.add(str(params["file"]))
     if path == ("vendors", "publish"):
         profiles, problems = load_profiles(REPO / params["file"])
         assert problems == []

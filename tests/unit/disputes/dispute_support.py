@@ -27,7 +27,7 @@ EXAMPLE_POLICY = Path(__file__).parents[3] / "rules" / "examples" / "disputes" /
 MONDAY = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 ORDER, BUYER, VENDOR = "o-1001", "buyer-7", "acme"
 EXTERNAL_ACTS = (Act.OPEN, Act.RESPOND, Act.ACCEPT, Act.REJECT, Act.DECIDE, Act.WITHDRAW,
-                 Act.NOTE)  # fmt: skip
+                 Act.NOTE, Act.CHARGEBACK)  # fmt: skip
 ROLE_IDS = {
     ActorRole.BUYER: BUYER,
     ActorRole.VENDOR: VENDOR,
@@ -69,9 +69,11 @@ def action(
         "action": act.value, "order_id": order, "at": at,
         "actor": {"id": actor or ROLE_IDS[role], "role": role.value},
     }  # fmt: skip
-    if act is Act.OPEN:
+    if act in (Act.OPEN, Act.CHARGEBACK):
         data |= {"buyer_id": BUYER, "vendor_id": VENDOR, "reason_code": "item_not_received",
                  "amount": "80.00", "currency": "EUR"}  # fmt: skip
+    if act is Act.CHARGEBACK:
+        data["chargeback_id"] = "cb-1"
     elif act is Act.RESPOND:
         data["offer"] = {"kind": "full_refund"}
     elif act is Act.DECIDE:

@@ -14,6 +14,7 @@ from router.disputes.machine import (
     TIMEOUTS,
     TRANSITIONS,
     Act,
+    Decision,
     Party,
     Timeout,
     apply,
@@ -52,8 +53,11 @@ def test_table_is_acyclic_and_its_longest_path_is_the_contested_one() -> None:
 def test_every_state_is_reachable_and_closed_is_the_only_end() -> None:
     targets = {row.target for row in TRANSITIONS if row.target is not None}
     assert targets == set(S)
-    dead_ends = {s for s in S if not any(row.source == s for row in TRANSITIONS)}
+    dead_ends = {s for s in S
+                 if not any(row.source == s and row.target is not None for row in TRANSITIONS)}
     assert dead_ends == {S.CLOSED}
+    # a closed dispute only records (a late chargeback): it never moves again
+    assert {row.act for row in TRANSITIONS if row.source == S.CLOSED} == {Act.CHARGEBACK}
 
 
 def test_transient_states_have_exactly_one_automatic_way_out() -> None:
@@ -381,3 +385,123 @@ def test_stored_form_round_trips_and_keeps_the_history() -> None:
     assert run.dispute.buyer_id == BUYER
     assert run.dispute.vendor_id == VENDOR
     assert index_entry(run.dispute) == (run.dispute.deadlines[BUYER_RESPONSE].timestamp(), ORDER)
+
+
+def chargeback(run: Run, cid: str = "cb-1", **fields: object) -> Decision:
+    return run.do(Act.CHARGEBACK, ActorRole.SYSTEM, chargeback_id=cid, **fields)
+
+
+def test_a_chargeback_without_a_dispute_opens_one() -> None:
+    run = Run()
+    opened = chargeback(run)
+    assert [e.data.state for e in opened.events] == [S.OPENED, S.AWAITING_SELLER]
+    assert opened.events[0].data.chargeback_id == "cb-1"
+    assert opened.events[0].data.acted_by.party == "system"
+    assert opened.events[1].data.chargeback_id is None  # the window starting is the timer's
+    assert set(opened.set_deadlines) == {SELLER_RESPONSE}
+
+
+@pytest.mark.parametrize("responded", [False, True])
+def test_a_chargeback_on_an_open_dispute_moves_it_to_platform_review(responded: bool) -> None:
+    run = Run()
+    run.do(Act.OPEN)
+    if responded:
+        run.do(Act.RESPOND, ActorRole.VENDOR)
+    before = run.state
+    escalated = chargeback(run, "cb-7")
+    (event,) = escalated.events
+    assert (event.data.previous_state, event.data.state) == (before, S.PLATFORM_REVIEW)
+    assert event.event_type == "support.dispute.platform_review"
+    assert event.data.chargeback_id == "cb-7"
+    assert event.vendor_visible
+    assert event.data.flag is None
+    assert escalated.cancelled_deadlines == (BUYER_RESPONSE if responded else SELLER_RESPONSE,)
+    assert run.dispute is not None
+    assert run.dispute.deadlines == {}
+    assert run.dispute.history[-1].act is Act.CHARGEBACK
+    assert run.dispute.history[-1].party is Party.SYSTEM
+    # the platform now decides, as after any escalation
+    decided = run.do(Act.DECIDE, ActorRole.AGENT, verdict="refund_full", reason="chargeback")
+    assert [e.data.state for e in decided.events] == [S.DECIDED, S.CLOSED]
+
+
+def test_a_chargeback_in_platform_review_is_recorded_without_a_state_change() -> None:
+    run = Run()
+    run.do(Act.OPEN)
+    run.do(Act.RESPOND, ActorRole.VENDOR)
+    run.do(Act.REJECT)
+    recorded = chargeback(run)
+    (event,) = recorded.events
+    assert event.event_type == "support.dispute.chargeback_recorded"
+    assert (event.data.previous_state, event.data.state) == (S.PLATFORM_REVIEW, S.PLATFORM_REVIEW)
+    assert event.data.flag is None
+    assert not recorded.set_deadlines
+    assert not recorded.cancelled_deadlines
+    assert run.state is S.PLATFORM_REVIEW
+    entry = run.dispute.history[-1]  # type: ignore[union-attr]
+    assert (entry.act, entry.source, entry.target) == (Act.CHARGEBACK, S.PLATFORM_REVIEW,
+                                                       S.PLATFORM_REVIEW)  # fmt: skip
+
+
+@pytest.mark.parametrize(("close", "outcome"), [
+    ((Act.WITHDRAW, ActorRole.BUYER, {}), "withdrawn"),
+    ((Act.ACCEPT, ActorRole.BUYER, {}), "accepted"),
+])  # fmt: skip
+def test_a_chargeback_after_the_dispute_closed_is_recorded_and_flagged(
+    close: tuple[Act, ActorRole, dict[str, object]], outcome: str
+) -> None:
+    run = Run()
+    run.do(Act.OPEN)
+    run.do(Act.RESPOND, ActorRole.VENDOR)
+    act, role, fields = close
+    run.do(act, role, **fields)
+    assert run.state is S.CLOSED
+    closed = run.dispute
+    flagged = chargeback(run, "cb-late")
+    (event,) = flagged.events
+    assert event.event_type == "support.dispute.chargeback_recorded"
+    assert event.data.state is S.CLOSED
+    assert event.data.flag == f"chargeback cb-late after the dispute closed ({outcome})"
+    assert run.dispute is not None
+    assert closed is not None
+    assert (run.dispute.outcome, run.dispute.refund) == (closed.outcome, closed.refund)
+
+
+def test_a_redelivered_chargeback_acts_once_with_the_same_event_ids() -> None:
+    first, second = Run(), Run()
+    for run in (first, second):
+        run.do(Act.OPEN)
+    a = apply(first.dispute, action(Act.CHARGEBACK, ActorRole.SYSTEM, chargeback_id="cb-3"),
+              MONDAY, first.policy, action_id="cb-3:chargeback")  # fmt: skip
+    b = apply(second.dispute, action(Act.CHARGEBACK, ActorRole.SYSTEM, chargeback_id="cb-3"),
+              MONDAY, second.policy, action_id="cb-3:chargeback")  # fmt: skip
+    assert [e.event_id for e in a.events] == [e.event_id for e in b.events]
+    again = apply(a.dispute, action(Act.CHARGEBACK, ActorRole.SYSTEM, chargeback_id="cb-3"),
+                  MONDAY, first.policy, action_id="cb-3:chargeback")  # fmt: skip
+    assert again.ignored == "action 'cb-3:chargeback' was already applied"
+    assert again.dispute is a.dispute
+    assert not again.events
+
+
+def test_only_the_system_reports_chargebacks_and_only_for_the_disputes_parties() -> None:
+    run = Run()
+    run.do(Act.OPEN)
+    for role in (ActorRole.BUYER, ActorRole.VENDOR, ActorRole.AGENT):
+        party = ROLE_PARTY[role].value
+        refused = run.do(Act.CHARGEBACK, role, chargeback_id="cb-1").refused
+        assert refused == f"a {party} may not chargeback (only: system)", role
+    refused = chargeback(run, "cb-2", buyer_id="buyer-8").refused
+    assert refused == (
+        f"chargeback 'cb-2' names buyer 'buyer-8' and seller {VENDOR!r}; the "
+        f"dispute on order {ORDER!r} is between {BUYER!r} and {VENDOR!r}"
+    )
+    assert run.state is S.AWAITING_SELLER
+
+
+def test_a_chargeback_path_is_no_longer_than_the_contested_one() -> None:
+    # open, start window, respond, chargeback, decide, close
+    run = Run()
+    steps = [run.do(Act.OPEN), run.do(Act.RESPOND, ActorRole.VENDOR), chargeback(run),
+             run.do(Act.DECIDE, ActorRole.AGENT)]  # fmt: skip
+    moves = sum(e.data.state != e.data.previous_state for d in steps for e in d.events)
+    assert moves == longest_path() == 6

@@ -10,12 +10,19 @@ import pytest
 from typer.testing import CliRunner
 
 from router.cli import app
-from router.disputes.policy import DisputePolicyError, parse_dispute_policy
+from router.disputes.policy import (
+    DisputePolicyError,
+    newest_valid,
+    parse_dispute_policy,
+    published_policy,
+    published_value,
+    read_published,
+)
 from router.sla.calendar import AlwaysOpen
 from schemas.claim import ReasonCode
 from schemas.dispute import Outcome
 from schemas.vendor import VendorTier
-from tests.unit.disputes.dispute_support import EXAMPLE_POLICY, calendars, policy
+from tests.unit.disputes.dispute_support import EXAMPLE_POLICY, MONDAY, calendars, policy
 
 CASES = EXAMPLE_POLICY.with_name("policy.cases.yaml")
 VALID = EXAMPLE_POLICY.read_text()
@@ -131,3 +138,54 @@ def test_missing_calendars_run_as_the_fallback_only_when_one_is_given() -> None:
     pol = parse_dispute_policy(VALID, only_always, "p.yaml", fallback=fallback)
     assert pol.calendar("vendor_default") is fallback
     assert pol.calendar("always") is only_always["always"]
+
+
+def test_the_chargeback_golden_cases_pass() -> None:
+    cases = Path(__file__).with_name("chargeback.cases.yaml")
+    result = CliRunner().invoke(app, ["disputes", "test", str(cases)])
+    assert result.exit_code == 0, result.output
+    assert "5 passed, 0 failed" in result.output
+
+
+def test_a_published_policy_round_trips_and_is_validated_like_a_file() -> None:
+    value = published_value(VALID, "policy.yaml", MONDAY)
+    assert published_policy(value, "t[0]@1", calendars()).fingerprint == policy().fingerprint
+    assert read_published(value, "t[0]@1").file == "policy.yaml"
+    broken = published_value(VALID.replace("buyer_silence: accept", "buyer_silence: maybe"),
+                             "policy.yaml", MONDAY)  # fmt: skip
+    with pytest.raises(DisputePolicyError) as info:
+        published_policy(broken, "t[0]@2", calendars())
+    (problem,) = info.value.problems
+    assert problem.startswith("t[0]@2:policy.yaml:")
+    assert ": buyer_silence: " in problem
+    with pytest.raises(DisputePolicyError) as info:
+        read_published(b'{"specversion": "1.0"}', "t[0]@3")
+    assert info.value.problems[0] == "t[0]@3: id: Field required"
+
+
+def test_the_newest_valid_record_wins_and_newer_bad_ones_are_reported() -> None:
+    good = published_value(VALID, "a.yaml", MONDAY)
+    other = published_value(VALID.replace("buyer_silence: accept", "buyer_silence: withdraw"),
+                            "b.yaml", MONDAY)  # fmt: skip
+    bad = b"{}"
+    choice = newest_valid([("@0", good), ("@1", other), ("@2", bad), ("@3", None)], calendars())
+    assert choice.where == "@1"
+    assert choice.policy is not None
+    assert choice.policy.buyer_silence is Outcome.WITHDRAWN
+    assert [where for where, _ in choice.refused] == ["@2"]
+    nothing = newest_valid([("@0", bad)], calendars())
+    assert (nothing.policy, nothing.where) == (None, None)
+    assert [where for where, _ in nothing.refused] == ["@0"]
+
+
+def test_publishing_an_invalid_policy_prints_its_problems_and_publishes_nothing(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "disputes.yaml"
+    path.write_text(VALID.replace("currency: EUR", "currency: euro"))
+    # no broker is reachable here: the refusal happens before any connection
+    env = {"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9"}
+    result = CliRunner().invoke(app, ["disputes", "policy", "publish", str(path)], env=env)
+    assert result.exit_code == 1
+    assert f"{path}:6: currency: String should match pattern" in result.output
+    assert "published" not in result.output

@@ -36,7 +36,8 @@ EDGES = {(row.source, row.target if row.target is not None else row.source)
 
 NATURAL = {Act.OPEN: ActorRole.BUYER, Act.RESPOND: ActorRole.VENDOR, Act.ACCEPT: ActorRole.BUYER,
            Act.REJECT: ActorRole.BUYER, Act.DECIDE: ActorRole.AGENT,
-           Act.WITHDRAW: ActorRole.BUYER, Act.NOTE: ActorRole.AGENT}  # fmt: skip
+           Act.WITHDRAW: ActorRole.BUYER, Act.NOTE: ActorRole.AGENT,
+           Act.CHARGEBACK: ActorRole.SYSTEM}  # fmt: skip
 OFFERS = st.sampled_from([
     {"kind": "full_refund"}, {"kind": "partial_refund", "amount": "10.00"},
     {"kind": "partial_refund", "amount": "500.00"}, {"kind": "replacement"},
@@ -66,8 +67,12 @@ def steps(draw: st.DrawFn) -> tuple[str, object]:
     role = draw(st.one_of(st.just(NATURAL[act]), st.sampled_from(list(ActorRole))))
     stranger = draw(st.booleans()) and draw(st.booleans())
     fields: dict[str, object] = {}
-    if act is Act.OPEN:
+    if act in (Act.OPEN, Act.CHARGEBACK):
         fields = dict(draw(CLAIMS))
+    if act is Act.CHARGEBACK:  # a new chargeback, or a redelivery of an earlier one
+        fields["chargeback_id"] = draw(st.sampled_from(["cb-1", "cb-2"]))
+        if draw(st.booleans()) and draw(st.booleans()):
+            fields["vendor_id"] = "gold-us"  # names another seller than the dispute's
     elif act is Act.RESPOND:
         fields = {"offer": draw(OFFERS)}
     elif act is Act.DECIDE:

@@ -6,23 +6,27 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import orjson
+import structlog
+from aiokafka import ConsumerRecord
 
 from router.clock import FakeClock
+from router.disputes.policy import published_value
 from router.records import OutRecord
 from router.stages.disputes import dispute_due
+from schemas.dispute import DISPUTE_POLICY_KEY
 from schemas.topics import (
     CHANNEL_DLQ,
     DISPUTES_COMMANDS,
     DISPUTES_EVENTS,
+    DISPUTES_POLICY,
     PAYMENTS_EVENTS,
     TICKETS_ACTIONS,
 )
 from streams.settings import RouterSettings
-from streams.stages.disputes import DisputesStage, PolicySource
+from streams.stages.disputes import DisputePolicyReload, DisputesStage
 from tests.unit.disputes.dispute_support import (
     BUYER,
     EXAMPLE_POLICY,
@@ -236,14 +240,80 @@ def test_a_chargeback_opens_a_dispute_once() -> None:
     assert opened["acted_by"] == {"id": "payments", "party": "system"}
     assert opened["reason_code"] == "unauthorised_charge"
     assert h.stage.counts["ignored"] == 1
-    # a second chargeback on the same order is refused: the order has its dispute
+    assert opened["chargeback_id"] == "cb-1"
+
+
+def charge(h: Harness, cid: str, **data: Any) -> list[OutRecord]:
+    """A chargeback through the forwarder and the command agent; what it produced."""
+    before = len(h.sent)
     h.run(h.stage.handle(PAYMENTS_EVENTS.name, 1, next(h.offsets), ORDER.encode(),
-                         chargeback("cb-2")))  # fmt: skip
-    h.apply(h.sent.on(DISPUTES_COMMANDS.name)[-1])
+                         chargeback(cid, **data)))  # fmt: skip
+    for forwarded in [r for t, r, _ in h.sent[before:] if t == DISPUTES_COMMANDS.name]:
+        h.apply(forwarded)
+    return [r for _, r, _ in h.sent[before:]]
+
+
+def on(records: list[OutRecord], topic: str) -> list[dict[str, Any]]:
+    return [orjson.loads(r.value) for r in records if r.topic == topic]
+
+
+def test_a_chargeback_on_an_open_dispute_escalates_it_to_platform_review_once() -> None:
+    h = Harness()
+    h.act(OPEN)
+    out = charge(h, "cb-9")
+    (review,) = on(out, DISPUTES_EVENTS.name)
+    assert review["type"] == "support.dispute.platform_review"
+    assert review["data"]["previous_state"] == "awaiting_seller"
+    assert review["data"]["chargeback_id"] == "cb-9"
+    assert review["data"]["deadlines"] == {}  # nobody is awaited: the seller's window is off
+    assert [e["id"] for e in on(out, "queue.dept.disputes")] == [review["id"]]
+    assert [e["id"] for e in on(out, f"queue.vendor.{VENDOR}")] == [review["id"]]
+    h.clock.set(MONDAY + timedelta(days=10))  # the seller's window would have ended
+    before = len(h.sent.on(DISPUTES_EVENTS.name))
+    h.apply(dispute_due(ORDER, h.clock.now().timestamp()))
+    assert len(h.sent.on(DISPUTES_EVENTS.name)) == before
+    # the payments system delivers it again: nothing more happens
+    ignored = h.stage.counts["ignored"]
+    assert on(charge(h, "cb-9"), DISPUTES_EVENTS.name) == []
+    assert h.stage.counts["ignored"] == ignored + 1
+    # another chargeback while in review: recorded, no state change, not on the desk's queue
+    out = charge(h, "cb-10")
+    (recorded,) = on(out, DISPUTES_EVENTS.name)
+    assert recorded["type"] == "support.dispute.chargeback_recorded"
+    assert (recorded["data"]["state"], recorded["data"]["previous_state"]) == (
+        "platform_review", "platform_review")
+    assert "flag" not in recorded["data"]
+    assert on(out, "queue.dept.disputes") == []
+
+
+def test_a_chargeback_after_the_decision_is_flagged_for_the_desk_only() -> None:
+    h = Harness()
+    h.act(OPEN)
+    h.act(command("c-withdraw", "withdraw", "buyer", BUYER))
+    out = charge(h, "cb-late")
+    (recorded,) = on(out, DISPUTES_EVENTS.name)
+    assert recorded["type"] == "support.dispute.chargeback_recorded"
+    assert recorded["data"]["state"] == "closed"
+    assert recorded["data"]["flag"] == "chargeback cb-late after the dispute closed (withdrawn)"
+    (desk,) = on(out, "queue.dept.disputes")
+    assert desk == recorded
+    (seller,) = on(out, f"queue.vendor.{VENDOR}")
+    assert seller["id"] == recorded["id"]
+    assert "flag" not in seller["data"]  # platform only
+    assert seller["data"]["chargeback_id"] == "cb-late"
+
+
+def test_a_chargeback_naming_another_seller_is_refused() -> None:
+    h = Harness()
+    h.act(OPEN)
+    charge(h, "cb-x", vendor_id="someone-else")
     (letter,) = [orjson.loads(r.value)["data"] for r in h.sent.on(CHANNEL_DLQ.name)]
     assert letter["reason"] == "action_refused"
     assert letter["source"]["topic"] == PAYMENTS_EVENTS.name
-    assert letter["error"] == f"order {ORDER!r} already has a dispute (awaiting_seller)"
+    assert letter["error"] == (
+        f"chargeback 'cb-x' names buyer {BUYER!r} and seller 'someone-else'; the dispute on "
+        f"order {ORDER!r} is between {BUYER!r} and {VENDOR!r}"
+    )
 
 
 def test_a_bad_chargeback_is_dead_lettered() -> None:
@@ -262,26 +332,62 @@ def test_a_bad_chargeback_is_dead_lettered() -> None:
     assert h.sent.on(DISPUTES_COMMANDS.name) == []
 
 
-def test_the_policy_file_is_reloaded_when_it_changes_and_validates(tmp_path: Path) -> None:
-    path = tmp_path / "disputes.yaml"
-    path.write_text(EXAMPLE_POLICY.read_text())
-    source = PolicySource(path, calendars())
+def policy_record(offset: int, value: bytes | None) -> ConsumerRecord[bytes, bytes]:
+    return ConsumerRecord(
+        topic=DISPUTES_POLICY.name, partition=0, offset=offset, timestamp=0, timestamp_type=0,
+        key=DISPUTE_POLICY_KEY.encode(), value=value, checksum=None, serialized_key_size=8,
+        serialized_value_size=len(value or b""), headers=(),
+    )  # fmt: skip
+
+
+ONE_HOUR = EXAMPLE_POLICY.read_text().replace(
+    "seller_window: {default: 16h, gold: 24h, platinum: 24h}", "seller_window: {default: 1h}"
+)
+BROKEN = EXAMPLE_POLICY.read_text().replace("currency: EUR", "currency: euro")
+
+
+def test_the_published_policy_is_followed_and_a_bad_record_keeps_the_previous_one() -> None:
     h = Harness()
-    h.stage = DisputesStage(RouterSettings(topic_prefix=""), source.policy, h.table,
-                            Local(h.table, h.partition_of), h.stage._emit, clock=h.clock,
-                            source=source)  # fmt: skip
-    assert not h.stage.check_policy()  # unchanged
-    broken = EXAMPLE_POLICY.read_text().replace("currency: EUR", "currency: euro")
-    path.write_text(broken)
-    assert not h.stage.check_policy()  # refused: the policy in force stays
-    assert h.stage.processor.policy.currency == "EUR"
-    path.write_text(EXAMPLE_POLICY.read_text().replace(
-        "seller_window: {default: 16h, gold: 24h, platinum: 24h}",
-        "seller_window: {default: 1h}"))  # fmt: skip
-    assert h.stage.check_policy()
+    reload = DisputePolicyReload(RouterSettings(topic_prefix=""), h.stage, calendars())
+    started = h.stage.processor.policy
+    v1 = published_value(ONE_HOUR, "p.yaml", MONDAY)
+    # at start: the newest record that validates wins; a newer broken one is refused
+    with structlog.testing.capture_logs() as logs:
+        h.run(reload.on_catch_up([policy_record(0, v1),
+                                  policy_record(1, published_value(BROKEN, "p.yaml", MONDAY)),
+                                  policy_record(2, None)]))  # fmt: skip
+    (refused,) = [e for e in logs if e["event"] == "dispute_policy_refused"]
+    assert refused["record"] == f"{DISPUTES_POLICY.name}[0]@1"
+    assert refused["problems"] == [
+        f"{DISPUTES_POLICY.name}[0]@1:p.yaml:6: currency: "
+        "String should match pattern '^[A-Z]{3}$'"
+    ]
+    assert [e["record"] for e in logs if e["event"] == "dispute_policy_activated"] == [
+        f"{DISPUTES_POLICY.name}[0]@0"
+    ]
+    assert h.stage.processor.policy.fingerprint != started.fingerprint
+    assert reload.active == f"{DISPUTES_POLICY.name}[0]@0"
     opened = h.act(OPEN)
     (awaiting,) = [orjson.loads(r.value)["data"] for r in opened
                    if r.topic == DISPUTES_EVENTS.name
                    and orjson.loads(r.value)["type"] == "support.dispute.awaiting_seller"]
     # one business hour of the seller's calendar (Berlin, opening 10:00): 11:00, 10:00 UTC
     assert awaiting["deadlines"]["seller_response"] == "2026-01-05T10:00:00Z"
+    # followed: a bad record changes nothing; the next good one is taken
+    one_hour = h.stage.processor.policy
+    h.run(reload.on_records([policy_record(3, b"not json")]))
+    assert h.stage.processor.policy is one_hour
+    assert reload.active == f"{DISPUTES_POLICY.name}[0]@0"
+    h.run(reload.on_records([policy_record(4, published_value(
+        EXAMPLE_POLICY.read_text(), "policy.yaml", MONDAY))]))  # fmt: skip
+    assert h.stage.processor.policy.fingerprint == started.fingerprint
+    assert reload.active == f"{DISPUTES_POLICY.name}[0]@4"
+
+
+def test_with_nothing_published_the_startup_policy_stays() -> None:
+    h = Harness()
+    reload = DisputePolicyReload(RouterSettings(topic_prefix=""), h.stage, calendars())
+    started = h.stage.processor.policy
+    h.run(reload.on_catch_up([]))
+    assert h.stage.processor.policy is started
+    assert reload.active is None
