@@ -416,6 +416,10 @@ def apply(
     if not isinstance(party, Party):  # a StrEnum is a str too
         return Decision(dispute, refused=party)
     rows = rows_for(state, act)
+    if not rows and act is Act.OPEN and party is Party.SYSTEM and state is not None:
+        # a routing rule's claim on an order its buyer already disputes (another ticket of
+        # the same order): the dispute is there, nothing to refuse or dead-letter
+        return Decision(dispute, ignored=f"the order already has a dispute ({state.value})")
     if not rows:
         return Decision(dispute, refused=_illegal(action, act, state))
     allowed = [row for row in rows if party in row.parties]

@@ -82,7 +82,8 @@ def inbound(
 
 def opened(body: str = "My parcel never arrived", **kw: Any) -> Threaded:
     source, parsed = inbound("evt-1", body, offset=1, **kw)
-    result = thread_message(parsed, b"thread-1", source, None, policy(), NOW)
+    key = parsed.data.thread_ref.encode()
+    result = thread_message(parsed, key, source, None, policy(), NOW)
     assert isinstance(result, Threaded)
     return result
 
@@ -238,3 +239,16 @@ def test_the_disputes_stage_opens_the_dispute_the_rule_asked_for() -> None:
     opened_event = orjson.loads(h.sent.on(DISPUTES_EVENTS.name)[0].value)["data"]
     assert opened_event["reason_code"] == "item_not_received"
     assert not [r for r in out if r.topic.endswith("dlq")]
+
+
+def test_a_second_ticket_about_a_disputed_order_is_ignored_not_dead_lettered() -> None:
+    (first,) = commands(opened(vendor_id="acme", order_id="o-1001"))
+    (second,) = commands(opened("The parcel never arrived", thread_ref="thread-2",
+                                vendor_id="acme", order_id="o-1001"))  # fmt: skip
+    assert orjson.loads(first.value)["id"] != orjson.loads(second.value)["id"]
+    h = Harness()
+    h.act(first.value, key=first.key)
+    out = h.act(second.value, key=second.key)
+    assert not [r for r in out if r.topic.endswith("dlq")]
+    assert h.types() == ["support.dispute.opened", "support.dispute.awaiting_seller"]
+    assert h.stage.counts["ignored"] == 1
