@@ -1,6 +1,7 @@
 """Disputes on a real broker with a real worker: each path of the state machine end to end,
 the seller's silence decided by buyer protection under the threshold and sent to platform
-review over it, the buyer's silence, and forbidden actions refused to the dead-letter topic.
+review over it, the buyer's silence, forbidden actions refused to the dead-letter topic, and
+a dispute opened by the example ruleset's rule for a parcel a week overdue.
 
 Windows are a few seconds of the `always` calendar, so the timers fire during the test.
 """
@@ -32,6 +33,7 @@ from tests.integration.conftest import EngineUnderTest
 pytestmark = pytest.mark.integration
 
 SELLER, OTHER_SELLER = "dune-outdoor", "casa-verde"
+EXAMPLE_RULES = REPO / "rules" / "examples" / "marketplace-v2.yaml"
 TOPICS = (DISPUTES_EVENTS.name, CHANNEL_DLQ.name, f"queue.vendor.{SELLER}",
           f"queue.vendor.{OTHER_SELLER}", "queue.dept.disputes")  # fmt: skip
 
@@ -311,41 +313,19 @@ def test_two_workers_fire_each_window_once(engine: EngineUnderTest, tmp_path: Pa
     assert {k: v for k, v in ids.items() if len(v) != 1} == {}
 
 
-RULES = """
-name: disputes-by-rule
-version: "1"
-departments: [disputes, general]
-sla_policies: [standard]
-intents: {not_received: ["never arrived"]}
-rules:
-  - id: overdue-parcel
-    priority: 10
-    when:
-      all:
-        - {field: message.intent, contains: not_received}
-        - {field: order.days_late, gte: 7}
-    then:
-      continue: true
-      open_dispute: {reason: item_not_received, amount: order.total, currency: order.currency}
-  - id: catch-all
-    then: {route: dept:general}
-"""
-
 
 def test_a_routing_rule_opens_the_dispute_for_the_buyer(
     engine: EngineUnderTest, tmp_path: Path
 ) -> None:
-    rules = tmp_path / "rules.yaml"
-    rules.write_text(RULES)
     engine.start_worker(ROUTER_DISPUTES_POLICY_FILE=str(write_policy(tmp_path, "1h")),
-                        ROUTER_RULES_FILE=str(rules))  # fmt: skip
+                        ROUTER_RULES_FILE=str(EXAMPLE_RULES))  # fmt: skip
     by_rule, unbacked = "o-by-rule", "o-no-amount"
-    late = {"days_late": 9, "total": "40.00", "currency": "EUR"}
+    late = {"days_past_delivery": 9, "total": "40.00", "currency": "EUR"}
     asked = inbound_bytes("in-r1", thread_ref="thread-r1", body="My parcel never arrived",
                           vendor_id=SELLER, order_id=by_rule, attributes=late)  # fmt: skip
     no_amount = inbound_bytes("in-r2", thread_ref="thread-r2", body="It never arrived",
                               vendor_id=SELLER, order_id=unbacked,
-                              attributes={"days_late": 9, "currency": "EUR"})  # fmt: skip
+                              attributes={"days_past_delivery": 9, "currency": "EUR"})  # fmt: skip
     # the first message delivered twice by its connector: one dispute
     engine.send("email", [(b"thread-r1", asked), (b"thread-r2", no_amount),
                           (b"thread-r1", asked)])  # fmt: skip
@@ -354,19 +334,19 @@ def test_a_routing_rule_opens_the_dispute_for_the_buyer(
         return {o.value["data"]["inbound_id"]: o.value["data"] for o in outs
                 if o.topic == TICKETS_DECISIONS.name}  # fmt: skip
 
-    outputs = engine.collector(DISPUTES_EVENTS.name, TICKETS_DECISIONS.name, CHANNEL_DLQ.name,
-                               "queue.dept.general").poll_until(
+    outputs = engine.collector(DISPUTES_EVENTS.name, TICKETS_DECISIONS.name,
+                               CHANNEL_DLQ.name).poll_until(
         lambda outs: "awaiting_seller" in events(outs, by_rule)
         and {"in-r1", "in-r2"} <= set(decisions(outs)), 60,
         "the rule's dispute awaiting the seller and both decisions",
     )  # fmt: skip
     assert events(outputs, by_rule) == ["opened", "awaiting_seller"]
     opened = event(outputs, by_rule, "opened")["data"]
-    assert opened["acted_by"] == {"id": "rule:overdue-parcel", "party": "system"}
+    assert opened["acted_by"] == {"id": "rule:overdue-parcel-dispute", "party": "system"}
     assert (opened["buyer_id"], opened["vendor_id"]) == ("buyer-1", SELLER)
     assert (opened["reason_code"], opened["amount"], opened["currency"]) == (
         "item_not_received", "40.00", "EUR")  # fmt: skip
-    assert decisions(outputs)["in-r1"]["dispute"]["rule_id"] == "overdue-parcel"
+    assert decisions(outputs)["in-r1"]["dispute"]["rule_id"] == "overdue-parcel-dispute"
     problem = decisions(outputs)["in-r2"]["dispute"]["problem"]
     assert problem == "amount: the message does not carry it"
     assert events(outputs, unbacked) == []
