@@ -2,8 +2,8 @@
 
 Every stage hands its `OutRecord`s here. The emitter applies the topic prefix, creates a queue
 topic on first use, sends straight to the aiokafka producer that faust flushes before it
-commits input offsets (so an offset is committed only once its outputs are durable), never
-awaits a delivery one by one, and turns a delivery that failed for good into a crash of the
+commits input offsets (so an offset is committed only once its outputs are durable; a runtime
+that commits itself awaits `delivered()` first), never awaits a delivery one by one, and turns a delivery that failed for good into a crash of the
 worker before anything commits past it.
 
 Partitions are chosen as aiokafka's default partitioner does (murmur2 of the key, like the
@@ -134,6 +134,23 @@ class Emitter:
         self._ensured: set[str] = set()
         self._on_delivery_failure = on_delivery_failure
         self.sent: Counter[str] = Counter()
+        # with `await_deliveries`: every delivery since the last `delivered()`
+        self._unconfirmed: list[asyncio.Future[Any]] | None = None
+
+    def await_deliveries(self) -> None:
+        """Keep each send's delivery for `delivered()`: a runtime that commits input offsets
+        itself, rather than after faust's flush."""
+        if self._unconfirmed is None:
+            self._unconfirmed = []
+
+    async def delivered(self) -> None:
+        """Wait until every record sent since the last call is acknowledged; raises the first
+        failed delivery (after reporting it), so nothing commits past it."""
+        unconfirmed = self._unconfirmed
+        if not unconfirmed:
+            return
+        self._unconfirmed = []
+        await asyncio.gather(*unconfirmed)
 
     async def emit(self, records: Iterable[OutRecord], partition: int | None = None) -> None:
         """Hand records to the producer in order, without waiting for their delivery. Topics
@@ -144,6 +161,7 @@ class Emitter:
         if new:
             await self._prepare(new)
         sent, send, physical = self.sent, self._sender.send, self._physical
+        unconfirmed = self._unconfirmed
         for record in records:
             topic = record.topic
             sent[topic_family(topic)] += 1
@@ -151,6 +169,8 @@ class Emitter:
                 physical(topic), record.key, record.value, list(record.headers), partition
             )
             future.add_done_callback(self._check_delivery)
+            if unconfirmed is not None:
+                unconfirmed.append(future)
 
     async def _prepare(self, topics: set[str]) -> None:
         queues = sorted(t for t in topics if t.startswith(ON_DEMAND_PREFIXES))  # appear on demand
@@ -165,6 +185,8 @@ class Emitter:
         """A record outside the logical topics (a table changelog), same delivery check."""
         future = await self._sender.send(physical_topic, key, value, [], partition)
         future.add_done_callback(self._check_delivery)
+        if self._unconfirmed is not None:
+            self._unconfirmed.append(future)
 
     def _check_delivery(self, future: asyncio.Future[Any]) -> None:
         if future.cancelled():
