@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import faust
-from faust.app.base import BootStrategy
 import structlog
+from faust.app.base import BootStrategy
 
 from router.clock import Clock, SystemClock
 from router.default_policy import DefaultPolicy
@@ -36,9 +36,9 @@ from streams.kafka.topics import TopicManager
 from streams.kafka.transport import RouterApp
 from streams.settings import RouterSettings
 from streams.stages.buyers import install_buyers
+from streams.stages.direct import DirectStage, OwnProducer
 from streams.stages.disputes import DisputesStage, install_disputes
 from streams.stages.lifecycle import LifecycleStage, install_lifecycle
-from streams.stages.direct import DirectStage, OwnProducer
 from streams.stages.routing import install_direct_routing, install_routing
 from streams.stages.rules_reload import install_rules_reload
 from streams.stages.runner import StageRunner

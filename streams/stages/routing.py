@@ -19,6 +19,7 @@ from schemas.topics import (
 )
 from streams.kafka.emit import Emitter
 from streams.kafka.topics import TopicManager, raw_topic
+from streams.metrics import report_positions
 from streams.settings import RouterSettings
 from streams.stages.direct import DirectStage, OwnProducer
 from streams.stages.progress import input_progress
@@ -102,4 +103,5 @@ def install_direct_routing(
         input_progress(app), producer, crash, prepare, loop=app.loop,
     )  # fmt: skip
     app.add_dependency(stage)
+    report_positions(app, stage.positions)  # consumer lag metrics and the liveness check
     return stage
