@@ -4,18 +4,21 @@ rebalance between two workers, a SIGTERM under load, or a restart."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import urllib.error
 import urllib.request
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+from aiokafka import AIOKafkaConsumer
 
 from router.traffic import MarketplaceTraffic
 from schemas import CloudEvent, DeadLetter, RoutedTicket
+from streams.kafka.compacted import topic_partitions
 from tests.factories import inbound_bytes
 from tests.harness import (
     STOP_DEADLINE_S,
@@ -34,6 +37,7 @@ pytestmark = pytest.mark.integration
 DIRECT = {"ROUTER_STAGE": "routing", "ROUTER_ROUTING_RUNTIME": "direct"}
 FAUST = {"ROUTER_STAGE": "routing"}
 LOAD_PER_S = 300
+CHANNELS = ("email", "chat", "social")
 ROUTED = ("queue.*", "channel.dlq", "tickets.decisions", "tickets.events")
 
 
@@ -152,7 +156,7 @@ def test_writes_what_the_faust_runtime_writes_for_the_same_input(
         engine.start_worker(**DIRECT)
         faust.start_worker(**FAUST)
         for under_test in (engine, faust):
-            for channel in ("email", "chat", "social"):
+            for channel in CHANNELS:
                 produce(kafka_bootstrap, f"{under_test.prefix}channel.{channel}",
                         [(r.key, r.value) for r in records if r.channel == channel])  # fmt: skip
         expected = {r.inbound_id for r in records if r.inbound_id}
@@ -175,18 +179,23 @@ def test_writes_what_the_faust_runtime_writes_for_the_same_input(
 def test_sigkill_under_load_then_restart_loses_nothing_and_replays_the_same_records(
     engine: EngineUnderTest,
 ) -> None:
+    # a backlog, so the kill lands while batches are in flight
+    backlog = MarketplaceTraffic(seed="direct-backlog", malformed_ratio=0.0).take(6000)
     first = engine.start_worker(**DIRECT)
+    for channel in CHANNELS:
+        produce(engine.bootstrap, f"{engine.prefix}channel.{channel}",
+                [(r.key, r.value) for r in backlog if r.channel == channel])  # fmt: skip
     load = SteadyLoad(engine.bootstrap, engine.prefix, LOAD_PER_S).start()
     collector = engine.collector("queue.*", "channel.dlq")
     try:
-        collector.poll_until(lambda outs: len(queued(outs)) >= 600, 120, "outputs to flow")
+        collector.poll_until(lambda outs: len(queued(outs)) >= 1500, 120, "outputs to flow")
         first.kill()  # mid-load: no flush, no final commit
-        engine.start_worker(**DIRECT)
+        second = engine.start_worker(**DIRECT)
         seen = len(collector.outputs)
         collector.poll_until(lambda outs: len(queued(outs)) >= seen + 300, 120,
                              "the second worker's outputs")  # fmt: skip
     finally:
-        produced = load.stop()
+        produced = load.stop() | {r.inbound_id for r in backlog if r.inbound_id}
     outputs = collector.poll_until(
         lambda outs: produced <= accounted_inbound_ids(outs), 120, "every input on a queue",
         describe=lambda outs: f"{len(produced - accounted_inbound_ids(outs))} missing")
@@ -194,6 +203,39 @@ def test_sigkill_under_load_then_restart_loses_nothing_and_replays_the_same_reco
     replayed = check_replays_identical(outputs)
     check_tickets_continue(outputs)
     print(f"{len(produced)} produced, {replayed} inbound ids written again after the SIGKILL")
+
+    # The worst crash: nothing committed at all. Every record is read again over the state
+    # its first pass left in the changelog, and writes what it wrote the first time.
+    assert second.stop() == 0
+    rewind(engine.bootstrap, f"{engine.prefix}ticket-router",
+           [f"{engine.prefix}channel.{c}" for c in CHANNELS])  # fmt: skip
+    engine.start_worker(**DIRECT)
+
+    def twice(outs: list[Output]) -> int:
+        return sum(1 for n in Counter(newest_inbound(o) for o in queued(outs)).values() if n >= 2)
+
+    outputs = collector.poll_until(lambda outs: twice(outs) >= len(produced), 180,
+                                   "every input written again",
+                                   describe=lambda outs: f"{twice(outs)} of {len(produced)}")
+    assert check_replays_identical(outputs) == len(produced)
+    check_tickets_continue(outputs)
+
+
+def rewind(bootstrap: str, group: str, topics: list[str]) -> None:
+    """Commit offset 0 for every partition of `topics` in `group` (no member running)."""
+
+    async def run() -> None:
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
+                                    enable_auto_commit=False)  # fmt: skip
+        await consumer.start()
+        try:
+            partitions = [tp for t in topics for tp in await topic_partitions(consumer, t)]
+            consumer.assign(partitions)
+            await consumer.commit(dict.fromkeys(partitions, 0))
+        finally:
+            await consumer.stop()
+
+    asyncio.run(run())
 
 
 def test_two_workers_share_the_partitions_and_hand_them_back_without_loss(
