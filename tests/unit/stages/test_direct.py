@@ -71,18 +71,73 @@ def test_table_loads_its_changelog_and_drops_revoked_partitions() -> None:
     assert owner == {b"c": 1}
 
 
-def test_awaited_deliveries_raise_a_failed_one_before_the_commit() -> None:
-    async def run(producer: Producer) -> None:
-        runner, *_, emitter = build(producer)
+class Builder:
+    """aiokafka's BatchBuilder: full after `room` records."""
+
+    def __init__(self, room: int) -> None:
+        self.room = room
+        self.records: list[tuple[bytes | None, bytes | None]] = []
+
+    def append(self, *, timestamp: Any, key: bytes | None, value: bytes | None,
+               headers: Any) -> Any:  # fmt: skip
+        if len(self.records) >= self.room:
+            return None
+        self.records.append((key, value))
+        return object()
+
+
+class BatchingProducer(Producer):
+    def __init__(self, fail_on: str | None = None, room: int = 3) -> None:
+        super().__init__(fail_on)
+        self.room = room
+        self.batches: list[tuple[str, int, list[tuple[bytes | None, bytes | None]]]] = []
+
+    def create_batch(self) -> Builder:
+        return Builder(self.room)
+
+    async def send_batch(self, batch: Builder, topic: str, *, partition: int) -> Any:
+        self.batches.append((topic, partition, batch.records))
+        done = asyncio.get_running_loop().create_future()
+        if self.fail_on is not None and topic.endswith(self.fail_on):
+            done.set_exception(RuntimeError("not delivered"))
+        else:
+            done.set_result(None)
+        return done
+
+
+def run_batch(producer: BatchingProducer, *values: bytes) -> list[BaseException]:
+    failures: list[BaseException] = []
+
+    async def run() -> None:
+        runner, *_, emitter = build(producer, failures)
         emitter.await_deliveries()
-        message = Message("p.channel.email", 0, 0, b"thread-1", inbound_bytes("e-1"),
-                          timestamp=1.7e12)  # fmt: skip
-        await runner.run_messages([message], 0.001)
+        messages = [Message("p.channel.email", 0, n, b"thread-1", v, timestamp=1.7e12)
+                    for n, v in enumerate(values)]  # fmt: skip
+        await runner.run_messages(messages, 0.001)
+        # only full batches go before `delivered`
+        assert all(len(records) == producer.room for *_, records in producer.batches)
         await emitter.delivered()
 
-    asyncio.run(run(Producer()))
+    asyncio.run(run())
+    return failures
+
+
+def test_records_go_in_one_batch_per_partition_when_deliveries_are_awaited() -> None:
+    producer = BatchingProducer(room=3)
+    run_batch(producer, *(inbound_bytes(f"e-{n}") for n in range(4)))
+    assert producer.sent == []  # no record went through `send`
+    by_topic: dict[str, list[int]] = {}
+    for topic, _, records in producer.batches:
+        by_topic.setdefault(topic.removeprefix("p."), []).append(len(records))
+    assert by_topic["queue.vendor.acme"] == [3, 1]  # full at 3: a second batch
+    assert by_topic["ticket-router-tickets-changelog"] == [1]  # one write per key per batch
+    assert list(by_topic)[-1] == "ticket-router-tickets-changelog"  # state after the outputs
+
+
+def test_awaited_deliveries_raise_a_failed_one_before_the_commit() -> None:
+    assert run_batch(BatchingProducer(), inbound_bytes("e-1")) == []
     with pytest.raises(RuntimeError, match="not delivered"):
-        asyncio.run(run(Producer(fail_on="tickets.decisions")))
+        run_batch(BatchingProducer(fail_on="tickets.decisions"), inbound_bytes("e-1"))
 
 
 def test_aiokafka_timestamps_reach_the_processor_in_seconds() -> None:
