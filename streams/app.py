@@ -17,6 +17,7 @@ state serves a worker of either layout.
 from __future__ import annotations
 
 import asyncio
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,7 +40,7 @@ from streams.stages.buyers import install_buyers
 from streams.stages.direct import DirectStage, OwnProducer
 from streams.stages.disputes import DisputesStage, install_disputes
 from streams.stages.lifecycle import LifecycleStage, install_lifecycle
-from streams.stages.routing import install_direct_routing, install_routing
+from streams.stages.routing import install_direct_routing, install_routing, routing_runner
 from streams.stages.rules_reload import install_rules_reload
 from streams.stages.runner import StageRunner
 from streams.stages.scores import install_scores, install_standings
@@ -140,17 +141,17 @@ def create_engine(
     if routing:
         install_rules_reload(app, settings, holder, topics)  # hot reload from routing.rules
         standings = install_standings(app, settings)  # `vendor.score*` facts
+        runner_for = functools.partial(
+            routing_runner, settings=settings, emitter=emitter, policy=holder, clock=clock,
+            vendors=vendors, buyers=buyers.history, standings=standings.get,
+        )  # fmt: skip
         if producer is not None:
             engine.direct = install_direct_routing(
-                app, settings, emitter, producer, topics, crash, holder, clock, vendors=vendors,
-                buyers=buyers.history, standings=standings.get,
-            )  # fmt: skip
+                app, settings, runner_for, producer, topics, crash
+            )
             engine.routing = engine.direct.runner
         else:
-            engine.routing = install_routing(
-                app, settings, emitter, holder, clock, vendors=vendors, buyers=buyers.history,
-                standings=standings.get,
-            )  # fmt: skip
+            engine.routing = install_routing(app, settings, runner_for)
     if lifecycle:
         engine.lifecycle = install_lifecycle(app, settings, emitter, vendors=vendors, clock=clock)
         engine.disputes = install_disputes(app, settings, emitter, vendors=vendors, clock=clock)

@@ -31,6 +31,7 @@ INPUTS = (*CHANNEL_TOPICS, TICKETS_REROUTES.name, DELIVERY_RECEIPTS.name)
 
 def routing_runner(
     tickets: BatchTable,
+    *,
     settings: RouterSettings,
     emitter: Emitter,
     policy: PolicyHolder,
@@ -39,6 +40,7 @@ def routing_runner(
     buyers: BuyerLookup | None = None,
     standings: StandingLookup | None = None,
 ) -> StageRunner:
+    """The routing processor over `tickets`, run a batch at a time by either runtime."""
     processor = RoutingProcessor(
         tickets, policy, max_record_bytes=settings.max_record_bytes, vendors=vendors,
         buyers=buyers, standings=standings,
@@ -46,16 +48,10 @@ def routing_runner(
     return StageRunner(processor, [tickets], emitter, clock, settings.logical)
 
 
-def install_routing(
-    app: Any,
-    settings: RouterSettings,
-    emitter: Emitter,
-    policy: PolicyHolder,
-    clock: Clock,
-    vendors: VendorLookup | None = None,
-    buyers: BuyerLookup | None = None,
-    standings: StandingLookup | None = None,
-) -> StageRunner:
+RunnerFor = Callable[[BatchTable], StageRunner]  # `routing_runner` over a given table
+
+
+def install_routing(app: Any, settings: RouterSettings, runner_for: RunnerFor) -> StageRunner:
     table = app.Table(
         TICKETS_TABLE,
         default=None,
@@ -66,8 +62,7 @@ def install_routing(
         partitions=settings.partitions,
         extra_topic_configs=dict(TICKETS_CHANGELOG.configs),
     )
-    runner = routing_runner(BatchTable.over(table), settings, emitter, policy, clock, vendors,
-                            buyers, standings)  # fmt: skip
+    runner = runner_for(BatchTable.over(table))
     inbound = raw_topic(app, settings, *INPUTS)
     install_stage(app, inbound, "route-inbound", runner, settings.batch_max_records,
                   settings.batch_max_wait_ms / 1000)  # fmt: skip
@@ -77,15 +72,10 @@ def install_routing(
 def install_direct_routing(
     app: Any,
     settings: RouterSettings,
-    emitter: Emitter,
+    runner_for: RunnerFor,
     producer: OwnProducer,
     topics: TopicManager,
     crash: Callable[[BaseException], None],
-    policy: PolicyHolder,
-    clock: Clock,
-    vendors: VendorLookup | None = None,
-    buyers: BuyerLookup | None = None,
-    standings: StandingLookup | None = None,
 ) -> DirectStage:
     """The routing stage on its own consumer group (the `direct` runtime), started and stopped
     with `app`; its table is the faust table's changelog topic, loaded into dicts."""
@@ -93,7 +83,7 @@ def install_direct_routing(
     data: MutableMapping[bytes, bytes] = {}
     owner: MutableMapping[bytes, int] = {}
     tickets = BatchTable(data, owner, settings.topic(changelog))
-    runner = routing_runner(tickets, settings, emitter, policy, clock, vendors, buyers, standings)
+    runner = runner_for(tickets)
 
     async def prepare() -> None:  # faust creates the changelog when it declares the table
         await topics.ensure([changelog], {changelog: TICKETS_CHANGELOG.topic_configs()})

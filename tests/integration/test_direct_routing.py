@@ -22,6 +22,7 @@ from streams.kafka.compacted import topic_partitions
 from tests.factories import inbound_bytes
 from tests.harness import (
     STOP_DEADLINE_S,
+    Collector,
     Output,
     WorkerProcess,
     accounted_inbound_ids,
@@ -100,6 +101,27 @@ def get(url: str) -> tuple[int, dict[str, Any]]:
             return response.status, orjson.loads(response.read())
     except urllib.error.HTTPError as exc:
         return exc.code, orjson.loads(exc.read())
+
+
+def start_under_load(engine: EngineUnderTest, flowing: int) -> tuple[
+    WorkerProcess, SteadyLoad, Collector
+]:  # fmt: skip
+    """A direct worker under the steady load, once `flowing` queue records are out."""
+    worker = engine.start_worker(**DIRECT)
+    load = SteadyLoad(engine.bootstrap, engine.prefix, LOAD_PER_S).start()
+    collector = engine.collector("queue.*", "channel.dlq")
+    try:
+        collector.poll_until(lambda outs: len(queued(outs)) >= flowing, 120, "outputs to flow")
+    except BaseException:
+        load.stop()
+        raise
+    return worker, load, collector
+
+
+def all_accounted(collector: Collector, produced: set[str]) -> list[Output]:
+    return collector.poll_until(
+        lambda outs: produced <= accounted_inbound_ids(outs), 120, "every input on a queue",
+        describe=lambda outs: f"{len(produced - accounted_inbound_ids(outs))} missing")
 
 
 def test_routes_follow_ups_and_dead_letters_and_reports_readiness_and_lag(
@@ -181,14 +203,11 @@ def test_sigkill_under_load_then_restart_loses_nothing_and_replays_the_same_reco
 ) -> None:
     # a backlog, so the kill lands while batches are in flight
     backlog = MarketplaceTraffic(seed="direct-backlog", malformed_ratio=0.0).take(6000)
-    first = engine.start_worker(**DIRECT)
     for channel in CHANNELS:
         produce(engine.bootstrap, f"{engine.prefix}channel.{channel}",
                 [(r.key, r.value) for r in backlog if r.channel == channel])  # fmt: skip
-    load = SteadyLoad(engine.bootstrap, engine.prefix, LOAD_PER_S).start()
-    collector = engine.collector("queue.*", "channel.dlq")
+    first, load, collector = start_under_load(engine, 1500)
     try:
-        collector.poll_until(lambda outs: len(queued(outs)) >= 1500, 120, "outputs to flow")
         first.kill()  # mid-load: no flush, no final commit
         second = engine.start_worker(**DIRECT)
         seen = len(collector.outputs)
@@ -196,9 +215,7 @@ def test_sigkill_under_load_then_restart_loses_nothing_and_replays_the_same_reco
                              "the second worker's outputs")  # fmt: skip
     finally:
         produced = load.stop() | {r.inbound_id for r in backlog if r.inbound_id}
-    outputs = collector.poll_until(
-        lambda outs: produced <= accounted_inbound_ids(outs), 120, "every input on a queue",
-        describe=lambda outs: f"{len(produced - accounted_inbound_ids(outs))} missing")
+    outputs = all_accounted(collector, produced)
     assert not on("channel.dlq", outputs)
     replayed = check_replays_identical(outputs)
     check_tickets_continue(outputs)
@@ -241,11 +258,8 @@ def rewind(bootstrap: str, group: str, topics: list[str]) -> None:
 def test_two_workers_share_the_partitions_and_hand_them_back_without_loss(
     engine: EngineUnderTest,
 ) -> None:
-    first = engine.start_worker(**DIRECT)
-    load = SteadyLoad(engine.bootstrap, engine.prefix, LOAD_PER_S).start()
-    collector = engine.collector("queue.*", "channel.dlq")
+    first, load, collector = start_under_load(engine, 300)
     try:
-        collector.poll_until(lambda outs: len(queued(outs)) >= 300, 120, "outputs to flow")
         second = engine.start_worker(**DIRECT)
 
         def shared() -> bool:
@@ -265,9 +279,7 @@ def test_two_workers_share_the_partitions_and_hand_them_back_without_loss(
                              "the second worker's outputs")  # fmt: skip
     finally:
         produced = load.stop()
-    outputs = collector.poll_until(
-        lambda outs: produced <= accounted_inbound_ids(outs), 120, "every input on a queue",
-        describe=lambda outs: f"{len(produced - accounted_inbound_ids(outs))} missing")
+    outputs = all_accounted(collector, produced)
     check_replays_identical(outputs)
     check_tickets_continue(outputs)
 
@@ -275,11 +287,8 @@ def test_two_workers_share_the_partitions_and_hand_them_back_without_loss(
 def test_sigterm_under_load_commits_what_it_wrote_and_exits_in_time(
     engine: EngineUnderTest,
 ) -> None:
-    first = engine.start_worker(**DIRECT)
-    load = SteadyLoad(engine.bootstrap, engine.prefix, LOAD_PER_S).start()
-    collector = engine.collector("queue.*", "channel.dlq")
+    first, load, collector = start_under_load(engine, 600)
     try:
-        collector.poll_until(lambda outs: len(queued(outs)) >= 600, 120, "outputs to flow")
         started = time.monotonic()
         rc = first.stop()
         exit_s = time.monotonic() - started
@@ -298,9 +307,7 @@ def test_sigterm_under_load_commits_what_it_wrote_and_exits_in_time(
     assert {i: n for i, n in per_inbound.items() if n != 1} == {}
 
     engine.start_worker(**DIRECT)
-    outputs = collector.poll_until(
-        lambda outs: produced <= accounted_inbound_ids(outs), 120, "every input on a queue",
-        describe=lambda outs: f"{len(produced - accounted_inbound_ids(outs))} missing")
+    outputs = all_accounted(collector, produced)
     assert check_replays_identical(outputs) == 0  # nothing re-read after a clean stop
     check_tickets_continue(outputs)
     print(f"exit {rc} after {exit_s:.2f} s; {committed} committed of {len(produced)}")
