@@ -9,6 +9,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from router.traffic import MarketplaceTraffic
+from router.traffic import MarketplaceTraffic, TrafficRecord
 from schemas import CloudEvent, DeadLetter, RoutedTicket
 from streams.kafka.compacted import topic_partitions
 from tests.factories import inbound_bytes
@@ -103,11 +104,15 @@ def get(url: str) -> tuple[int, dict[str, Any]]:
         return exc.code, orjson.loads(exc.read())
 
 
-def start_under_load(engine: EngineUnderTest, flowing: int) -> tuple[
-    WorkerProcess, SteadyLoad, Collector
-]:  # fmt: skip
-    """A direct worker under the steady load, once `flowing` queue records are out."""
+def start_under_load(
+    engine: EngineUnderTest, flowing: int, backlog: Sequence[TrafficRecord] = ()
+) -> tuple[WorkerProcess, SteadyLoad, Collector]:
+    """A direct worker under the steady load (after `backlog`), once `flowing` queue records
+    are out."""
     worker = engine.start_worker(**DIRECT)
+    for channel in CHANNELS:
+        produce(engine.bootstrap, f"{engine.prefix}channel.{channel}",
+                [(r.key, r.value) for r in backlog if r.channel == channel])  # fmt: skip
     load = SteadyLoad(engine.bootstrap, engine.prefix, LOAD_PER_S).start()
     collector = engine.collector("queue.*", "channel.dlq")
     try:
@@ -203,10 +208,7 @@ def test_sigkill_under_load_then_restart_loses_nothing_and_replays_the_same_reco
 ) -> None:
     # a backlog, so the kill lands while batches are in flight
     backlog = MarketplaceTraffic(seed="direct-backlog", malformed_ratio=0.0).take(6000)
-    for channel in CHANNELS:
-        produce(engine.bootstrap, f"{engine.prefix}channel.{channel}",
-                [(r.key, r.value) for r in backlog if r.channel == channel])  # fmt: skip
-    first, load, collector = start_under_load(engine, 1500)
+    first, load, collector = start_under_load(engine, 1500, backlog)
     try:
         first.kill()  # mid-load: no flush, no final commit
         second = engine.start_worker(**DIRECT)
