@@ -197,9 +197,14 @@ class Emitter:
         """Send what is batched and wait until every record since the last call is
         acknowledged; raises a failed delivery (after reporting it), so nothing commits past
         it."""
-        if self._batches is None:
-            return
-        deliveries = await self._batches.submit()
+        await self.confirm(await self.send_batched())
+
+    async def send_batched(self) -> list[asyncio.Future[Any]]:
+        """Send what is batched; the deliveries of every record since the last call."""
+        return [] if self._batches is None else await self._batches.submit()
+
+    async def confirm(self, deliveries: list[asyncio.Future[Any]]) -> None:
+        """Wait for these deliveries; raises a failed one (after reporting it)."""
         if not deliveries:
             return
         try:

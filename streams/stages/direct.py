@@ -15,10 +15,12 @@ What faust did, this does itself:
 - Tables: plain dicts, filled on assignment from the table's changelog (the topic faust's table
   uses, same records: the runtimes read each other's state), read whole before any record of
   those partitions is processed. Revoked partitions' keys are dropped.
-- Per batch: process, send outputs then changelog writes, wait until every one is
-  acknowledged (a failed delivery raises: the worker stops before committing), then commit the
-  batch's offsets. A crash before the commit replays the batch; the ids are deterministic, so
-  the replay writes the same records.
+- Per batch: process, send outputs then changelog writes (one producer batch per partition),
+  then settle the batch before it, whose deliveries went on while this one was processed:
+  wait until every one is acknowledged (a failed delivery raises: the worker stops before
+  committing), then commit its offsets. At most one batch is in flight; an idle poll, a
+  revocation and the stop settle it too. A crash before the commit replays the batch; the
+  ids are deterministic, so the replay writes the same records.
 - Rebalance: the revocation waits for the batch in progress (it commits first); a batch
   fetched before a rebalance is dropped uncommitted, for the partitions' owner to read again.
 - Stop (SIGTERM through faust's worker: this is a dependency of the app, which still runs the
@@ -50,6 +52,12 @@ log = structlog.get_logger("router.direct")
 
 _IDLE_POLL_MS = 200  # how long a fetch waits when nothing is there: bounds the stop's wait
 _FETCH_PARTITION_BYTES = 8 * 1024 * 1024
+
+
+# a batch sent and not yet committed: its deliveries, the offsets to commit, and per input
+# partition (topic, partition, offset, timestamp in seconds) of its last record
+InFlight = tuple[list["asyncio.Future[Any]"], dict[TopicPartition, int],
+                 list[tuple[str, int, int, float]]]  # fmt: skip
 
 
 class CoPartitioningError(RuntimeError):
@@ -142,6 +150,8 @@ class DirectStage(Service):
         self._stopping = False
         self._failure: BaseException | None = None
         self._loop_task: asyncio.Task[None] | None = None
+        # sent, not yet settled: (deliveries, offsets to commit, last record per partition)
+        self._in_flight: InFlight | None = None
 
     def _new_consumer(self) -> AIOKafkaConsumer:
         s = self.settings
@@ -200,14 +210,18 @@ class DirectStage(Service):
             batch = await consumer.getmany(timeout_ms=_IDLE_POLL_MS, max_records=max_records)
             if self._failure is not None:
                 raise self._failure
-            if not batch:
-                continue
             async with self._lock:
-                await self._process(batch, stale=generation != self._generation)
+                if batch:
+                    await self._process(batch, stale=generation != self._generation)
+                else:  # idle: nothing to overlap the last batch's deliveries with
+                    await self._settle()
+        async with self._lock:  # stopping: the last batch is delivered and committed
+            await self._settle()
 
     async def _process(self, batch: dict[TopicPartition, list[Any]], stale: bool) -> None:
-        """Process, deliver, commit. A batch fetched before a rebalance, or records of a
-        partition whose table is not loaded, are put back unread (position moved back)."""
+        """Process and send; then settle the batch before (its deliveries overlapped this
+        one's processing). A batch fetched before a rebalance, or records of a partition
+        whose table is not loaded, are put back unread (position moved back)."""
         consumer, owned = self.consumer, self.owned
         messages: list[Any] = []
         offsets: dict[TopicPartition, int] = {}
@@ -221,18 +235,28 @@ class DirectStage(Service):
         if not messages:
             return
         await self.runner.run_messages(messages, 0.001)  # aiokafka timestamps: milliseconds
-        await self.emitter.delivered()  # raises on a failed delivery: no commit past it
+        deliveries = await self.emitter.send_batched()
+        last = [(tp.topic, tp.partition, records[-1].offset, records[-1].timestamp / 1000)
+                for tp, records in batch.items() if tp in offsets]  # fmt: skip
+        await self._settle()
+        self._in_flight = (deliveries, offsets, last)
+
+    async def _settle(self) -> None:
+        """The batch in flight: wait for its deliveries (a failure raises: no commit past
+        it), then commit its offsets."""
+        if self._in_flight is None:
+            return
+        (deliveries, offsets, last), self._in_flight = self._in_flight, None
+        await self.emitter.confirm(deliveries)
         try:
-            await consumer.commit(offsets)
+            await self.consumer.commit(offsets)
         except CommitFailedError as exc:  # rebalanced meanwhile: the next owner replays it
             log.warning("commit_failed_rebalanced", error=str(exc), partitions=len(offsets))
             return
         self.committed.update(offsets)
         saw = self.progress.saw_last
-        for tp, records in batch.items():
-            if tp in offsets:
-                last = records[-1]
-                saw(tp.topic, tp.partition, last.offset, last.timestamp / 1000)
+        for topic, partition, offset, timestamp in last:
+            saw(topic, partition, offset, timestamp)
 
     # -- rebalance (called by aiokafka's coordinator) ----------------------------------------
 
@@ -240,6 +264,7 @@ class DirectStage(Service):
         self.rebalancing = True
         self._generation += 1
         async with self._lock:  # the batch in progress has committed
+            await self._settle()
             numbers = {tp.partition for tp in revoked}
             self.owned -= numbers
             dropped = sum(table.drop_partitions(numbers) for table in self.tables)
