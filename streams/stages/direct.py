@@ -264,7 +264,11 @@ class DirectStage(Service):
         self.rebalancing = True
         self._generation += 1
         async with self._lock:  # the batch in progress has committed
-            await self._settle()
+            try:
+                await self._settle()
+            except Exception as exc:  # aiokafka only logs a listener's error: stop the loop
+                self._failure = exc
+                raise
             numbers = {tp.partition for tp in revoked}
             self.owned -= numbers
             dropped = sum(table.drop_partitions(numbers) for table in self.tables)
