@@ -5,6 +5,8 @@
 - `lifecycle`: SLA clocks, desk actions, the ticket index and buyer history, on
   `tickets.events` / `tickets.commands` / `tickets.actions` (group `<app_id>-lifecycle`);
 - `all`: both in one process and group (the default, and what the demo runs);
+- `routing` with `routing_runtime: direct`: the same stage on a plain aiokafka consumer group
+  in the same group (`streams/stages/direct.py`); faust still runs the followers;
 - `scores`: only the scores stage (`streams/stages/scores.py`, group `<app_id>-scores`), which
   also runs in an `all` or `lifecycle` worker when `scores_enabled` is set.
 
@@ -15,11 +17,13 @@ state serves a worker of either layout.
 from __future__ import annotations
 
 import asyncio
+import functools
 from dataclasses import dataclass
 from typing import Any
 
 import faust
 import structlog
+from faust.app.base import BootStrategy
 
 from router.clock import Clock, SystemClock
 from router.default_policy import DefaultPolicy
@@ -33,9 +37,10 @@ from streams.kafka.topics import TopicManager
 from streams.kafka.transport import RouterApp
 from streams.settings import RouterSettings
 from streams.stages.buyers import install_buyers
+from streams.stages.direct import DirectStage, OwnProducer
 from streams.stages.disputes import DisputesStage, install_disputes
 from streams.stages.lifecycle import LifecycleStage, install_lifecycle
-from streams.stages.routing import install_routing
+from streams.stages.routing import install_direct_routing, install_routing, routing_runner
 from streams.stages.rules_reload import install_rules_reload
 from streams.stages.runner import StageRunner
 from streams.stages.scores import install_scores, install_standings
@@ -56,6 +61,7 @@ class Engine:
     lifecycle: LifecycleStage | None = None
     disputes: DisputesStage | None = None
     scores: tuple[ScoreTicketsProcessor, ScoreBooksProcessor] | None = None
+    direct: DirectStage | None = None  # the routing stage's own consumer group (`direct`)
 
     @property
     def processor(self) -> RoutingProcessor | None:
@@ -112,6 +118,8 @@ def create_engine(
         web_host="127.0.0.1",
         processing_guarantee="at_least_once",
     )
+    if settings.routing_runtime == "direct":  # its own group: faust consumes nothing here
+        app.boot_strategy = BootStrategy(app, enable_kafka_consumer=False)
     topics = TopicManager(settings)
     holder = PolicyHolder(policy or DefaultPolicy())
     crashing: set[asyncio.Future[Any]] = set()  # keep a reference until the crash runs
@@ -120,7 +128,10 @@ def create_engine(
         # A produce that failed for good: stop before faust commits past the input record.
         crashing.add(asyncio.ensure_future(app.crash(exc)))
 
-    emitter = Emitter(settings, KeyedSender(lambda: aiokafka_producer(app)), topics, crash)
+    direct = settings.routing_runtime == "direct"  # with its own producer, not faust's
+    producer = OwnProducer(settings) if direct else None
+    sender = KeyedSender(producer or (lambda: aiokafka_producer(app)))
+    emitter = Emitter(settings, sender, topics, crash)
     vendors = install_vendor_directory(app, settings).get  # every worker, whole topic
     engine = Engine(app=app, emitter=emitter, topics=topics, policy=holder)
     routing = settings.stage in ("all", "routing")
@@ -130,10 +141,17 @@ def create_engine(
     if routing:
         install_rules_reload(app, settings, holder, topics)  # hot reload from routing.rules
         standings = install_standings(app, settings)  # `vendor.score*` facts
-        engine.routing = install_routing(
-            app, settings, emitter, holder, clock, vendors=vendors, buyers=buyers.history,
-            standings=standings.get,
+        runner_for = functools.partial(
+            routing_runner, settings=settings, emitter=emitter, policy=holder, clock=clock,
+            vendors=vendors, buyers=buyers.history, standings=standings.get,
         )  # fmt: skip
+        if producer is not None:
+            engine.direct = install_direct_routing(
+                app, settings, runner_for, producer, topics, crash
+            )
+            engine.routing = engine.direct.runner
+        else:
+            engine.routing = install_routing(app, settings, runner_for)
     if lifecycle:
         engine.lifecycle = install_lifecycle(app, settings, emitter, vendors=vendors, clock=clock)
         engine.disputes = install_disputes(app, settings, emitter, vendors=vendors, clock=clock)

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from streams.kafka.faust_internals import committed_offsets, started_consumer, table_recovery
+from streams.kafka.faust_internals import started_consumer, table_recovery
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,10 +88,15 @@ class WorkerHealth:
 
     def readiness(self) -> list[Check]:
         app = self.engine.app
-        consumer = started_consumer(app)
-        recovery = table_recovery(app.tables)
-        joined = consumer is not None and app.rebalancing_count > 0 and not app.rebalancing
-        recovered = recovery is not None and recovery.completed.is_set() and not app.in_recovery
+        direct = getattr(self.engine, "direct", None)
+        if direct is not None:  # its own consumer group and table load
+            joined = recovered = direct.ready
+        else:
+            consumer = started_consumer(app)
+            recovery = table_recovery(app.tables)
+            joined = consumer is not None and app.rebalancing_count > 0 and not app.rebalancing
+            recovered = (recovery is not None and recovery.completed.is_set()
+                         and not app.in_recovery)  # fmt: skip
         checks = [
             awaiting("rules_loaded", self.followers_loaded,
                      "reading routing.rules and directory.vendors"),
@@ -125,16 +130,12 @@ class WorkerHealth:
         return Check("event_loop", False, f"no answer in {self.loop_timeout_s:g} s")
 
     def _commits_move(self) -> Check:
-        from streams.metrics import consumer_lag  # the same figures as router_consumer_lag
+        # the same figures as router_consumer_committed_offset and router_consumer_lag
+        from streams.metrics import committed_positions, consumer_lag
 
-        consumer = started_consumer(self.engine.app)
-        if consumer is None:
-            return Check("commits", True)
-        try:
-            committed = sum(v for v in dict(committed_offsets(consumer)).values() if v)
-        except RuntimeError:  # changed under us: judge on the next probe
-            return Check("commits", True)
-        lag = sum(behind for _, _, behind in consumer_lag(self.engine.app))
+        app = self.engine.app
+        committed = sum(offset for _, _, offset in committed_positions(app) if offset)
+        lag = sum(behind for _, _, behind in consumer_lag(app))
         with self._lock:
             stalled = self._progress.stalled_for(committed, lag, self.clock())
         if stalled > self.commit_stall_s:

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -299,9 +300,26 @@ class PartitionState:
     high: int | None  # the high watermark; None before the first fetch
 
 
+# (topic, partition, committed, high watermark) per assigned partition
+Positions = Callable[[], list[tuple[str, int, int | None, int | None]]]
+_OWN_CONSUMERS: weakref.WeakKeyDictionary[Any, Positions] = weakref.WeakKeyDictionary()
+
+
+def report_positions(app: Any, positions: Positions) -> None:
+    """A stage that consumes on its own group (streams/stages/direct.py) rather than through
+    faust's consumer: its positions are `app`'s consumer figures."""
+    _OWN_CONSUMERS[app] = positions
+
+
 def assigned_partitions(app: Any) -> list[PartitionState]:
     """The consumer's assigned partitions, read from another thread at scrape time: empty
     while there is no consumer (none is created here) or a rebalance changes it under us."""
+    try:
+        own = _OWN_CONSUMERS.get(app)
+    except TypeError:  # not weakly referenceable (a test's stand-in): nothing registered it
+        own = None
+    if own is not None:
+        return [PartitionState(*position) for position in own()]
     consumer = started_consumer(app)
     if consumer is None:
         return []

@@ -102,6 +102,9 @@ class RouterSettings(BaseSettings):
     # or `all` in one process and group. Split, each stage scales and lags on its own.
     # `scores` runs only the scores stage (group `<app_id>-scores`; see `scores_enabled`).
     stage: Literal["all", "routing", "lifecycle", "scores"] = "all"
+    # How a `routing` worker runs its stage: on faust's stream (`faust`), or on a plain aiokafka
+    # consumer group with its own table load and commits (`direct`, streams/stages/direct.py).
+    routing_runtime: Literal["faust", "direct"] = "faust"
     topic_prefix: str = Field(default="", pattern=r"^[A-Za-z0-9._-]*$")
     partitions: int = Field(default=6, ge=1, le=1024)
     replication_factor: int = Field(default=1, ge=1, le=7)
@@ -257,6 +260,15 @@ class RouterSettings(BaseSettings):
             raise ValueError(
                 f"consumer_request_timeout_s ({self.consumer_request_timeout_s:g}) must be more "
                 f"than session_timeout_s ({self.session_timeout_s:g}), as Kafka's consumer needs"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _direct_runtime_runs_alone(self) -> RouterSettings:
+        if self.routing_runtime == "direct" and self.stage != "routing":
+            raise ValueError(
+                f"routing_runtime 'direct' needs stage 'routing' (not {self.stage!r}): the "
+                "other stages run on faust, in a worker of their own"
             )
         return self
 

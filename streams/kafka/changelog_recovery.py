@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import time
 from collections import defaultdict
@@ -61,6 +62,9 @@ LOAD_BUDGET = 0.7  # share of faust's step time-out (broker_request_timeout) the
 _FETCH_PARTITION_BYTES = 8 * 1024 * 1024
 _FETCH_BYTES = 64 * 1024 * 1024
 _POLL_MS = 500
+
+# applies changelog records (aiokafka ConsumerRecords, one partition, in order) to a table
+Apply = Callable[[int, Sequence[Any]], None]
 
 
 @contextlib.contextmanager
@@ -103,6 +107,20 @@ def apply_records(table: Any, partition: int, records: Sequence[Any]) -> None:
 
     `records` are aiokafka ConsumerRecords of one partition, in offset order."""
     data, owner = memory_store(table)
+    store_records(data, owner, partition, records)
+    hook = getattr(table, "changelog_loaded", None)
+    if hook is not None:
+        hook(partition, [(r.key, r.value) for r in records if r.key is not None])
+
+
+def store_records(
+    data: MutableMapping[bytes, bytes],
+    owner: MutableMapping[bytes, int],
+    partition: int,
+    records: Sequence[Any],
+) -> None:
+    """Changelog records of one partition into (key -> value, key -> partition): the last
+    value wins, a tombstone deletes."""
     for record in records:
         key, value = record.key, record.value
         if key is None:
@@ -113,9 +131,6 @@ def apply_records(table: Any, partition: int, records: Sequence[Any]) -> None:
         else:
             data[key] = value
             owner[key] = partition
-    hook = getattr(table, "changelog_loaded", None)
-    if hook is not None:
-        hook(partition, [(r.key, r.value) for r in records if r.key is not None])
 
 
 class ChangelogLoader:
@@ -147,12 +162,12 @@ class ChangelogLoader:
 
     async def load(
         self,
-        tables: Mapping[TP, Any],
+        tables: Mapping[TP, Apply],
         applied: MutableMapping[TP, int],
         ends: Mapping[TP, int],
         budget_s: float,
     ) -> int:
-        """Apply records [applied[tp] + 1, ends[tp]) of each partition to tables[tp].
+        """Apply records [applied[tp] + 1, ends[tp]) of each partition with tables[tp].
 
         `applied[tp]` (faust's "last offset applied", -1 for none) moves after each batch, so
         whatever stops the load (cancellation, the budget, an error) leaves it exact. Returns
@@ -180,10 +195,32 @@ class ChangelogLoader:
         )
         return sum(per_tp.values())
 
+    async def load_whole(self, tables: Mapping[TP, Apply]) -> int:
+        """Apply each partition from its first record to its end offset as of the call (a
+        plain consumer group's table, `streams.stages.direct`). Raises when it could not
+        read them all: processing on part of a table would fork its tickets."""
+        if not tables:
+            return 0
+        consumer = self._consumer()
+        await consumer.start()
+        try:
+            wanted = [TopicPartition(tp.topic, tp.partition) for tp in tables]
+            firsts = await consumer.beginning_offsets(wanted)
+            ends = await consumer.end_offsets(wanted)
+        finally:
+            await consumer.stop()
+        keyed = {TopicPartition(tp.topic, tp.partition): apply for tp, apply in tables.items()}
+        applied = {tp: firsts[tp] - 1 for tp in keyed}
+        loaded = await self.load(keyed, applied, ends, budget_s=float("inf"))
+        short = sorted(f"{tp.topic}:{tp.partition}" for tp in keyed if applied[tp] + 1 < ends[tp])
+        if short:
+            raise RuntimeError(f"changelog partitions not fully read: {short}")
+        return loaded
+
     async def _read(
         self,
         consumer: AIOKafkaConsumer,
-        todo: Mapping[TP, Any],
+        todo: Mapping[TP, Apply],
         applied: MutableMapping[TP, int],
         ends: Mapping[TP, int],
         per_tp: dict[TP, int],
@@ -210,7 +247,7 @@ class ChangelogLoader:
                 end = ends[tp]
                 records = [r for r in batch.get(ktp, ()) if r.offset < end]
                 if records:
-                    apply_records(todo[tp], tp.partition, records)
+                    todo[tp](tp.partition, records)
                     per_tp[tp] += len(records)
                     self.progress(tp)
                 # control records and compacted gaps: the position says how far we are
@@ -233,7 +270,7 @@ class FastRecovery(Recovery):
         await super()._build_offsets(consumer, tps, destination, title)
         if title != "active":
             return
-        tables = {tp: self.tp_to_table[tp] for tp in tps
+        tables = {tp: functools.partial(apply_records, self.tp_to_table[tp]) for tp in tps
                   if tp in self.tp_to_table and loadable(self.tp_to_table[tp])}
         ends = {tp: self.active_highwaters[tp] + 1 for tp in tables}  # faust's "-1" convention
         budget = LOAD_BUDGET * float(self.app.conf.broker_request_timeout)

@@ -21,6 +21,10 @@ class InputProgress:
             m = event.message
             last[(m.topic, m.partition)] = (m.offset, m.timestamp)
 
+    def saw_last(self, topic: str, partition: int, offset: int, timestamp: float | None) -> None:
+        """The last record processed of one partition (timestamp in seconds)."""
+        self.last[(topic, partition)] = (offset, timestamp)
+
 
 _PROGRESS: weakref.WeakKeyDictionary[Any, InputProgress] = weakref.WeakKeyDictionary()
 

@@ -1,15 +1,16 @@
-"""Runs a stage processor on a faust stream, a batch of records at a time.
+"""Runs a stage processor a batch of records at a time, on a faust stream (`install_stage`)
+or on a plain consumer group (`streams.stages.direct`).
 
 Per batch: each record goes through the processor in order (its reads see the batch's own
 writes), then every output is handed to the producer, then each table key written in the
 batch is stored and sent to the changelog once, with the last value. Nothing is awaited per
-delivery: faust flushes the producer before it commits the batch's input offsets, so a crash
-before the commit replays the batch (outputs come first, so a replay finds what it needs).
+delivery: the runtime flushes the producer before it commits the batch's input offsets, so a
+crash before the commit replays the batch (outputs come first, so a replay finds what it needs).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, MutableMapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, MutableMapping, Sequence
 from typing import Any
 
 import structlog
@@ -17,6 +18,7 @@ import structlog
 from router.clock import Clock
 from router.records import OutRecord
 from router.stages.contract import NO_HEADERS, InRecord, Note, Processor
+from streams.kafka.changelog_recovery import store_records
 from streams.kafka.emit import Emitter
 from streams.kafka.faust_internals import memory_store
 from streams.stages.progress import input_progress
@@ -26,8 +28,9 @@ log = structlog.get_logger("router.stage")
 
 
 class BatchTable(MutableMapping[bytes, bytes]):
-    """A table's local data (raw bytes, faust's `memory://` store) seen through one batch's
-    pending writes; `flush` applies them to the store and its changelog."""
+    """A table's local data (raw bytes: faust's `memory://` store, or plain dicts) seen
+    through one batch's pending writes; `flush` applies them to the store and its changelog.
+    `owner` maps each key to its partition: what a revocation drops."""
 
     def __init__(
         self, data: MutableMapping[bytes, bytes], owner: MutableMapping[bytes, int], changelog: str
@@ -41,6 +44,19 @@ class BatchTable(MutableMapping[bytes, bytes]):
         """Over a faust table: its store's dicts and its changelog topic."""
         data, owner = memory_store(table)
         return cls(data, owner, table.changelog_topic.get_topic_name())
+
+    def load(self, partition: int, records: Sequence[Any]) -> None:
+        """Changelog records of one partition (aiokafka's, in offset order) into the store."""
+        store_records(self._data, self._owner, partition, records)
+
+    def drop_partitions(self, partitions: Collection[int]) -> int:
+        """Forget the stored keys of these partitions (no longer this worker's); how many."""
+        owner = self._owner
+        gone = [key for key, partition in owner.items() if partition in partitions]
+        for key in gone:
+            self._data.pop(key, None)
+            del owner[key]
+        return len(gone)
 
     def get(self, key: bytes, default: Any = None) -> Any:
         pending = self._pending.get(key)
@@ -111,16 +127,23 @@ class StageRunner:
         self._with_headers = with_headers
 
     async def run(self, events: Sequence[Any]) -> None:
-        """faust events in (their `.message`), outputs and table writes out."""
+        """faust events in (their `.message`; timestamps in seconds)."""
+        await self.run_messages([event.message for event in events], 1.0)
+
+    async def run_messages(self, messages: Iterable[Any], seconds_per_unit: float) -> None:
+        """Consumed messages in (faust's or aiokafka's: topic, partition, offset, key, value,
+        timestamp in units of `seconds_per_unit`, headers), outputs and table writes out."""
         out: list[OutRecord] = []
         process, tables, now = self.processor.process, self.tables, self.clock.now
-        for event in events:
-            m = event.message
+        logical, with_headers = self._logical, self._with_headers
+        for m in messages:
             for table in tables:
                 table.partition = m.partition
+            stamp = m.timestamp
             record = InRecord(
-                self._logical(m.topic), m.partition, m.offset, m.key, m.value, m.timestamp,
-                headers_of(m.headers) if self._with_headers else NO_HEADERS,
+                logical(m.topic), m.partition, m.offset, m.key, m.value,
+                None if stamp is None else stamp * seconds_per_unit,
+                headers_of(m.headers) if with_headers else NO_HEADERS,
             )  # fmt: skip
             out.extend(process(record, now()))
         await self.emitter.emit(out)  # first: a replay finds these pending if the state is stored

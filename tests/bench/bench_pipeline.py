@@ -61,6 +61,8 @@ PRODUCER_SETTINGS = {
     "max_request_size": 8 * 1024 * 1024,
 }
 STARTUP_TIMEOUT_S = 120
+DIRECT = "-direct"  # a layout whose routing worker runs `routing_runtime: direct`
+LAYOUTS = ("split", "single", "routing", "split-direct", "routing-direct")
 TokenOf = Callable[[str, bytes | None, bytes], str]
 
 
@@ -458,6 +460,7 @@ async def engine_subject(
     workdir: Path,
     routes: dict[str, str],
     layout: str = "split",
+    name: str = "engine",
 ) -> Subject:
     # Vendor queues exist before their first ticket in production (`router vendors provision`).
     queues = sorted({queue_topic(q) for q in routes.values()})
@@ -469,11 +472,14 @@ async def engine_subject(
         return str(orjson.loads(value)["data"]["messages"][-1]["inbound_id"])
 
     env = {"ROUTER_PARTITIONS": str(partitions), "ROUTER_COMMIT_INTERVAL_S": "1.0"}
+    runtime = {"ROUTER_ROUTING_RUNTIME": "direct"} if layout.endswith(DIRECT) else {}
+    layout = layout.removesuffix(DIRECT)
 
     def worker(stage: str) -> WorkerProcess:
         return WorkerProcess(
-            bootstrap, prefix, workdir / f"data-{stage}", workdir / f"worker-{stage}.log",
-            extra_env={**env, "ROUTER_STAGE": stage},
+            bootstrap, prefix, workdir / f"data-{name}-{stage}",
+            workdir / f"worker-{name}-{stage}.log",
+            extra_env={**env, "ROUTER_STAGE": stage, **(runtime if stage == "routing" else {})},
         )  # fmt: skip
 
     if layout in ("split", "routing"):
@@ -483,7 +489,7 @@ async def engine_subject(
     else:
         process = EngineProcesses(worker("all"), None)
     return await open_subject(
-        stack, "engine", process, prefix, "(queue[.].*|channel[.]dlq)", token_of
+        stack, name, process, prefix, "(queue[.].*|channel[.]dlq)", token_of
     )
 
 
@@ -491,7 +497,7 @@ async def lifecycle_lag(bootstrap: str, prefix: str, layout: str) -> int:
     """Records the SLA stage has not committed yet, over its input topics."""
     settings = RouterSettings(
         KAFKA_BOOTSTRAP_SERVERS=bootstrap, topic_prefix=prefix,
-        stage="lifecycle" if layout == "split" else "all",
+        stage="lifecycle" if layout.removesuffix(DIRECT) == "split" else "all",
     )  # fmt: skip
     rows = await group_offsets(settings, [settings.group_id()])
     inputs = {settings.topic(t) for t in ("tickets.events", "tickets.commands", "tickets.actions")}
@@ -686,30 +692,41 @@ async def bench(bootstrap: str, args: argparse.Namespace) -> int:
     if peer_env.python is None:
         print(f"peer: skipped, {peer_env.reason}", flush=True)
     prefix = f"bench{uuid.uuid4().hex[:8]}."
+    layouts = [args.layout, *([args.compare] if args.compare else [])]
+    engines: list[tuple[str, Result, int | None, float | None, float | None]] = []
+    rate, paced = float(args.rate), paced_pool
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
-        async with AsyncExitStack() as stack:
-            engine = await engine_subject(
-                stack, bootstrap, prefix, args.partitions, Path(tmp), routes, args.layout
-            )
-            await measure_drain(engine, bootstrap, drain)
-            print(f"engine drained at {engine.result.msg_per_s:,.0f} msg/s", flush=True)
-            rate = min(args.rate, engine.result.msg_per_s / 2)
-            paced = paced_pool[: int(rate * args.seconds)]
-            await measure_latency(engine, bootstrap, paced, rate)
-            sla_lag, sla_caught_up = (
-                await sla_catch_up(bootstrap, prefix, args.layout)
-                if args.layout != "routing"
-                else (None, None)
-            )
-            assert isinstance(engine.process, EngineProcesses)
-            second = engine.process.lifecycle
-            sla_cpu = process_times(second.proc.pid)[0] if second and second.proc else None
-            engine.stop()
-            engine.result.misrouted = sum(
-                1
-                for inbound_id, out in engine.watch.first.items()
-                if inbound_id in routes and out.topic != prefix + queue_topic(routes[inbound_id])
-            )
+        for n, layout in enumerate(layouts):
+            # each engine on topics of its own: the same records, no offsets or state shared
+            engine_prefix = prefix if n == 0 else f"{prefix}{layout}."
+            async with AsyncExitStack() as stack:
+                engine = await engine_subject(
+                    stack, bootstrap, engine_prefix, args.partitions, Path(tmp), routes, layout,
+                    name=layout if len(layouts) > 1 else "engine",
+                )  # fmt: skip
+                await measure_drain(engine, bootstrap, drain)
+                print(f"{layout} drained at {engine.result.msg_per_s:,.0f} msg/s", flush=True)
+                if n == 0:  # every subject takes the same paced load
+                    rate = min(args.rate, engine.result.msg_per_s / 2)
+                    paced = paced_pool[: int(rate * args.seconds)]
+                await measure_latency(engine, bootstrap, paced, rate)
+                with_sla = layout.removesuffix(DIRECT) != "routing"
+                sla_lag, sla_caught_up = (
+                    await sla_catch_up(bootstrap, engine_prefix, layout)
+                    if with_sla
+                    else (None, None)
+                )
+                assert isinstance(engine.process, EngineProcesses)
+                second = engine.process.lifecycle
+                sla_cpu = process_times(second.proc.pid)[0] if second and second.proc else None
+                engine.stop()
+                engine.result.misrouted = sum(
+                    1
+                    for inbound_id, out in engine.watch.first.items()
+                    if inbound_id in routes
+                    and out.topic != engine_prefix + queue_topic(routes[inbound_id])
+                )
+                engines.append((layout, engine.result, sla_lag, sla_caught_up, sla_cpu))
         async with AsyncExitStack() as stack:
             valid_ids = {r.inbound_id for r in drain + paced if r.inbound_id}
             baseline = await baseline_subject(
@@ -720,23 +737,30 @@ async def bench(bootstrap: str, args: argparse.Namespace) -> int:
         peer, peer_notes = await measure_peer(
             bootstrap, args, prefix, Path(tmp), routes, drain, paced, rate, peer_env
         )
-    print("\n".join(report(baseline.result, engine.result, args, peer, peer_notes)), flush=True)
     inbound = len(drain) + len(paced)
-    print(
-        f"SLA stage ({'its own worker group' if args.layout == 'split' else 'same process'}): "
-        f"lag at the end of the paced phase {sla_lag} records (committed offsets), "
-        + (
-            f"all committed {sla_caught_up:.1f} s after the load stopped"
-            if sla_caught_up is not None
-            else "not all committed within 60 s of the load stopping"
+    for n, (layout, result, sla_lag, sla_caught_up, sla_cpu) in enumerate(engines):
+        print(f"\n--layout {layout}", flush=True)
+        shown = (peer, peer_notes) if n == 0 else (None, ())
+        print("\n".join(report(baseline.result, result, args, *shown)), flush=True)
+        if layout.removesuffix(DIRECT) == "routing":
+            continue
+        print(
+            f"SLA stage ({'its own worker group' if layout.startswith('split') else 'same process'}"
+            f"): lag at the end of the paced phase {sla_lag} records (committed offsets), "
+            + (
+                f"all committed {sla_caught_up:.1f} s after the load stopped"
+                if sla_caught_up is not None
+                else "not all committed within 60 s of the load stopping"
+            )
+            + (
+                f"; its worker's CPU over the whole run {sla_cpu / inbound * 1e6:.0f} µs per "
+                "inbound"
+                if sla_cpu is not None
+                else ""
+            ),
+            flush=True,
         )
-        + (
-            f"; its worker's CPU over the whole run {sla_cpu / inbound * 1e6:.0f} µs per inbound"
-            if sla_cpu is not None
-            else ""
-        ),
-        flush=True,
-    )
+    engine_result = engines[0][1]
     if not args.no_core:
         # In a thread: the streams-glue figure runs an event loop of its own.
         figures = await asyncio.to_thread(bench_core.measure_core, drain[:5000])
@@ -745,13 +769,14 @@ async def bench(bootstrap: str, args: argparse.Namespace) -> int:
                 [
                     *bench_core.core_report(figures),
                     *bench_core.where_the_time_goes(
-                        figures, engine.result.cpu_us_per_msg, baseline.result.cpu_us_per_msg
+                        figures, engine_result.cpu_us_per_msg, baseline.result.cpu_us_per_msg
                     ),
                 ]
             )
         )
     peer_failed = peer_env.python is not None and (peer is None or bool(peer.lost))
-    return 1 if engine.result.lost or baseline.result.lost or peer_failed else 0
+    engine_lost = any(result.lost for _, result, *_ in engines)
+    return 1 if engine_lost or baseline.result.lost or peer_failed else 0
 
 
 async def passthrough(bootstrap: str, group: str, out: str, dlq: str, inputs: list[str]) -> None:
@@ -799,9 +824,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=500, help="paced load, msg/s")
     parser.add_argument("--seconds", type=float, default=60, help="paced load duration")
     parser.add_argument(
-        "--layout", choices=("split", "single", "routing"), default="split",
+        "--layout", choices=LAYOUTS, default="split",
         help="split: routing and SLA stages in their own worker groups (the routing worker is "
-        "measured); single: one worker runs both; routing: the routing worker alone",
+        "measured); single: one worker runs both; routing: the routing worker alone; "
+        "-direct: the routing worker on `routing_runtime: direct`",
+    )  # fmt: skip
+    parser.add_argument(
+        "--compare", choices=LAYOUTS, default=None,
+        help="a second engine layout measured in the same run, on the same records and paced "
+        "load, against the same baseline",
     )  # fmt: skip
     parser.add_argument("--partitions", type=int, default=6)
     parser.add_argument("--malformed", type=float, default=0.01, help="share of bad records")

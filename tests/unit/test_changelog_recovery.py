@@ -4,6 +4,7 @@ bookkeeping, the faust internals it hooks into, and the index entries taken whil
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -148,7 +149,8 @@ def load(consumer: FakeConsumer, tables: dict[TP, Any], applied: dict[TP, int],
     seen = progress if progress is not None else []
     loader = ChangelogLoader(RouterSettings(), progress=seen.append)
     loader._consumer = lambda: consumer  # type: ignore[method-assign]
-    return asyncio.run(loader.load(tables, applied, ends, budget))
+    appliers = {tp: functools.partial(apply_records, table) for tp, table in tables.items()}
+    return asyncio.run(loader.load(appliers, applied, ends, budget))
 
 
 def test_loader_reads_to_the_end_offsets_and_moves_faust_offsets() -> None:

@@ -1,0 +1,330 @@
+"""A stage on a plain aiokafka consumer group: the `direct` routing runtime.
+
+Why: on faust, every inbound record also passes faust's consumer thread, its conductor, the
+stream and the acknowledgement bookkeeping, about two thirds of a routing worker's CPU. Here
+the same `StageRunner` (processor, batch tables, the one `Emitter`) runs on `getmany`
+batches instead.
+
+What faust did, this does itself:
+
+- Group and assignment: one consumer in the routing group (`settings.group_id()`, so committed
+  offsets carry over between the runtimes), aiokafka's `RangePartitionAssignor`. With equal
+  partition counts it gives each worker the same partition numbers of every input topic:
+  partition N of every input, and the table's partition N, live on one worker
+  (co-partitioned). An assignment that breaks this stops the worker.
+- Tables: plain dicts, filled on assignment from the table's changelog (the topic faust's table
+  uses, same records: the runtimes read each other's state), read whole before any record of
+  those partitions is processed. Revoked partitions' keys are dropped.
+- Per batch: process, send outputs then changelog writes (one producer batch per partition),
+  then settle the batch before it, whose deliveries went on while this one was processed:
+  wait until every one is acknowledged (a failed delivery raises: the worker stops before
+  committing), then commit its offsets. At most one batch is in flight; an idle poll, a
+  revocation and the stop settle it too. A crash before the commit replays the batch; the
+  ids are deterministic, so the replay writes the same records.
+- Rebalance: the revocation waits for the batch in progress (it commits first); a batch
+  fetched before a rebalance is dropped uncommitted, for the partitions' owner to read again.
+- Stop (SIGTERM through faust's worker: this is a dependency of the app, which still runs the
+  followers): the batch in progress finishes and commits, then the consumer leaves the group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import structlog
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from aiokafka.errors import CommitFailedError
+from mode import Service
+
+from streams.kafka.changelog_recovery import ChangelogLoader, gc_paused
+from streams.kafka.client import client_kwargs, producer_kwargs
+from streams.kafka.emit import Emitter
+from streams.kafka.transport import AllTopicsProducer
+from streams.settings import RouterSettings
+from streams.stages.progress import InputProgress
+from streams.stages.runner import BatchTable, StageRunner
+
+log = structlog.get_logger("router.direct")
+
+_IDLE_POLL_MS = 200  # how long a fetch waits when nothing is there: bounds the stop's wait
+_FETCH_PARTITION_BYTES = 8 * 1024 * 1024
+
+
+# a batch sent and not yet committed: its deliveries, the offsets to commit, and per input
+# partition (topic, partition, offset, timestamp in seconds) of its last record
+InFlight = tuple[list["asyncio.Future[Any]"], dict[TopicPartition, int],
+                 list[tuple[str, int, int, float]]]  # fmt: skip
+
+
+class CoPartitioningError(RuntimeError):
+    """An assignment that does not give every input topic the same partition numbers."""
+
+
+def check_co_partitioned(assigned: Sequence[TopicPartition], inputs: Sequence[str]) -> set[int]:
+    """The partition numbers of an assignment; CoPartitioningError unless each input topic
+    has exactly these (then partition N of every input, and of the tables, is this worker's)."""
+    numbers = {tp.partition for tp in assigned}
+    for topic in inputs:
+        mine = {tp.partition for tp in assigned if tp.topic == topic}
+        if mine != numbers:
+            raise CoPartitioningError(
+                f"{topic} partitions {sorted(mine)} assigned beside {sorted(numbers)}: the "
+                "input topics must have the same partition count"
+            )
+    return numbers
+
+
+class OwnProducer:
+    """The direct runtime's producer (faust's is not flushed for it): made and started in the
+    running loop by the stage; called, it is what the emitter sends to."""
+
+    def __init__(self, settings: RouterSettings) -> None:
+        self.settings = settings
+        self.producer: Any = None
+
+    def __call__(self) -> Any:
+        if self.producer is None:
+            raise RuntimeError("the direct stage's producer is not started")
+        return self.producer
+
+    async def start(self) -> None:
+        self.producer = AllTopicsProducer(**producer_kwargs(self.settings))
+        await self.producer.start()
+
+    async def stop(self) -> None:
+        if self.producer is not None:
+            await self.producer.stop()  # sends what is still batched
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka ships no types
+    def __init__(self, stage: DirectStage) -> None:
+        self.stage = stage
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        await self.stage.revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        await self.stage.assigned(assigned)
+
+
+class DirectStage(Service):
+    """Runs `runner` on the physical topics `inputs` in the consumer group `group_id`; its
+    `tables` are filled from their changelogs on assignment."""
+
+    def __init__(
+        self,
+        settings: RouterSettings,
+        runner: StageRunner,
+        tables: Sequence[BatchTable],
+        inputs: Sequence[str],
+        group_id: str,
+        progress: InputProgress,
+        producer: OwnProducer,  # the emitter's, started and stopped here
+        crash: Callable[[BaseException], None],
+        prepare: Callable[[], Awaitable[None]],  # topics the stage needs, before it joins
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.settings = settings
+        self.runner = runner
+        self.emitter: Emitter = runner.emitter
+        self.tables = tables
+        self.inputs = list(inputs)
+        self.group_id = group_id
+        self.progress = progress
+        self.producer = producer
+        self._on_failure = crash
+        self._prepare = prepare
+        self.emitter.await_deliveries()
+        self.consumer: Any = None  # made in the running loop, on start
+        self.owned: set[int] = set()  # partition numbers whose tables are loaded
+        self.committed: dict[TopicPartition, int] = {}
+        self.assignments = 0  # completed assignments (readiness: joined at least once)
+        self.rebalancing = False
+        self._generation = 0  # +1 per revocation: a batch fetched before it is stale
+        self._lock = asyncio.Lock()  # one batch, or one rebalance step, at a time
+        self._stopping = False
+        self._failure: BaseException | None = None
+        self._loop_task: asyncio.Task[None] | None = None
+        # sent, not yet settled: (deliveries, offsets to commit, last record per partition)
+        self._in_flight: InFlight | None = None
+
+    def _new_consumer(self) -> AIOKafkaConsumer:
+        s = self.settings
+        return AIOKafkaConsumer(
+            **client_kwargs(s),
+            group_id=self.group_id,
+            client_id=f"{self.group_id}-direct",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            partition_assignment_strategy=(RangePartitionAssignor,),
+            group_instance_id=s.consumer_group_instance_id,
+            max_poll_records=s.consumer_max_poll_records,
+            max_partition_fetch_bytes=_FETCH_PARTITION_BYTES,
+            session_timeout_ms=int(s.session_timeout_s * 1000),
+            heartbeat_interval_ms=int(min(3.0, s.session_timeout_s / 3) * 1000),
+            request_timeout_ms=int(s.consumer_request_timeout_s * 1000),
+            key_deserializer=None,
+            value_deserializer=None,
+        )
+
+    @property
+    def ready(self) -> bool:
+        """Joined, and the tables of every assigned partition loaded."""
+        return self.assignments > 0 and not self.rebalancing
+
+    # -- service ----------------------------------------------------------------------------
+
+    async def on_start(self) -> None:
+        await self._prepare()
+        await self.producer.start()
+        self.consumer = self._new_consumer()
+        await self.consumer.start()
+        self.consumer.subscribe(self.inputs, listener=_Rebalance(self))
+        self._loop_task = asyncio.ensure_future(self._run())
+
+    async def on_stop(self) -> None:
+        self._stopping = True
+        if self._loop_task is not None:  # it ends after the batch in progress is committed
+            await asyncio.wait([self._loop_task])
+        if self.consumer is not None:
+            await self.consumer.stop()  # leaves the group: the partitions move at once
+        await self.producer.stop()
+        log.info("direct_stage_stopped", committed=len(self.committed))
+
+    async def _run(self) -> None:
+        try:
+            await self._consume()
+        except Exception as exc:  # a failed delivery, a commit error, a broken assignment
+            log.error("direct_stage_failed", error=repr(exc))
+            self._on_failure(exc)
+
+    async def _consume(self) -> None:
+        consumer, max_records = self.consumer, self.settings.batch_max_records
+        while not self._stopping:
+            generation = self._generation
+            batch = await consumer.getmany(timeout_ms=_IDLE_POLL_MS, max_records=max_records)
+            if self._failure is not None:
+                raise self._failure
+            async with self._lock:
+                if batch:
+                    await self._process(batch, stale=generation != self._generation)
+                else:  # idle: nothing to overlap the last batch's deliveries with
+                    await self._settle()
+        async with self._lock:  # stopping: the last batch is delivered and committed
+            await self._settle()
+
+    async def _process(self, batch: dict[TopicPartition, list[Any]], stale: bool) -> None:
+        """Process and send; then settle the batch before (its deliveries overlapped this
+        one's processing). A batch fetched before a rebalance, or records of a partition
+        whose table is not loaded, are put back unread (position moved back)."""
+        consumer, owned = self.consumer, self.owned
+        messages: list[Any] = []
+        offsets: dict[TopicPartition, int] = {}
+        for tp, records in batch.items():
+            if stale or tp.partition not in owned:
+                if tp in consumer.assignment():
+                    consumer.seek(tp, records[0].offset)
+                continue
+            messages.extend(records)
+            offsets[tp] = records[-1].offset + 1
+        if not messages:
+            return
+        await self.runner.run_messages(messages, 0.001)  # aiokafka timestamps: milliseconds
+        deliveries = await self.emitter.send_batched()
+        last = [(tp.topic, tp.partition, records[-1].offset, records[-1].timestamp / 1000)
+                for tp, records in batch.items() if tp in offsets]  # fmt: skip
+        await self._settle()
+        self._in_flight = (deliveries, offsets, last)
+
+    async def _settle(self) -> None:
+        """The batch in flight: wait for its deliveries (a failure raises: no commit past
+        it), then commit its offsets."""
+        if self._in_flight is None:
+            return
+        (deliveries, offsets, last), self._in_flight = self._in_flight, None
+        await self.emitter.confirm(deliveries)
+        try:
+            await self.consumer.commit(offsets)
+        except CommitFailedError as exc:  # rebalanced meanwhile: the next owner replays it
+            log.warning("commit_failed_rebalanced", error=str(exc), partitions=len(offsets))
+            return
+        self.committed.update(offsets)
+        saw = self.progress.saw_last
+        for topic, partition, offset, timestamp in last:
+            saw(topic, partition, offset, timestamp)
+
+    # -- rebalance (called by aiokafka's coordinator) ----------------------------------------
+
+    async def revoked(self, revoked: list[TopicPartition]) -> None:
+        self.rebalancing = True
+        self._generation += 1
+        async with self._lock:  # the batch in progress has committed
+            try:
+                await self._settle()
+            except Exception as exc:  # aiokafka only logs a listener's error: stop the loop
+                self._failure = exc
+                raise
+            numbers = {tp.partition for tp in revoked}
+            self.owned -= numbers
+            dropped = sum(table.drop_partitions(numbers) for table in self.tables)
+            for tp in revoked:
+                self.committed.pop(tp, None)
+        log.info("direct_partitions_revoked", partitions=sorted(numbers), keys_dropped=dropped)
+
+    async def assigned(self, assigned: list[TopicPartition]) -> None:
+        try:
+            async with self._lock:
+                await self._load(assigned)
+        except Exception as exc:  # aiokafka only logs a listener's error: stop the loop
+            self._failure = exc
+            raise
+        self.assignments += 1
+        self.rebalancing = False
+
+    async def _load(self, assigned: list[TopicPartition]) -> None:
+        started = time.perf_counter()
+        numbers = check_co_partitioned(assigned, self.inputs)
+        new = numbers - self.owned
+        stale = {n for n in self.owned if n not in numbers}  # a revocation missed: drop too
+        for table in self.tables:
+            table.drop_partitions(stale | new)
+        loader = ChangelogLoader(self.settings)
+        targets = {TopicPartition(table.changelog, n): table.load for table in self.tables
+                   for n in sorted(new)}  # fmt: skip
+        with gc_paused():
+            records = await loader.load_whole(targets)
+        self.owned = numbers
+        for tp in assigned:
+            done = await self.consumer.committed(tp)
+            if done is not None:
+                self.committed[tp] = done
+        log.info(
+            "direct_partitions_assigned", partitions=sorted(numbers), changelog_records=records,
+            seconds=round(time.perf_counter() - started, 3),
+        )  # fmt: skip
+
+    # -- metrics ----------------------------------------------------------------------------
+
+    def positions(self) -> list[tuple[str, int, int | None, int | None]]:
+        """(topic, partition, committed, high watermark) per assigned partition; read from
+        the metrics thread, so a copy (empty while a rebalance changes it)."""
+        if self.consumer is None:
+            return []
+        try:
+            assigned = sorted(self.consumer.assignment())
+            committed = dict(self.committed)
+        except Exception:
+            return []
+        out = []
+        for tp in assigned:
+            try:
+                high = self.consumer.highwater(tp)
+            except Exception:
+                high = None
+            out.append((tp.topic, tp.partition, committed.get(tp), high))
+        return out

@@ -1,0 +1,162 @@
+"""The direct routing runtime's pieces without Kafka: co-partitioned assignment, the table's
+load and revocation, deliveries awaited before a commit."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import namedtuple
+from typing import Any
+
+import pytest
+from aiokafka import TopicPartition
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from aiokafka.coordinator.protocol import ConsumerProtocolMemberMetadata
+
+from streams.settings import RouterSettings
+from streams.stages.direct import CoPartitioningError, check_co_partitioned
+from streams.stages.routing import INPUTS
+from streams.stages.runner import BatchTable
+from tests.factories import inbound_bytes
+from tests.unit.stages.test_runner import Message, Producer, build
+
+Record = namedtuple("Record", "key value")
+
+
+class Cluster:
+    def __init__(self, counts: dict[str, int]) -> None:
+        self.counts = counts
+
+    def partitions_for_topic(self, topic: str) -> set[int]:
+        return set(range(self.counts[topic]))
+
+
+def assign(counts: dict[str, int], members: int) -> dict[str, list[TopicPartition]]:
+    subscription = sorted(counts)
+    meta = {f"member-{n}": ConsumerProtocolMemberMetadata(0, subscription, b"")
+            for n in range(members)}  # fmt: skip
+    out = RangePartitionAssignor.assign(Cluster(counts), meta)
+    return {member: [TopicPartition(topic, p) for topic, parts in a.assignment for p in parts]
+            for member, a in out.items()}  # fmt: skip
+
+
+@pytest.mark.parametrize("members", [1, 2, 3, 4, 5, 7])
+def test_range_assignment_gives_each_worker_the_same_partitions_of_every_input(
+    members: int,
+) -> None:
+    inputs = [RouterSettings().topic(t) for t in INPUTS]
+    assigned = assign(dict.fromkeys(inputs, 6), members)
+    numbers = [check_co_partitioned(tps, inputs) for tps in assigned.values()]
+    # every partition number on exactly one worker, with every input topic's partition of it
+    assert sorted(n for ns in numbers for n in ns) == list(range(6))
+    for tps in assigned.values():
+        assert len(tps) == len(inputs) * len({tp.partition for tp in tps})
+
+
+def test_unequal_partition_counts_are_refused() -> None:
+    counts = {"channel.email": 6, "channel.chat": 4}
+    first, _ = assign(counts, 2).values()  # email 0-2 beside chat 0-1
+    with pytest.raises(CoPartitioningError, match="same partition count"):
+        check_co_partitioned(first, sorted(counts))
+
+
+def test_table_loads_its_changelog_and_drops_revoked_partitions() -> None:
+    data: dict[bytes, bytes] = {}
+    owner: dict[bytes, int] = {}
+    table = BatchTable(data, owner, "changelog")
+    table.load(0, [Record(b"a", b"1"), Record(b"b", b"1"), Record(b"a", b"2")])
+    table.load(1, [Record(b"c", b"1"), Record(b"d", b"1"), Record(b"d", None)])
+    assert data == {b"a": b"2", b"b": b"1", b"c": b"1"}  # last value wins, tombstone deletes
+    assert table.drop_partitions({0}) == 2
+    assert data == {b"c": b"1"}
+    assert owner == {b"c": 1}
+
+
+class Builder:
+    """aiokafka's BatchBuilder: full after `room` records."""
+
+    def __init__(self, room: int) -> None:
+        self.room = room
+        self.records: list[tuple[bytes | None, bytes | None]] = []
+
+    def append(self, *, timestamp: Any, key: bytes | None, value: bytes | None,
+               headers: Any) -> Any:  # fmt: skip
+        if len(self.records) >= self.room:
+            return None
+        self.records.append((key, value))
+        return object()
+
+
+class BatchingProducer(Producer):
+    def __init__(self, fail_on: str | None = None, room: int = 3) -> None:
+        super().__init__(fail_on)
+        self.room = room
+        self.batches: list[tuple[str, int, list[tuple[bytes | None, bytes | None]]]] = []
+
+    def create_batch(self) -> Builder:
+        return Builder(self.room)
+
+    async def send_batch(self, batch: Builder, topic: str, *, partition: int) -> Any:
+        self.batches.append((topic, partition, batch.records))
+        done = asyncio.get_running_loop().create_future()
+        if self.fail_on is not None and topic.endswith(self.fail_on):
+            done.set_exception(RuntimeError("not delivered"))
+        else:
+            done.set_result(None)
+        return done
+
+
+def run_batch(producer: BatchingProducer, *values: bytes) -> list[BaseException]:
+    failures: list[BaseException] = []
+
+    async def run() -> None:
+        runner, *_, emitter = build(producer, failures)
+        emitter.await_deliveries()
+        messages = [Message("p.channel.email", 0, n, b"thread-1", v, timestamp=1.7e12)
+                    for n, v in enumerate(values)]  # fmt: skip
+        await runner.run_messages(messages, 0.001)
+        # only full batches go before `delivered`
+        assert all(len(records) == producer.room for *_, records in producer.batches)
+        await emitter.delivered()
+
+    asyncio.run(run())
+    return failures
+
+
+def test_records_go_in_one_batch_per_partition_when_deliveries_are_awaited() -> None:
+    producer = BatchingProducer(room=3)
+    run_batch(producer, *(inbound_bytes(f"e-{n}") for n in range(4)))
+    assert producer.sent == []  # no record went through `send`
+    by_topic: dict[str, list[int]] = {}
+    for topic, _, records in producer.batches:
+        by_topic.setdefault(topic.removeprefix("p."), []).append(len(records))
+    assert by_topic["queue.vendor.acme"] == [3, 1]  # full at 3: a second batch
+    assert by_topic["ticket-router-tickets-changelog"] == [1]  # one write per key per batch
+    assert list(by_topic)[-1] == "ticket-router-tickets-changelog"  # state after the outputs
+
+
+def test_awaited_deliveries_raise_a_failed_one_before_the_commit() -> None:
+    assert run_batch(BatchingProducer(), inbound_bytes("e-1")) == []
+    with pytest.raises(RuntimeError, match="not delivered"):
+        run_batch(BatchingProducer(fail_on="tickets.decisions"), inbound_bytes("e-1"))
+
+
+def test_aiokafka_timestamps_reach_the_processor_in_seconds() -> None:
+    seen: list[Any] = []
+
+    async def run() -> None:
+        runner, *_ = build(Producer())
+        process = runner.processor.process
+
+        def recording(record: Any, now: Any) -> Any:
+            seen.append(record)
+            return process(record, now)
+
+        runner.processor.process = recording
+        message = Message("p.channel.email", 2, 7, b"thread-1", inbound_bytes("e-1"),
+                          timestamp=1_700_000_000_000)  # fmt: skip
+        await runner.run_messages([message], 0.001)
+
+    asyncio.run(run())
+    assert [(r.topic, r.partition, r.offset, r.timestamp) for r in seen] == [
+        ("channel.email", 2, 7, 1_700_000_000.0)
+    ]
