@@ -57,7 +57,7 @@ test-chaos: $(STAMP) $(NATIVE) ## crash and fault scenarios (SIGKILL, restart)
 
 bench: $(STAMP) $(NATIVE) ## benchmarks: figures and ratios against in-run baselines (not tests)
 	$(PY) tests/bench/bench_core.py
-	$(PY) tests/bench/bench_pipeline.py
+	$(PY) tests/bench/bench_pipeline.py --compare split-faust
 	@if [ -f tests/bench/bench_rules.py ]; then $(PY) tests/bench/bench_rules.py; fi
 	@if [ -f tests/bench/bench_sla.py ]; then $(PY) tests/bench/bench_sla.py; fi
 	$(PY) tests/bench/bench_scores.py

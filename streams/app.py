@@ -5,8 +5,9 @@
 - `lifecycle`: SLA clocks, desk actions, the ticket index and buyer history, on
   `tickets.events` / `tickets.commands` / `tickets.actions` (group `<app_id>-lifecycle`);
 - `all`: both in one process and group (the default, and what the demo runs);
-- `routing` with `routing_runtime: direct`: the same stage on a plain aiokafka consumer group
-  in the same group (`streams/stages/direct.py`); faust still runs the followers;
+- `routing` (`routing_runtime` `auto` or `direct`): the routing stage on a plain aiokafka
+  consumer in the same group (`streams/stages/direct.py`); faust still runs the followers
+  (`routing_runtime: faust` keeps it on faust's stream);
 - `scores`: only the scores stage (`streams/stages/scores.py`, group `<app_id>-scores`), which
   also runs in an `all` or `lifecycle` worker when `scores_enabled` is set.
 
@@ -118,7 +119,7 @@ def create_engine(
         web_host="127.0.0.1",
         processing_guarantee="at_least_once",
     )
-    if settings.routing_runtime == "direct":  # its own group: faust consumes nothing here
+    if settings.direct_routing:  # its own consumer: faust consumes nothing here
         app.boot_strategy = BootStrategy(app, enable_kafka_consumer=False)
     topics = TopicManager(settings)
     holder = PolicyHolder(policy or DefaultPolicy())
@@ -128,7 +129,7 @@ def create_engine(
         # A produce that failed for good: stop before faust commits past the input record.
         crashing.add(asyncio.ensure_future(app.crash(exc)))
 
-    direct = settings.routing_runtime == "direct"  # with its own producer, not faust's
+    direct = settings.direct_routing  # with its own producer, not faust's
     producer = OwnProducer(settings) if direct else None
     sender = KeyedSender(producer or (lambda: aiokafka_producer(app)))
     emitter = Emitter(settings, sender, topics, crash)

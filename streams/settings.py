@@ -102,9 +102,11 @@ class RouterSettings(BaseSettings):
     # or `all` in one process and group. Split, each stage scales and lags on its own.
     # `scores` runs only the scores stage (group `<app_id>-scores`; see `scores_enabled`).
     stage: Literal["all", "routing", "lifecycle", "scores"] = "all"
-    # How a `routing` worker runs its stage: on faust's stream (`faust`), or on a plain aiokafka
-    # consumer group with its own table load and commits (`direct`, streams/stages/direct.py).
-    routing_runtime: Literal["faust", "direct"] = "faust"
+    # How a `routing` worker runs its stage: on a plain aiokafka consumer group with its own
+    # table load and commits (`direct`, streams/stages/direct.py), or on faust's stream
+    # (`faust`). `auto`: direct in a `routing` worker; where the routing stage shares a
+    # worker with other stages (`all`) it shares faust's consumer with them.
+    routing_runtime: Literal["auto", "faust", "direct"] = "auto"
     topic_prefix: str = Field(default="", pattern=r"^[A-Za-z0-9._-]*$")
     partitions: int = Field(default=6, ge=1, le=1024)
     replication_factor: int = Field(default=1, ge=1, le=7)
@@ -262,6 +264,11 @@ class RouterSettings(BaseSettings):
                 f"than session_timeout_s ({self.session_timeout_s:g}), as Kafka's consumer needs"
             )
         return self
+
+    @property
+    def direct_routing(self) -> bool:
+        """The routing stage runs on its own aiokafka consumer (`streams/stages/direct.py`)."""
+        return self.stage == "routing" and self.routing_runtime != "faust"
 
     @model_validator(mode="after")
     def _direct_runtime_runs_alone(self) -> RouterSettings:

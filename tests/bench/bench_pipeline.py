@@ -61,8 +61,8 @@ PRODUCER_SETTINGS = {
     "max_request_size": 8 * 1024 * 1024,
 }
 STARTUP_TIMEOUT_S = 120
-DIRECT = "-direct"  # a layout whose routing worker runs `routing_runtime: direct`
-LAYOUTS = ("split", "single", "routing", "split-direct", "routing-direct")
+FAUST = "-faust"  # a layout whose routing worker runs `routing_runtime: faust` (the floor)
+LAYOUTS = ("split", "single", "routing", "split-faust", "routing-faust")
 TokenOf = Callable[[str, bytes | None, bytes], str]
 
 
@@ -472,8 +472,8 @@ async def engine_subject(
         return str(orjson.loads(value)["data"]["messages"][-1]["inbound_id"])
 
     env = {"ROUTER_PARTITIONS": str(partitions), "ROUTER_COMMIT_INTERVAL_S": "1.0"}
-    runtime = {"ROUTER_ROUTING_RUNTIME": "direct"} if layout.endswith(DIRECT) else {}
-    layout = layout.removesuffix(DIRECT)
+    runtime = {"ROUTER_ROUTING_RUNTIME": "faust"} if layout.endswith(FAUST) else {}
+    layout = layout.removesuffix(FAUST)
 
     def worker(stage: str) -> WorkerProcess:
         return WorkerProcess(
@@ -497,7 +497,7 @@ async def lifecycle_lag(bootstrap: str, prefix: str, layout: str) -> int:
     """Records the SLA stage has not committed yet, over its input topics."""
     settings = RouterSettings(
         KAFKA_BOOTSTRAP_SERVERS=bootstrap, topic_prefix=prefix,
-        stage="lifecycle" if layout.removesuffix(DIRECT) == "split" else "all",
+        stage="lifecycle" if layout.removesuffix(FAUST) == "split" else "all",
     )  # fmt: skip
     rows = await group_offsets(settings, [settings.group_id()])
     inputs = {settings.topic(t) for t in ("tickets.events", "tickets.commands", "tickets.actions")}
@@ -710,7 +710,7 @@ async def bench(bootstrap: str, args: argparse.Namespace) -> int:
                     rate = min(args.rate, engine.result.msg_per_s / 2)
                     paced = paced_pool[: int(rate * args.seconds)]
                 await measure_latency(engine, bootstrap, paced, rate)
-                with_sla = layout.removesuffix(DIRECT) != "routing"
+                with_sla = layout.removesuffix(FAUST) != "routing"
                 sla_lag, sla_caught_up = (
                     await sla_catch_up(bootstrap, engine_prefix, layout)
                     if with_sla
@@ -742,7 +742,7 @@ async def bench(bootstrap: str, args: argparse.Namespace) -> int:
         print(f"\n--layout {layout}", flush=True)
         shown = (peer, peer_notes) if n == 0 else (None, ())
         print("\n".join(report(baseline.result, result, args, *shown)), flush=True)
-        if layout.removesuffix(DIRECT) == "routing":
+        if layout.removesuffix(FAUST) == "routing":
             continue
         print(
             f"SLA stage ({'its own worker group' if layout.startswith('split') else 'same process'}"
@@ -827,7 +827,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--layout", choices=LAYOUTS, default="split",
         help="split: routing and SLA stages in their own worker groups (the routing worker is "
         "measured); single: one worker runs both; routing: the routing worker alone; "
-        "-direct: the routing worker on `routing_runtime: direct`",
+        "-faust: the routing worker on faust's stream (`routing_runtime: faust`) instead of "
+        "its own aiokafka consumer",
     )  # fmt: skip
     parser.add_argument(
         "--compare", choices=LAYOUTS, default=None,
