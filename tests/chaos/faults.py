@@ -65,6 +65,10 @@ OUTCOMES: list[Outcome] = []
 # Each scenario's line in the table (and in the README's copy of it)
 SCENARIOS = {
     "broker_killed": "a broker killed (SIGKILL), then restarted",
+    "broker_killed_split": (
+        "split layout (routing on its own aiokafka consumer): a broker killed (SIGKILL), "
+        "then restarted"
+    ),
     "broker_paused": (
         f"a broker paused (SIGSTOP) {PAUSE_S:.0f} s, past the session ({SESSION_TIMEOUT_S:.0f} s) "
         f"and request ({REQUEST_TIMEOUT_S:.0f} s) timeouts, then resumed"

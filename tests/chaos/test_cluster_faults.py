@@ -58,6 +58,27 @@ def test_a_broker_killed_and_restarted(cluster_engine: ClusterEngine) -> None:
     assert outcome.clean, outcome
 
 
+def test_a_broker_killed_under_the_split_layout(cluster_engine: ClusterEngine) -> None:
+    """The routing worker on the direct runtime (its own consumer, table load and commits)
+    beside a lifecycle worker, through the same fault."""
+    engine, cluster = cluster_engine
+    engine.start_worker(ROUTER_STAGE="routing")
+    engine.start_worker(ROUTER_STAGE="lifecycle")
+
+    def fault(load: Load) -> None:
+        _then(load, 300)
+        victim = cluster.nodes[2]
+        victim.kill()
+        _then(load, 800)
+        victim.restart()
+        cluster.wait_complete()
+        _then(load, 300)
+
+    outcome = drive(engine, SCENARIOS["broker_killed_split"], fault)
+    assert outcome.clean, outcome
+    assert "direct_partitions_assigned" in engine.workers[0].log_text(10**7)
+
+
 def test_a_broker_paused_past_the_session_timeout(cluster_engine: ClusterEngine) -> None:
     engine, cluster = cluster_engine
     engine.start_worker()
