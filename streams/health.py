@@ -80,7 +80,7 @@ class WorkerHealth:
         self.commit_stall_s = commit_stall_s
         self.loop_timeout_s = loop_timeout_s
         self.clock = clock
-        self.followers_loaded = False  # set once the rules and vendor directory are read
+        self.followers_loaded = False  # set once every compacted topic followed is read
         self._progress = CommitProgress()
         self._lock = threading.Lock()  # probes may arrive together
 
@@ -99,7 +99,8 @@ class WorkerHealth:
                          and not app.in_recovery)  # fmt: skip
         checks = [
             awaiting("rules_loaded", self.followers_loaded,
-                     "reading routing.rules and directory.vendors"),
+                     "reading the compacted topics it follows (rules, vendor directory, dispute "
+                     "policy)"),
             awaiting("partitions_assigned", joined, "joining the consumer group"),
             awaiting("tables_recovered", recovered, "reading the table changelogs"),
         ]

@@ -82,8 +82,10 @@ def test_ready_only_when_every_part_is(loop: asyncio.AbstractEventLoop) -> None:
     status, body = answer(starting.readiness())
     assert status == 503
     assert body["checks"]["rules_loaded"] == {
-        "ok": False, "detail": "reading routing.rules and directory.vendors"
-    }  # fmt: skip
+        "ok": False,
+        "detail": "reading the compacted topics it follows "
+        "(rules, vendor directory, dispute policy)",
+    }
     assert body["checks"]["tables_recovered"] == {"ok": True}
 
 
