@@ -7,6 +7,7 @@ keywords, sender role and channel. Deliberately small: real routing lives in `ru
 from __future__ import annotations
 
 import string
+from functools import lru_cache
 
 from router.routing import Decision, RoutingContext
 from schemas.message import Channel, SenderRole
@@ -29,6 +30,13 @@ _KEYWORD_DEPARTMENTS: tuple[tuple[str, frozenset[str], tuple[str, ...]], ...] = 
 )
 # str.translate + split is ~5x faster than re.findall(r"\w+") on long bodies.
 _PUNCTUATION = str.maketrans(dict.fromkeys(string.punctuation, " "))
+
+
+@lru_cache(maxsize=256)
+def _trace(rule_id: str, matched: bool, reason: str) -> RuleTrace:
+    """A trace entry, made once: the policy's entries come from a handful of fixed texts, and
+    a validated model per decision cost as much as the rest of the decision."""
+    return RuleTrace(rule_id=rule_id, matched=matched, reason=reason)
 
 
 def _mentions(
@@ -61,7 +69,7 @@ class DefaultPolicy:
             priority = Priority.HIGH
 
         def decided(rule_id: str, queue: str, why: str) -> Decision:
-            trace.append(RuleTrace(rule_id=rule_id, matched=True, reason=why))
+            trace.append(_trace(rule_id, True, why))
             return Decision(
                 queue=queue,
                 priority=priority,
@@ -79,26 +87,24 @@ class DefaultPolicy:
         _, single, phrases = _KEYWORD_DEPARTMENTS[0]
         if _mentions(words, joined, single, phrases):
             return decided("keyword-disputes", "dept:disputes", "dispute keywords in message")
-        trace.append(RuleTrace(rule_id="keyword-disputes", matched=False, reason="no keyword"))
+        trace.append(_trace("keyword-disputes", False, "no keyword"))
 
         if msg.sender.role is SenderRole.SELLER:
             return decided("seller-support", "dept:seller_support", "sender role is seller")
-        trace.append(RuleTrace(rule_id="seller-support", matched=False, reason="not a seller"))
+        trace.append(_trace("seller-support", False, "not a seller"))
 
         if msg.vendor_id is not None:
             vendor = ctx.vendor
             if vendor is None or vendor.status is VendorStatus.ACTIVE:
                 return decided("vendor-queue", f"vendor:{msg.vendor_id}", "message names a vendor")
-            trace.append(
-                RuleTrace(rule_id="vendor-queue", matched=False, reason=f"vendor {vendor.status}")
-            )
+            trace.append(_trace("vendor-queue", False, f"vendor {vendor.status}"))
             return decided("vendor-inactive", "dept:disputes", "named vendor is not active")
-        trace.append(RuleTrace(rule_id="vendor-queue", matched=False, reason="no vendor_id"))
+        trace.append(_trace("vendor-queue", False, "no vendor_id"))
 
         for dept, single, phrases in _KEYWORD_DEPARTMENTS[1:]:
             if _mentions(words, joined, single, phrases):
                 return decided(f"keyword-{dept}", f"dept:{dept}", f"{dept} keywords in message")
-            trace.append(RuleTrace(rule_id=f"keyword-{dept}", matched=False, reason="no keyword"))
+            trace.append(_trace(f"keyword-{dept}", False, "no keyword"))
 
         if msg.channel is Channel.SOCIAL:
             return decided("channel-social", "dept:social", "public social post")
