@@ -4,9 +4,8 @@ Every stage hands its `OutRecord`s here. The emitter applies the topic prefix, c
 topic on first use, sends straight to the aiokafka producer that faust flushes before it
 commits input offsets (so an offset is committed only once its outputs are durable; a runtime
 that commits itself batches its records and awaits `delivered()` first), never awaits a
-delivery one by one, and
-turns a delivery that failed for good into a crash of the worker before anything commits
-past it.
+delivery one by one, and turns a delivery that failed for good into a crash of the worker
+before anything commits past it.
 
 Partitions are chosen as aiokafka's default partitioner does (murmur2 of the key, like the
 Java client), computed once per key and topic layout: a routed message writes four or five
