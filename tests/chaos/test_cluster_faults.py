@@ -5,6 +5,7 @@ poison record on the DLQ once. The outcomes make the README's fault table."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -41,20 +42,23 @@ def _lasting(seconds: float) -> None:
     threading.Event().wait(seconds)
 
 
-def test_a_broker_killed_and_restarted(cluster_engine: ClusterEngine) -> None:
-    engine, cluster = cluster_engine
-    engine.start_worker()
-
+def _broker_killed(cluster: LocalKafkaCluster, node: int) -> Callable[[Load], None]:
     def fault(load: Load) -> None:
         _then(load, 300)
-        victim = cluster.nodes[0]
+        victim = cluster.nodes[node]
         victim.kill()  # SIGKILL: its partitions' leadership moves to the other two
         _then(load, 800)
         victim.restart()
         cluster.wait_complete()
         _then(load, 300)
 
-    outcome = drive(engine, SCENARIOS["broker_killed"], fault)
+    return fault
+
+
+def test_a_broker_killed_and_restarted(cluster_engine: ClusterEngine) -> None:
+    engine, cluster = cluster_engine
+    engine.start_worker()
+    outcome = drive(engine, SCENARIOS["broker_killed"], _broker_killed(cluster, 0))
     assert outcome.clean, outcome
 
 
@@ -64,17 +68,7 @@ def test_a_broker_killed_under_the_split_layout(cluster_engine: ClusterEngine) -
     engine, cluster = cluster_engine
     engine.start_worker(ROUTER_STAGE="routing")
     engine.start_worker(ROUTER_STAGE="lifecycle")
-
-    def fault(load: Load) -> None:
-        _then(load, 300)
-        victim = cluster.nodes[2]
-        victim.kill()
-        _then(load, 800)
-        victim.restart()
-        cluster.wait_complete()
-        _then(load, 300)
-
-    outcome = drive(engine, SCENARIOS["broker_killed_split"], fault)
+    outcome = drive(engine, SCENARIOS["broker_killed_split"], _broker_killed(cluster, 2))
     assert outcome.clean, outcome
     assert "direct_partitions_assigned" in engine.workers[0].log_text(10**7)
 

@@ -48,7 +48,11 @@ class Producer:
 
     async def send(self, topic: str, value: bytes | None = None, **kwargs: Any) -> Any:
         self.sent.append((topic, kwargs.get("key"), kwargs.get("partition")))
-        done = asyncio.get_running_loop().create_future()
+        return self.delivery(topic)
+
+    def delivery(self, topic: str) -> asyncio.Future[None]:
+        """Delivered at once, or failed for a topic ending in `fail_on`."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if self.fail_on is not None and topic.endswith(self.fail_on):
             done.set_exception(RuntimeError("not delivered"))
         else:
