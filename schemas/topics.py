@@ -41,7 +41,8 @@ from schemas.sla import SLA_BREACHED, SLA_MET, SLA_WARNING
 from schemas.ticket import ROUTING_DECIDED, TICKET_ROUTED, TicketEventKind
 from schemas.vendor import VENDOR_PROFILE
 
-Cleanup = Literal["delete", "compact"]
+# "compact,delete": compacted, and a record older than `retention.ms` goes too (a bounded memory)
+Cleanup = Literal["delete", "compact", "compact,delete"]
 # Who creates a topic: the worker at start-up (`streams.kafka.topics.core_topics`, also
 # `router rules publish` / `router vendors publish`), the engine when a queue is first needed (or
 # `router vendors provision`), or faust itself (its tables' changelogs, its leader topic).
@@ -93,7 +94,9 @@ class Topic:
 
     def topic_configs(self) -> dict[str, str]:
         """The configs to create it with."""
-        configs = {"cleanup.policy": "compact"} if self.cleanup == "compact" else {}
+        configs: dict[str, str] = {}
+        if self.cleanup != "delete":
+            configs["cleanup.policy"] = self.cleanup
         configs.update(self.configs)
         return configs
 
@@ -190,11 +193,14 @@ ROUTING_RULES_EVENTS = Topic(
     "platform engineers", types=(RULESET_REFUSED,),
 )  # fmt: skip
 # The email intake's memory of threads for replies that drop every threading header
-# (router/email/fallback.py); every connector reads it whole.
+# (router/email/fallback.py); every connector reads it whole. An entry older than the longest
+# window a connector may use is never recalled, so the topic lets it go a day after that.
+EMAIL_THREAD_MAX_WINDOW_S = 365 * 86_400
 EMAIL_THREADS = Topic(
     "email.threads", "sender and subject (a digest)",
     "the thread a sender last wrote to under a subject", "`router connect email`",
-    "`router connect email`", cleanup="compact",
+    "`router connect email`", cleanup="compact,delete",
+    configs=(("retention.ms", str((EMAIL_THREAD_MAX_WINDOW_S + 86_400) * 1000)),),
 )  # fmt: skip
 DIRECTORY_VENDORS = Topic(
     "directory.vendors", "vendor id", "vendor profile", "`router vendors publish`",

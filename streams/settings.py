@@ -29,6 +29,7 @@ from pydantic_settings import (
 from router.scores.tickets import DEFAULT_SURVEY_MESSAGE
 from rules.source import LoadError, dotted, parse_text
 from schemas.message import VendorId
+from schemas.topics import EMAIL_THREAD_MAX_WINDOW_S
 
 
 class SettingsFileError(ValueError):
@@ -246,7 +247,7 @@ class RouterSettings(BaseSettings):
     email_sender_burst: int = Field(default=20, ge=1, le=100_000)
     # A reply whose client dropped every threading header joins the thread its sender last
     # wrote to under the same subject, within this window (router/email/fallback.py).
-    email_thread_fallback_s: float = Field(default=14 * 86400, ge=0, le=365 * 86400)
+    email_thread_fallback_s: float = Field(default=14 * 86400, ge=0, le=EMAIL_THREAD_MAX_WINDOW_S)
     # `router deliver --channel email`: replies go to this relay (retries: deliver_*), from
     # `email_reply_from` (default: the first of email_support_addresses)
     email_relay_host: str | None = None

@@ -2,6 +2,8 @@
 no References, no In-Reply-To and no reply token joins the ticket its sender last wrote to under
 the same subject, within a window. The intake remembers (sender, subject) -> thread ref for every
 message it publishes, on the compacted `email.threads` topic (every connector reads it whole).
+Entries past the window are never recalled: the memory sweeps them out as it grows, and the
+topic lets them go after the longest window a connector may set (`retention.ms`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from router.email.text import subject_key
 
 # what a record of `email.threads` says
 THREAD_FIELD, AT_FIELD = "thread_ref", "at"
+SWEEP_MIN_ENTRIES = 1024
 
 
 def memory_key(sender: str, subject: str) -> str | None:
@@ -38,6 +41,8 @@ class ThreadMemory:
 
     window_s: float
     entries: dict[str, tuple[str, float]] = field(default_factory=dict)
+    # entries past the window are swept when the memory has doubled since the last sweep
+    sweep_at: int = field(default=SWEEP_MIN_ENTRIES, init=False, repr=False)
 
     def recall(self, sender: str, subject: str, now: float) -> str | None:
         key = memory_key(sender, subject)
@@ -51,7 +56,18 @@ class ThreadMemory:
         key = memory_key(sender, subject)
         if key is not None:
             self.entries[key] = (thread_ref, at)
+            if len(self.entries) >= self.sweep_at:
+                self.forget_before(at - self.window_s)
         return key
+
+    def forget_before(self, cutoff: float) -> int:
+        """Drop the entries noted before `cutoff` (past the window: never recalled again);
+        how many. Amortised: the next sweep waits until the memory has doubled."""
+        old = [key for key, (_, at) in self.entries.items() if at < cutoff]
+        for key in old:
+            del self.entries[key]
+        self.sweep_at = max(SWEEP_MIN_ENTRIES, 2 * len(self.entries))
+        return len(old)
 
     def apply(self, key: bytes | None, value: bytes | None) -> None:
         """One record of `email.threads` (a tombstone forgets)."""

@@ -19,15 +19,21 @@ _TOPIC_ALREADY_EXISTS = 36
 def core_topics(settings: RouterSettings) -> dict[str, dict[str, str]]:
     """Logical name -> creation config of every topic the engine creates at start-up
     (`schemas.topics`: the queue families come on demand, faust makes its own)."""
-    topics = {
-        name: topic.topic_configs()
+    return {
+        name: creation_configs(settings, name)
         for name, topic in resolved(settings.app_id).items()
         if topic.creation == "startup"
     }
+
+
+def creation_configs(settings: RouterSettings, logical: str) -> dict[str, str]:
+    """The configs a topic is created with: its registry entry's (cleanup, retention...), and
+    `min.insync.replicas` when replicated; none for a name the registry does not know."""
+    topic = topic_of(logical, settings.app_id)
+    configs = topic.topic_configs() if topic is not None else {}
     if settings.replication_factor > 1:
-        for config in topics.values():
-            config["min.insync.replicas"] = str(settings.min_insync_replicas)
-    return topics
+        configs["min.insync.replicas"] = str(settings.min_insync_replicas)
+    return configs
 
 
 def partitions_of(settings: RouterSettings, logical: str) -> int:
@@ -48,6 +54,8 @@ class TopicManager:
     async def ensure(
         self, logical: Iterable[str], configs: dict[str, dict[str, str]] | None = None
     ) -> None:
+        """Create the topics missing among `logical`, each with `configs[name]` when given,
+        else with what the registry says of it (`creation_configs`)."""
         wanted = [name for name in logical if self.settings.topic(name) not in self.known]
         if not wanted:
             return
@@ -71,7 +79,7 @@ class TopicManager:
                 name=self.settings.topic(n),
                 num_partitions=partitions_of(self.settings, n),
                 replication_factor=self.settings.replication_factor,
-                topic_configs=configs.get(n, {}),
+                topic_configs=configs[n] if n in configs else creation_configs(self.settings, n),
             )
             for n in names
         ]

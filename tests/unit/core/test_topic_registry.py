@@ -7,20 +7,24 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from router.records import queue_topic
 from schemas.topics import (
     BUYERS_CHANGELOG,
+    EMAIL_THREAD_MAX_WINDOW_S,
+    EMAIL_THREADS,
     QUEUE_DEPT,
     QUEUE_PREFIX,
     QUEUE_VENDOR,
+    ROUTING_RULES,
     ROUTING_RULES_EVENTS,
     TOPICS,
     Topic,
     resolved,
     topic_of,
 )
-from streams.kafka.topics import core_topics, partitions_of
+from streams.kafka.topics import core_topics, creation_configs, partitions_of
 from streams.settings import RouterSettings
 
 README = Path(__file__).resolve().parents[3] / "README.md"
@@ -68,7 +72,7 @@ def test_every_registry_topic_is_in_the_table_with_the_same_facts(topic: Topic) 
     row = ROWS.get(topic.name)
     assert row is not None, f"{topic.name} is missing from the README's Topics table"
     assert (row.key, row.written_by, row.read_by) == (topic.key, topic.written_by, topic.read_by)
-    assert ("compacted" in row.flags) == (topic.cleanup == "compact")
+    assert ("compacted" in row.flags) == topic.cleanup.startswith("compact")
     assert ("internal" in row.flags) == (not topic.public)
     assert ("1 partition" in row.flags) == (topic.partitions == 1)
     for config, _ in topic.configs:
@@ -98,3 +102,19 @@ def test_names_are_unchanged_and_families_resolve() -> None:
     assert topic_of("queue.vendor.", "app") is None
     assert topic_of("app-buyers-changelog", "app") is BUYERS_CHANGELOG
     assert len({t.name for t in TOPICS}) == len(TOPICS)
+
+
+def test_a_topic_is_created_with_its_registry_configs_whoever_creates_it() -> None:
+    single, replicated = RouterSettings(), RouterSettings(replication_factor=3)
+    assert creation_configs(single, EMAIL_THREADS.name) == {
+        "cleanup.policy": "compact,delete",
+        "retention.ms": str((EMAIL_THREAD_MAX_WINDOW_S + 86_400) * 1000),
+    }
+    assert creation_configs(replicated, ROUTING_RULES.name)["min.insync.replicas"] == "1"
+    assert creation_configs(single, QUEUE_VENDOR.of("acme")) == {}
+    assert creation_configs(single, "not.ours") == {}
+    assert core_topics(single)[EMAIL_THREADS.name] == creation_configs(single, EMAIL_THREADS.name)
+    longest = RouterSettings(email_thread_fallback_s=EMAIL_THREAD_MAX_WINDOW_S)
+    assert longest.email_thread_fallback_s == EMAIL_THREAD_MAX_WINDOW_S  # the topic keeps these
+    with pytest.raises(ValidationError, match="email_thread_fallback_s"):
+        RouterSettings(email_thread_fallback_s=EMAIL_THREAD_MAX_WINDOW_S + 1)

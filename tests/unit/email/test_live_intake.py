@@ -8,7 +8,13 @@ from datetime import timedelta
 
 import orjson
 
-from router.email.fallback import ThreadMemory, is_reply, memory_key, memory_value
+from router.email.fallback import (
+    SWEEP_MIN_ENTRIES,
+    ThreadMemory,
+    is_reply,
+    memory_key,
+    memory_value,
+)
 from router.email.intake import Kind, LiveIntake, Step
 from router.intake.limits import RateLimiter
 from schemas.topics import CHANNEL_DLQ, EMAIL_THREADS
@@ -102,3 +108,18 @@ def test_smtp_holds_a_storms_message_with_250_and_no_bounce() -> None:
     held = intake.step(mail(Message_ID="<b@buyer.example>"), NOW, SOURCE)
     assert smtp_answer(held, acknowledged=True) == "250 2.0.0 OK, held: sender_rate_limited"
     assert smtp_answer(held, acknowledged=False).startswith("451")
+
+
+def test_entries_past_the_window_are_swept_as_the_memory_grows() -> None:
+    memory = ThreadMemory(DAY)
+    for n in range(SWEEP_MIN_ENTRIES - 1):  # old: noted a day and more before the last ones
+        memory.remember(f"old-{n}@buyer.example", "Parcel", f"email:old-{n}", 1000.0)
+    recent = memory.remember("new@buyer.example", "Parcel", "email:new", 1000.0 + 2 * DAY)
+    assert recent is not None
+    assert list(memory.entries) == [recent]  # the sweep ran at the threshold
+    assert memory.recall("new@buyer.example", "Re: Parcel", 1000.0 + 2 * DAY) == "email:new"
+    assert memory.sweep_at == SWEEP_MIN_ENTRIES
+    fresh = [memory.remember(f"b-{n}@buyer.example", "Parcel", "email:x", 1000.0 + 2 * DAY)
+             for n in range(SWEEP_MIN_ENTRIES + 5)]  # fmt: skip
+    assert len(memory.entries) == len(set(fresh)) + 1  # within the window: all kept
+    assert memory.sweep_at == 2 * SWEEP_MIN_ENTRIES  # the next sweep waits for twice as many
