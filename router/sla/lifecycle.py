@@ -26,6 +26,7 @@ from router.sla.state import (
     ActionRejectedOut,
     LifecycleState,
     Step,
+    TicketStatus,
 )
 from router.sla.terms import SlaConfig
 from router.sla.transitions import Transition, VendorDirectory, vendor_of
@@ -229,6 +230,10 @@ def _on_message(run: Transition, event: TicketEvent, at: datetime, event_id: str
     role = event.sender_role
     if run.state.requester_role is None:  # the first sender opened the ticket
         run.state.requester_role = role
+    if event.message_seq == 1 and run.state.status is TicketStatus.RESOLVED:
+        # the message that opened the ticket, read after a resolve that waited for the ticket
+        # (parked): it was written before the resolution, so it reopens nothing
+        return
     if role in _CUSTOMER_ROLES or role == run.state.requester_role:
         run.customer_message(at, event.actor, event_id)
     elif role == "seller":  # the vendor answering by email in the buyer's thread

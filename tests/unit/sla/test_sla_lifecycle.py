@@ -19,7 +19,7 @@ from router.sla.state import (
 from schemas.sla import SlaEventKind, SlaMetric
 from schemas.ticket import Priority, TicketEvent, TicketEventKind
 from schemas.vendor import VendorProfile
-from tests.unit.sla.sla_support import Desk, march, sla_events, summary
+from tests.unit.sla.sla_support import T0, Desk, march, sla_events, summary
 
 FR, NR = SlaMetric.FIRST_RESPONSE, SlaMetric.NEXT_RESPONSE
 RES, VR = SlaMetric.RESOLUTION, SlaMetric.VENDOR_RESPONSE
@@ -175,6 +175,23 @@ class TestPendingResolveReopen:
         assert (reopened.kind, reopened.actor) == (TicketEventKind.REOPENED, "buyer-1")
         assert desk.clock(NR).deadline == march(3, 16)
         assert desk.clock(RES).deadline == march(4, 10)
+
+    def test_the_first_message_read_after_a_parked_resolve_reopens_nothing(
+        self, desk: Desk
+    ) -> None:
+        # a resolve read before the ticket's events waits for `opened` and is applied right
+        # after it, so the first message_added (written before the resolve) comes later
+        desk.event(TicketEventKind.OPENED, T0, queue="dept:general")
+        desk.act("resolve", march(3, 9, 5))
+        first = desk.event(TicketEventKind.MESSAGE_ADDED, T0, sender_role="buyer",
+                           actor="buyer-1", message_seq=1)  # fmt: skip
+        assert ticket_events(first) == []
+        assert desk.state is not None
+        assert desk.state.status is TicketStatus.RESOLVED
+        assert desk.state.requester_role == "buyer"
+        later = desk.event(TicketEventKind.MESSAGE_ADDED, march(3, 12), sender_role="buyer",
+                           actor="buyer-1", message_seq=2)  # fmt: skip
+        assert [e.kind for e in ticket_events(later)] == [TicketEventKind.REOPENED]
 
     def test_reopen_resumes_an_unanswered_first_response(self, desk: Desk) -> None:
         desk.open()
