@@ -3,9 +3,9 @@
 Every stage hands its `OutRecord`s here. The emitter applies the topic prefix, creates a queue
 topic on first use, sends straight to the aiokafka producer that faust flushes before it
 commits input offsets (so an offset is committed only once its outputs are durable; a runtime
-that commits itself batches its records and awaits `delivered()` first), never awaits a
-delivery one by one, and turns a delivery that failed for good into a crash of the worker
-before anything commits past it.
+that commits itself batches its records, sends them with `send_batched()` and awaits
+`confirm()` first), never awaits a delivery one by one, and turns a delivery that failed for
+good into a crash of the worker before anything commits past it.
 
 Partitions are chosen as aiokafka's default partitioner does (murmur2 of the key, like the
 Java client), computed once per key and topic layout: a routed message writes four or five
@@ -188,15 +188,10 @@ class Emitter:
 
     def await_deliveries(self) -> None:
         """For a runtime that commits input offsets itself, rather than after faust's flush:
-        records are batched until `delivered()` sends them and awaits their delivery."""
+        records are batched until `send_batched()` sends them; `confirm()` awaits their
+        delivery."""
         if self._batches is None:
             self._batches = BatchedSends(self._sender)
-
-    async def delivered(self) -> None:
-        """Send what is batched and wait until every record since the last call is
-        acknowledged; raises a failed delivery (after reporting it), so nothing commits past
-        it."""
-        await self.confirm(await self.send_batched())
 
     async def send_batched(self) -> list[asyncio.Future[Any]]:
         """Send what is batched; the deliveries of every record since the last call."""

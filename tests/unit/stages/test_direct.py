@@ -109,9 +109,9 @@ def run_batch(producer: BatchingProducer, *values: bytes) -> list[BaseException]
         messages = [Message("p.channel.email", 0, n, b"thread-1", v, timestamp=1.7e12)
                     for n, v in enumerate(values)]  # fmt: skip
         await runner.run_messages(messages, 0.001)
-        # only full batches go before `delivered`
+        # only full batches go before `send_batched`
         assert all(len(records) == producer.room for *_, records in producer.batches)
-        await emitter.delivered()
+        await emitter.confirm(await emitter.send_batched())
 
     asyncio.run(run())
     return failures
