@@ -188,9 +188,6 @@ def thread_message(
             )
         )
         new_state = _open(ticket_id, msg, now, decision, ticket_message, event.id, seen_entry)
-        if decision.dispute is not None:
-            claim = rule_dispute(decision.dispute, msg, ticket_message, ticket_id, event.id)
-            new_state = new_state.model_copy(update={"dispute": claim})
         return Threaded(new_state, ticket_message, decision, is_new=True)
 
     window = dict(state.seen)
@@ -275,6 +272,11 @@ def _open(
         message_count=1,
         messages=[first],
         seen={inbound_id: seen_entry},
+        dispute=(
+            rule_dispute(decision.dispute, msg, first, ticket_id, inbound_id)
+            if decision.dispute is not None
+            else None
+        ),
     )
 
 
