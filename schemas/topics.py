@@ -311,6 +311,17 @@ SCORE_TICKETS_CHANGELOG = _changelog(
 SCORE_BOOKS_CHANGELOG = _changelog(
     SCORE_BOOKS_TABLE, "`vendor/<id>` or `queue/<queue>`", "daily tallies of the last 30 days"
 )
+# Each table's changelog: what a worker of either runtime reads its table back from.
+TABLE_CHANGELOGS: dict[str, Topic] = {
+    TICKETS_TABLE: TICKETS_CHANGELOG,
+    TICKET_INDEX_TABLE: TICKET_INDEX_CHANGELOG,
+    LIFECYCLE_TABLE: LIFECYCLE_CHANGELOG,
+    PARKED_TABLE: PARKED_CHANGELOG,
+    DISPUTES_TABLE: DISPUTES_CHANGELOG,
+    BUYERS_TABLE: BUYERS_CHANGELOG,
+    SCORE_TICKETS_TABLE: SCORE_TICKETS_CHANGELOG,
+    SCORE_BOOKS_TABLE: SCORE_BOOKS_CHANGELOG,
+}
 ASSIGNOR_LEADER = Topic(
     "<app_id>-__assignor-__leader", "none", "faust's partition assignor leader election",
     "engine", "engine", partitions=1, public=False, creation="faust",

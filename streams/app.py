@@ -5,11 +5,13 @@
 - `lifecycle`: SLA clocks, desk actions, the ticket index and buyer history, on
   `tickets.events` / `tickets.commands` / `tickets.actions` (group `<app_id>-lifecycle`);
 - `all`: both in one process and group (the default, and what the demo runs);
-- `routing` (`routing_runtime` `auto` or `direct`): the routing stage on a plain aiokafka
-  consumer in the same group (`streams/stages/direct.py`); faust still runs the followers
-  (`routing_runtime: faust` keeps it on faust's stream);
 - `scores`: only the scores stage (`streams/stages/scores.py`, group `<app_id>-scores`), which
   also runs in an `all` or `lifecycle` worker when `scores_enabled` is set.
+
+Where the stages run is the `runtime` setting (`streams.stages.host`): `direct` (the
+default) puts every stage of the worker on one plain aiokafka consumer in the worker's group
+(`streams/stages/direct.py`), faust still running the followers, timers of the app and web
+server; `faust` runs each stage as a faust agent on faust's consumer.
 
 Table changelogs are named after `<app_id>` whichever group hosts the table, so the same
 state serves a worker of either layout.
@@ -40,8 +42,9 @@ from streams.settings import RouterSettings
 from streams.stages.buyers import install_buyers
 from streams.stages.direct import DirectStage, OwnProducer
 from streams.stages.disputes import DisputesStage, install_disputes
+from streams.stages.host import DirectHost, FaustHost, StageHost
 from streams.stages.lifecycle import LifecycleStage, install_lifecycle
-from streams.stages.routing import install_direct_routing, install_routing, routing_runner
+from streams.stages.routing import install_routing, routing_runner
 from streams.stages.rules_reload import install_rules_reload
 from streams.stages.runner import StageRunner
 from streams.stages.scores import install_scores, install_standings
@@ -62,7 +65,7 @@ class Engine:
     lifecycle: LifecycleStage | None = None
     disputes: DisputesStage | None = None
     scores: tuple[ScoreTicketsProcessor, ScoreBooksProcessor] | None = None
-    direct: DirectStage | None = None  # the routing stage's own consumer group (`direct`)
+    direct: DirectStage | None = None  # the stages' own consumer group (`runtime: direct`)
 
     @property
     def processor(self) -> RoutingProcessor | None:
@@ -119,26 +122,30 @@ def create_engine(
         web_host="127.0.0.1",
         processing_guarantee="at_least_once",
     )
-    if settings.direct_routing:  # its own consumer: faust consumes nothing here
+    direct = settings.direct_runtime
+    if direct:  # the stages consume on their own consumer: faust's consumes nothing
         app.boot_strategy = BootStrategy(app, enable_kafka_consumer=False)
     topics = TopicManager(settings)
     holder = PolicyHolder(policy or DefaultPolicy())
     crashing: set[asyncio.Future[Any]] = set()  # keep a reference until the crash runs
 
     def crash(exc: BaseException) -> None:
-        # A produce that failed for good: stop before faust commits past the input record.
+        # A produce that failed for good: stop before anything commits past the input record.
         crashing.add(asyncio.ensure_future(app.crash(exc)))
 
-    direct = settings.direct_routing  # with its own producer, not faust's
-    producer = OwnProducer(settings) if direct else None
+    producer = OwnProducer(settings) if direct else None  # the direct stage's, not faust's
     sender = KeyedSender(producer or (lambda: aiokafka_producer(app)))
     emitter = Emitter(settings, sender, topics, crash)
+    host: StageHost = (
+        DirectHost(settings, emitter, clock, producer, topics, crash) if producer is not None
+        else FaustHost(app, settings, emitter, clock)
+    )  # fmt: skip
     vendors = install_vendor_directory(app, settings).get  # every worker, whole topic
     engine = Engine(app=app, emitter=emitter, topics=topics, policy=holder)
     routing = settings.stage in ("all", "routing")
     lifecycle = settings.stage in ("all", "lifecycle")
     # the buyers table lives with the ticket index; the routing stage follows its changelog
-    buyers = install_buyers(app, settings, emitter if lifecycle else None, clock)
+    buyers = install_buyers(app, settings, host if lifecycle else None)
     if routing:
         install_rules_reload(app, settings, holder, topics)  # hot reload from routing.rules
         standings = install_standings(app, settings)  # `vendor.score*` facts
@@ -146,16 +153,12 @@ def create_engine(
             routing_runner, settings=settings, emitter=emitter, policy=holder, clock=clock,
             vendors=vendors, buyers=buyers.history, standings=standings.get,
         )  # fmt: skip
-        if producer is not None:
-            engine.direct = install_direct_routing(
-                app, settings, runner_for, producer, topics, crash
-            )
-            engine.routing = engine.direct.runner
-        else:
-            engine.routing = install_routing(app, settings, runner_for)
+        engine.routing = install_routing(host, runner_for)
     if lifecycle:
-        engine.lifecycle = install_lifecycle(app, settings, emitter, vendors=vendors, clock=clock)
-        engine.disputes = install_disputes(app, settings, emitter, vendors=vendors, clock=clock)
+        engine.lifecycle = install_lifecycle(host, vendors=vendors)
+        engine.disputes = install_disputes(app, host, vendors=vendors)
     if settings.stage == "scores" or (settings.scores_enabled and lifecycle):
-        engine.scores = install_scores(app, settings, emitter, clock, vendors)
+        engine.scores = install_scores(host, vendors)
+    if isinstance(host, DirectHost):
+        engine.direct = host.start_in(app)
     return engine

@@ -103,11 +103,11 @@ class RouterSettings(BaseSettings):
     # or `all` in one process and group. Split, each stage scales and lags on its own.
     # `scores` runs only the scores stage (group `<app_id>-scores`; see `scores_enabled`).
     stage: Literal["all", "routing", "lifecycle", "scores"] = "all"
-    # How a `routing` worker runs its stage: on a plain aiokafka consumer group with its own
-    # table load and commits (`direct`, streams/stages/direct.py), or on faust's stream
-    # (`faust`). `auto`: direct in a `routing` worker; where the routing stage shares a
-    # worker with other stages (`all`) it shares faust's consumer with them.
-    routing_runtime: Literal["auto", "faust", "direct"] = "auto"
+    # Where the worker's stages consume: together on one plain aiokafka consumer in the worker's
+    # group, with their own table loads and commits (`direct`, streams/stages/direct.py), or
+    # each as a faust agent on faust's consumer (`faust`). Both read the same changelogs and
+    # commit in the same group: switch with every worker of the group stopped. `auto`: direct.
+    runtime: Literal["auto", "faust", "direct"] = "auto"
     topic_prefix: str = Field(default="", pattern=r"^[A-Za-z0-9._-]*$")
     partitions: int = Field(default=6, ge=1, le=1024)
     replication_factor: int = Field(default=1, ge=1, le=7)
@@ -267,18 +267,9 @@ class RouterSettings(BaseSettings):
         return self
 
     @property
-    def direct_routing(self) -> bool:
-        """The routing stage runs on its own aiokafka consumer (`streams/stages/direct.py`)."""
-        return self.stage == "routing" and self.routing_runtime != "faust"
-
-    @model_validator(mode="after")
-    def _direct_runtime_runs_alone(self) -> RouterSettings:
-        if self.routing_runtime == "direct" and self.stage != "routing":
-            raise ValueError(
-                f"routing_runtime 'direct' needs stage 'routing' (not {self.stage!r}): the "
-                "other stages run on faust, in a worker of their own"
-            )
-        return self
+    def direct_runtime(self) -> bool:
+        """The stages run on their own aiokafka consumer (`streams/stages/direct.py`)."""
+        return self.runtime != "faust"
 
     @model_validator(mode="after")
     def _a_full_batch_fits_the_burst(self) -> RouterSettings:

@@ -77,6 +77,9 @@ Committed = Callable[[str, int], int | None]
 # How the delivery state records on `tickets.events` start (orjson writes no spaces; a quote
 # inside a message body is escaped, so no body matches).
 _DELIVERY_TYPES = tuple(f'"type":"{t}"'.encode() for t in DELIVERY_EVENT_TYPES)
+# A new ticket's events come as opened, message_added, routed: an action parked for it waits
+# for `routed`, which brings the ticket's snapshot (a move needs it to publish the ticket).
+_BEFORE_ROUTED = frozenset({TicketEventKind.OPENED, TicketEventKind.MESSAGE_ADDED})
 # `sla_<kind>` counters: warning, breached, met (orjson writes no spaces)
 _SLA_KINDS = tuple(
     (f"sla_{t.rsplit('.', 1)[1]}", f'"type":"{t}"'.encode())
@@ -192,8 +195,8 @@ class LifecycleProcessor:
 
             self._apply(event.ticket_id, partition, position, apply_event, render, out,
                         reindex=False)  # fmt: skip
-            if event.ticket_id.encode() in self.parking:  # actions read before this event
-                self._unpark(event.ticket_id, now, out)
+            if event.kind not in _BEFORE_ROUTED and event.ticket_id.encode() in self.parking:
+                self._unpark(event.ticket_id, now, out)  # actions read before the ticket
         elif logical == TICKETS_COMMANDS.name and command == CMD_DUE:
             ticket_id = (record.key or b"").decode()
             until = due_until(value)

@@ -1,28 +1,34 @@
-"""A stage on a plain aiokafka consumer group: the `direct` routing runtime.
+"""The worker's stages on a plain aiokafka consumer group: the `direct` runtime.
 
-Why: on faust, every inbound record also passes faust's consumer thread, its conductor, the
-stream and the acknowledgement bookkeeping, about two thirds of a routing worker's CPU. Here
-the same `StageRunner` (processor, batch tables, the one `Emitter`) runs on `getmany`
-batches instead.
+Why: on faust, every record also passes faust's consumer thread, its conductor, the stream
+and the acknowledgement bookkeeping, about two thirds of a routing worker's CPU and half of a
+lifecycle worker's. Here the same `StageRunner`s (processor, batch tables, the one `Emitter`)
+run on `getmany` batches instead; `streams.stages.host` declares them.
 
 What faust did, this does itself:
 
-- Group and assignment: one consumer in the routing group (`settings.group_id()`, so committed
+- Group and assignment: one consumer in the worker's group (`settings.group_id()`, so committed
   offsets carry over between the runtimes), aiokafka's `RangePartitionAssignor`. With equal
   partition counts it gives each worker the same partition numbers of every input topic:
-  partition N of every input, and the table's partition N, live on one worker
-  (co-partitioned). An assignment that breaks this stops the worker.
-- Tables: plain dicts, filled on assignment from the table's changelog (the topic faust's table
-  uses, same records: the runtimes read each other's state), read whole before any record of
-  those partitions is processed. Revoked partitions' keys are dropped.
+  partition N of every input that feeds a table, and the tables' partition N, live on one
+  worker (co-partitioned). An assignment that breaks this stops the worker.
+- Routes: each input topic's records go to the runners that read it (a topic two stages read,
+  like `tickets.actions`, to both), each runner once per batch, records in partition order.
+- Tables: plain dicts, filled on assignment from the tables' changelogs (the topics faust's
+  tables use, same records: the runtimes read each other's state), read whole before any
+  record of those partitions is processed; then the assignment hooks run (a deadline index
+  is rebuilt). Revoked partitions' keys are dropped.
 - Per batch: process, send outputs then changelog writes (one producer batch per partition),
   then settle the batch before it, whose deliveries went on while this one was processed:
   wait until every one is acknowledged (a failed delivery raises: the worker stops before
   committing), then commit its offsets. At most one batch is in flight; an idle poll, a
   revocation and the stop settle it too. A crash before the commit replays the batch; the
   ids are deterministic, so the replay writes the same records.
-- Rebalance: the revocation waits for the batch in progress (it commits first); a batch
-  fetched before a rebalance is dropped uncommitted, for the partitions' owner to read again.
+- Timers (the deadline timers) run every second between batches; what they write (`emit`)
+  is sent at once and confirmed with the next settle.
+- Rebalance: the revocation runs the revocation hooks (timers stop firing), waits for the
+  batch in progress (it commits first); a batch fetched before a rebalance is dropped
+  uncommitted, for the partitions' owner to read again.
 - Stop (SIGTERM through faust's worker: this is a dependency of the app, which still runs the
   followers): the batch in progress finishes and commits, then the consumer leaves the group.
 """
@@ -31,7 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import structlog
@@ -40,11 +46,13 @@ from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import CommitFailedError
 from mode import Service
 
+from router.records import OutRecord
 from streams.kafka.changelog_recovery import ChangelogLoader, gc_paused
 from streams.kafka.client import client_kwargs, producer_kwargs
 from streams.kafka.emit import Emitter
 from streams.kafka.transport import AllTopicsProducer
 from streams.settings import RouterSettings
+from streams.stages.deadlines import TICK_SECONDS
 from streams.stages.progress import InputProgress
 from streams.stages.runner import BatchTable, StageRunner
 
@@ -65,9 +73,10 @@ class CoPartitioningError(RuntimeError):
 
 
 def check_co_partitioned(assigned: Sequence[TopicPartition], inputs: Sequence[str]) -> set[int]:
-    """The partition numbers of an assignment; CoPartitioningError unless each input topic
-    has exactly these (then partition N of every input, and of the tables, is this worker's)."""
-    numbers = {tp.partition for tp in assigned}
+    """The partition numbers assigned of `inputs` (the topics that feed tables);
+    CoPartitioningError unless each of them has exactly these (then partition N of every
+    such input, and of the tables, is this worker's)."""
+    numbers = {tp.partition for tp in assigned if tp.topic in inputs}
     for topic in inputs:
         mine = {tp.partition for tp in assigned if tp.topic == topic}
         if mine != numbers:
@@ -111,34 +120,51 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka s
         await self.stage.assigned(assigned)
 
 
+# hooks a stage registers: after each assignment's tables are loaded (the partition numbers
+# now owned), and at the start of each revocation (the partitions going)
+Assigned = Callable[[set[int]], Awaitable[None]]
+Revoked = Callable[[list[TopicPartition]], None]
+Timer = Callable[[], Awaitable[Any]]
+
+
 class DirectStage(Service):
-    """Runs `runner` on the physical topics `inputs` in the consumer group `group_id`; its
-    `tables` are filled from their changelogs on assignment."""
+    """Runs each runner of `routes` (physical input topic -> the runners that read it) in the
+    consumer group `group_id`; `tables` are filled from their changelogs on assignment."""
 
     def __init__(
         self,
         settings: RouterSettings,
-        runner: StageRunner,
+        routes: Mapping[str, Sequence[StageRunner]],
         tables: Sequence[BatchTable],
-        inputs: Sequence[str],
+        emitter: Emitter,
         group_id: str,
         progress: InputProgress,
         producer: OwnProducer,  # the emitter's, started and stopped here
         crash: Callable[[BaseException], None],
         prepare: Callable[[], Awaitable[None]],  # topics the stage needs, before it joins
+        *,
+        on_assigned: Sequence[Assigned] = (),
+        on_revoked: Sequence[Revoked] = (),
+        timers: Sequence[Timer] = (),
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.settings = settings
-        self.runner = runner
-        self.emitter: Emitter = runner.emitter
+        self.routes = {topic: list(runners) for topic, runners in routes.items()}
+        self.runners = list(dict.fromkeys(r for rs in self.routes.values() for r in rs))
+        self.emitter = emitter
         self.tables = tables
-        self.inputs = list(inputs)
+        self.inputs = list(self.routes)
+        # the inputs that feed a table: these must be co-partitioned with the tables
+        self.tabled = [t for t, rs in self.routes.items() if any(r.tables for r in rs)]
         self.group_id = group_id
         self.progress = progress
         self.producer = producer
         self._on_failure = crash
         self._prepare = prepare
+        self._on_assigned = list(on_assigned)
+        self._on_revoked = list(on_revoked)
+        self._timers = list(timers)
         self.emitter.await_deliveries()
         self.consumer: Any = None  # made in the running loop, on start
         self.owned: set[int] = set()  # partition numbers whose tables are loaded
@@ -146,12 +172,19 @@ class DirectStage(Service):
         self.assignments = 0  # completed assignments (readiness: joined at least once)
         self.rebalancing = False
         self._generation = 0  # +1 per revocation: a batch fetched before it is stale
-        self._lock = asyncio.Lock()  # one batch, or one rebalance step, at a time
+        self._lock = asyncio.Lock()  # one batch, timer write, or rebalance step at a time
         self._stopping = False
         self._failure: BaseException | None = None
         self._loop_task: asyncio.Task[None] | None = None
+        self._timer_task: asyncio.Task[None] | None = None
         # sent, not yet settled: (deliveries, offsets to commit, last record per partition)
         self._in_flight: InFlight | None = None
+        self._loose: list[asyncio.Future[Any]] = []  # timers' deliveries, not yet confirmed
+
+    @property
+    def runner(self) -> StageRunner:
+        """The first runner (a routing worker's only one)."""
+        return self.runners[0]
 
     def _new_consumer(self) -> AIOKafkaConsumer:
         s = self.settings
@@ -186,9 +219,14 @@ class DirectStage(Service):
         await self.consumer.start()
         self.consumer.subscribe(self.inputs, listener=_Rebalance(self))
         self._loop_task = asyncio.ensure_future(self._run())
+        if self._timers:
+            self._timer_task = asyncio.ensure_future(self._tick())
 
     async def on_stop(self) -> None:
         self._stopping = True
+        if self._timer_task is not None:
+            self._timer_task.cancel()
+            await asyncio.wait([self._timer_task])
         if self._loop_task is not None:  # it ends after the batch in progress is committed
             await asyncio.wait([self._loop_task])
         if self.consumer is not None:
@@ -202,6 +240,24 @@ class DirectStage(Service):
         except Exception as exc:  # a failed delivery, a commit error, a broken assignment
             log.error("direct_stage_failed", error=repr(exc))
             self._on_failure(exc)
+
+    async def _tick(self) -> None:
+        """The timers, every TICK_SECONDS; one that fails is logged, the next tick retries."""
+        while not self._stopping:
+            await asyncio.sleep(TICK_SECONDS)  # a periodic timer, not a synchronisation
+            for timer in self._timers:
+                try:
+                    await timer()
+                except Exception as exc:
+                    log.error("direct_timer_failed", timer=getattr(timer, "__qualname__", "?"),
+                              error=repr(exc))  # fmt: skip
+
+    async def emit(self, records: Iterable[OutRecord], partition: int | None = None) -> None:
+        """Write outside a batch (a timer): sent now, between two batches, and confirmed with
+        the next settle (a failure stops the worker there, as a batch's would)."""
+        async with self._lock:
+            await self.emitter.emit(records, partition)
+            self._loose.extend(await self.emitter.send_batched())
 
     async def _consume(self) -> None:
         consumer, max_records = self.consumer, self.settings.batch_max_records
@@ -221,20 +277,25 @@ class DirectStage(Service):
     async def _process(self, batch: dict[TopicPartition, list[Any]], stale: bool) -> None:
         """Process and send; then settle the batch before (its deliveries overlapped this
         one's processing). A batch fetched before a rebalance, or records of a partition
-        whose table is not loaded, are put back unread (position moved back)."""
-        consumer, owned = self.consumer, self.owned
-        messages: list[Any] = []
+        whose tables are not loaded, are put back unread (position moved back)."""
+        consumer, owned, routes = self.consumer, self.owned, self.routes
+        tabled = self.tabled
+        per_runner: dict[StageRunner, list[Any]] = {}
         offsets: dict[TopicPartition, int] = {}
         for tp, records in batch.items():
-            if stale or tp.partition not in owned:
+            if stale or (tp.partition not in owned and tp.topic in tabled):
                 if tp in consumer.assignment():
                     consumer.seek(tp, records[0].offset)
                 continue
-            messages.extend(records)
+            for runner in routes[tp.topic]:
+                per_runner.setdefault(runner, []).extend(records)
             offsets[tp] = records[-1].offset + 1
-        if not messages:
+        if not offsets:
             return
-        await self.runner.run_messages(messages, 0.001)  # aiokafka timestamps: milliseconds
+        for runner in self.runners:  # declaration order
+            messages = per_runner.get(runner)
+            if messages:
+                await runner.run_messages(messages, 0.001)  # aiokafka timestamps: milliseconds
         deliveries = await self.emitter.send_batched()
         last = [(tp.topic, tp.partition, records[-1].offset, records[-1].timestamp / 1000)
                 for tp, records in batch.items() if tp in offsets]  # fmt: skip
@@ -242,12 +303,14 @@ class DirectStage(Service):
         self._in_flight = (deliveries, offsets, last)
 
     async def _settle(self) -> None:
-        """The batch in flight: wait for its deliveries (a failure raises: no commit past
-        it), then commit its offsets."""
+        """The batch in flight and the timers' writes: wait for their deliveries (a failure
+        raises: no commit past it), then commit the batch's offsets."""
+        loose, self._loose = self._loose, []
         if self._in_flight is None:
+            await self.emitter.confirm(loose)
             return
         (deliveries, offsets, last), self._in_flight = self._in_flight, None
-        await self.emitter.confirm(deliveries)
+        await self.emitter.confirm(deliveries + loose)
         try:
             await self.consumer.commit(offsets)
         except CommitFailedError as exc:  # rebalanced meanwhile: the next owner replays it
@@ -263,6 +326,8 @@ class DirectStage(Service):
     async def revoked(self, revoked: list[TopicPartition]) -> None:
         self.rebalancing = True
         self._generation += 1
+        for hook in self._on_revoked:  # before the wait: a timer fires nothing from now on
+            hook(revoked)
         async with self._lock:  # the batch in progress has committed
             try:
                 await self._settle()
@@ -288,7 +353,7 @@ class DirectStage(Service):
 
     async def _load(self, assigned: list[TopicPartition]) -> None:
         started = time.perf_counter()
-        numbers = check_co_partitioned(assigned, self.inputs)
+        numbers = check_co_partitioned(assigned, self.tabled)
         new = numbers - self.owned
         stale = {n for n in self.owned if n not in numbers}  # a revocation missed: drop too
         for table in self.tables:
@@ -303,6 +368,8 @@ class DirectStage(Service):
             done = await self.consumer.committed(tp)
             if done is not None:
                 self.committed[tp] = done
+        for hook in self._on_assigned:
+            await hook(numbers)
         log.info(
             "direct_partitions_assigned", partitions=sorted(numbers), changelog_records=records,
             seconds=round(time.perf_counter() - started, 3),

@@ -1,10 +1,11 @@
-"""The disputes stage on Kafka: the `disputes` table, two agents and the deadline timer.
+"""The disputes stage on Kafka: the `disputes` table, two runners and the deadline timer,
+declared on the worker's host (`streams.stages.host`).
 
-- Agent `dispute-actions` reads `tickets.actions` and `payments.events` (any partitioner) and
+- Runner `dispute-actions` reads `tickets.actions` and `payments.events` (any partitioner) and
   forwards each valid dispute command (a chargeback: the system's `chargeback` action) to the
   internal `disputes.commands`, keyed by order id; bad ones are dead-lettered on
   `channel.dlq`; ticket commands are left to the lifecycle stage.
-- Agent `disputes` reads `disputes.commands` (the engine's own partitioner: an order's
+- Runner `disputes` reads `disputes.commands` (the engine's own partitioner: an order's
   commands and its table entry share a partition number), runs the pure core
   (`router.stages.disputes`), publishes the events, stores the dispute.
 - The deadline machinery is the SLA timers' (`streams.stages.deadlines.Deadlines`): an
@@ -27,10 +28,8 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeAlias
 
-import faust
 import structlog
 from aiokafka import ConsumerRecord
-from faust.types import TP
 
 from router.clock import Clock, SystemClock
 from router.disputes.machine import VendorDirectory
@@ -46,7 +45,6 @@ from router.sla.policy import DEFAULT_POLICY_FILE, load_sla_config
 from router.stages.contract import InRecord, LocalData
 from router.stages.disputes import DisputesProcessor, dispute_due, stored_entry
 from schemas.topics import (
-    DISPUTES_CHANGELOG,
     DISPUTES_COMMANDS,
     DISPUTES_POLICY,
     DISPUTES_TABLE,
@@ -55,15 +53,11 @@ from schemas.topics import (
 )
 from schemas.vendor import VendorProfile
 from streams.kafka.compacted import CompactedFollower, install_follower
-from streams.kafka.emit import Emitter
-from streams.kafka.faust_internals import committed_offsets
-from streams.kafka.topics import raw_topic
 from streams.settings import RouterSettings
-from streams.stages.deadlines import TICK_SECONDS, Deadlines
+from streams.stages.deadlines import Deadlines
 from streams.stages.horizon import InputWatermark, Positions
-from streams.stages.lifecycle import DeadlineTable, FaustLocalData, input_positions
-from streams.stages.runner import BatchTable, StageRunner, headers_of, install_stage, write_notes
-from streams.stages.sla import EmitFn
+from streams.stages.host import EmitFn, StageHost
+from streams.stages.runner import StageRunner, headers_of, write_notes
 
 log = structlog.get_logger("router.disputes")
 
@@ -174,13 +168,13 @@ class _Vendors:
 
 
 def install_disputes(
-    app: faust.App,
-    settings: RouterSettings,
-    emitter: Emitter,
+    app: Any,
+    host: StageHost,
     vendors: Callable[[str], VendorProfile | None] | None = None,
-    clock: Clock | None = None,
 ) -> DisputesStage:
-    """Add the stage's table, agents, timer and rebalance hook to `app`."""
+    """Declare the stage's table, runners, timer and rebalance hooks on `host`; the policy
+    follower to `app` (see `DisputePolicyReload`)."""
+    settings, emitter = host.settings, host.emitter
     calendars = load_sla_config(settings.sla_policies_file or DEFAULT_POLICY_FILE).calendars
     if settings.disputes_policy_file is not None:
         policy = load_dispute_policy(settings.disputes_policy_file, calendars)  # raises at start
@@ -191,44 +185,20 @@ def install_disputes(
         missing = sorted({policy.seller_calendar, policy.buyer_calendar} - set(calendars))
         if missing:
             log.warning("dispute_calendars_missing", calendars=missing, running_as="always")
-    table = app.tables.add(
-        DeadlineTable(
-            app, name=DISPUTES_TABLE, default=None, beacon=app.tables.beacon,
-            key_type=bytes, value_type=bytes, partitions=settings.partitions,
-            help="per-order dispute state (router.disputes.machine)",
-            extra_topic_configs=dict(DISPUTES_CHANGELOG.configs),
-        )
-    )  # fmt: skip
-
-    def committed(topic: str, partition: int) -> int | None:
-        return committed_offsets(app.consumer).get(TP(topic, partition))
-
-    states = BatchTable.over(table)
+    table = host.table(DISPUTES_TABLE, "per-order dispute state (router.disputes.machine)")
     stage = DisputesStage(
-        settings, policy, states, FaustLocalData(table, settings.partitions), emitter.emit,
-        committed=committed, vendors=_Vendors(vendors) if vendors is not None else None,
-        clock=clock, positions=input_positions(app, settings, TICKETS_ACTIONS.name),
+        settings, policy, table.batch, table.local, host.emit, committed=host.committed,
+        vendors=_Vendors(vendors) if vendors is not None else None,
+        clock=host.clock, positions=host.positions(TICKETS_ACTIONS.name),
     )  # fmt: skip
     stage.policy_reload = DisputePolicyReload(settings, stage, calendars)
-    install_follower(app, stage.policy_reload.follower)  # caught up before faust starts
-    table.deadlines = stage.deadlines  # type: ignore[attr-defined]  # tables.add: the base type
-    commands = raw_topic(app, settings, DISPUTES_COMMANDS.name)
-    actions = raw_topic(app, settings, TICKETS_ACTIONS.name, PAYMENTS_EVENTS.name)
-    apply = StageRunner(stage.processor, [states], emitter, stage.clock, settings.logical,
+    install_follower(app, stage.policy_reload.follower)  # caught up before the stages start
+    table.follow(stage.deadlines)
+    apply = StageRunner(stage.processor, [table.batch], emitter, stage.clock, settings.logical,
                         with_headers=True)  # fmt: skip
     forward = StageRunner(stage.processor, [], emitter, stage.clock, settings.logical)
-    wait_s = settings.batch_max_wait_ms / 1000
-    install_stage(app, commands, "disputes", apply, settings.batch_max_records, wait_s)
-    install_stage(app, actions, "dispute-actions", forward, settings.batch_max_records, wait_s)
-
-    @app.timer(TICK_SECONDS, name="dispute-deadlines")  # type: ignore[untyped-decorator]  # faust
-    async def deadlines() -> None:
-        await stage.tick()
-
-    @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # faust types it as sync
-    async def on_revoked(sender: Any, revoked: set[TP], **kwargs: Any) -> None:
-        stage.deadlines.suspend()
-        for tp in revoked:
-            stage.watermark.revoked(settings.logical(tp.topic), tp.partition)
-
+    host.stage("disputes", [DISPUTES_COMMANDS.name], apply)
+    host.stage("dispute-actions", [TICKETS_ACTIONS.name, PAYMENTS_EVENTS.name], forward)
+    host.timer("dispute-deadlines", stage.tick)
+    host.on_revoked(stage.watermark.revoked)
     return stage

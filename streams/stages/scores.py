@@ -1,4 +1,5 @@
-"""The scores stage on Kafka: two agents and their tables (logic: `router.stages.scores`).
+"""The scores stage on Kafka: two runners and their tables, declared on the worker's host
+(logic: `router.stages.scores`).
 
 - `scores-tickets` reads `tickets.events`, `sla.events` and `tickets.commands` (one stream; all
   three keyed by ticket id by the engine's producer, so a ticket's records and its
@@ -20,7 +21,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from router.clock import Clock
 from router.routing import VendorStanding
 from router.scores.formula import load_formula
 from router.scores.tickets import SellerTime, SurveyPolicy
@@ -38,10 +38,9 @@ from schemas.topics import (
 )
 from schemas.vendor import VendorProfile
 from streams.kafka.compacted import install_follower, view_follower
-from streams.kafka.emit import Emitter
-from streams.kafka.topics import raw_table, raw_topic
 from streams.settings import RouterSettings
-from streams.stages.runner import BatchTable, StageRunner, install_stage
+from streams.stages.host import StageHost
+from streams.stages.runner import StageRunner
 
 
 class VendorStandings(KeyedView[VendorStanding]):
@@ -63,29 +62,23 @@ def install_standings(app: Any, settings: RouterSettings) -> VendorStandings:
 
 
 def install_scores(
-    app: Any,
-    settings: RouterSettings,
-    emitter: Emitter,
-    clock: Clock,
-    vendors: Callable[[str], VendorProfile | None] | None = None,
+    host: StageHost, vendors: Callable[[str], VendorProfile | None] | None = None
 ) -> tuple[ScoreTicketsProcessor, ScoreBooksProcessor]:
-    """Add the stage's tables and agents to `app`; returns its two processors (counts)."""
+    """Declare the stage's tables and runners on `host`; returns its two processors
+    (counts)."""
+    settings, emitter, clock = host.settings, host.emitter, host.clock
     config = load_sla_config(settings.sla_policies_file or DEFAULT_POLICY_FILE)
     formula = load_formula(settings.scores_formula_file)
-    tracks = BatchTable.over(raw_table(app, settings, SCORE_TICKETS_TABLE,
-                                       "what the scores count of each ticket"))  # fmt: skip
-    books = BatchTable.over(raw_table(app, settings, SCORE_BOOKS_TABLE,
-                                      "daily tallies per vendor and per queue"))  # fmt: skip
+    tracks = host.table(SCORE_TICKETS_TABLE, "what the scores count of each ticket").batch
+    books = host.table(SCORE_BOOKS_TABLE, "daily tallies per vendor and per queue").batch
     surveys = SurveyPolicy(settings.survey_enabled, settings.survey_window_s)
     tickets = ScoreTicketsProcessor(
         tracks, SellerTime(config, vendors), surveys, settings.survey_message
     )
     folds = ScoreBooksProcessor(books, formula)
-    wait_s = settings.batch_max_wait_ms / 1000
-    inputs = raw_topic(app, settings, TICKETS_EVENTS.name, SLA_EVENTS.name, TICKETS_COMMANDS.name)
     first = StageRunner(tickets, [tracks], emitter, clock, settings.logical, with_headers=True)
-    install_stage(app, inputs, "scores-tickets", first, settings.batch_max_records, wait_s)
-    facts = raw_topic(app, settings, SCORES_FACTS.name)
+    host.stage("scores-tickets", [TICKETS_EVENTS.name, SLA_EVENTS.name, TICKETS_COMMANDS.name],
+               first)  # fmt: skip
     second = StageRunner(folds, [books], emitter, clock, settings.logical)
-    install_stage(app, facts, "scores-books", second, settings.batch_max_records, wait_s)
+    host.stage("scores-books", [SCORES_FACTS.name], second)
     return tickets, folds

@@ -1,6 +1,6 @@
 """The lifecycle stage's edge: the pure processor (`router.stages.lifecycle`) with the
 in-memory views only a running worker has, the deadline index and the firing horizon, and
-the 1 s timer that turns due deadlines into `due` commands (faust plumbing: lifecycle.py).
+the 1 s timer that turns due deadlines into `due` commands (declared on a host: lifecycle.py).
 
 Written against small interfaces (mappings for the tables, an emit function, the local data
 reader) so it runs in unit tests without Kafka.
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import structlog
@@ -26,14 +26,13 @@ from router.stages.parking import SWEEP_EVERY_SECONDS, ParkingLot
 from streams.settings import RouterSettings
 from streams.stages.deadlines import Deadlines
 from streams.stages.horizon import InputWatermark, Positions
+from streams.stages.host import EmitFn
 from streams.stages.runner import headers_of, write_notes
 
 log = structlog.get_logger("router.lifecycle")
 
 STATS_EVERY_S = 30.0
 
-# records, partition or None (the key's): the engine's one emit path (streams.kafka.emit.Emitter)
-EmitFn = Callable[[Iterable[OutRecord], int | None], Awaitable[None]]
 
 
 class LifecycleStage:

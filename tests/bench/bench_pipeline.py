@@ -61,7 +61,7 @@ PRODUCER_SETTINGS = {
     "max_request_size": 8 * 1024 * 1024,
 }
 STARTUP_TIMEOUT_S = 120
-FAUST = "-faust"  # a layout whose routing worker runs `routing_runtime: faust` (the floor)
+FAUST = "-faust"  # a layout whose workers run `runtime: faust` (the floor)
 LAYOUTS = ("split", "single", "routing", "split-faust", "routing-faust")
 TokenOf = Callable[[str, bytes | None, bytes], str]
 
@@ -472,14 +472,14 @@ async def engine_subject(
         return str(orjson.loads(value)["data"]["messages"][-1]["inbound_id"])
 
     env = {"ROUTER_PARTITIONS": str(partitions), "ROUTER_COMMIT_INTERVAL_S": "1.0"}
-    runtime = {"ROUTER_ROUTING_RUNTIME": "faust"} if layout.endswith(FAUST) else {}
+    runtime = {"ROUTER_RUNTIME": "faust"} if layout.endswith(FAUST) else {}
     layout = layout.removesuffix(FAUST)
 
     def worker(stage: str) -> WorkerProcess:
         return WorkerProcess(
             bootstrap, prefix, workdir / f"data-{name}-{stage}",
             workdir / f"worker-{name}-{stage}.log",
-            extra_env={**env, "ROUTER_STAGE": stage, **(runtime if stage == "routing" else {})},
+            extra_env={**env, "ROUTER_STAGE": stage, **runtime},
         )  # fmt: skip
 
     if layout in ("split", "routing"):
@@ -827,8 +827,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--layout", choices=LAYOUTS, default="split",
         help="split: routing and SLA stages in their own worker groups (the routing worker is "
         "measured); single: one worker runs both; routing: the routing worker alone; "
-        "-faust: the routing worker on faust's stream (`routing_runtime: faust`) instead of "
-        "its own aiokafka consumer",
+        "-faust: the workers run `runtime: faust` (each stage a faust agent) instead of "
+        "the direct runtime",
     )  # fmt: skip
     parser.add_argument(
         "--compare", choices=LAYOUTS, default=None,

@@ -36,8 +36,8 @@ from tests.integration.test_shutdown import SteadyLoad, committed_inbound
 
 pytestmark = pytest.mark.integration
 
-DIRECT = {"ROUTER_STAGE": "routing", "ROUTER_ROUTING_RUNTIME": "direct"}
-FAUST = {"ROUTER_STAGE": "routing", "ROUTER_ROUTING_RUNTIME": "faust"}
+DIRECT = {"ROUTER_STAGE": "routing", "ROUTER_RUNTIME": "direct"}
+FAUST = {"ROUTER_STAGE": "routing", "ROUTER_RUNTIME": "faust"}
 LOAD_PER_S = 300
 CHANNELS = ("email", "chat", "social")
 ROUTED = ("queue.*", "channel.dlq", "tickets.decisions", "tickets.events")

@@ -43,8 +43,8 @@ def test_the_image_routes_a_record_as_a_non_root_user(
     assert states == {"compiled"}, statuses
 
     topic = f"{topic_prefix}channel.email"
-    wait_for(lambda: "Worker ready" in logs(container), 120,
-             "the worker in the container to be ready")  # fmt: skip
+    wait_for(lambda: "direct_partitions_assigned" in logs(container), 120,
+             "the worker in the container to have its partitions")  # fmt: skip
     produce(kafka_bootstrap, topic, [(b"img-1", inbound_bytes("img-in-1", thread_ref="img-1",
                                                               vendor_id="acme"))])  # fmt: skip
     outputs = Collector(kafka_bootstrap, topic_prefix, OUTPUT_TOPICS).poll_until(

@@ -197,11 +197,14 @@ def test_first_send_to_a_new_topic_strands_no_batch(
     asyncio.run(run())
 
 
-@pytest.mark.parametrize("when", ["worker_starting", "rules_caught_up", "Worker ready"])
+@pytest.mark.parametrize(
+    "when", ["worker_starting", "rules_caught_up", "direct_partitions_assigned"]
+)
 def test_sigterm_during_startup_exits_0_in_time(
     kafka_bootstrap: str, topic_prefix: str, tmp_path: Path, when: str
 ) -> None:
-    # before faust's worker runs (topics, catch-up), while it starts, and once it is up
+    # before faust's worker runs (topics, catch-up), while it starts, and once the stages'
+    # consumer has its partitions
     worker = WorkerProcess(kafka_bootstrap, topic_prefix, tmp_path / "data",
                            tmp_path / "worker.log").start()
     try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter, defaultdict
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -249,3 +249,25 @@ def test_two_workers_fire_each_breach_once(engine: EngineUnderTest, tmp_path: Pa
     print(f"{len(ids)} firings, {sum(raw.values())} records ({sum(raw.values()) - len(ids)} "
           "re-sent)")
     assert all(abs((e.fired_at - e.due_at).total_seconds()) < 30 for _, e in sla(outputs))
+
+
+def test_a_clock_carries_on_when_the_lifecycle_worker_changes_runtime(
+    engine: EngineUnderTest, tmp_path: Path
+) -> None:
+    # faust's lifecycle worker starts the clock and fires the warning; a direct one reads the
+    # state from the same changelog and fires the breach, and the warning only once.
+    policy = sla_env(write_policy(tmp_path, first_response="16s", escalation="[{}]"))
+    engine.start_worker(ROUTER_STAGE="routing", **policy)
+    on_faust = engine.start_worker(ROUTER_STAGE="lifecycle", ROUTER_RUNTIME="faust", **policy)
+    open_tickets(engine, 1, "switch")
+    collector = engine.collector(*SLA_TOPICS)
+    collector.poll_until(lambda outs: bool(sla(outs, "warning")), 60, "the warning")
+    assert on_faust.stop() == 0
+    stopped = datetime.now(UTC)
+    engine.start_worker(ROUTER_STAGE="lifecycle", ROUTER_RUNTIME="direct", **policy)
+    outputs = collector.poll_until(lambda outs: bool(sla(outs, "breached")), 60, "the breach")
+    (_, breach), = sla(outputs, "breached")
+    assert breach.fired_at > stopped
+    assert breach.metric.value == "first_response"
+    (_, warning), = sla(outputs, "warning")
+    assert (warning.ticket_id, warning.deadline) == (breach.ticket_id, breach.deadline)

@@ -61,16 +61,19 @@ class Stage:
         return asyncio.run(step())
 
     def routed(self) -> None:
-        data = TicketEvent(
+        self.event(TicketEvent(
             ticket_id="T-1", kind=TicketEventKind.ROUTED, at=OPENED, queue="dept:general",
             sla_policy="basic",
             ticket=routed_snapshot("dept:general", "basic").model_copy(
                 update={"opened_at": OPENED}),
-        )
-        doc = {"specversion": "1.0", "id": "ev-1", "source": "test",
-               "type": "support.ticket.routed", "data": data.model_dump(mode="json")}
-        self.run(self.stage.handle(TICKETS_EVENTS.name, 1, 0, b"T-1", orjson.dumps(doc), [],
-                                   OPENED.timestamp()))
+        ))  # fmt: skip
+
+    def event(self, data: TicketEvent) -> None:
+        offset = len(self.sent)
+        doc = {"specversion": "1.0", "id": f"ev-{data.kind.value}", "source": "test",
+               "type": data.kind.event_type, "data": data.model_dump(mode="json")}
+        self.run(self.stage.handle(TICKETS_EVENTS.name, 1, offset, b"T-1", orjson.dumps(doc),
+                                   [], OPENED.timestamp()))  # fmt: skip
         if not self.stage.deadlines.firing:
             self.run(self.stage.deadlines.on_recovered({1}))
 
@@ -168,6 +171,26 @@ def test_a_reply_read_before_its_ticket_waits_for_the_ticket(config: SlaConfig) 
     assert stage.stage.counts["action_unparked"] == 2
     stage.tick()
     assert ("breached", "first_response") not in stage.sla()
+
+
+def test_a_parked_move_waits_for_the_routed_event_and_publishes_the_ticket(
+    config: SlaConfig,
+) -> None:
+    # A new ticket's events come as opened, message_added, routed; only `routed` carries the
+    # ticket, which the move publishes on its new queue.
+    stage = Stage(config)
+    stage.run(stage.stage.deadlines.on_recovered({1}))
+    move = {"action": "reassign", "queue": "dept:disputes", "reason": "buyer dispute",
+            "actor": {"id": "a-1", "role": "agent"}}
+    stage.action(0, OPENED, move)
+    for kind in (TicketEventKind.OPENED, TicketEventKind.MESSAGE_ADDED):
+        stage.event(TicketEvent(ticket_id="T-1", kind=kind, at=OPENED, queue="dept:general"))
+        assert b"T-1" in stage.parked, kind
+    assert stage.sent.on("queue.dept.disputes") == []
+    stage.routed()
+    assert stage.parked == {}
+    (moved,) = stage.sent.on("queue.dept.disputes")
+    assert orjson.loads(moved.value)["data"]["ticket_id"] == "T-1"
 
 
 def test_an_action_for_an_unknown_ticket_is_refused_once_its_wait_is_over(

@@ -12,8 +12,10 @@ from aiokafka import TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberMetadata
 
+from schemas.topics import LIFECYCLE_TABLE, TICKETS_EVENTS
 from streams.settings import RouterSettings
 from streams.stages.direct import CoPartitioningError, check_co_partitioned
+from streams.stages.host import DirectHost
 from streams.stages.routing import INPUTS
 from streams.stages.runner import BatchTable
 from tests.factories import inbound_bytes
@@ -69,6 +71,51 @@ def test_table_loads_its_changelog_and_drops_revoked_partitions() -> None:
     assert table.drop_partitions({0}) == 2
     assert data == {b"c": b"1"}
     assert owner == {b"c": 1}
+
+
+class Index:
+    """What a deadline index is told by the table it follows."""
+
+    def __init__(self) -> None:
+        self.loaded: list[tuple[int, list[tuple[bytes, bytes | None]]]] = []
+        self.recovered: list[set[int]] = []
+        self.suspended = 0
+
+    def changelog_loaded(self, partition: int, records: list[tuple[bytes, bytes | None]]) -> None:
+        self.loaded.append((partition, records))
+
+    async def on_recovered(self, partitions: set[int]) -> None:
+        self.recovered.append(partitions)
+
+    def suspend(self) -> None:
+        self.suspended += 1
+
+
+def test_a_direct_host_table_feeds_the_index_it_follows_and_routes_by_physical_topic() -> None:
+    settings = RouterSettings(topic_prefix="p.")
+    unused: Any = None  # the emitter, clock, producer and topics: only used once started
+    host = DirectHost(settings, unused, unused, unused, unused, crash=lambda exc: None)
+    table = host.table(LIFECYCLE_TABLE, "per-ticket state")
+    assert table.changelog == "p.ticket-router-lifecycle-changelog"
+    index = Index()
+    table.follow(index)  # type: ignore[arg-type]  # the part of Deadlines a table calls
+    table.load(2, [Record(b"a", b"1"), Record(b"b", b"1"), Record(b"b", None)])
+    assert index.loaded == [(2, [(b"a", b"1"), (b"b", b"1"), (b"b", None)])]
+    assert table.local.get(b"a") == b"1"
+    assert table.local.get(b"b") is None
+    assert table.local.keys_by_partition({2}) == {2: [b"a"]}
+    assert table.local.keys_by_partition({0, 1}) == {}
+    (rebuild,) = host.assigned_hooks
+    asyncio.run(rebuild({2}))
+    assert index.recovered == [{2}]
+    (suspend,) = host.revoked_hooks
+    suspend([TopicPartition("p.tickets.events", 2)])
+    assert index.suspended == 1
+    runner: Any = object()
+    host.stage("lifecycle", [TICKETS_EVENTS.name], runner)
+    assert host.routes == {"p.tickets.events": [runner]}
+    with pytest.raises(RuntimeError, match="not built"):
+        asyncio.run(host.emit([]))
 
 
 class Builder:
