@@ -124,12 +124,3 @@ def raw_topic(app: Any, settings: RouterSettings, *logical: str) -> Any:
         *(settings.topic(name) for name in logical), key_type=bytes, value_type=bytes,
         key_serializer="raw", value_serializer="raw", partitions=settings.partitions,
     )  # fmt: skip
-
-
-def raw_table(app: Any, settings: RouterSettings, name: str, help: str) -> Any:
-    """A bytes -> bytes table co-partitioned with the engine's topics (faust's raw codec on
-    the live table and on changelog recovery; loadable by streams.kafka.changelog_recovery)."""
-    return app.Table(
-        name, default=None, key_type=bytes, value_type=bytes, partitions=settings.partitions,
-        help=help,
-    )

@@ -24,6 +24,11 @@ What faust did, this does itself:
   committing), then commit its offsets. At most one batch is in flight; an idle poll, a
   revocation and the stop settle it too. A crash before the commit replays the batch; the
   ids are deterministic, so the replay writes the same records.
+- Replay first: after an assignment, the inputs that feed no table (actions to forward,
+  payment events) are paused until the ones that do are read up to where they ended when
+  first fetched (at most `REPLAY_HOLD_SECONDS`): an action forwarded after a restart then finds
+  the state its ticket's earlier events build, instead of waiting for it (parking) or being
+  refused once too many wait.
 - Timers (the deadline timers) run every second between batches; what they write (`emit`)
   is sent at once and confirmed with the next settle.
 - Rebalance: the revocation runs the revocation hooks (timers stop firing), waits for the
@@ -120,6 +125,8 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka s
         await self.stage.assigned(assigned)
 
 
+REPLAY_HOLD_SECONDS = 30.0  # the longest the forward-only inputs wait for the replay
+
 # hooks a stage registers: after each assignment's tables are loaded (the partition numbers
 # now owned), and at the start of each revocation (the partitions going)
 Assigned = Callable[[set[int]], Awaitable[None]]
@@ -180,6 +187,12 @@ class DirectStage(Service):
         # sent, not yet settled: (deliveries, offsets to commit, last record per partition)
         self._in_flight: InFlight | None = None
         self._loose: list[asyncio.Future[Any]] = []  # timers' deliveries, not yet confirmed
+        # replay first: the paused forward-only partitions; the tabled partitions still to read
+        # up to (None: their end is not fetched yet), and how far each has been read
+        self._held: list[TopicPartition] = []
+        self._replay: dict[TopicPartition, int | None] = {}
+        self._replayed: dict[TopicPartition, int] = {}
+        self._held_since = 0.0
 
     @property
     def runner(self) -> StageRunner:
@@ -271,6 +284,8 @@ class DirectStage(Service):
                     await self._process(batch, stale=generation != self._generation)
                 else:  # idle: nothing to overlap the last batch's deliveries with
                     await self._settle()
+                if self._held:
+                    self._release_when_replayed()
         async with self._lock:  # stopping: the last batch is delivered and committed
             await self._settle()
 
@@ -292,6 +307,8 @@ class DirectStage(Service):
             offsets[tp] = records[-1].offset + 1
         if not offsets:
             return
+        if self._held:
+            self._replayed.update(offsets)
         for runner in self.runners:  # declaration order
             messages = per_runner.get(runner)
             if messages:
@@ -335,6 +352,7 @@ class DirectStage(Service):
                 self._failure = exc
                 raise
             numbers = {tp.partition for tp in revoked}
+            self._held, self._replay = [], {}  # a new assignment pauses afresh
             self.owned -= numbers
             dropped = sum(table.drop_partitions(numbers) for table in self.tables)
             for tp in revoked:
@@ -370,10 +388,40 @@ class DirectStage(Service):
                 self.committed[tp] = done
         for hook in self._on_assigned:
             await hook(numbers)
+        self._hold_forward_only(assigned)
         log.info(
             "direct_partitions_assigned", partitions=sorted(numbers), changelog_records=records,
             seconds=round(time.perf_counter() - started, 3),
         )  # fmt: skip
+
+    def _hold_forward_only(self, assigned: list[TopicPartition]) -> None:
+        held = [tp for tp in assigned if tp.topic not in self.tabled]
+        replay = [tp for tp in assigned if tp.topic in self.tabled]
+        if not held or not replay:
+            return
+        self._held, self._replay, self._replayed = held, dict.fromkeys(replay), {}
+        self._held_since = time.monotonic()
+        self.consumer.pause(*held)
+
+    def _release_when_replayed(self) -> None:
+        """Resume the held partitions once every tabled partition is read up to the end it
+        had when first fetched (or the hold has lasted REPLAY_HOLD_SECONDS)."""
+        consumer = self.consumer
+        for tp, end in list(self._replay.items()):
+            if end is None:
+                end = self._replay[tp] = consumer.highwater(tp)  # known once fetched
+                if end is None:
+                    continue
+            if max(self._replayed.get(tp, 0), self.committed.get(tp) or 0) >= end:
+                del self._replay[tp]
+        waited = time.monotonic() - self._held_since
+        if self._replay and waited < REPLAY_HOLD_SECONDS:
+            return
+        assigned = consumer.assignment()
+        consumer.resume(*(tp for tp in self._held if tp in assigned))
+        log.info("direct_replay_done", seconds=round(waited, 3),
+                 still_behind=sorted(f"{tp.topic}:{tp.partition}" for tp in self._replay))
+        self._held, self._replay, self._replayed = [], {}, {}
 
     # -- metrics ----------------------------------------------------------------------------
 

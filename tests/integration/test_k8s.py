@@ -70,9 +70,9 @@ def played(
     (tmp_path / "configmap.yaml").write_text(yaml.safe_dump(configmap))
     manifest = tmp_path / "worker.yaml"
     manifest.write_text(yaml.safe_dump(deployment))
-    podman("kube", "play", "--configmap", str(tmp_path / "configmap.yaml"),
-           str(manifest), timeout=300)  # fmt: skip
-    try:
+    try:  # a failed or timed-out play may leave its pod: taken down below as well
+        podman("kube", "play", "--configmap", str(tmp_path / "configmap.yaml"),
+               str(manifest), timeout=300)  # fmt: skip
         yield deployment
     finally:
         pods = subprocess.run(["podman", "pod", "ps", "--format", "{{.Name}}"], env=podman_env(),

@@ -1,5 +1,6 @@
-"""The direct routing runtime's pieces without Kafka: co-partitioned assignment, the table's
-load and revocation, deliveries awaited before a commit."""
+"""The direct runtime's pieces without Kafka: co-partitioned assignment, the table's load and
+revocation, deliveries awaited before a commit, the forward-only inputs held until the tabled
+ones are replayed."""
 
 from __future__ import annotations
 
@@ -14,7 +15,12 @@ from aiokafka.coordinator.protocol import ConsumerProtocolMemberMetadata
 
 from schemas.topics import LIFECYCLE_TABLE, TICKETS_EVENTS
 from streams.settings import RouterSettings
-from streams.stages.direct import CoPartitioningError, check_co_partitioned
+from streams.stages.direct import (
+    REPLAY_HOLD_SECONDS,
+    CoPartitioningError,
+    DirectStage,
+    check_co_partitioned,
+)
 from streams.stages.host import DirectHost
 from streams.stages.routing import INPUTS
 from streams.stages.runner import BatchTable
@@ -202,3 +208,63 @@ def test_aiokafka_timestamps_reach_the_processor_in_seconds() -> None:
     assert [(r.topic, r.partition, r.offset, r.timestamp) for r in seen] == [
         ("channel.email", 2, 7, 1_700_000_000.0)
     ]
+
+
+class PausingConsumer:
+    """The part of aiokafka's consumer the replay-first hold uses."""
+
+    def __init__(self, assigned: list[TopicPartition]) -> None:
+        self.assigned = set(assigned)
+        self.paused: set[TopicPartition] = set()
+        self.high: dict[TopicPartition, int] = {}
+
+    def pause(self, *tps: TopicPartition) -> None:
+        self.paused |= set(tps)
+
+    def resume(self, *tps: TopicPartition) -> None:
+        self.paused -= set(tps)
+
+    def highwater(self, tp: TopicPartition) -> int | None:
+        return self.high.get(tp)
+
+    def assignment(self) -> set[TopicPartition]:
+        return self.assigned
+
+
+def replaying_stage() -> tuple[DirectStage, PausingConsumer, TopicPartition, TopicPartition]:
+    runner, *_, emitter = build(Producer())
+    forward: Any = type("Forward", (), {"tables": []})()  # a runner that writes no table
+    routes = {"p.tickets.events": [runner], "p.tickets.actions": [forward]}
+    unused: Any = None
+    stage = DirectStage(RouterSettings(topic_prefix="p."), routes, [], emitter, "group", unused,
+                        unused, lambda exc: None, unused)  # fmt: skip
+    events, actions = TopicPartition("p.tickets.events", 0), TopicPartition("p.tickets.actions", 0)
+    consumer = stage.consumer = PausingConsumer([events, actions])
+    stage._hold_forward_only([events, actions])
+    return stage, consumer, events, actions
+
+
+def test_forward_only_inputs_wait_until_the_tabled_ones_are_read_to_their_first_end() -> None:
+    stage, consumer, events, actions = replaying_stage()
+    assert consumer.paused == {actions}
+    stage._release_when_replayed()  # the end of tickets.events is not fetched yet
+    assert consumer.paused == {actions}
+    consumer.high[events] = 5
+    stage._replayed[events] = 3
+    stage._release_when_replayed()
+    assert consumer.paused == {actions}
+    consumer.high[events] = 9  # written meanwhile: the end to reach stays the first one seen
+    stage._replayed[events] = 5
+    stage._release_when_replayed()
+    assert consumer.paused == set()
+    assert stage._held == []
+
+
+def test_the_hold_ends_after_its_longest_wait_even_if_the_replay_does_not() -> None:
+    stage, consumer, events, actions = replaying_stage()
+    consumer.high[events] = 5
+    stage._release_when_replayed()
+    assert consumer.paused == {actions}
+    stage._held_since -= REPLAY_HOLD_SECONDS
+    stage._release_when_replayed()
+    assert consumer.paused == set()
