@@ -32,7 +32,7 @@ from router.outbound import outbound_reply
 from router.records import OutRecord
 from router.reroutes import TicketIndexEntry
 from router.sla.lifecycle import on_action, on_tick, on_ticket_event
-from router.sla.outbox import next_stored, open_stored, source_key
+from router.sla.outbox import next_stored, open_stored, source_key, state_part
 from router.sla.policy import SlaConfig
 from router.sla.render import (
     CMD_ACTION,
@@ -239,7 +239,11 @@ class LifecycleProcessor:
         ticket_id = action.data.ticket_id
         key = ticket_id.encode()
         source = read.source
-        if self.table.get(key) is None:
+        stored = self.table.get(key)
+        # Parked actions of a ticket go first; while its routed event is still to come, a
+        # later one waits behind them (they are applied at that event, in order).
+        if stored is None or (not unparking and key in self.parking
+                              and decode_state(state_part(stored)).ticket is None):  # fmt: skip
             if self.parking.park(key, read, now.timestamp()):
                 self.counts["action_parked"] += 1
                 return

@@ -193,6 +193,23 @@ def test_a_parked_move_waits_for_the_routed_event_and_publishes_the_ticket(
     assert orjson.loads(moved.value)["data"]["ticket_id"] == "T-1"
 
 
+def test_an_action_read_between_opened_and_routed_waits_behind_the_parked_ones(
+    config: SlaConfig,
+) -> None:
+    stage = Stage(config)
+    stage.run(stage.stage.deadlines.on_recovered({1}))
+    stage.action(0, OPENED + timedelta(hours=1), NOTE)
+    stage.event(TicketEvent(ticket_id="T-1", kind=TicketEventKind.OPENED, at=OPENED,
+                            queue="dept:general"))  # fmt: skip
+    assert b"T-1" in stage.table  # the ticket is known, its routed event still to come
+    stage.action(1, OPENED + timedelta(hours=3), REPLY)
+    assert len(decode_parked(stage.parked[b"T-1"]).actions) == 2
+    stage.routed()
+    assert stage.parked == {}
+    assert stage.stage.counts["action_unparked"] == 2
+    assert stage.sla() == [("warning", "first_response"), ("met", "first_response")]
+
+
 def test_an_action_for_an_unknown_ticket_is_refused_once_its_wait_is_over(
     config: SlaConfig,
 ) -> None:
