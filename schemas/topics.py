@@ -295,7 +295,7 @@ LIFECYCLE_CHANGELOG = _changelog(
     LIFECYCLE_TABLE, "ticket id", "lifecycle and SLA state", max_message_bytes=4 * 1024 * 1024
 )
 PARKED_CHANGELOG = _changelog(
-    PARKED_TABLE, "ticket id", "actions read before any event of their ticket"
+    PARKED_TABLE, "ticket id", "actions read before their ticket's `routed` event"
 )
 DISPUTES_CHANGELOG = _changelog(
     DISPUTES_TABLE, "order id", "a dispute's state and deadlines (router.disputes.machine)"

@@ -9,8 +9,9 @@ Inputs, by logical topic:
   ticket's state through the SLA core (`router.sla.lifecycle`).
 
 Crash replay: a record read again after a crash whose state change is already stored re-emits
-the outputs it produced, with the same ids (`router.sla.outbox`). An action read before any
-event of its ticket waits in the parked table (`router.stages.parking`).
+the outputs it produced, with the same ids (`router.sla.outbox`). An action read before its
+ticket's `routed` event waits in the parked table (`router.stages.parking`), and later ones of
+that ticket behind it.
 
 A public reply also goes out to the customer: its `outbound.<channel>` record
 (`router.outbound`) is rendered with the `replied` event, so a replay re-sends it too. The

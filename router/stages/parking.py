@@ -1,13 +1,15 @@
-"""Actions that arrive before their ticket: parked until its first ticket event, or refused.
+"""Actions that arrive before their ticket: parked until its `routed` event, or refused.
 
 The lifecycle agent reads `tickets.events` and `tickets.commands` (forwarded actions) as two
 topics, so a reply can be read before the `opened` / `routed` event of its ticket, e.g. when
 both have a backlog after an outage. Applying it then would start clocks for a ticket the
 stage has not seen (under the default policy, from the action's time), and a typo'd ticket id
 would start clocks that nothing ever stops. So an action for a ticket without lifecycle state
-is parked in the `lifecycle-parked` table (same key and partition as the `lifecycle` table):
+is parked in the `lifecycle-parked` table (same key and partition as the `lifecycle` table),
+and so is a later one while some wait (the ticket's `opened` came, its `routed` not yet):
 
-- the ticket's first event applied here applies its parked actions next, in arrival order;
+- the ticket's `routed` event (it carries the ticket, which a move publishes) applies its
+  parked actions next, in arrival order;
 - parked longer than `ttl_seconds` with still no ticket, they are refused to the dead-letter
   topic (`action_refused`, "unknown ticket") and forgotten;
 - at most `max_per_ticket` wait per ticket; later ones are refused at once.

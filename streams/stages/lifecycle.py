@@ -16,8 +16,8 @@ declared on the worker's host (`streams.stages.host`: faust agents, or the direc
   (`streams/stages/horizon.py`): a reply waiting in the backlog stops its clock first. The
   agent re-checks the stored state (lazy cancellation); a duplicate `due` changes nothing.
   When the next due time falls before the next tick, a one-shot wake-up fires it on time.
-- An action read before any event of its ticket (the two topics are read independently) waits
-  in the `lifecycle-parked` table until that event, and is refused as for an unknown ticket
+- An action read before its ticket's `routed` event (the two topics are read independently)
+  waits in the `lifecycle-parked` table until that event, and is refused as for an unknown ticket
   after `action_park_s` (`router/stages/parking.py`): no clocks start for a ticket the
   stage has not seen.
 - Table recovery reads the changelog with a plain consumer straight into the store
@@ -79,7 +79,7 @@ def install_lifecycle(
     config = load_sla_config(settings.sla_policies_file or DEFAULT_POLICY_FILE)
     table = host.table(LIFECYCLE_TABLE, "per-ticket lifecycle and SLA state (router.sla.state)")
     parked = host.table(PARKED_TABLE,
-                        "actions read before any event of their ticket (router.stages.parking)")
+                        "actions read before their ticket's routed event (router.stages.parking)")
     # The ticket index reads the same events, keyed and partitioned alike: it runs on this
     # stream rather than consuming the topic a second time.
     index = host.table(TICKET_INDEX_TABLE, "thread, queue and buyer of each ticket").batch
