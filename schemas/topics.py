@@ -274,15 +274,20 @@ SCORE_TICKETS_TABLE = "score-tickets"
 SCORE_BOOKS_TABLE = "score-books"
 
 
+# Each table's changelog: what a worker of either runtime reads its table back from.
+TABLE_CHANGELOGS: dict[str, Topic] = {}
+
+
 def _changelog(
     table: str, key: str, value: str, read_by: str = "engine (its table's partitions)", *,
     max_message_bytes: int | None = None, creation: Creation = "faust",
 ) -> Topic:  # fmt: skip
     configs = (("max.message.bytes", str(max_message_bytes)),) if max_message_bytes else ()
-    return Topic(
+    topic = TABLE_CHANGELOGS[table] = Topic(
         f"<app_id>-{table}-changelog", key, value, "engine", read_by, cleanup="compact",
         configs=configs, public=False, creation=creation,
     )  # fmt: skip
+    return topic
 
 
 TICKETS_CHANGELOG = _changelog(
@@ -311,17 +316,6 @@ SCORE_TICKETS_CHANGELOG = _changelog(
 SCORE_BOOKS_CHANGELOG = _changelog(
     SCORE_BOOKS_TABLE, "`vendor/<id>` or `queue/<queue>`", "daily tallies of the last 30 days"
 )
-# Each table's changelog: what a worker of either runtime reads its table back from.
-TABLE_CHANGELOGS: dict[str, Topic] = {
-    TICKETS_TABLE: TICKETS_CHANGELOG,
-    TICKET_INDEX_TABLE: TICKET_INDEX_CHANGELOG,
-    LIFECYCLE_TABLE: LIFECYCLE_CHANGELOG,
-    PARKED_TABLE: PARKED_CHANGELOG,
-    DISPUTES_TABLE: DISPUTES_CHANGELOG,
-    BUYERS_TABLE: BUYERS_CHANGELOG,
-    SCORE_TICKETS_TABLE: SCORE_TICKETS_CHANGELOG,
-    SCORE_BOOKS_TABLE: SCORE_BOOKS_CHANGELOG,
-}
 ASSIGNOR_LEADER = Topic(
     "<app_id>-__assignor-__leader", "none", "faust's partition assignor leader election",
     "engine", "engine", partitions=1, public=False, creation="faust",
@@ -356,14 +350,7 @@ TOPICS: tuple[Topic, ...] = (
     DISPUTES_COMMANDS,
     BUYERS_CHANGES,
     SCORES_FACTS,
-    TICKETS_CHANGELOG,
-    TICKET_INDEX_CHANGELOG,
-    LIFECYCLE_CHANGELOG,
-    PARKED_CHANGELOG,
-    DISPUTES_CHANGELOG,
-    BUYERS_CHANGELOG,
-    SCORE_TICKETS_CHANGELOG,
-    SCORE_BOOKS_CHANGELOG,
+    *TABLE_CHANGELOGS.values(),
     ASSIGNOR_LEADER,
 )
 # What the names of the families created on first write start with (the emitter creates them).

@@ -129,8 +129,8 @@ REPLAY_HOLD_SECONDS = 30.0  # the longest the forward-only inputs wait for the r
 
 # hooks a stage registers: after each assignment's tables are loaded (the partition numbers
 # now owned), and at the start of each revocation (the partitions going)
-Assigned = Callable[[set[int]], Awaitable[None]]
-Revoked = Callable[[list[TopicPartition]], None]
+AssignedHook = Callable[[set[int]], Awaitable[None]]
+RevokedHook = Callable[[list[TopicPartition]], None]
 Timer = Callable[[], Awaitable[Any]]
 
 
@@ -150,8 +150,8 @@ class DirectStage(Service):
         crash: Callable[[BaseException], None],
         prepare: Callable[[], Awaitable[None]],  # topics the stage needs, before it joins
         *,
-        on_assigned: Sequence[Assigned] = (),
-        on_revoked: Sequence[Revoked] = (),
+        on_assigned: Sequence[AssignedHook] = (),
+        on_revoked: Sequence[RevokedHook] = (),
         timers: Sequence[Timer] = (),
         **kwargs: Any,
     ) -> None:

@@ -31,7 +31,7 @@ from streams.kafka.transport import RouterTable
 from streams.metrics import report_positions
 from streams.settings import RouterSettings
 from streams.stages.deadlines import TICK_SECONDS, Deadlines
-from streams.stages.direct import DirectStage, OwnProducer, Timer
+from streams.stages.direct import AssignedHook, DirectStage, OwnProducer, RevokedHook, Timer
 from streams.stages.horizon import Positions
 from streams.stages.progress import input_progress
 from streams.stages.runner import BatchTable, StageRunner, install_stage
@@ -296,8 +296,8 @@ class DirectHost:
         self.routes: dict[str, list[StageRunner]] = {}  # physical topic -> its runners
         self.tables: dict[str, DirectTable] = {}
         self.timers: list[Timer] = []
-        self.assigned_hooks: list[Callable[[set[int]], Awaitable[None]]] = []
-        self.revoked_hooks: list[Callable[[list[TopicPartition]], None]] = []
+        self.assigned_hooks: list[AssignedHook] = []
+        self.revoked_hooks: list[RevokedHook] = []
         self.service: DirectStage | None = None
 
     def _running(self) -> DirectStage:

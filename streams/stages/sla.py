@@ -34,7 +34,6 @@ log = structlog.get_logger("router.lifecycle")
 STATS_EVERY_S = 30.0
 
 
-
 class LifecycleStage:
     """The processor, the deadline index, the firing horizon and the timer."""
 
