@@ -305,10 +305,10 @@ PARKED_CHANGELOG = _changelog(
 DISPUTES_CHANGELOG = _changelog(
     DISPUTES_TABLE, "order id", "a dispute's state and deadlines (router.disputes.machine)"
 )
-# created at start-up: every worker follows it whole from the start (`buyer.*` facts)
+# created at start-up: every routing worker follows it whole from the start (`buyer.*` facts)
 BUYERS_CHANGELOG = _changelog(
     BUYERS_TABLE, "buyer id", "open and recent tickets of a buyer",
-    "every worker (`buyer.*` facts)", creation="startup",
+    "every worker that routes (`buyer.*` facts)", creation="startup",
 )  # fmt: skip
 SCORE_TICKETS_CHANGELOG = _changelog(
     SCORE_TICKETS_TABLE, "ticket id", "what the scores count of a ticket so far"

@@ -145,8 +145,9 @@ def create_engine(
     routing = settings.stage in ("all", "routing")
     lifecycle = settings.stage in ("all", "lifecycle")
     # the buyers table lives with the ticket index; the routing stage follows its changelog
-    buyers = install_buyers(app, settings, host if lifecycle else None)
+    buyers = install_buyers(app, settings, host if lifecycle else None, follow=routing)
     if routing:
+        assert buyers is not None  # followed wherever routing runs
         install_rules_reload(app, settings, holder, topics)  # hot reload from routing.rules
         standings = install_standings(app, settings)  # `vendor.score*` facts
         runner_for = functools.partial(

@@ -1,4 +1,4 @@
-"""Buyer history on Kafka: the `buyers` runner and table, and a copy on every worker.
+"""Buyer history on Kafka: the `buyers` runner and table, and a copy on every routing worker.
 
 - The ticket index (`router.stages.ticket_index`, on `tickets.events`) sends each change of a
   buyer's ticket (`opened`, `resolved`, `reopened`) to the internal `buyers.changes` topic,
@@ -6,10 +6,10 @@
 - `buyers` (a runner on the worker's host, on `buyers.changes`; table `buyers`): folds the
   changes into the buyer's open and recent tickets (`router.buyers`). An empty record is
   deleted (a tombstone).
-- `BuyerDirectory`: every worker reads the `buyers` table's changelog whole with a groupless
-  follower (`streams.kafka.compacted`, folded by `router.views` like the vendor directory), caught
-  up before faust starts, then followed; the routing stage looks buyers up in memory, no I/O
-  per message.
+- `BuyerDirectory`: each worker that routes reads the `buyers` table's changelog whole with a
+  groupless follower (`streams.kafka.compacted`, folded by `router.views` like the vendor
+  directory), caught up before faust starts, then followed; the routing stage looks buyers up
+  in memory, no I/O per message.
 
 Crash safety is faust's at-least-once plus idempotent folding: a replayed change only
 re-adds or re-removes the same ticket id.
@@ -32,7 +32,7 @@ from streams.stages.runner import StageRunner
 
 
 class BuyerDirectory(KeyedView[BuyerTickets]):
-    """buyer id -> open and recent tickets, from the `buyers` changelog (every worker)."""
+    """buyer id -> open and recent tickets, from the `buyers` changelog (routing workers)."""
 
     def __init__(self, settings: RouterSettings) -> None:
         super().__init__(buyer_tickets)
@@ -48,12 +48,14 @@ class BuyerDirectory(KeyedView[BuyerTickets]):
 
 
 def install_buyers(
-    app: Any, settings: RouterSettings, host: StageHost | None = None
-) -> BuyerDirectory:
-    """Follow buyer history on this worker (on `app`); with a host, also run the `buyers`
-    stage and table that keep it. Returns this worker's buyer directory."""
-    directory = BuyerDirectory(settings)
-    install_follower(app, directory.follower)
+    app: Any, settings: RouterSettings, host: StageHost | None = None, *, follow: bool = True
+) -> BuyerDirectory | None:
+    """With `follow`, buyer history followed on this worker (on `app`) for its routing stage;
+    with a host, also the `buyers` stage and table that keep it. Returns the buyer directory
+    (None without `follow`: a lifecycle-only worker looks no buyer up)."""
+    directory = BuyerDirectory(settings) if follow else None
+    if directory is not None:
+        install_follower(app, directory.follower)
     if host is None:
         return directory
     table = host.table(BUYERS_TABLE, "open and recent tickets per buyer").batch
