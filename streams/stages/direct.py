@@ -201,6 +201,7 @@ class DirectStage(Service):
 
     def _new_consumer(self) -> AIOKafkaConsumer:
         s = self.settings
+        fetch_min_bytes, fetch_max_wait_ms = s.fetch
         return AIOKafkaConsumer(
             **client_kwargs(s),
             group_id=self.group_id,
@@ -211,6 +212,8 @@ class DirectStage(Service):
             group_instance_id=s.consumer_group_instance_id,
             max_poll_records=s.consumer_max_poll_records,
             max_partition_fetch_bytes=_FETCH_PARTITION_BYTES,
+            fetch_min_bytes=fetch_min_bytes,
+            fetch_max_wait_ms=fetch_max_wait_ms,
             session_timeout_ms=int(s.session_timeout_s * 1000),
             heartbeat_interval_ms=int(min(3.0, s.session_timeout_s / 3) * 1000),
             request_timeout_ms=int(s.consumer_request_timeout_s * 1000),
