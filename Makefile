@@ -29,7 +29,7 @@ install: $(STAMP) ## create the venv and install the project with dev tools
 $(NATIVE): $(STAMP) router/native.py router/native_build.py $(NATIVE_SOURCES)
 	@$(PY) -m router.native_build build
 
-native: $(NATIVE) ## compile the SLA firing and rule decision paths with mypyc (every target below does it; ~1.5 min)
+native: $(NATIVE) ## compile the SLA, rule and stage hot paths with mypyc (every target below does it; ~1.5 min)
 
 dist: $(STAMP) $(NATIVE) ## dist/: a wheel with this platform's compiled modules, and the sdist (sources only)
 	rm -rf dist build/lib build/bdist.* *.egg-info  # nothing from an earlier build leaks in
