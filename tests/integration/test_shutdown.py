@@ -27,6 +27,7 @@ from tests.integration.test_sla import SLA_TOPICS, open_tickets, sla, sla_env, w
 pytestmark = pytest.mark.integration
 
 LOAD_PER_S = 400
+BURST = 4000
 APP_ID = "ticket-router"
 
 
@@ -40,11 +41,19 @@ class SteadyLoad:
         self.acked: list[str] = []
         self.error: BaseException | None = None
         self._stop = threading.Event()
+        self._burst = 0
+        self._burst_acked = threading.Event()
         self._thread = threading.Thread(target=self._run, name="steady-load", daemon=True)
 
     def start(self) -> SteadyLoad:
         self._thread.start()
         return self
+
+    def burst(self, records: int) -> None:
+        """That many more records at once, acknowledged before this returns: a backlog."""
+        self._burst_acked.clear()
+        self._burst = records
+        assert self._burst_acked.wait(60), "the burst was not acknowledged"
 
     def stop(self) -> set[str]:
         self._stop.set()
@@ -71,7 +80,8 @@ class SteadyLoad:
             next_at = loop.time()
             while not self._stop.is_set():
                 sent = []
-                for record in self.traffic.take(max(1, int(self.per_s * tick))):
+                burst, self._burst = self._burst, 0
+                for record in self.traffic.take(max(1, int(self.per_s * tick)) + burst):
                     topic = f"{self.prefix}channel.{record.channel}"
                     sent.append((record.inbound_id, await producer.send(
                         topic, record.value, key=record.key)))
@@ -79,6 +89,8 @@ class SteadyLoad:
                     await delivery
                     assert inbound_id is not None
                     self.acked.append(inbound_id)
+                if burst:
+                    self._burst_acked.set()
                 next_at += tick
                 await asyncio.sleep(max(0.0, next_at - loop.time()))  # the rate, not a wait
         finally:
@@ -113,8 +125,16 @@ def test_sigterm_under_load_finishes_commits_and_exits_in_time(engine: EngineUnd
     load = SteadyLoad(engine.bootstrap, engine.prefix, LOAD_PER_S).start()
     collector = engine.collector("queue.*", "channel.dlq")
     try:
-        collector.poll_until(lambda outs: sum(queue_records_per_inbound(outs).values()) >= 1000,
-                             120, "outputs to flow")
+        def routed(outs: list[Output]) -> int:
+            return sum(queue_records_per_inbound(outs).values())
+
+        flowing = routed(collector.poll_until(lambda outs: routed(outs) >= 1000, 120,
+                                              "outputs to flow"))  # fmt: skip
+        # A backlog, so that batches are in flight at SIGTERM (a worker that has caught up
+        # with the load may have nothing left to commit when the signal lands)
+        load.burst(BURST)
+        collector.poll_until(lambda outs: routed(outs) >= flowing + BURST // 10, 120,
+                             "the backlog to be worked on")  # fmt: skip
         committed_before = committed_inbound(engine.bootstrap, engine.prefix)
         started = time.monotonic()
         rc = first.stop()  # WorkerHung past the deadline
