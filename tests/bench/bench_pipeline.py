@@ -544,7 +544,7 @@ async def peer_subject(
     engine worker creates at startup or finds provisioned) under `<prefix>peer.`."""
     base = f"{prefix}peer."
     queues = {queue_topic(q) for q in routes.values()}
-    queues |= {queue_topic(f"dept:{d}") for d in DefaultPolicy.departments}
+    queues |= {queue_topic(f"dept:{d}") for d in DefaultPolicy().departments}
     await ensure_topics(bootstrap, base, partitions, sorted(queues), core=True)
 
     def token_of(topic: str, key: bytes | None, value: bytes) -> str:

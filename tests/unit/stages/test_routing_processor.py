@@ -92,7 +92,7 @@ def test_a_record_keyed_by_something_else_is_republished_keyed_by_its_thread() -
 
 def test_an_unexpected_error_is_dead_lettered_and_the_stage_goes_on() -> None:
     class Broken:  # not a DefaultPolicy subclass: that class may be compiled (mypyc)
-        name, version = DefaultPolicy.name, DefaultPolicy.version
+        name, version = DefaultPolicy().name, DefaultPolicy().version
 
         def decide(self, context):  # type: ignore[no-untyped-def]
             raise RuntimeError("boom")
