@@ -78,8 +78,9 @@ GatewaySecrets = Annotated[list[GatewaySecret], Field(min_length=1, max_length=4
 MetaVerifyToken = Annotated[SecretStr, Field(min_length=8, max_length=256)]
 EmailAddress = Annotated[str, StringConstraints(pattern=r"^[^@\s]+@[^@\s]+$", max_length=320)]
 # (fetch_min_bytes, fetch_max_wait_ms) of a worker that does not route: its clocks count
-# minutes, so fuller fetches are worth 25 ms; a routing worker's is (1, 500), latency first
-STAGE_FETCH = (256 * 1024, 25)
+# minutes, so fewer, fuller batches (each one a commit and changelog writes) are worth 100 ms
+# per hop; a routing worker's is (1, 500), latency first
+STAGE_FETCH = (1024 * 1024, 100)
 
 
 class RouterSettings(BaseSettings):

@@ -354,7 +354,7 @@ def where_the_time_goes(
         ("streams glue around it (stage runner, no Kafka)", glue_us),
         ("Kafka client floor, 1 record in + 1 out (the baseline)", baseline_cpu_us),
         (
-            "faust's event pipeline, the table changelog and "
+            "the runtime (consumer, producer batches), the table changelog and "
             f"{figures.records_per_message - 1:.1f} more records produced per inbound",
             rest_us,
         ),
