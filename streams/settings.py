@@ -77,9 +77,11 @@ GatewaySecret = Annotated[SecretStr, Field(min_length=16, max_length=256)]  # ch
 GatewaySecrets = Annotated[list[GatewaySecret], Field(min_length=1, max_length=4)]
 MetaVerifyToken = Annotated[SecretStr, Field(min_length=8, max_length=256)]
 EmailAddress = Annotated[str, StringConstraints(pattern=r"^[^@\s]+@[^@\s]+$", max_length=320)]
-# (fetch_min_bytes, fetch_max_wait_ms) of a worker that does not route: its clocks count
-# minutes, so fewer, fuller batches (each one a commit and changelog writes) are worth 100 ms
-# per hop; a routing worker's is (1, 500), latency first
+# (fetch_min_bytes, fetch_max_wait_ms) of the direct runtime's consumer. A routing worker's:
+# aiokafka's defaults, a fetch returns as soon as a record is there (latency first). Any other
+# worker's clocks count minutes, so fewer, fuller batches (each one a commit and changelog
+# writes) are worth 100 ms per hop.
+ROUTING_FETCH = (1, 500)
 STAGE_FETCH = (1024 * 1024, 100)
 
 
@@ -126,8 +128,8 @@ class RouterSettings(BaseSettings):
     consumer_max_poll_records: int = Field(default=1000, ge=1, le=100_000)
     # A direct-runtime fetch waits up to the wait for the bytes to arrive: fewer, fuller
     # fetches cost less CPU per record (aiokafka parses every fetch response in Python, each
-    # partition of it) and add up to the wait to latency. Unset: none where the routing stage
-    # runs; on a lifecycle or scores worker, whose clocks count minutes, `STAGE_FETCH`.
+    # partition of it) and add up to the wait to latency. Unset: `ROUTING_FETCH` where the
+    # routing stage runs, `STAGE_FETCH` on a lifecycle or scores worker.
     consumer_fetch_min_bytes: int | None = Field(default=None, ge=1, le=64 << 20)
     consumer_fetch_max_wait_ms: int | None = Field(default=None, ge=0, le=10_000)
     # A stage processes what arrived within this long, up to this many records, as one batch
@@ -287,7 +289,7 @@ class RouterSettings(BaseSettings):
     def fetch(self) -> tuple[int, int]:
         """(fetch_min_bytes, fetch_max_wait_ms) of the direct runtime's consumer."""
         routes = self.stage in ("all", "routing")
-        min_bytes, wait_ms = (1, 500) if routes else STAGE_FETCH
+        min_bytes, wait_ms = ROUTING_FETCH if routes else STAGE_FETCH
         if self.consumer_fetch_min_bytes is not None:
             min_bytes = self.consumer_fetch_min_bytes
         if self.consumer_fetch_max_wait_ms is not None:

@@ -14,7 +14,7 @@ from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberMetadata
 
 from schemas.topics import LIFECYCLE_TABLE, TICKETS_EVENTS
-from streams.settings import STAGE_FETCH, RouterSettings
+from streams.settings import ROUTING_FETCH, STAGE_FETCH, RouterSettings
 from streams.stages.direct import (
     REPLAY_HOLD_SECONDS,
     CoPartitioningError,
@@ -276,12 +276,12 @@ def test_the_hold_ends_after_its_longest_wait_even_if_the_replay_does_not() -> N
 @pytest.mark.parametrize(
     ("env", "fetch"),
     [
-        ({"stage": "all"}, (1, 500)),
-        ({"stage": "routing"}, (1, 500)),
+        ({"stage": "all"}, ROUTING_FETCH),
+        ({"stage": "routing"}, ROUTING_FETCH),
         ({"stage": "lifecycle"}, STAGE_FETCH),
         ({"stage": "scores"}, STAGE_FETCH),
         ({"stage": "lifecycle", "consumer_fetch_max_wait_ms": 0}, (STAGE_FETCH[0], 0)),
-        ({"stage": "routing", "consumer_fetch_min_bytes": 4096}, (4096, 500)),
+        ({"stage": "routing", "consumer_fetch_min_bytes": 4096}, (4096, ROUTING_FETCH[1])),
     ],
 )
 def test_a_worker_that_routes_fetches_without_waiting_and_the_others_wait_for_fuller_fetches(
