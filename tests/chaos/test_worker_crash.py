@@ -13,7 +13,9 @@ from tests.integration.conftest import EngineUnderTest
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 
-MESSAGES = 3000
+# Enough that the worker is still working through them when it is killed (a few seconds of
+# work): with fewer, a fast worker can have processed and committed them all already.
+MESSAGES = 15_000
 THREADS = 400
 
 
@@ -46,12 +48,13 @@ def test_sigkill_mid_stream_then_restart_loses_nothing(engine: EngineUnderTest) 
         engine.send(channel, [(k, v) for c, k, v in records if c == channel])
 
     collector = engine.collector("queue.*", "channel.dlq")
-    collector.poll_until(
+    seen = collector.poll_until(
         lambda outs: sum(o.topic.startswith("queue.") for o in outs) >= 300,
         120,
         "the worker to be mid-stream",
     )
     first.kill()
+    assert len(accounted_inbound_ids(seen)) < MESSAGES // 2, "killed after the stream, not in it"
     engine.start_worker()
 
     expected = {f"chaos-{i}" for i in range(MESSAGES)}
