@@ -148,8 +148,10 @@ def test_sigterm_under_load_finishes_commits_and_exits_in_time(engine: EngineUnd
 
     # Every record the first worker processed is committed, and only those: its outputs
     # are all on the queues (flushed), one per inbound id.
+    # (a stall on a new queue's leader can leave nothing more to commit at the signal: what
+    # proves the final commit is that it covers every output, below)
     committed = committed_inbound(engine.bootstrap, engine.prefix)
-    assert committed > committed_before
+    assert committed >= committed_before
     before = queue_records_per_inbound(collector.poll_until(
         lambda outs: sum(queue_records_per_inbound(outs).values()) >= committed, 60,
         "the first worker's outputs"))
