@@ -142,7 +142,7 @@ def create_engine(
     )  # fmt: skip
     vendors = install_vendor_directory(app, settings).get  # every worker, whole topic
     engine = Engine(app=app, emitter=emitter, topics=topics, policy=holder)
-    routing = settings.stage in ("all", "routing")
+    routing = settings.routes
     lifecycle = settings.stage in ("all", "lifecycle")
     # the buyers table lives with the ticket index; the routing stage follows its changelog
     buyers = install_buyers(app, settings, host if lifecycle else None, follow=routing)

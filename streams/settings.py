@@ -286,10 +286,14 @@ class RouterSettings(BaseSettings):
         return self.runtime != "faust"
 
     @property
+    def routes(self) -> bool:
+        """This worker runs the routing stage."""
+        return self.stage in ("all", "routing")
+
+    @property
     def fetch(self) -> tuple[int, int]:
         """(fetch_min_bytes, fetch_max_wait_ms) of the direct runtime's consumer."""
-        routes = self.stage in ("all", "routing")
-        min_bytes, wait_ms = ROUTING_FETCH if routes else STAGE_FETCH
+        min_bytes, wait_ms = ROUTING_FETCH if self.routes else STAGE_FETCH
         if self.consumer_fetch_min_bytes is not None:
             min_bytes = self.consumer_fetch_min_bytes
         if self.consumer_fetch_max_wait_ms is not None:
