@@ -144,22 +144,11 @@ def thread_message(
                 source.partition,
                 source.offset,
             ):
-                return _replayed(state, seen)
+                return _replayed(state, seen, event, now)
             return Duplicate(state.ticket_id, event.id, seen)
 
     seq = 1 if state is None else state.message_count + 1
-    ticket_message = TicketMessage(
-        seq=seq,
-        inbound_id=event.id,
-        message_id=msg.message_id,
-        channel=msg.channel,
-        sender=msg.sender,
-        body=msg.body,
-        subject=msg.subject,
-        sent_at=msg.sent_at,
-        received_at=now,
-        attachments=msg.attachments,
-    )
+    ticket_message = _ticket_message(event, seq, now)
     seen_entry = SeenInbound(
         seq=seq, topic=source.topic, partition=source.partition, offset=source.offset
     )
@@ -280,13 +269,35 @@ def _open(
     )
 
 
-def _replayed(state: TicketState, seen: SeenInbound) -> Threaded:
-    """Rebuild what this record produced the first time, so a crash cannot lose it."""
+def _ticket_message(event: InboundEvent, seq: int, received_at: datetime) -> TicketMessage:
+    msg = event.data
+    return TicketMessage(
+        seq=seq,
+        inbound_id=event.id,
+        message_id=msg.message_id,
+        channel=msg.channel,
+        sender=msg.sender,
+        body=msg.body,
+        subject=msg.subject,
+        sent_at=msg.sent_at,
+        received_at=received_at,
+        attachments=msg.attachments,
+    )
+
+
+def _replayed(
+    state: TicketState, seen: SeenInbound, event: InboundEvent, now: datetime
+) -> Threaded:
+    """Rebuild what this record produced the first time, so a crash cannot lose it.
+
+    A message still in the kept window is re-sent as it was. One trimmed out of it since (more
+    than the kept count joined its ticket after it) is rebuilt from the record being replayed:
+    the same message under the same ids, received `now`, without the history before it."""
     kept = [m for m in state.messages if m.seq <= seen.seq]
-    message = kept[-1] if kept and kept[-1].seq == seen.seq else None
-    if message is None:  # trimmed out of the kept window: re-emit the newest we still hold
-        message = state.messages[-1]
-    as_of = state.model_copy(update={"message_count": seen.seq, "messages": kept or [message]})
+    if not kept or kept[-1].seq != seen.seq:  # the window keeps the newest: all before it went too
+        kept = [_ticket_message(event, seen.seq, now)]
+    message = kept[-1]
+    as_of = state.model_copy(update={"message_count": seen.seq, "messages": kept})
     decision = None
     if seen.seq == 1:
         decision = Decision(

@@ -105,6 +105,28 @@ def test_replay_of_the_opening_record_re_emits_the_decision() -> None:
     ]
 
 
+def test_replay_past_the_kept_window_re_sends_the_replayed_message() -> None:
+    state = opened().state
+    first_render: list[bytes] = []
+    for i in range(2, MAX_MESSAGES_KEPT + 6):
+        result = thread(event(f"e{i}", body=f"message {i}"), state, i)
+        assert isinstance(result, Threaded)
+        state = result.state
+        if i == 3:
+            first_render = [r.value for r in render(result, "e3", NOW) if r.value is not None]
+    assert 3 not in [m.seq for m in state.messages]  # trimmed since
+    replay = thread(event("e3", body="message 3"), state, 3)
+    assert isinstance(replay, Threaded)
+    assert replay.replayed
+    later = NOW.replace(hour=NOW.hour + 1)
+    again = [orjson.loads(r.value) for r in render(replay, "e3", later) if r.value is not None]
+    assert [d["id"] for d in again] == [orjson.loads(v)["id"] for v in first_render]
+    queued = CloudEvent[RoutedTicket].model_validate(again[0])
+    assert [(m.seq, m.inbound_id, m.body) for m in queued.data.messages] == [(3, "e3", "message 3")]
+    assert queued.data.message_count == 3
+    assert queued.data.messages_omitted == 2
+
+
 def test_wrong_record_key_asks_for_a_rekey() -> None:
     ev = event("e1", thread_ref="T-77")
     result = thread_message(ev, None, src(1), None, POLICY, NOW)
