@@ -53,6 +53,9 @@ def worker(
     ] = None,
 ) -> None:
     """Run the routing engine until SIGTERM/SIGINT."""
+    from streams.early_exit import exit_on_stop_signals
+
+    exit_on_stop_signals()  # before the engine's imports: nothing has started yet
     from streams.settings import RouterSettings
     from streams.worker import run_worker
 

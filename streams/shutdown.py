@@ -8,7 +8,8 @@ kills it without a word, the worker logs `shutdown_overdue` with where every pen
 task waits, and exits `EXIT_OVERDUE`. Nothing is lost that way either: what it had not committed
 is read again by the next owner of its partitions (at-least-once).
 
-Before faust's worker takes over (topic creation, rules and vendor catch-up) a signal stops
+While the worker imports, a signal exits 0 (`streams.early_exit`). Before faust's worker
+takes over (topic creation, rules and vendor catch-up) a signal stops
 the start-up step and the process exits 0 without starting the app; a signal between that and
 faust installing its own handlers is handed on to faust.
 """
@@ -28,10 +29,11 @@ from typing import Any
 import faust
 import structlog
 
+from streams.early_exit import STOP_SIGNALS
+
 log = structlog.get_logger("router.shutdown")
 
 EXIT_OVERDUE = 70  # EX_SOFTWARE
-_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 _FRAMES_PER_TASK = 5
 
 
@@ -42,7 +44,7 @@ class EarlySignals:
         self.loop = loop
         self.received: signal.Signals | None = None
         self._step: asyncio.Task[Any] | None = None
-        for sig in _STOP_SIGNALS:
+        for sig in STOP_SIGNALS:
             loop.add_signal_handler(sig, self._on_signal, sig)
 
     def _on_signal(self, sig: signal.Signals) -> None:
