@@ -14,6 +14,7 @@ import typer
 
 from router.cli_settings import SettingsOpt, load_settings
 from router.routing import RoutingPolicy
+from streams.early_exit import exit_on_stop_signals
 
 app = typer.Typer(
     name="router",
@@ -53,9 +54,7 @@ def worker(
     ] = None,
 ) -> None:
     """Run the routing engine until SIGTERM/SIGINT."""
-    from streams.early_exit import exit_on_stop_signals
-
-    exit_on_stop_signals()  # before the engine's imports: nothing has started yet
+    exit_on_stop_signals()  # a stop signal while it starts exits 0: nothing has started
     from streams.settings import RouterSettings
     from streams.worker import run_worker
 
@@ -78,6 +77,7 @@ def gateway(
     ] = None,
 ) -> None:
     """Serve the channel gateway (HTTP -> channel topics) until SIGTERM/SIGINT."""
+    exit_on_stop_signals()  # a stop signal while it starts exits 0: nothing has started
     from streams.gateway.server import run_gateway
     from streams.settings import RouterSettings
 
@@ -198,6 +198,7 @@ def deliver(
 ) -> None:
     """Deliver replies from outbound.<channel> until SIGTERM/SIGINT: chat and social to the
     Graph API, email over SMTP to the relay."""
+    exit_on_stop_signals()  # a stop signal while it starts exits 0: nothing has started
     from streams.deliver import CHANNELS, run_deliver
     from streams.settings import RouterSettings
 

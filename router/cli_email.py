@@ -12,6 +12,7 @@ import typer
 
 from router.cli_settings import SettingsOpt, load_settings
 from router.email.config import EmailConfig
+from streams.early_exit import exit_on_stop_signals
 
 if TYPE_CHECKING:
     from streams.settings import RouterSettings
@@ -119,6 +120,7 @@ def connect_email(
     """Take in email until SIGTERM/SIGINT: an IMAP mailbox (IDLE, else polling) and/or SMTP
     delivery, onto channel.email. A message is flagged (IMAP) or answered 250 (SMTP) only once
     Kafka acknowledged its record."""
+    exit_on_stop_signals()  # a stop signal while it starts exits 0: nothing has started
     from streams.email.connect import run_connect_email
 
     settings = load_settings(settings_file)
