@@ -9,9 +9,9 @@ task waits, and exits `EXIT_OVERDUE`. Nothing is lost that way either: what it h
 is read again by the next owner of its partitions (at-least-once).
 
 While the worker imports, a signal exits 0 (`streams.early_exit`). Before faust's worker
-takes over (topic creation, rules and vendor catch-up) a signal stops
-the start-up step and the process exits 0 without starting the app; a signal between that and
-faust installing its own handlers is handed on to faust.
+takes over (topic creation, rules and vendor catch-up) a signal stops the start-up step and
+the process exits 0 without starting the app; a signal between that and faust installing its
+own handlers is handed on to faust.
 """
 
 from __future__ import annotations
