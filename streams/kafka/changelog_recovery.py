@@ -37,7 +37,7 @@ import gc
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import faust
 import structlog
@@ -65,6 +65,14 @@ _POLL_MS = 500
 
 # applies changelog records (aiokafka ConsumerRecords, one partition, in order) to a table
 Apply = Callable[[int, Sequence[Any]], None]
+
+
+class WholeLoad(NamedTuple):
+    """What `ChangelogLoader.load_whole` read: how many records, and each partition's end
+    offset (the offset its next record will take)."""
+
+    records: int
+    ends: dict[TopicPartition, int]
 
 
 @contextlib.contextmanager
@@ -195,27 +203,34 @@ class ChangelogLoader:
         )
         return sum(per_tp.values())
 
-    async def load_whole(self, tables: Mapping[TP, Apply]) -> int:
+    async def offsets(
+        self, partitions: Sequence[TopicPartition]
+    ) -> tuple[dict[TopicPartition, int], dict[TopicPartition, int]]:
+        """(first offset, end offset) of each partition, as of the call."""
+        if not partitions:
+            return {}, {}
+        consumer = self._consumer()
+        await consumer.start()
+        try:
+            return (await consumer.beginning_offsets(partitions),
+                    await consumer.end_offsets(partitions))  # fmt: skip
+        finally:
+            await consumer.stop()
+
+    async def load_whole(self, tables: Mapping[TP, Apply]) -> WholeLoad:
         """Apply each partition from its first record to its end offset as of the call (a
         plain consumer group's table, `streams.stages.direct`). Raises when it could not
         read them all: processing on part of a table would fork its tickets."""
         if not tables:
-            return 0
-        consumer = self._consumer()
-        await consumer.start()
-        try:
-            wanted = [TopicPartition(tp.topic, tp.partition) for tp in tables]
-            firsts = await consumer.beginning_offsets(wanted)
-            ends = await consumer.end_offsets(wanted)
-        finally:
-            await consumer.stop()
+            return WholeLoad(0, {})
         keyed = {TopicPartition(tp.topic, tp.partition): apply for tp, apply in tables.items()}
+        firsts, ends = await self.offsets(list(keyed))
         applied = {tp: firsts[tp] - 1 for tp in keyed}
         loaded = await self.load(keyed, applied, ends, budget_s=float("inf"))
         short = sorted(f"{tp.topic}:{tp.partition}" for tp in keyed if applied[tp] + 1 < ends[tp])
         if short:
             raise RuntimeError(f"changelog partitions not fully read: {short}")
-        return loaded
+        return WholeLoad(loaded, {tp: ends[tp] for tp in keyed})
 
     async def _read(
         self,

@@ -17,7 +17,10 @@ What faust did, this does itself:
 - Tables: plain dicts, filled on assignment from the tables' changelogs (the topics faust's
   tables use, same records: the runtimes read each other's state), read whole before any
   record of those partitions is processed; then the assignment hooks run (a deadline index
-  is rebuilt). Revoked partitions' keys are dropped.
+  is rebuilt). A revoked partition's data stays until the next assignment: handed back, it
+  is kept if every table's changelog partition still ends where this worker's load and own
+  writes left it (another worker's write would have moved that end), so a rebalance reads
+  back only the partitions that changed hands; otherwise it is dropped and read again.
 - Per batch: process, send outputs then changelog writes (one producer batch per partition),
   then settle the batch before it, whose deliveries went on while this one was processed:
   wait until every one is acknowledged (a failed delivery raises: the worker stops before
@@ -42,7 +45,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 import structlog
@@ -90,6 +93,17 @@ def check_co_partitioned(assigned: Sequence[TopicPartition], inputs: Sequence[st
                 "input topics must have the same partition count"
             )
     return numbers
+
+
+def unchanged_since(
+    numbers: Collection[int], tables: Sequence[BatchTable], ends: Mapping[TopicPartition, int]
+) -> set[int]:
+    """The partition numbers whose data in every table matches its changelog ending at
+    `ends` (now): each table's partition ends where its last load and own writes left it.
+    Any record another worker wrote since moved that end."""
+    return {n for n in numbers
+            if all(n in table.ends and ends.get(TopicPartition(table.changelog, n)) == table.ends[n]
+                   for table in tables)}  # fmt: skip
 
 
 class OwnProducer:
@@ -175,6 +189,7 @@ class DirectStage(Service):
         self.emitter.await_deliveries()
         self.consumer: Any = None  # made in the running loop, on start
         self.owned: set[int] = set()  # partition numbers whose tables are loaded
+        self._kept: set[int] = set()  # revoked, their tables' data kept for the next assignment
         self.committed: dict[TopicPartition, int] = {}
         self.assignments = 0  # completed assignments (readiness: joined at least once)
         self.rebalancing = False
@@ -356,11 +371,12 @@ class DirectStage(Service):
                 raise
             numbers = {tp.partition for tp in revoked}
             self._held, self._replay = [], {}  # a new assignment pauses afresh
+            self._kept |= numbers & self.owned  # the next assignment keeps or drops their data
             self.owned -= numbers
-            dropped = sum(table.drop_partitions(numbers) for table in self.tables)
             for tp in revoked:
                 self.committed.pop(tp, None)
-        log.info("direct_partitions_revoked", partitions=sorted(numbers), keys_dropped=dropped)
+        log.info("direct_partitions_revoked", partitions=sorted(numbers),
+                 tables_kept=sorted(self._kept))  # fmt: skip
 
     async def assigned(self, assigned: list[TopicPartition]) -> None:
         try:
@@ -375,15 +391,19 @@ class DirectStage(Service):
     async def _load(self, assigned: list[TopicPartition]) -> None:
         started = time.perf_counter()
         numbers = check_co_partitioned(assigned, self.tabled)
-        new = numbers - self.owned
-        stale = {n for n in self.owned if n not in numbers}  # a revocation missed: drop too
-        for table in self.tables:
-            table.drop_partitions(stale | new)
+        held = self.owned | self._kept  # data here from before (owned: a revocation missed)
         loader = ChangelogLoader(self.settings)
+        kept = await self._still_current(loader, numbers & held)
+        self._kept = set()
+        for table in self.tables:  # not handed back, or written by another worker since
+            table.drop_partitions(held - kept)
         targets = {TopicPartition(table.changelog, n): table.load for table in self.tables
-                   for n in sorted(new)}  # fmt: skip
+                   for n in sorted(numbers - kept)}  # fmt: skip
         with gc_paused():
-            records = await loader.load_whole(targets)
+            records, ends = await loader.load_whole(targets)
+        for table in self.tables:
+            table.ends.update((tp.partition, end) for tp, end in ends.items()
+                              if tp.topic == table.changelog)  # fmt: skip
         self.owned = numbers
         for tp in assigned:
             done = await self.consumer.committed(tp)
@@ -393,9 +413,22 @@ class DirectStage(Service):
             await hook(numbers)
         self._hold_forward_only(assigned)
         log.info(
-            "direct_partitions_assigned", partitions=sorted(numbers), changelog_records=records,
-            seconds=round(time.perf_counter() - started, 3),
+            "direct_partitions_assigned", partitions=sorted(numbers), tables_kept=sorted(kept),
+            changelog_records=records, seconds=round(time.perf_counter() - started, 3),
         )  # fmt: skip
+
+    async def _still_current(self, loader: ChangelogLoader, numbers: set[int]) -> set[int]:
+        """Of `numbers` (their tables' data is here from before), those whose data is what a
+        reload would read: no other worker has written their changelogs since."""
+        if not numbers or not self.tables:
+            return set()
+        wanted = [TopicPartition(table.changelog, n) for table in self.tables for n in numbers]
+        try:
+            _, ends = await loader.offsets(wanted)
+        except Exception as exc:  # a reload is always right
+            log.warning("changelog_ends_unread", error=repr(exc))
+            return set()
+        return unchanged_since(numbers, self.tables, ends)
 
     def _hold_forward_only(self, assigned: list[TopicPartition]) -> None:
         held = [tp for tp in assigned if tp.topic not in self.tabled]

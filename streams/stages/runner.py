@@ -38,6 +38,10 @@ class BatchTable(MutableMapping[bytes, bytes]):
         self._data, self._owner, self.changelog = data, owner, changelog
         self._pending: dict[bytes, tuple[bytes | None, int]] = {}
         self.partition = 0  # of the record being processed: its writes go to that partition
+        # partition -> the changelog end offset the data matches: set by a whole load, moved
+        # one per record written (the direct runtime keeps a partition handed back to it when
+        # its changelog still ends there: no other worker wrote it meanwhile)
+        self.ends: dict[int, int] = {}
 
     @classmethod
     def over(cls, table: Any) -> BatchTable:
@@ -56,6 +60,8 @@ class BatchTable(MutableMapping[bytes, bytes]):
         for key in gone:
             self._data.pop(key, None)
             del owner[key]
+        for partition in partitions:
+            self.ends.pop(partition, None)
         return len(gone)
 
     def get(self, key: bytes, default: Any = None) -> Any:
@@ -95,7 +101,7 @@ class BatchTable(MutableMapping[bytes, bytes]):
     async def flush(self, emitter: Emitter) -> None:
         """Store and log each key written since the last flush."""
         pending, self._pending = self._pending, {}
-        data, owner = self._data, self._owner
+        data, owner, ends = self._data, self._owner, self.ends
         for key, (value, partition) in pending.items():
             if value is None:
                 data.pop(key, None)
@@ -104,6 +110,8 @@ class BatchTable(MutableMapping[bytes, bytes]):
                 data[key] = value
                 owner[key] = partition
             await emitter.send_raw(self.changelog, key, value, partition)
+            if partition in ends:
+                ends[partition] += 1
 
 
 class StageRunner:

@@ -87,13 +87,15 @@ def check_tickets_continue(outputs: list[Output]) -> None:
     assert broken == {}
 
 
+def assigned_events(worker: WorkerProcess) -> list[dict[str, Any]]:
+    """Each assignment a direct worker logged, oldest first."""
+    return [orjson.loads(line[line.find("{"):]) for line in worker.log_text(10**7).splitlines()
+            if '"direct_partitions_assigned"' in line]  # fmt: skip
+
+
 def assignments(worker: WorkerProcess) -> list[list[int]]:
     """The partitions of each assignment a direct worker logged, oldest first."""
-    out = []
-    for line in worker.log_text(10**7).splitlines():
-        if '"direct_partitions_assigned"' in line:
-            out.append(orjson.loads(line[line.find("{"):])["partitions"])
-    return out
+    return [event["partitions"] for event in assigned_events(worker)]
 
 
 def get(url: str) -> tuple[int, dict[str, Any]]:
@@ -270,12 +272,19 @@ def test_two_workers_share_the_partitions_and_hand_them_back_without_loss(
                         and sorted(mine[-1] + theirs[-1]) == [0, 1, 2])  # fmt: skip
 
         wait_for(shared, 60, "the two workers to split the partitions")
+        # The first worker had every partition and nobody else wrote their changelogs: the
+        # ones handed back keep their tables instead of being read again.
+        split = assigned_events(first)[-1]
+        assert split["tables_kept"] == split["partitions"]
         seen = len(collector.outputs)
         collector.poll_until(lambda outs: len(queued(outs)) >= seen + 300, 120,
                              "outputs from both workers")  # fmt: skip
         assert first.stop() == 0  # its partitions move back to the second worker
         wait_for(lambda: assignments(second)[-1] == [0, 1, 2], 60,
                  "the second worker to take every partition")  # fmt: skip
+        before, after = assigned_events(second)[-2:]
+        assert after["tables_kept"] == before["partitions"]  # its own; the others read back
+        assert after["changelog_records"] > 0
         seen = len(collector.outputs)
         collector.poll_until(lambda outs: len(queued(outs)) >= seen + 300, 120,
                              "the second worker's outputs")  # fmt: skip

@@ -20,6 +20,7 @@ from streams.stages.direct import (
     CoPartitioningError,
     DirectStage,
     check_co_partitioned,
+    unchanged_since,
 )
 from streams.stages.host import DirectHost
 from streams.stages.routing import INPUTS
@@ -77,6 +78,49 @@ def test_table_loads_its_changelog_and_drops_revoked_partitions() -> None:
     assert table.drop_partitions({0}) == 2
     assert data == {b"c": b"1"}
     assert owner == {b"c": 1}
+
+
+class Sent:
+    """The part of the emitter a table's flush uses."""
+
+    def __init__(self) -> None:
+        self.records: list[tuple[str, bytes | None, bytes | None, int]] = []
+
+    async def send_raw(self, topic: str, key: bytes | None, value: bytes | None,
+                       partition: int) -> None:  # fmt: skip
+        self.records.append((topic, key, value, partition))
+
+
+def test_a_table_knows_where_its_changelog_ends_after_its_own_writes() -> None:
+    table = BatchTable({}, {}, "changelog")
+    table.load(0, [Record(b"a", b"1")])
+    table.ends[0] = 1  # what the whole load read up to
+    sent = Sent()
+    table.partition = 0
+    table[b"a"] = b"2"
+    table[b"b"] = b"1"
+    table.partition = 1  # not loaded here: no end known, none made up
+    table[b"c"] = b"1"
+    asyncio.run(table.flush(sent))  # type: ignore[arg-type]  # the part of Emitter it calls
+    assert len(sent.records) == 3
+    assert table.ends == {0: 3}
+    table.partition = 0
+    del table[b"b"]  # a tombstone takes an offset too
+    asyncio.run(table.flush(sent))  # type: ignore[arg-type]
+    assert table.ends == {0: 4}
+    table.drop_partitions({0})
+    assert table.ends == {}
+
+
+def test_a_partition_handed_back_is_kept_only_where_no_other_worker_wrote_its_changelogs() -> None:
+    tickets, index = BatchTable({}, {}, "tickets-cl"), BatchTable({}, {}, "index-cl")
+    tickets.ends, index.ends = {0: 10, 1: 4, 2: 7}, {0: 3, 1: 2}
+    now = {TopicPartition("tickets-cl", 0): 10, TopicPartition("index-cl", 0): 3,
+           TopicPartition("tickets-cl", 1): 5, TopicPartition("index-cl", 1): 2,  # written
+           TopicPartition("tickets-cl", 2): 7, TopicPartition("index-cl", 2): 0}  # fmt: skip
+    # 0: both end where this worker left them; 1: another worker wrote; 2: never loaded here
+    assert unchanged_since({0, 1, 2}, [tickets, index], now) == {0}
+    assert unchanged_since({0}, [tickets, index], {}) == set()  # ends unknown: read again
 
 
 class Index:
