@@ -37,6 +37,11 @@ What faust did, this does itself:
 - Rebalance: the revocation runs the revocation hooks (timers stop firing), waits for the
   batch in progress (it commits first); a batch fetched before a rebalance is dropped
   uncommitted, for the partitions' owner to read again.
+- Stalls: a process that stood still longer than the session allows (SIGSTOP, a long GC
+  pause, a frozen VM) may have been evicted without knowing it; a batch processed across such
+  a stall is put back unsent (its table writes forgotten), and no batch is processed until
+  two heartbeats have had time to tell (`StallGuard`). What it had sent before the stall is
+  the usual uncommitted replay. A stall inside the few milliseconds of sending is not caught.
 - Stop (SIGTERM through faust's worker: this is a dependency of the app, which still runs the
   followers): the batch in progress finishes and commits, then the consumer leaves the group.
 """
@@ -106,6 +111,43 @@ def unchanged_since(
                    for table in tables)}  # fmt: skip
 
 
+class StallGuard:
+    """Notices that the whole process stood still (SIGSTOP, a long GC pause, a frozen VM) long
+    enough for the group to have evicted this member without it knowing: its partitions may
+    be another worker's by now. A batch processed across such a stall is not sent, and none is
+    processed until the heartbeats have had time to tell (if the member was evicted, the
+    revocation that follows makes any batch fetched before it stale).
+
+    `tick` runs every TICK_SECONDS on the event loop, which a stall stops too."""
+
+    TICK_SECONDS = 0.5
+
+    def __init__(
+        self, session_s: float, heartbeat_s: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.limit = session_s - heartbeat_s  # a stall this long may have outlived the session
+        self.hold = 2 * heartbeat_s
+        self._clock = clock
+        self._ticked = clock()
+        self._hold_until = 0.0
+        self.stalls = 0
+
+    def tick(self) -> None:
+        self.holding()
+        self._ticked = self._clock()
+
+    def holding(self) -> bool:
+        """A stall has just ended (seen now, or by the last tick): hold back."""
+        now = self._clock()
+        stood = now - self._ticked
+        if stood > self.limit:
+            self._ticked, self._hold_until = now, now + self.hold
+            self.stalls += 1
+            log.warning("direct_stage_stalled", seconds=round(stood, 1),
+                        holding_s=round(self.hold, 1))  # fmt: skip
+        return now < self._hold_until
+
+
 class OwnProducer:
     """The direct runtime's producer (faust's is not flushed for it): made and started in the
     running loop by the stage; called, it is what the emitter sends to."""
@@ -140,6 +182,10 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka s
 
 
 REPLAY_HOLD_SECONDS = 30.0  # the longest the forward-only inputs wait for the replay
+
+
+def _heartbeat_s(settings: RouterSettings) -> float:
+    return min(3.0, settings.session_timeout_s / 3)
 
 # hooks a stage registers: after each assignment's tables are loaded (the partition numbers
 # now owned), and at the start of each revocation (the partitions going)
@@ -199,6 +245,8 @@ class DirectStage(Service):
         self._failure: BaseException | None = None
         self._loop_task: asyncio.Task[None] | None = None
         self._timer_task: asyncio.Task[None] | None = None
+        self.stall = StallGuard(settings.session_timeout_s, _heartbeat_s(settings))
+        self._watch_task: asyncio.Task[None] | None = None
         # sent, not yet settled: (deliveries, offsets to commit, last record per partition)
         self._in_flight: InFlight | None = None
         self._loose: list[asyncio.Future[Any]] = []  # timers' deliveries, not yet confirmed
@@ -230,7 +278,7 @@ class DirectStage(Service):
             fetch_min_bytes=fetch_min_bytes,
             fetch_max_wait_ms=fetch_max_wait_ms,
             session_timeout_ms=int(s.session_timeout_s * 1000),
-            heartbeat_interval_ms=int(min(3.0, s.session_timeout_s / 3) * 1000),
+            heartbeat_interval_ms=int(_heartbeat_s(s) * 1000),
             request_timeout_ms=int(s.consumer_request_timeout_s * 1000),
             key_deserializer=None,
             value_deserializer=None,
@@ -250,14 +298,16 @@ class DirectStage(Service):
         await self.consumer.start()
         self.consumer.subscribe(self.inputs, listener=_Rebalance(self))
         self._loop_task = asyncio.ensure_future(self._run())
+        self._watch_task = asyncio.ensure_future(self._watch())
         if self._timers:
             self._timer_task = asyncio.ensure_future(self._tick())
 
     async def on_stop(self) -> None:
         self._stopping = True
-        if self._timer_task is not None:
-            self._timer_task.cancel()
-            await asyncio.wait([self._timer_task])
+        for task in (self._timer_task, self._watch_task):
+            if task is not None:
+                task.cancel()
+                await asyncio.wait([task])
         if self._loop_task is not None:  # it ends after the batch in progress is committed
             await asyncio.wait([self._loop_task])
         if self.consumer is not None:
@@ -283,6 +333,11 @@ class DirectStage(Service):
                     log.error("direct_timer_failed", timer=getattr(timer, "__qualname__", "?"),
                               error=repr(exc))  # fmt: skip
 
+    async def _watch(self) -> None:
+        while not self._stopping:
+            await asyncio.sleep(StallGuard.TICK_SECONDS)  # a periodic check, not a synchronisation
+            self.stall.tick()
+
     async def emit(self, records: Iterable[OutRecord], partition: int | None = None) -> None:
         """Write outside a batch (a timer): sent now, between two batches, and confirmed with
         the next settle (a failure stops the worker there, as a batch's would)."""
@@ -293,6 +348,9 @@ class DirectStage(Service):
     async def _consume(self) -> None:
         consumer, max_records = self.consumer, self.settings.batch_max_records
         while not self._stopping:
+            if self.stall.holding():  # until a heartbeat has told whether the member is gone
+                await asyncio.sleep(StallGuard.TICK_SECONDS)  # a periodic check of the hold
+                continue
             generation = self._generation
             batch = await consumer.getmany(timeout_ms=_IDLE_POLL_MS, max_records=max_records)
             if self._failure is not None:
@@ -325,12 +383,21 @@ class DirectStage(Service):
             offsets[tp] = records[-1].offset + 1
         if not offsets:
             return
+        # in declaration order; aiokafka's timestamps are in milliseconds
+        processed = [(runner, runner.process_messages(per_runner[runner], 0.001))
+                     for runner in self.runners if per_runner.get(runner)]  # fmt: skip
+        if self.stall.holding():  # stalled meanwhile: these partitions may be another's now
+            for runner, _ in processed:
+                runner.discard()
+            for tp, records in batch.items():
+                if tp in offsets and tp in consumer.assignment():
+                    consumer.seek(tp, records[0].offset)
+            log.warning("direct_batch_put_back", partitions=len(offsets))
+            return
         if self._held:
             self._replayed.update(offsets)
-        for runner in self.runners:  # declaration order
-            messages = per_runner.get(runner)
-            if messages:
-                await runner.run_messages(messages, 0.001)  # aiokafka timestamps: milliseconds
+        for runner, out in processed:
+            await runner.send(out)
         deliveries = await self.emitter.send_batched()
         last = [(tp.topic, tp.partition, records[-1].offset, records[-1].timestamp / 1000)
                 for tp, records in batch.items() if tp in offsets]  # fmt: skip

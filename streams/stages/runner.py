@@ -98,6 +98,10 @@ class BatchTable(MutableMapping[bytes, bytes]):
     def __len__(self) -> int:
         return sum(1 for _ in self)
 
+    def discard(self) -> None:
+        """Forget the writes since the last flush."""
+        self._pending = {}
+
     async def flush(self, emitter: Emitter) -> None:
         """Store and log each key written since the last flush."""
         pending, self._pending = self._pending, {}
@@ -141,6 +145,11 @@ class StageRunner:
     async def run_messages(self, messages: Iterable[Any], seconds_per_unit: float) -> None:
         """Consumed messages in (faust's or aiokafka's: topic, partition, offset, key, value,
         timestamp in units of `seconds_per_unit`, headers), outputs and table writes out."""
+        await self.send(self.process_messages(messages, seconds_per_unit))
+
+    def process_messages(self, messages: Iterable[Any], seconds_per_unit: float) -> list[OutRecord]:
+        """The processor over the messages: their outputs; the tables' writes stay pending
+        until `send` (or `discard`)."""
         out: list[OutRecord] = []
         process, tables, now = self.processor.process, self.tables, self.clock.now
         logical, with_headers = self._logical, self._with_headers
@@ -154,10 +163,21 @@ class StageRunner:
                 headers_of(m.headers) if with_headers else NO_HEADERS,
             )  # fmt: skip
             out.extend(process(record, now()))
+        return out
+
+    async def send(self, out: list[OutRecord]) -> None:
+        """The outputs, then the tables' pending writes (stored and logged)."""
         await self.emitter.emit(out)  # first: a replay finds these pending if the state is stored
-        for table in tables:
+        for table in self.tables:
             await table.flush(self.emitter)
         write_notes(self.processor.notes)
+
+    def discard(self) -> None:
+        """Forget a processed batch's table writes and notes (its outputs are the caller's to
+        drop): the tables read as before it, and processing it again notes it again."""
+        for table in self.tables:
+            table.discard()
+        self.processor.notes.clear()
 
 
 def install_stage(

@@ -9,7 +9,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from router.traffic import MarketplaceTraffic
@@ -97,20 +97,25 @@ class SteadyLoad:
             await producer.stop()
 
 
-def committed_inbound(bootstrap: str, prefix: str) -> int:
-    """Sum of the group's committed offsets on the channel topics: inbound records committed."""
+def committed_offsets(bootstrap: str, prefix: str) -> dict[TopicPartition, int]:
+    """The group's committed offsets on the channel topics (where it has committed any)."""
 
-    async def read() -> int:
+    async def read() -> dict[TopicPartition, int]:
         admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
         await admin.start()
         try:
             offsets = await admin.list_consumer_group_offsets(f"{prefix}{APP_ID}")
         finally:
             await admin.close()
-        return sum(meta.offset for tp, meta in offsets.items()
-                   if tp.topic.startswith(f"{prefix}channel.") and meta.offset > 0)
+        return {tp: meta.offset for tp, meta in offsets.items()
+                if tp.topic.startswith(f"{prefix}channel.") and meta.offset > 0}  # fmt: skip
 
     return asyncio.run(read())
+
+
+def committed_inbound(bootstrap: str, prefix: str) -> int:
+    """Sum of the group's committed offsets on the channel topics: inbound records committed."""
+    return sum(committed_offsets(bootstrap, prefix).values())
 
 
 def queue_records_per_inbound(outputs: list[Output]) -> Counter[str]:

@@ -19,6 +19,7 @@ from streams.stages.direct import (
     REPLAY_HOLD_SECONDS,
     CoPartitioningError,
     DirectStage,
+    StallGuard,
     check_co_partitioned,
     unchanged_since,
 )
@@ -315,6 +316,81 @@ def test_the_hold_ends_after_its_longest_wait_even_if_the_replay_does_not() -> N
     stage._held_since -= REPLAY_HOLD_SECONDS
     stage._release_when_replayed()
     assert consumer.paused == set()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_stall_longer_than_the_session_allows_holds_processing_for_two_heartbeats() -> None:
+    clock = Clock()
+    guard = StallGuard(session_s=10.0, heartbeat_s=3.0, clock=clock)
+    for _ in range(20):  # ticking on time: never holds
+        clock.now += StallGuard.TICK_SECONDS
+        guard.tick()
+        assert not guard.holding()
+    clock.now += 6.9  # shorter than session - heartbeat: the member cannot have been evicted
+    assert not guard.holding()
+    guard.tick()
+    clock.now += 7.5  # seen before the next tick
+    assert guard.holding()
+    assert guard.stalls == 1
+    clock.now += 5.9
+    guard.tick()
+    assert guard.holding()  # two heartbeats (6 s) from when it was seen
+    clock.now += 0.2
+    assert not guard.holding()
+    clock.now += 8.0
+    guard.tick()  # seen by the tick this time
+    assert guard.holding()
+    assert guard.stalls == 2
+
+
+class SeekingConsumer:
+    def __init__(self, assigned: set[TopicPartition]) -> None:
+        self.assigned = assigned
+        self.seeks: list[tuple[TopicPartition, int]] = []
+
+    def assignment(self) -> set[TopicPartition]:
+        return self.assigned
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self.seeks.append((tp, offset))
+
+
+def test_a_batch_processed_across_a_stall_is_put_back_unsent_and_processed_after_the_hold(
+) -> None:
+    producer = BatchingProducer(room=100)
+    runner, data, _, _, emitter = build(producer)
+    unused: Any = None
+    stage = DirectStage(RouterSettings(topic_prefix="p."), {"p.channel.email": [runner]},
+                        runner.tables, emitter, "group", unused, unused, lambda exc: None,
+                        unused)  # fmt: skip
+    clock = Clock()
+    stage.stall = StallGuard(session_s=10.0, heartbeat_s=3.0, clock=clock)
+    tp = TopicPartition("p.channel.email", 0)
+    consumer = stage.consumer = SeekingConsumer({tp})
+    stage.owned = {0}
+    batch = {tp: [Message("p.channel.email", 0, 7 + n, b"thread-1", inbound_bytes(f"e-{n}"),
+                          timestamp=1.7e12) for n in range(3)]}  # fmt: skip
+
+    clock.now += 8.0  # the process stood still (between the fetch and the send, say)
+    asyncio.run(stage._process(batch, stale=False))
+    assert producer.batches == []  # nothing sent
+    assert data == {}  # the batch's table writes are forgotten
+    assert consumer.seeks == [(tp, 7)]  # read again from its first record
+    assert stage._in_flight is None  # nothing to commit
+
+    clock.now += 6.1  # the hold is over and no revocation came: still this worker's
+    asyncio.run(stage._process(batch, stale=False))
+    assert {topic.removeprefix("p.") for topic, _, _ in producer.batches} >= {
+        "queue.vendor.acme", "ticket-router-tickets-changelog"}
+    assert len(data) == 1
+    assert stage._in_flight is not None
 
 
 @pytest.mark.parametrize(
