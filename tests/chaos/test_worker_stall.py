@@ -13,13 +13,11 @@ import pytest
 from tests.harness import WorkerProcess, wait_for
 from tests.integration.conftest import EngineUnderTest
 from tests.integration.test_direct_routing import (
-    DIRECT,
-    all_accounted,
     assigned_events,
     assignments,
-    check_replays_identical,
-    check_tickets_continue,
-    queued,
+    carried_on,
+    more_queued,
+    second_worker,
     start_under_load,
 )
 from tests.integration.test_shutdown import committed_offsets
@@ -46,14 +44,7 @@ def test_a_stalled_worker_reads_back_what_another_wrote_while_it_was_away(
 ) -> None:
     first, load, collector = start_under_load(engine, 300)
     try:
-        second = engine.start_worker(**DIRECT)
-
-        def shared() -> bool:
-            mine, theirs = assignments(first), assignments(second)
-            return bool(mine and theirs and mine[-1] and theirs[-1]
-                        and sorted(mine[-1] + theirs[-1]) == [0, 1, 2])  # fmt: skip
-
-        wait_for(shared, 60, "the two workers to split the partitions")
+        second = second_worker(engine, first)
         joins = len(assigned_events(first))
         send(first, signal.SIGSTOP)
         try:
@@ -82,11 +73,7 @@ def test_a_stalled_worker_reads_back_what_another_wrote_while_it_was_away(
         # what it held before the stall was written meanwhile: none of it is kept
         assert back["tables_kept"] == []
         assert back["changelog_records"] > 0
-        seen = len(collector.outputs)
-        collector.poll_until(lambda outs: len(queued(outs)) >= seen + 300, 120,
-                             "outputs after the rejoin")  # fmt: skip
+        more_queued(collector, 300, "outputs after the rejoin")
     finally:
         produced = load.stop()
-    outputs = all_accounted(collector, produced)
-    check_replays_identical(outputs)
-    check_tickets_continue(outputs)
+    carried_on(collector, produced)

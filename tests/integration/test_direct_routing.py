@@ -125,6 +125,34 @@ def start_under_load(
     return worker, load, collector
 
 
+def second_worker(engine: EngineUnderTest, first: WorkerProcess) -> WorkerProcess:
+    """A second direct worker, once it and `first` have split the partitions between them."""
+    second = engine.start_worker(**DIRECT)
+
+    def shared() -> bool:
+        mine, theirs = assignments(first), assignments(second)
+        return bool(mine and theirs and mine[-1] and theirs[-1]
+                    and sorted(mine[-1] + theirs[-1]) == [0, 1, 2])  # fmt: skip
+
+    wait_for(shared, 60, "the two workers to split the partitions")
+    return second
+
+
+def carried_on(collector: Collector, produced: set[str]) -> int:
+    """Every input came out, replays were identical, every ticket carried on; how many
+    inputs were written more than once."""
+    outputs = all_accounted(collector, produced)
+    replayed = check_replays_identical(outputs)
+    check_tickets_continue(outputs)
+    return replayed
+
+
+def more_queued(collector: Collector, n: int, what: str) -> None:
+    """Wait until `n` more queue records than now have come out."""
+    seen = len(queued(collector.outputs))
+    collector.poll_until(lambda outs: len(queued(outs)) >= seen + n, 120, what)
+
+
 def all_accounted(collector: Collector, produced: set[str]) -> list[Output]:
     return collector.poll_until(
         lambda outs: produced <= accounted_inbound_ids(outs), 120, "every input on a queue",
@@ -214,9 +242,7 @@ def test_sigkill_under_load_then_restart_loses_nothing_and_replays_the_same_reco
     try:
         first.kill()  # mid-load: no flush, no final commit
         second = engine.start_worker(**DIRECT)
-        seen = len(collector.outputs)
-        collector.poll_until(lambda outs: len(queued(outs)) >= seen + 300, 120,
-                             "the second worker's outputs")  # fmt: skip
+        more_queued(collector, 300, "the second worker's outputs")
     finally:
         produced = load.stop() | {r.inbound_id for r in backlog if r.inbound_id}
     outputs = all_accounted(collector, produced)
@@ -264,35 +290,22 @@ def test_two_workers_share_the_partitions_and_hand_them_back_without_loss(
 ) -> None:
     first, load, collector = start_under_load(engine, 300)
     try:
-        second = engine.start_worker(**DIRECT)
-
-        def shared() -> bool:
-            mine, theirs = assignments(first), assignments(second)
-            return bool(mine and theirs and mine[-1] and theirs[-1]
-                        and sorted(mine[-1] + theirs[-1]) == [0, 1, 2])  # fmt: skip
-
-        wait_for(shared, 60, "the two workers to split the partitions")
+        second = second_worker(engine, first)
         # The first worker had every partition and nobody else wrote their changelogs: the
         # ones handed back keep their tables instead of being read again.
         split = assigned_events(first)[-1]
         assert split["tables_kept"] == split["partitions"]
-        seen = len(collector.outputs)
-        collector.poll_until(lambda outs: len(queued(outs)) >= seen + 300, 120,
-                             "outputs from both workers")  # fmt: skip
+        more_queued(collector, 300, "outputs from both workers")
         assert first.stop() == 0  # its partitions move back to the second worker
         wait_for(lambda: assignments(second)[-1] == [0, 1, 2], 60,
                  "the second worker to take every partition")  # fmt: skip
         before, after = assigned_events(second)[-2:]
         assert after["tables_kept"] == before["partitions"]  # its own; the others read back
         assert after["changelog_records"] > 0
-        seen = len(collector.outputs)
-        collector.poll_until(lambda outs: len(queued(outs)) >= seen + 300, 120,
-                             "the second worker's outputs")  # fmt: skip
+        more_queued(collector, 300, "the second worker's outputs")
     finally:
         produced = load.stop()
-    outputs = all_accounted(collector, produced)
-    check_replays_identical(outputs)
-    check_tickets_continue(outputs)
+    carried_on(collector, produced)
 
 
 def test_sigterm_under_load_commits_what_it_wrote_and_exits_in_time(
