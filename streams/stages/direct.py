@@ -39,9 +39,10 @@ What faust did, this does itself:
   uncommitted, for the partitions' owner to read again.
 - Stalls: a process that stood still longer than the session allows (SIGSTOP, a long GC
   pause, a frozen VM) may have been evicted without knowing it; a batch processed across such
-  a stall is put back unsent (its table writes forgotten), and no batch is processed until
-  two heartbeats have had time to tell (`StallGuard`). What it had sent before the stall is
-  the usual uncommitted replay. A stall inside the few milliseconds of sending is not caught.
+  a stall is put back unsent (its table writes forgotten), and no batch is processed nor timer
+  fired until two heartbeats have had time to tell (`StallGuard`). What it sent before the
+  stall is the usual uncommitted replay. A stall within the milliseconds of sending is not
+  caught.
 - Stop (SIGTERM through faust's worker: this is a dependency of the app, which still runs the
   followers): the batch in progress finishes and commits, then the consumer leaves the group.
 """
@@ -187,6 +188,7 @@ REPLAY_HOLD_SECONDS = 30.0  # the longest the forward-only inputs wait for the r
 def _heartbeat_s(settings: RouterSettings) -> float:
     return min(3.0, settings.session_timeout_s / 3)
 
+
 # hooks a stage registers: after each assignment's tables are loaded (the partition numbers
 # now owned), and at the start of each revocation (the partitions going)
 AssignedHook = Callable[[set[int]], Awaitable[None]]
@@ -323,15 +325,23 @@ class DirectStage(Service):
             self._on_failure(exc)
 
     async def _tick(self) -> None:
-        """The timers, every TICK_SECONDS; one that fails is logged, the next tick retries."""
         while not self._stopping:
             await asyncio.sleep(TICK_SECONDS)  # a periodic timer, not a synchronisation
-            for timer in self._timers:
-                try:
-                    await timer()
-                except Exception as exc:
-                    log.error("direct_timer_failed", timer=getattr(timer, "__qualname__", "?"),
-                              error=repr(exc))  # fmt: skip
+            await self.fire_timers()
+
+    async def fire_timers(self) -> int:
+        """The timers (every TICK_SECONDS); none while a stall's hold lasts, as the partitions
+        they fire for may be another's. One that fails is logged, the next tick retries. How
+        many ran."""
+        if self.stall.holding():
+            return 0
+        for timer in self._timers:
+            try:
+                await timer()
+            except Exception as exc:
+                log.error("direct_timer_failed", timer=getattr(timer, "__qualname__", "?"),
+                          error=repr(exc))  # fmt: skip
+        return len(self._timers)
 
     async def _watch(self) -> None:
         while not self._stopping:

@@ -350,6 +350,26 @@ def test_a_stall_longer_than_the_session_allows_holds_processing_for_two_heartbe
     assert guard.stalls == 2
 
 
+def test_no_timer_fires_while_a_stall_is_held() -> None:
+    fired: list[int] = []
+
+    async def timer() -> None:
+        fired.append(1)
+
+    *_, emitter = build(Producer())
+    unused: Any = None
+    stage = DirectStage(RouterSettings(topic_prefix="p."), {}, [], emitter, "group", unused,
+                        unused, lambda exc: None, unused, timers=[timer])  # fmt: skip
+    clock = Clock()
+    stage.stall = StallGuard(session_s=10.0, heartbeat_s=3.0, clock=clock)
+    assert asyncio.run(stage.fire_timers()) == 1
+    clock.now += 8.0
+    assert asyncio.run(stage.fire_timers()) == 0
+    clock.now += 6.1
+    assert asyncio.run(stage.fire_timers()) == 1
+    assert fired == [1, 1]
+
+
 class SeekingConsumer:
     def __init__(self, assigned: set[TopicPartition]) -> None:
         self.assigned = assigned
