@@ -378,15 +378,15 @@ class DirectStage(Service):
     async def _process(self, batch: dict[TopicPartition, list[Any]], stale: bool) -> None:
         """Process and send; then settle the batch before (its deliveries overlapped this
         one's processing). A batch fetched before a rebalance, or records of a partition
-        whose tables are not loaded, are put back unread (position moved back)."""
-        consumer, owned, routes = self.consumer, self.owned, self.routes
+        whose tables are not loaded, are put back unread (position moved back); a batch
+        processed across a stall, unsent."""
+        owned, routes = self.owned, self.routes
         tabled = self.tabled
         per_runner: dict[StageRunner, list[Any]] = {}
         offsets: dict[TopicPartition, int] = {}
         for tp, records in batch.items():
             if stale or (tp.partition not in owned and tp.topic in tabled):
-                if tp in consumer.assignment():
-                    consumer.seek(tp, records[0].offset)
+                self._put_back(tp, records)
                 continue
             for runner in routes[tp.topic]:
                 per_runner.setdefault(runner, []).extend(records)
@@ -399,9 +399,8 @@ class DirectStage(Service):
         if self.stall.holding():  # stalled meanwhile: these partitions may be another's now
             for runner, _ in processed:
                 runner.discard()
-            for tp, records in batch.items():
-                if tp in offsets and tp in consumer.assignment():
-                    consumer.seek(tp, records[0].offset)
+            for tp in offsets:
+                self._put_back(tp, batch[tp])
             log.warning("direct_batch_put_back", partitions=len(offsets))
             return
         if self._held:
@@ -413,6 +412,11 @@ class DirectStage(Service):
                 for tp, records in batch.items() if tp in offsets]  # fmt: skip
         await self._settle()
         self._in_flight = (deliveries, offsets, last)
+
+    def _put_back(self, tp: TopicPartition, records: list[Any]) -> None:
+        """Read these records again (if the partition is still assigned)."""
+        if tp in self.consumer.assignment():
+            self.consumer.seek(tp, records[0].offset)
 
     async def _settle(self) -> None:
         """The batch in flight and the timers' writes: wait for their deliveries (a failure
