@@ -86,7 +86,7 @@ def join_stored(state: bytes, pending: Sequence[Pending]) -> bytes:
                 for r in entry.records
             ],
         ]
-        for entry in pending[-MAX_PENDING:]
+        for entry in pending
     ]
     return state + SEPARATOR + orjson.dumps(document)
 
@@ -118,8 +118,12 @@ def open_stored(
     """A key's stored value read for the input at `position`: the encoded state, the pending
     entries, and the entry of that very input when it was applied before (a replay)."""
     state, pending = split_stored(raw) if raw is not None else (None, [])
-    replay = find_pending(pending, position) if pending and state is not None else None
-    return state, pending, replay
+    return state, pending, replay_of(state, pending, position)
+
+
+def replay_of(state: bytes | None, pending: Sequence[Pending], position: str) -> Pending | None:
+    """The pending entry of the input at `position`, when a stored state says it was applied."""
+    return find_pending(pending, position) if pending and state is not None else None
 
 
 def next_stored(
@@ -131,7 +135,17 @@ def next_stored(
 ) -> bytes:
     """The value to store after the input at `position` produced `records`: the new state,
     the entries not yet committed, and this input's."""
+    return join_stored(state, next_pending(pending, position, records, committed))
+
+
+def next_pending(
+    pending: Sequence[Pending],
+    position: str,
+    records: Sequence[OutRecord],
+    committed: Callable[[str, int], int | None],
+) -> list[Pending]:
+    """The entries to store after the input at `position` produced `records`."""
     kept = prune(pending, committed)
     if records:
         kept.append(Pending(position, tuple(records)))
-    return join_stored(state, kept)
+    return kept[-MAX_PENDING:]

@@ -33,7 +33,15 @@ from router.outbound import outbound_reply
 from router.records import OutRecord
 from router.reroutes import TicketIndexEntry
 from router.sla.lifecycle import on_action, on_tick, on_ticket_event
-from router.sla.outbox import next_stored, open_stored, source_key, state_part
+from router.sla.outbox import (
+    Pending,
+    join_stored,
+    next_pending,
+    open_stored,
+    replay_of,
+    source_key,
+    state_part,
+)
 from router.sla.policy import SlaConfig
 from router.sla.render import (
     CMD_ACTION,
@@ -97,6 +105,12 @@ def sla_kind(value: bytes) -> str:
 ThreadLookup = Callable[[str], TicketIndexEntry | None]
 Runner = Callable[[LifecycleState | None], Step]
 Render = Callable[[list[Output]], list[OutRecord]]
+# What `_apply` last stored for a ticket: the stored bytes, their state part and pending
+# entries, and the state itself (the core never changes a state it is given: it copies first).
+Written = tuple[bytes, bytes, list[Pending], LifecycleState]
+# Tickets whose last write is kept decoded; the whole lot is let go when full (a batch's
+# tickets fit many times over).
+MAX_WRITTEN = 4096
 
 
 class LifecycleProcessor:
@@ -126,6 +140,9 @@ class LifecycleProcessor:
         self._threads = threads
         self.counts: Counter[str] = Counter()
         self.notes: list[Note] = []
+        # The next input of a ticket in a batch (a new ticket brings three events) reads back
+        # the state just stored without decoding it, while the table returns those very bytes.
+        self._written: dict[bytes, Written] = {}
 
     def process(self, record: InRecord, now: datetime) -> list[OutRecord]:
         """One record of `tickets.actions`, `tickets.events` or `tickets.commands`."""
@@ -336,7 +353,15 @@ class LifecycleProcessor:
         reindex: bool,
     ) -> None:
         key = ticket_id.encode()
-        stored, pending, replay = open_stored(self.table.get(key), position)
+        raw = self.table.get(key)
+        written = self._written.get(key)
+        stored: bytes | None
+        state: LifecycleState | None = None
+        if written is not None and written[0] is raw:
+            _, stored, pending, state = written
+            replay = replay_of(stored, pending, position)
+        else:
+            stored, pending, replay = open_stored(raw, position)
         if replay is not None and stored is not None:
             # Read again after a crash, already applied: re-send what it produced, same ids.
             self.counts["replayed"] += 1
@@ -344,7 +369,8 @@ class LifecycleProcessor:
             if reindex:
                 self._index(partition, ticket_id, index_entry_from_json(stored))
             return
-        state = decode_state(stored) if stored is not None else None
+        if state is None and stored is not None:
+            state = decode_state(stored)
         step = run(state)
         records = render(step.outputs)
         out.extend(records)  # sent before the state is stored: a replay finds them pending
@@ -352,9 +378,12 @@ class LifecycleProcessor:
         if new_state is None:
             return
         if new_state is not state:
-            self.table[key] = next_stored(
-                encode_state(new_state), pending, position, records, self._committed
-            )
+            encoded = encode_state(new_state)
+            kept = next_pending(pending, position, records, self._committed)
+            value = self.table[key] = join_stored(encoded, kept)
+            if len(self._written) >= MAX_WRITTEN:
+                self._written.clear()
+            self._written[key] = (value, encoded, kept, new_state)
             self.counts["stored"] += 1
         if new_state is not state or reindex:
             self._index(partition, ticket_id, index_entry(new_state))

@@ -132,6 +132,29 @@ def test_replayed_input_resends_its_outputs_with_the_same_ids(harness: Harness) 
     assert len(set(harness.sla_ids())) == 1
 
 
+def test_the_next_input_reads_the_table_not_the_state_last_written_here(
+    harness: Harness,
+) -> None:
+    # The stage keeps the state it last stored decoded, for the ticket's next input; once the
+    # table holds other bytes (another worker's changelog record, a forgotten batch), it reads
+    # those instead.
+    harness.routed("ev-1")
+    mine = harness.table[b"T-1"]
+    theirs = decode_state(split_stored(mine)[0])
+    # they applied ev-2 already, and moved the ticket since
+    theirs.recent_inputs = [*theirs.recent_inputs, "ev-2"]
+    theirs.queue = "dept:billing"
+    harness.table[b"T-1"] = encode_state(theirs)
+    harness.routed("ev-2")
+    assert harness.table[b"T-1"] == encode_state(theirs)  # a duplicate to them: nothing stored
+    # and while the table returns the bytes written here, the next input builds on them
+    harness.routed("ev-3")
+    assert harness.table[b"T-1"] != encode_state(theirs)
+    harness.routed("ev-4")
+    assert decode_state(split_stored(harness.table[b"T-1"])[0]).recent_inputs[-3:] == [
+        "ev-2", "ev-3", "ev-4"]
+
+
 def test_committed_inputs_leave_the_pending_list(harness: Harness) -> None:
     harness.routed()
     offset = harness.due()

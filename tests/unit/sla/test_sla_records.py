@@ -9,7 +9,9 @@ import pytest
 from pydantic import ValidationError
 
 from router.native import native_build_of
+from router.records import OutRecord
 from router.sla.clocks import CLOCK_FIELDS, ClockStatus, MetricClock
+from router.sla.outbox import MAX_PENDING, Pending, join_stored, next_pending, split_stored
 from router.sla.outputs import SlaRecord
 from router.sla.snapshot import Snapshot
 from router.sla.state import (
@@ -259,3 +261,18 @@ def test_the_fast_sla_record_holds_every_schema_field_in_order(desk: Desk) -> No
     for out in outs:
         assert list(out.record.wire_document()) == schema
         assert list(orjson.loads(out.record.json_bytes())) == schema
+
+
+def test_the_pending_list_keeps_the_latest_inputs_and_reads_back_as_stored() -> None:
+    pending: list[Pending] = []
+    for offset in range(MAX_PENDING + 5):
+        record = OutRecord("sla.events", b"T-1", b'{"n":%d}' % offset, (("h", b"\xff\n"),))
+        pending = next_pending(pending, f"tickets.events:0:{offset}", [record],
+                               lambda topic, partition: None)  # fmt: skip
+    assert [p.source for p in pending] == [
+        f"tickets.events:0:{offset}" for offset in range(5, MAX_PENDING + 5)]
+    state, read_back = split_stored(join_stored(b"[1]", pending))
+    assert (state, read_back) == (b"[1]", pending)
+    # committed inputs leave it
+    assert next_pending(pending, "tickets.events:0:99", [],
+                        lambda topic, partition: MAX_PENDING) == pending[-5:]  # fmt: skip
