@@ -105,12 +105,9 @@ def sla_kind(value: bytes) -> str:
 ThreadLookup = Callable[[str], TicketIndexEntry | None]
 Runner = Callable[[LifecycleState | None], Step]
 Render = Callable[[list[Output]], list[OutRecord]]
-# What `_apply` last stored for a ticket: the stored bytes, their state part and pending
+# What `_apply` last stored: the ticket's key, the stored bytes, their state part and pending
 # entries, and the state itself (the core never changes a state it is given: it copies first).
-Written = tuple[bytes, bytes, list[Pending], LifecycleState]
-# Tickets whose last write is kept decoded; the whole lot is let go when full (a batch's
-# tickets fit many times over).
-MAX_WRITTEN = 4096
+Written = tuple[bytes, bytes, bytes, list[Pending], LifecycleState]
 
 
 class LifecycleProcessor:
@@ -140,9 +137,11 @@ class LifecycleProcessor:
         self._threads = threads
         self.counts: Counter[str] = Counter()
         self.notes: list[Note] = []
-        # The next input of a ticket in a batch (a new ticket brings three events) reads back
-        # the state just stored without decoding it, while the table returns those very bytes.
-        self._written: dict[bytes, Written] = {}
+        # The next input of the ticket last stored (a new ticket's three events come one after
+        # another) reads its state back without decoding it, while the table returns those
+        # very bytes. One ticket only: states kept longer outlive young GC generations, and
+        # full collections then cost more than decoding saves.
+        self._written: Written | None = None
 
     def process(self, record: InRecord, now: datetime) -> list[OutRecord]:
         """One record of `tickets.actions`, `tickets.events` or `tickets.commands`."""
@@ -354,11 +353,11 @@ class LifecycleProcessor:
     ) -> None:
         key = ticket_id.encode()
         raw = self.table.get(key)
-        written = self._written.get(key)
+        written = self._written
         stored: bytes | None
         state: LifecycleState | None = None
-        if written is not None and written[0] is raw:
-            _, stored, pending, state = written
+        if written is not None and written[1] is raw and written[0] == key:
+            _, _, stored, pending, state = written
             replay = replay_of(stored, pending, position)
         else:
             stored, pending, replay = open_stored(raw, position)
@@ -381,9 +380,7 @@ class LifecycleProcessor:
             encoded = encode_state(new_state)
             kept = next_pending(pending, position, records, self._committed)
             value = self.table[key] = join_stored(encoded, kept)
-            if len(self._written) >= MAX_WRITTEN:
-                self._written.clear()
-            self._written[key] = (value, encoded, kept, new_state)
+            self._written = (key, value, encoded, kept, new_state)
             self.counts["stored"] += 1
         if new_state is not state or reindex:
             self._index(partition, ticket_id, index_entry(new_state))
