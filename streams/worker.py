@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 
 import structlog
 
@@ -18,6 +19,23 @@ from streams.settings import RouterSettings
 from streams.shutdown import BoundedWorker, EarlySignals
 
 log = structlog.get_logger("router.worker")
+
+# A batch allocates tens of thousands of short-lived containers. At CPython's default first
+# threshold (700) many of them outlive a collection or two while the batch is in flight and
+# reach the oldest generation, whose full collections then come every few seconds and walk
+# every object start-up built (~120k: modules, schemas, the compiled ruleset), 60-130 ms each
+# on the 2-core bench machine (~6% of the routing worker's CPU).
+YOUNG_GENERATION_THRESHOLD = 10_000
+
+
+def settle_heap() -> int:
+    """Once start-up is done: collect, leave every object it built out of later collections
+    (`gc.freeze`), and collect the young generation less often. Returns the objects frozen."""
+    gc.collect()
+    gc.freeze()
+    _, middle, oldest = gc.get_threshold()
+    gc.set_threshold(YOUNG_GENERATION_THRESHOLD, middle, oldest)
+    return gc.get_freeze_count()
 
 
 async def _prepare_topics(settings: RouterSettings, policy: RoutingPolicy) -> None:
@@ -50,6 +68,7 @@ def run_worker(settings: RouterSettings, policy: RoutingPolicy | None = None) ->
     if not early.run(catch_up_followers(engine.app)):
         return
     health.followers_loaded = True
+    log.info("heap_settled", frozen_objects=settle_heap())
     worker = BoundedWorker(
         engine.app,
         loop=loop,
