@@ -150,6 +150,10 @@ class RouterSettings(BaseSettings):
     # An action read before any event of its ticket waits this long for one, then it is
     # refused to the dead-letter topic as for an unknown ticket (router/stages/parking.py).
     action_park_s: float = Field(default=900.0, ge=1, le=7 * 86400)
+    # Where workers share a host's CPUs (a lifecycle worker beside a routing one), a positive
+    # niceness lets the others run first: routing keeps its latency under a backlog and this
+    # worker catches up when they idle. Only ever raised: lowering it takes privileges.
+    cpu_niceness: int = Field(default=0, ge=0, le=19)
     # SIGTERM to exit; past it the worker logs where it waits and exits 70 (streams/shutdown.py)
     shutdown_timeout_s: float = Field(default=8.0, gt=0, le=600)
 

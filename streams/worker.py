@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 
 import structlog
 
@@ -38,6 +39,15 @@ def settle_heap() -> int:
     return gc.get_freeze_count()
 
 
+def yield_cpu(niceness: int) -> int:
+    """Raise this process's niceness to at least `niceness` (never lower it: that takes
+    privileges, and an operator's `nice` on the command line stays). Returns the niceness."""
+    current = os.getpriority(os.PRIO_PROCESS, 0)
+    if niceness > current:
+        os.setpriority(os.PRIO_PROCESS, 0, niceness)
+    return os.getpriority(os.PRIO_PROCESS, 0)
+
+
 async def _prepare_topics(settings: RouterSettings, policy: RoutingPolicy) -> None:
     """Core topics plus every department queue the policy names: no creation on the hot path."""
     manager = await ensure_core_topics(settings)
@@ -53,6 +63,8 @@ def run_worker(settings: RouterSettings, policy: RoutingPolicy | None = None) ->
     asyncio.set_event_loop(loop)
     early = EarlySignals(loop)  # SIGTERM before faust's worker runs: stop, exit 0
     log.info("worker_starting", settings=settings.masked())
+    if settings.cpu_niceness:
+        log.info("cpu_niceness", niceness=yield_cpu(settings.cpu_niceness))
     engine = create_engine(settings, policy)
     health = WorkerHealth(
         engine, loop, commit_stall_s=settings.health_commit_stall_s,

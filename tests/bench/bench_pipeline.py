@@ -512,6 +512,7 @@ async def engine_subject(
     routes: dict[str, str],
     layout: str = "split",
     name: str = "engine",
+    sla_niceness: int = 0,
 ) -> Subject:
     # Vendor queues exist before their first ticket in production (`router vendors provision`).
     queues = sorted({queue_topic(q) for q in routes.values()})
@@ -527,10 +528,12 @@ async def engine_subject(
     layout = layout.removesuffix(FAUST)
 
     def worker(stage: str) -> WorkerProcess:
+        # a lifecycle worker of its own yields the CPU to the routing worker (cpu_niceness)
+        nice = {"ROUTER_CPU_NICENESS": str(sla_niceness)} if stage == "lifecycle" else {}
         return WorkerProcess(
             bootstrap, prefix, workdir / f"data-{name}-{stage}",
             workdir / f"worker-{name}-{stage}.log",
-            extra_env={**env, "ROUTER_STAGE": stage, **runtime},
+            extra_env={**env, "ROUTER_STAGE": stage, **runtime, **nice},
         )  # fmt: skip
 
     if layout in ("split", "routing"):
@@ -553,6 +556,41 @@ async def lifecycle_lag(bootstrap: str, prefix: str, layout: str) -> int:
     rows = await group_offsets(settings, [settings.group_id()])
     inputs = {settings.topic(t) for t in ("tickets.events", "tickets.commands", "tickets.actions")}
     return sum(row.lag for row in rows if row.topic in inputs)
+
+
+@dataclass
+class EngineRun:
+    """One layout's figures; the SLA stage's as (lag in records, seconds until all committed,
+    None past the deadline) when routing's drain ended and when the paced load stopped."""
+
+    layout: str
+    result: Result
+    sla_after_drain: tuple[int | None, float | None]
+    sla_after_paced: tuple[int | None, float | None]
+    sla_cpu_s: float | None  # a lifecycle worker of its own, from the first output on
+
+
+def sla_report(run: EngineRun, inbound: int, niceness: int) -> str:
+    where = (
+        f"its own worker group, at niceness {niceness}" if run.layout.startswith("split")
+        else "same process"
+    )  # fmt: skip
+
+    def caught_up(lag_and_time: tuple[int | None, float | None], when: str) -> str:
+        lag, seconds = lag_and_time
+        done = "not all committed within the deadline" if seconds is None else (
+            f"all committed {seconds:.1f} s later"
+        )  # fmt: skip
+        return f"lag {lag} records (committed offsets) when {when}, {done}"
+
+    line = (
+        f"SLA stage ({where}): {caught_up(run.sla_after_drain, 'the drain ended')}; "
+        f"{caught_up(run.sla_after_paced, 'the paced load stopped')}"
+    )
+    if run.sla_cpu_s is None:
+        return line
+    per_inbound = run.sla_cpu_s / inbound * 1e6
+    return f"{line}; its worker's CPU from the first output until then {per_inbound:.0f} µs/inbound"
 
 
 async def sla_catch_up(
@@ -646,14 +684,12 @@ def report(
         row("busy, share of one core", each(lambda r: f"{r.busy_share:.2f}")),
         row("waiting for a CPU, share", each(lambda r: f"{r.runqueue_share:.2f}")),
     ]
+    def quantile_of(attr: str, q: float) -> Callable[[Result], str]:
+        return lambda r: f"{percentile(getattr(r, attr), q):.1f}"
+
     for label, attr in (("record ts", "latency_ms"), ("consumer", "seen_latency_ms")):
         for q in (0.5, 0.99):
-            lines.append(
-                row(
-                    f"latency p{q * 100:.0f} {label} (ms)",
-                    each(lambda r, a=attr, q=q: f"{percentile(getattr(r, a), q):.1f}"),
-                )
-            )
+            lines.append(row(f"latency p{q * 100:.0f} {label} (ms)", each(quantile_of(attr, q))))
     names = " / ".join(r.name for r in subjects)
     return [
         *lines,
@@ -744,7 +780,7 @@ async def bench(bootstrap: str, args: argparse.Namespace) -> int:
         print(f"peer: skipped, {peer_env.reason}", flush=True)
     prefix = f"bench{uuid.uuid4().hex[:8]}."
     layouts = [args.layout, *([args.compare] if args.compare else [])]
-    engines: list[tuple[str, Result, int | None, float | None, float | None]] = []
+    engines: list[EngineRun] = []
     rate, paced = float(args.rate), paced_pool
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
         for n, layout in enumerate(layouts):
@@ -753,15 +789,21 @@ async def bench(bootstrap: str, args: argparse.Namespace) -> int:
             async with AsyncExitStack() as stack:
                 engine = await engine_subject(
                     stack, bootstrap, engine_prefix, args.partitions, Path(tmp), routes, layout,
-                    name=layout if len(layouts) > 1 else "engine",
+                    name=layout if len(layouts) > 1 else "engine", sla_niceness=args.sla_niceness,
                 )  # fmt: skip
                 await measure_drain(engine, bootstrap, drain)
                 print(f"{layout} drained at {engine.result.msg_per_s:,.0f} msg/s", flush=True)
+                with_sla = layout.removesuffix(FAUST) != "routing"
+                # the paced phase starts once the SLA stage has caught up with the drain
+                after_drain = (
+                    await sla_catch_up(bootstrap, engine_prefix, layout, deadline_s=120.0)
+                    if with_sla
+                    else (None, None)
+                )
                 if n == 0:  # every subject takes the same paced load
                     rate = min(args.rate, engine.result.msg_per_s / 2)
                     paced = paced_pool[: int(rate * args.seconds)]
                 await measure_latency(engine, bootstrap, paced, rate)
-                with_sla = layout.removesuffix(FAUST) != "routing"
                 sla_lag, sla_caught_up = (
                     await sla_catch_up(bootstrap, engine_prefix, layout)
                     if with_sla
@@ -781,7 +823,9 @@ async def bench(bootstrap: str, args: argparse.Namespace) -> int:
                     if inbound_id in routes
                     and out.topic != engine_prefix + queue_topic(routes[inbound_id])
                 )
-                engines.append((layout, engine.result, sla_lag, sla_caught_up, sla_cpu))
+                engines.append(
+                    EngineRun(layout, engine.result, after_drain, (sla_lag, sla_caught_up), sla_cpu)
+                )
         valid_ids = {r.inbound_id for r in drain + paced if r.inbound_id}
         baseline, baseline_rates = await measure_baseline(
             bootstrap, prefix, args.partitions, Path(tmp), valid_ids, drain, paced, rate
@@ -795,29 +839,13 @@ async def bench(bootstrap: str, args: argparse.Namespace) -> int:
             bootstrap, args, prefix, Path(tmp), routes, drain, paced, rate, peer_env
         )
     inbound = len(drain) + len(paced)
-    for n, (layout, result, sla_lag, sla_caught_up, sla_cpu) in enumerate(engines):
-        print(f"\n--layout {layout}", flush=True)
+    for n, run in enumerate(engines):
+        print(f"\n--layout {run.layout}", flush=True)
         shown = (peer, peer_notes) if n == 0 else (None, ())
-        print("\n".join(report(baseline, result, args, *shown)), flush=True)
-        if layout.removesuffix(FAUST) == "routing":
-            continue
-        print(
-            f"SLA stage ({'its own worker group' if layout.startswith('split') else 'same process'}"
-            f"): lag at the end of the paced phase {sla_lag} records (committed offsets), "
-            + (
-                f"all committed {sla_caught_up:.1f} s after the load stopped"
-                if sla_caught_up is not None
-                else "not all committed within 60 s of the load stopping"
-            )
-            + (
-                f"; its worker's CPU from the first output until then "
-                f"{sla_cpu / inbound * 1e6:.0f} µs per inbound"
-                if sla_cpu is not None
-                else ""
-            ),
-            flush=True,
-        )
-    engine_result = engines[0][1]
+        print("\n".join(report(baseline, run.result, args, *shown)), flush=True)
+        if run.layout.removesuffix(FAUST) != "routing":
+            print(sla_report(run, inbound, args.sla_niceness), flush=True)
+    engine_result = engines[0].result
     if not args.no_core:
         # In a thread: the streams-glue figure runs an event loop of its own.
         figures = await asyncio.to_thread(bench_core.measure_core, drain[:5000])
@@ -832,7 +860,7 @@ async def bench(bootstrap: str, args: argparse.Namespace) -> int:
             )
         )
     peer_failed = peer_env.python is not None and (peer is None or bool(peer.lost))
-    engine_lost = any(result.lost for _, result, *_ in engines)
+    engine_lost = any(run.result.lost for run in engines)
     return 1 if engine_lost or baseline.lost or peer_failed else 0
 
 
@@ -891,6 +919,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--compare", choices=LAYOUTS, default=None,
         help="a second engine layout measured in the same run, on the same records and paced "
         "load, against the same baseline",
+    )  # fmt: skip
+    parser.add_argument(
+        "--sla-niceness", type=int, choices=range(20), default=10, metavar="0-19",
+        help="ROUTER_CPU_NICENESS of a split layout's lifecycle worker, which shares the "
+        "machine's CPUs with the routing worker (0: the same priority)",
     )  # fmt: skip
     parser.add_argument("--partitions", type=int, default=6)
     parser.add_argument("--malformed", type=float, default=0.01, help="share of bad records")
