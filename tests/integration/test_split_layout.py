@@ -5,6 +5,7 @@ their changelog names."""
 from __future__ import annotations
 
 import asyncio
+import os
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
@@ -36,7 +37,8 @@ def test_a_move_by_the_lifecycle_worker_reaches_the_routing_worker(
     engine: EngineUnderTest,
 ) -> None:
     routing = engine.start_worker(ROUTER_STAGE="routing")
-    lifecycle = engine.start_worker(ROUTER_STAGE="lifecycle")
+    # as the README advises where both share a host: the SLA stage yields the CPU to routing
+    lifecycle = engine.start_worker(ROUTER_STAGE="lifecycle", ROUTER_CPU_NICENESS="10")
     ticket = ticket_id_for("email", "sp-1")
     engine.send("email", [(b"sp-1", inbound_bytes("sp-in-1", thread_ref="sp-1",
                                                   vendor_id="acme"))])  # fmt: skip
@@ -66,6 +68,11 @@ def test_a_move_by_the_lifecycle_worker_reaches_the_routing_worker(
         )
 
     wait_for(applied, 60, "the routing worker to learn of the move")
+    assert routing.proc is not None
+    assert lifecycle.proc is not None
+    own = os.getpriority(os.PRIO_PROCESS, 0)
+    assert os.getpriority(os.PRIO_PROCESS, lifecycle.proc.pid) == max(10, own)
+    assert os.getpriority(os.PRIO_PROCESS, routing.proc.pid) == own
     follow_up = inbound_bytes("sp-in-2", thread_ref="sp-1", vendor_id="acme", body="Any news?")
     engine.send("email", [(b"sp-1", follow_up)])
     outputs = engine.collector("queue.dept.disputes").poll_until(
