@@ -28,8 +28,17 @@ _KEYWORD_DEPARTMENTS: tuple[tuple[str, frozenset[str], tuple[str, ...]], ...] = 
         ("trust_safety", ("login", "password", "account", "hacked", "2fa")),
     )
 )
-# str.translate + split is ~5x faster than re.findall(r"\w+") on long bodies.
-_PUNCTUATION = str.maketrans(dict.fromkeys(string.punctuation, " "))
+# Punctuation becomes spaces, then the text is split on whitespace. At the byte level: UTF-8
+# never puts an ASCII byte inside a multi-byte character, so only the punctuation changes, and
+# `bytes.translate` reads a 256-byte table where `str.translate` looks up a dict per character
+# (~0.65 vs ~2.3 us for the bench mix's ~370-character messages; the split then takes ~7 us).
+_PUNCTUATION = bytes.maketrans(string.punctuation.encode(), b" " * len(string.punctuation))
+
+
+def words_of(text: str) -> list[str]:
+    """`text` split on whitespace and ASCII punctuation (a lone surrogate passes through)."""
+    spaced = text.encode("utf-8", "surrogatepass").translate(_PUNCTUATION)
+    return spaced.decode("utf-8", "surrogatepass").split()
 
 
 @lru_cache(maxsize=256)
@@ -82,7 +91,7 @@ class DefaultPolicy:
                 trace=tuple(trace),
             )
 
-        tokens = f"{msg.subject or ''} {msg.body}".lower().translate(_PUNCTUATION).split()
+        tokens = words_of(f"{msg.subject or ''} {msg.body}".lower())
         words, joined = set(tokens), f" {' '.join(tokens)} "
         _, single, phrases = _KEYWORD_DEPARTMENTS[0]
         if _mentions(words, joined, single, phrases):

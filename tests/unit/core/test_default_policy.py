@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+import string
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from router.default_policy import DefaultPolicy
+from router.default_policy import DefaultPolicy, words_of
 from router.routing import RoutingContext, TicketFacts
 from schemas.message import InboundMessage
 from schemas.vendor import VendorProfile, VendorStatus
@@ -46,3 +49,26 @@ def test_suspended_vendor_goes_to_the_platform_desk() -> None:
 def test_social_posts_get_higher_priority() -> None:
     assert decide(channel="social")[1] == "high"
     assert decide(channel="email")[1] == "normal"
+
+
+# The definition: ASCII punctuation as spaces, per character, then a split on whitespace.
+_PUNCTUATION_AS_SPACE = str.maketrans(dict.fromkeys(string.punctuation, " "))
+
+
+@given(
+    st.lists(  # not st.text, which leaves lone surrogates out
+        st.one_of(
+            st.characters(),
+            st.characters(categories=["Cs"]),  # lone surrogates: JSON escapes can make them
+            st.sampled_from(string.punctuation + string.whitespace + "\u00e9\u2019\u00a0"),
+        )
+    ).map("".join)
+)
+def test_words_are_the_text_split_on_whitespace_and_punctuation(text: str) -> None:
+    assert words_of(text) == text.translate(_PUNCTUATION_AS_SPACE).split()
+
+
+def test_words_keep_non_ascii_letters_and_drop_punctuation() -> None:
+    assert words_of("Caf\u00e9: r\u00e9fund?! 2fa-code\u2014\ud800x") == [
+        "Caf\u00e9", "r\u00e9fund", "2fa", "code\u2014\ud800x"
+    ]
